@@ -1,0 +1,344 @@
+//! Acknowledgements: every source item is finalized exactly once.
+//!
+//! A source that needs to know what became of its items (a message broker
+//! that must ack, a file that commits an offset) attaches an [`Ack`] to each
+//! item it emits. The runtime carries that reference alongside the item
+//! through every stage and finalizes it exactly once with a [`Status`]:
+//! delivered when a sink confirmed it, dropped when a stage filtered it out,
+//! failed or dead-lettered when it failed, and [`Status::Aborted`] when the
+//! pipeline was aborted before the item was finished (an at-least-once source
+//! redelivers those). In-memory sources attach nothing and pay nothing.
+//!
+//! A `flat_map` child shares its parent's reference: the parent is finalized
+//! once, when its last child is, with the most severe status of its children.
+
+mod offset;
+
+pub use offset::OffsetTracker;
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// How a source item ended.
+///
+/// Ordered by severity: when the children of one `flat_map` parent end
+/// differently, the parent ends with the greatest status among them.
+///
+/// # Examples
+///
+/// ```
+/// use weir::Status;
+/// assert!(Status::Aborted > Status::Failed);
+/// assert!(Status::Delivered > Status::Dropped);
+/// assert!(Status::Delivered.is_final());
+/// assert!(!Status::Aborted.is_final());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// A stage filtered the item out on purpose.
+    Dropped,
+    /// A sink confirmed the item.
+    Delivered,
+    /// The item failed and its dead-letter record was accepted.
+    DeadLettered,
+    /// The item failed and the error policy recorded the failure.
+    Failed,
+    /// The pipeline was aborted before the item was finished; it was not
+    /// delivered and an at-least-once source should redeliver it.
+    Aborted,
+}
+
+impl Status {
+    const ALL: [Status; 5] = [
+        Status::Dropped,
+        Status::Delivered,
+        Status::DeadLettered,
+        Status::Failed,
+        Status::Aborted,
+    ];
+
+    /// Whether the item is done with for good (everything but
+    /// [`Status::Aborted`]): a source may acknowledge or commit it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(weir::Status::Dropped.is_final());
+    /// ```
+    pub fn is_final(self) -> bool {
+        self != Status::Aborted
+    }
+
+    fn from_rank(rank: u8) -> Status {
+        Status::ALL[usize::from(rank).min(Status::ALL.len() - 1)]
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Status::Dropped => "dropped",
+            Status::Delivered => "delivered",
+            Status::DeadLettered => "dead_lettered",
+            Status::Failed => "failed",
+            Status::Aborted => "aborted",
+        })
+    }
+}
+
+/// Receives the final status of every item of an acknowledging source.
+///
+/// Called exactly once per [`Ack`], from whichever task finished the item;
+/// implementations must be cheap and must not block (record, then ack in a
+/// task of their own if that needs I/O). Closures `Fn(u64, Status)` implement
+/// it.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use weir::{Ack, Acker, Status};
+///
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// let log = seen.clone();
+/// let acker: Arc<dyn Acker> = Arc::new(move |id, status| log.lock().unwrap().push((id, status)));
+/// drop(Ack::new(7, acker)); // never finished: reported as aborted
+/// assert_eq!(*seen.lock().unwrap(), vec![(7, Status::Aborted)]);
+/// ```
+pub trait Acker: Send + Sync + 'static {
+    /// Item `id` ended with `status`.
+    fn finalize(&self, id: u64, status: Status);
+}
+
+impl<F> Acker for F
+where
+    F: Fn(u64, Status) + Send + Sync + 'static,
+{
+    fn finalize(&self, id: u64, status: Status) {
+        self(id, status)
+    }
+}
+
+struct Node {
+    id: u64,
+    /// Outstanding references (the item and its `flat_map` descendants).
+    pending: AtomicUsize,
+    /// Greatest status rank seen so far.
+    rank: AtomicU8,
+    acker: Arc<dyn Acker>,
+}
+
+impl Node {
+    fn finish(&self, status: Status) {
+        self.rank.fetch_max(status as u8, Ordering::AcqRel);
+        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let status = Status::from_rank(self.rank.load(Ordering::Acquire));
+            self.acker.finalize(self.id, status);
+        }
+    }
+}
+
+/// An acknowledgement reference from a source: the item's id and who to tell
+/// when it is finished.
+///
+/// Dropping an `Ack` that the runtime did not finish reports
+/// [`Status::Aborted`], so no item is ever forgotten silently.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use weir::{Ack, Acked, Pipeline, Status};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let delivered = Arc::new(AtomicU64::new(0));
+/// let d = delivered.clone();
+/// let acker = Arc::new(move |_id, status| {
+///     if status == Status::Delivered { d.fetch_add(1, Ordering::Relaxed); }
+/// });
+/// let items = (0..10u64).map(move |i| Acked::new(i, Ack::new(i, acker.clone())));
+/// Pipeline::from_acked(futures::stream::iter(items)).run().await.unwrap();
+/// assert_eq!(delivered.load(Ordering::Relaxed), 10);
+/// # });
+/// ```
+pub struct Ack {
+    node: Option<Arc<Node>>,
+}
+
+impl Ack {
+    /// A reference for source item `id`, reported to `acker` when finished.
+    pub fn new(id: u64, acker: Arc<dyn Acker>) -> Ack {
+        Ack {
+            node: Some(Arc::new(Node {
+                id,
+                pending: AtomicUsize::new(1),
+                rank: AtomicU8::new(0),
+                acker,
+            })),
+        }
+    }
+
+    /// The source's id for the item.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let ack = weir::Ack::new(3, std::sync::Arc::new(|_, _| {}));
+    /// assert_eq!(ack.id(), 3);
+    /// ```
+    pub fn id(&self) -> u64 {
+        self.node.as_ref().map_or(0, |n| n.id)
+    }
+}
+
+impl fmt::Debug for Ack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ack").field("id", &self.id()).finish()
+    }
+}
+
+impl Drop for Ack {
+    fn drop(&mut self) {
+        if let Some(node) = self.node.take() {
+            node.finish(Status::Aborted);
+        }
+    }
+}
+
+/// An item together with its source's acknowledgement reference.
+///
+/// # Examples
+///
+/// ```
+/// let acked = weir::Acked::new("line", weir::Ack::new(0, std::sync::Arc::new(|_, _| {})));
+/// assert_eq!(acked.item, "line");
+/// ```
+#[derive(Debug)]
+pub struct Acked<T> {
+    /// The item.
+    pub item: T,
+    /// Its acknowledgement reference.
+    pub ack: Ack,
+}
+
+impl<T> Acked<T> {
+    /// Pairs `item` with `ack`.
+    pub fn new(item: T, ack: Ack) -> Acked<T> {
+        Acked { item, ack }
+    }
+}
+
+/// What travels beside every item inside the runtime: the item's sequence
+/// number at the source (used in errors and events) and, for acknowledging
+/// sources, its acknowledgement reference. Finishing consumes the token;
+/// dropping an unfinished one reports [`Status::Aborted`].
+pub struct Token {
+    seq: u64,
+    node: Option<Arc<Node>>,
+}
+
+impl Token {
+    /// A token for an in-memory item: nothing to acknowledge.
+    #[inline(always)]
+    pub(crate) fn plain(seq: u64) -> Token {
+        Token { seq, node: None }
+    }
+
+    pub(crate) fn acked(seq: u64, mut ack: Ack) -> Token {
+        Token {
+            seq,
+            node: ack.node.take(),
+        }
+    }
+
+    /// The item's sequence number at its source.
+    #[inline(always)]
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Finishes the item with `status`.
+    #[inline(always)]
+    pub(crate) fn finish(mut self, status: Status) {
+        if let Some(node) = self.node.take() {
+            node.finish(status);
+        }
+    }
+
+    /// A second reference to the same source item (for `flat_map` children).
+    #[inline]
+    pub(crate) fn split(&self) -> Token {
+        Token {
+            seq: self.seq,
+            node: self.node.as_ref().map(|n| {
+                n.pending.fetch_add(1, Ordering::AcqRel);
+                n.clone()
+            }),
+        }
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Token")
+            .field("seq", &self.seq)
+            .field("ack", &self.node.as_ref().map(|n| n.id))
+            .finish()
+    }
+}
+
+impl Drop for Token {
+    #[inline(always)]
+    fn drop(&mut self) {
+        if let Some(node) = self.node.take() {
+            node.finish(Status::Aborted);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    type Log = Arc<Mutex<Vec<(u64, Status)>>>;
+
+    fn recorder() -> (Arc<dyn Acker>, Log) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        (Arc::new(move |id, st| s.lock().unwrap().push((id, st))), seen)
+    }
+
+    #[test]
+    fn parent_finishes_once_after_all_children_with_worst_status() {
+        let (acker, seen) = recorder();
+        let t = Token::acked(0, Ack::new(9, acker));
+        let a = t.split();
+        let b = t.split();
+        t.finish(Status::Delivered);
+        a.finish(Status::Dropped);
+        assert!(seen.lock().unwrap().is_empty());
+        b.finish(Status::Failed);
+        assert_eq!(*seen.lock().unwrap(), vec![(9, Status::Failed)]);
+    }
+
+    #[test]
+    fn dropped_token_reports_aborted_exactly_once() {
+        let (acker, seen) = recorder();
+        let t = Token::acked(0, Ack::new(1, acker));
+        let child = t.split();
+        drop(t);
+        child.finish(Status::Delivered);
+        assert_eq!(*seen.lock().unwrap(), vec![(1, Status::Aborted)]);
+    }
+
+    #[test]
+    fn plain_tokens_cost_nothing_and_report_nothing() {
+        assert_eq!(std::mem::size_of::<Token>(), 16);
+        Token::plain(3).finish(Status::Delivered);
+    }
+}

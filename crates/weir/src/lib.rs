@@ -1,0 +1,52 @@
+//! weir: streaming pipelines with typed stages, bounded memory,
+//! backpressure, and every item finalized exactly once.
+//!
+//! Items flow from a source through typed stages into a sink. Synchronous
+//! stages are fused into one loop; async, blocking and sink stages run in
+//! tasks of their own joined by bounded channels that carry chunks of
+//! items, so memory stays bounded whatever the stream's length and a slow
+//! stage slows its upstream instead of growing a queue.
+//!
+//! ```
+//! use weir::{ErrorPolicy, Pipeline};
+//!
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+//! let report = Pipeline::from_iter(["3", "1", "oops", "4"])
+//!     .try_map(|s| s.parse::<u64>())
+//!     .name("parse")
+//!     .on_error(ErrorPolicy::Skip)
+//!     .then(|n| async move { n * 100 }) // e.g. an HTTP call
+//!     .concurrency(16)
+//!     .filter(|n| *n > 100)
+//!     .for_each(|n| println!("{n}"))
+//!     .run()
+//!     .await
+//!     .unwrap();
+//! assert_eq!((report.delivered, report.dropped, report.failed), (2, 1, 1));
+//! # });
+//! ```
+//!
+//! Three ways to consume a pipeline, all over one streaming core:
+//! [`Pipeline::events`] (typed [`Event`]s, the primary API),
+//! [`Pipeline::results`] (the output items) and [`Pipeline::run`] (a
+//! [`Report`]). [`Pipeline::start`] returns a [`Handle`] for long-running
+//! pipelines: push items, read metrics, drain or abort with a deadline.
+
+mod ack;
+mod error;
+mod event;
+mod metrics;
+mod pipeline;
+mod policy;
+mod runtime;
+mod source;
+pub mod stage;
+
+pub use ack::{Ack, Acked, Acker, OffsetTracker, Status};
+pub use error::{BoxError, Error, ErrorKind};
+pub use event::{Event, EventKind, Progress, EVENT_VERSION};
+pub use metrics::{Outcome, Report, StageReport};
+pub use pipeline::{InfallibleFuture, Pipeline, PipelineBuilder};
+pub use policy::ErrorPolicy;
+pub use runtime::{Controller, Events, Handle, PushError, Pusher, Results, Shutdown, TryPushError};
+pub use stage::Sink;

@@ -1,0 +1,100 @@
+//! Counters per stage, published per chunk, and the [`Report`] built from
+//! them.
+//!
+//! Stages count into plain local fields on the hot path and publish the
+//! totals to shared atomics once per chunk (and when their task ends, even
+//! by abort), so a snapshot taken at any time is at most one chunk behind.
+
+mod report;
+
+pub use report::{Outcome, Report, StageReport};
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::runtime::Shared;
+
+/// Shared, published counters of one stage.
+#[derive(Debug, Default)]
+pub(crate) struct StageMetrics {
+    pub(crate) items_in: AtomicU64,
+    pub(crate) items_out: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    /// Items created beyond one per input (`flat_map` children).
+    pub(crate) expanded: AtomicU64,
+}
+
+/// A stage's local counters. Publishes on [`publish`](Self::publish) and on
+/// drop, so counts survive an aborted task.
+///
+/// `out` is derived (`in - dropped - failed + expanded`) unless the stage
+/// counts it explicitly (sinks count what a flush confirmed).
+#[derive(Debug)]
+pub(crate) struct Counters {
+    shared: Arc<Shared>,
+    stage: usize,
+    pub(crate) items_in: u64,
+    pub(crate) dropped: u64,
+    pub(crate) failed: u64,
+    pub(crate) expanded: u64,
+    /// Explicit output count; `None` derives it.
+    pub(crate) out: Option<u64>,
+}
+
+impl Counters {
+    pub(crate) fn new(shared: Arc<Shared>, stage: usize) -> Counters {
+        Counters {
+            shared,
+            stage,
+            items_in: 0,
+            dropped: 0,
+            failed: 0,
+            expanded: 0,
+            out: None,
+        }
+    }
+
+    /// Counters whose output is counted explicitly (sinks, collectors).
+    pub(crate) fn explicit(shared: Arc<Shared>, stage: usize) -> Counters {
+        let mut c = Counters::new(shared, stage);
+        c.out = Some(0);
+        c
+    }
+
+    pub(crate) fn stage(&self) -> usize {
+        self.stage
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    pub(crate) fn publish(&mut self) {
+        let out = match self.out.as_mut() {
+            Some(out) => std::mem::take(out),
+            None => (self.items_in + self.expanded).saturating_sub(self.dropped + self.failed),
+        };
+        if self.items_in == 0 && out == 0 && self.dropped == 0 && self.failed == 0 {
+            return;
+        }
+        let m = &self.shared.stages[self.stage].metrics;
+        add(&m.items_in, std::mem::take(&mut self.items_in));
+        add(&m.items_out, out);
+        add(&m.dropped, std::mem::take(&mut self.dropped));
+        add(&m.failed, std::mem::take(&mut self.failed));
+        add(&m.expanded, std::mem::take(&mut self.expanded));
+    }
+}
+
+fn add(a: &AtomicU64, n: u64) {
+    if n != 0 {
+        a.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Counters {
+    fn drop(&mut self) {
+        self.publish();
+    }
+}

@@ -1,0 +1,214 @@
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use futures::Stream;
+
+use super::{Config, Pipeline};
+use crate::ack::Acked;
+use crate::policy::ErrorPolicy;
+use crate::stage::{AckedSource, IntakeSource, IterSource, StageSpec, StreamSource};
+
+/// Pipeline-wide settings, then a source: the start of every pipeline.
+///
+/// | setting | default |
+/// |---|---|
+/// | [`name`](Self::name) | `"pipeline"` |
+/// | [`capacity`](Self::capacity) | 4096 items per channel |
+/// | [`chunk_size`](Self::chunk_size) | 1024 items |
+/// | [`progress_interval`](Self::progress_interval) | 1 s |
+/// | [`events_capacity`](Self::events_capacity) | 1024 events |
+/// | [`error_policy`](Self::error_policy) | [`ErrorPolicy::FailFast`] |
+/// | [`estimated_total`](Self::estimated_total) | the source's size hint |
+///
+/// # Examples
+///
+/// ```
+/// use weir::{ErrorPolicy, PipelineBuilder};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let report = PipelineBuilder::new()
+///     .name("squares")
+///     .capacity(256)
+///     .chunk_size(64)
+///     .error_policy(ErrorPolicy::Skip)
+///     .from_iter(0..1000u64)
+///     .map(|x| x * x)
+///     .run()
+///     .await
+///     .unwrap();
+/// assert_eq!(report.pipeline, "squares");
+/// assert_eq!(report.delivered, 1000);
+/// # });
+/// ```
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct PipelineBuilder {
+    config: Config,
+}
+
+impl PipelineBuilder {
+    /// A builder with every setting at its default (see the table above).
+    pub fn new() -> PipelineBuilder {
+        PipelineBuilder::default()
+    }
+
+    /// The pipeline's name, used in events, metrics and errors. By default,
+    /// `"pipeline"`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.config.name = name.into();
+        self
+    }
+
+    /// How many items each channel between tasks holds (items queued, not
+    /// chunks). With chunks in flight, the items alive in a pipeline are at
+    /// most the sum over its task boundaries of `capacity + chunk_size`,
+    /// plus each concurrent stage's concurrency, whatever the stream's
+    /// length. By default, 4096.
+    ///
+    /// # Panics
+    ///
+    /// If `capacity` is 0.
+    #[track_caller]
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        assert!(capacity > 0, "PipelineBuilder::capacity must be at least 1");
+        self.config.capacity = capacity;
+        self
+    }
+
+    /// The most items moved between tasks in one message. A sender ships
+    /// what is ready without waiting to fill a chunk, so this bounds
+    /// batching under load and costs no latency when idle. Clamped to the
+    /// capacity. By default, 1024.
+    ///
+    /// # Panics
+    ///
+    /// If `chunk_size` is 0.
+    #[track_caller]
+    pub fn chunk_size(mut self, chunk_size: usize) -> Self {
+        assert!(chunk_size > 0, "PipelineBuilder::chunk_size must be at least 1");
+        self.config.chunk_size = chunk_size;
+        self
+    }
+
+    /// How often a [`Progress`](crate::EventKind::Progress) event is
+    /// emitted while someone listens to [`events`](Pipeline::events). By
+    /// default, every second.
+    pub fn progress_interval(mut self, every: Duration) -> Self {
+        self.config.progress_interval = every;
+        self
+    }
+
+    /// How many events may wait for the consumer of
+    /// [`events`](Pipeline::events) before the pipeline waits for it. By
+    /// default, 1024.
+    ///
+    /// # Panics
+    ///
+    /// If `capacity` is 0.
+    #[track_caller]
+    pub fn events_capacity(mut self, capacity: usize) -> Self {
+        assert!(
+            capacity > 0,
+            "PipelineBuilder::events_capacity must be at least 1"
+        );
+        self.config.events_capacity = capacity;
+        self
+    }
+
+    /// The error policy of every stage that does not set its own with
+    /// [`Pipeline::on_error`]. By default, [`ErrorPolicy::FailFast`].
+    pub fn error_policy(mut self, policy: ErrorPolicy) -> Self {
+        self.config.error_policy = policy;
+        self
+    }
+
+    /// The number of items the source will produce, for progress and ETA.
+    /// By default, the source's exact size hint if it has one, else
+    /// unknown.
+    pub fn estimated_total(mut self, total: u64) -> Self {
+        self.config.estimated_total = Some(total);
+        self
+    }
+
+    fn start<T, P>(mut self, plan: P, hint: (usize, Option<usize>)) -> Pipeline<T, P> {
+        self.config.chunk_size = self.config.chunk_size.min(self.config.capacity);
+        if self.config.estimated_total.is_none() {
+            if let (lo, Some(hi)) = hint {
+                if lo == hi {
+                    self.config.estimated_total = Some(lo as u64);
+                }
+            }
+        }
+        Pipeline {
+            plan,
+            stages: vec![StageSpec::new("source", 0)],
+            config: self.config,
+            ends_in_sink: false,
+            _t: PhantomData,
+        }
+    }
+
+    /// A pipeline over the items of an iterator (a `Vec`, a range, lines of
+    /// a file…). The iterator is pulled a chunk at a time from a task of
+    /// its own.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let out = weir::PipelineBuilder::new().from_iter(vec!["a", "b"]).collect().await.unwrap();
+    /// assert_eq!(out, ["a", "b"]);
+    /// # });
+    /// ```
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_iter<I>(self, items: I) -> Pipeline<I::Item, IterSource<I::IntoIter>>
+    where
+        I: IntoIterator,
+        I::IntoIter: Send + 'static,
+        I::Item: Send + 'static,
+    {
+        let iter = items.into_iter();
+        let hint = iter.size_hint();
+        self.start(IterSource { iter }, hint)
+    }
+
+    /// A pipeline over the items of a [`Stream`]. What the stream has ready
+    /// is shipped at once; the source waits only when nothing is ready.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let s = futures::stream::iter(1..=3);
+    /// let out = weir::PipelineBuilder::new().from_stream(s).collect().await.unwrap();
+    /// assert_eq!(out, [1, 2, 3]);
+    /// # });
+    /// ```
+    pub fn from_stream<S>(self, stream: S) -> Pipeline<S::Item, StreamSource<S>>
+    where
+        S: Stream + Send + 'static,
+        S::Item: Send + 'static,
+    {
+        let hint = stream.size_hint();
+        self.start(StreamSource { stream }, hint)
+    }
+
+    /// A pipeline over a stream of items that carry acknowledgement
+    /// references: each [`Ack`](crate::Ack) is finalized exactly once.
+    /// See [`Ack`](crate::Ack) for an example.
+    pub fn from_acked<S, T>(self, stream: S) -> Pipeline<T, AckedSource<S>>
+    where
+        S: Stream<Item = Acked<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let hint = stream.size_hint();
+        self.start(AckedSource { stream }, hint)
+    }
+
+    /// A pipeline fed by pushing items through the [`Handle`](crate::Handle)
+    /// that [`start`](Pipeline::start) returns. See [`Handle`](crate::Handle)
+    /// for an example.
+    pub fn intake<T: Send + 'static>(self) -> Pipeline<T, IntakeSource<T>> {
+        self.start(IntakeSource { _t: PhantomData }, (0, None))
+    }
+}

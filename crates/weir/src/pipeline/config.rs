@@ -1,0 +1,30 @@
+use std::time::Duration;
+
+use crate::policy::ErrorPolicy;
+
+/// Pipeline-wide settings. See [`PipelineBuilder`](crate::PipelineBuilder)
+/// for what each one means and its default.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) name: String,
+    pub(crate) capacity: usize,
+    pub(crate) chunk_size: usize,
+    pub(crate) progress_interval: Duration,
+    pub(crate) events_capacity: usize,
+    pub(crate) error_policy: ErrorPolicy,
+    pub(crate) estimated_total: Option<u64>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            name: "pipeline".to_owned(),
+            capacity: 4096,
+            chunk_size: 1024,
+            progress_interval: Duration::from_secs(1),
+            events_capacity: 1024,
+            error_policy: ErrorPolicy::FailFast,
+            estimated_total: None,
+        }
+    }
+}

@@ -1,0 +1,783 @@
+//! The typed pipeline builder and the ways to run a pipeline.
+
+mod builder;
+mod config;
+
+pub use builder::PipelineBuilder;
+pub(crate) use config::Config;
+
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use futures::Stream;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::ack::Acked;
+use crate::error::{BoxError, Error, ErrorKind};
+use crate::metrics::{Counters, Report};
+use crate::policy::ErrorPolicy;
+use crate::runtime::{
+    self, channel, ChannelOut, Collect, Discard, Events, Fold, Handle, Results, Shared, Task,
+};
+use crate::stage::FnSink;
+use crate::stage::{
+    AckedSource, Blocking, Filter, FilterMap, FlatMap, ForEach, Inspect, IntakeSource, IterSource, Map, Plan,
+    Push, Sink, SinkStage, StageSpec, StreamSource, Then, TryMap, Wiring,
+};
+
+/// A typed pipeline: a source, then stages, each taking the previous
+/// stage's output type `T`. Nothing runs until one of the runners is
+/// called: [`run`](Self::run), [`collect`](Self::collect),
+/// [`fold`](Self::fold), [`results`](Self::results),
+/// [`events`](Self::events) or [`start`](Self::start).
+///
+/// `P` is the plan built so far (a nest of [`stage`](crate::stage) node
+/// types, as with iterator adaptors); a type mismatch between stages is a
+/// compile error.
+///
+/// Synchronous stages (`map`, `filter`, `filter_map`, `flat_map`,
+/// `inspect`, `for_each`) are fused with their neighbours into one loop.
+/// Async stages (`then`), blocking stages and async sinks run in tasks of
+/// their own, joined by bounded channels that carry chunks of items.
+///
+/// # Examples
+///
+/// ```
+/// use weir::Pipeline;
+///
+/// # tokio::runtime::Builder::new_multi_thread().enable_time().build().unwrap().block_on(async {
+/// let words = Pipeline::from_iter(["the quick", "brown fox", ""])
+///     .flat_map(|line| line.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+///     .then(|w| async move { w.to_uppercase() })
+///     .concurrency(4)
+///     .filter(|w| w.len() > 3)
+///     .collect()
+///     .await
+///     .unwrap();
+/// assert_eq!(words, ["QUICK", "BROWN"]);
+/// # });
+/// ```
+#[must_use = "a pipeline does nothing until it is run"]
+pub struct Pipeline<T, P> {
+    plan: P,
+    stages: Vec<StageSpec>,
+    config: Config,
+    ends_in_sink: bool,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T, P: fmt::Debug> fmt::Debug for Pipeline<T, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("name", &self.config.name)
+            .field("stages", &self.stages.iter().map(|s| &s.name).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pipeline<(), ()> {
+    /// A pipeline over an iterator, with default settings. Shorthand for
+    /// [`PipelineBuilder::new().from_iter(items)`](PipelineBuilder::from_iter).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let sum = weir::Pipeline::from_iter(1..=4u64).fold(0, |a, x| a + x).await.unwrap();
+    /// assert_eq!(sum, 10);
+    /// # });
+    /// ```
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_iter<I>(items: I) -> Pipeline<I::Item, IterSource<I::IntoIter>>
+    where
+        I: IntoIterator,
+        I::IntoIter: Send + 'static,
+        I::Item: Send + 'static,
+    {
+        PipelineBuilder::new().from_iter(items)
+    }
+
+    /// A pipeline over a stream, with default settings. See
+    /// [`PipelineBuilder::from_stream`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let n = weir::Pipeline::from_stream(futures::stream::repeat(1u8).take(5)).run().await.unwrap();
+    /// assert_eq!(n.delivered, 5);
+    /// # });
+    /// # use futures::StreamExt;
+    /// ```
+    pub fn from_stream<S>(stream: S) -> Pipeline<S::Item, StreamSource<S>>
+    where
+        S: Stream + Send + 'static,
+        S::Item: Send + 'static,
+    {
+        PipelineBuilder::new().from_stream(stream)
+    }
+
+    /// A pipeline over acknowledged items, with default settings. See
+    /// [`PipelineBuilder::from_acked`].
+    pub fn from_acked<S, T>(stream: S) -> Pipeline<T, AckedSource<S>>
+    where
+        S: Stream<Item = Acked<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        PipelineBuilder::new().from_acked(stream)
+    }
+
+    /// A pipeline fed through its handle, with default settings. See
+    /// [`PipelineBuilder::intake`].
+    pub fn intake<T: Send + 'static>() -> Pipeline<T, IntakeSource<T>> {
+        PipelineBuilder::new().intake()
+    }
+}
+
+impl<T, P> Pipeline<T, P>
+where
+    T: Send + 'static,
+    P: Plan<Out = T>,
+{
+    fn stage<U, Q>(mut self, kind: &'static str, node: impl FnOnce(P, usize) -> Q) -> Pipeline<U, Q> {
+        let idx = self.stages.len();
+        self.stages.push(StageSpec::new(kind, idx));
+        Pipeline {
+            plan: node(self.plan, idx),
+            stages: self.stages,
+            config: self.config,
+            ends_in_sink: self.ends_in_sink,
+            _t: PhantomData,
+        }
+    }
+
+    fn last(&mut self) -> &mut StageSpec {
+        self.stages.last_mut().expect("a pipeline always has a source")
+    }
+
+    /// Names the last stage (or the source). Names appear in metrics,
+    /// events and errors. By default, a stage is named after its kind and
+    /// position: `source#0`, `map#1`, `then#2`, …
+    ///
+    /// # Panics
+    ///
+    /// If another stage of this pipeline already has that name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let r = weir::Pipeline::from_iter(0..3).name("numbers").map(|x| x + 1).name("inc").run().await.unwrap();
+    /// assert_eq!(r.stages[0].name, "numbers");
+    /// assert_eq!(r.stage("inc").unwrap().items_out, 3);
+    /// # });
+    /// ```
+    #[track_caller]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        let n = self.stages.len();
+        assert!(
+            !self.stages[..n - 1].iter().any(|s| s.name == name),
+            "Pipeline::name: a stage is already named `{name}`"
+        );
+        self.last().name = name;
+        self
+    }
+
+    /// Sets the last stage's [`ErrorPolicy`]. By default, the pipeline's
+    /// ([`PipelineBuilder::error_policy`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::{ErrorPolicy, Pipeline};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let out = Pipeline::from_iter(["1", "two", "3"])
+    ///     .try_map(|s| s.parse::<i32>())
+    ///     .on_error(ErrorPolicy::Skip)
+    ///     .collect()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(out, [1, 3]);
+    /// # });
+    /// ```
+    pub fn on_error(mut self, policy: ErrorPolicy) -> Self {
+        self.last().policy = Some(policy);
+        self
+    }
+
+    /// Transforms each item. Fused with neighbouring sync stages.
+    ///
+    /// A panic in `f` fails that item (error type `panic`), routed by the
+    /// stage's [`ErrorPolicy`]; the pipeline and the process live on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let out = weir::Pipeline::from_iter(1..=3).map(|x| x * 2).collect().await.unwrap();
+    /// assert_eq!(out, [2, 4, 6]);
+    /// # });
+    /// ```
+    pub fn map<U, F>(self, f: F) -> Pipeline<U, Map<P, F>>
+    where
+        F: FnMut(T) -> U + Send + 'static,
+        U: Send + 'static,
+    {
+        self.stage("map", |prev, idx| Map { prev, f, idx })
+    }
+
+    /// Transforms each item with a fallible function; an `Err` fails the
+    /// item, routed by the stage's [`ErrorPolicy`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let out = weir::Pipeline::from_iter(["7", "8"]).try_map(|s| s.parse::<u8>()).collect().await.unwrap();
+    /// assert_eq!(out, [7, 8]);
+    /// # });
+    /// ```
+    pub fn try_map<U, E, F>(self, f: F) -> Pipeline<U, TryMap<P, F>>
+    where
+        F: FnMut(T) -> Result<U, E> + Send + 'static,
+        E: Into<BoxError>,
+        U: Send + 'static,
+    {
+        self.stage("map", |prev, idx| TryMap { prev, f, idx })
+    }
+
+    /// Keeps the items for which `f` is true; the others are finalized as
+    /// [`Dropped`](crate::Status::Dropped) and counted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let out = weir::Pipeline::from_iter(1..=6).filter(|x| x % 3 == 0).collect().await.unwrap();
+    /// assert_eq!(out, [3, 6]);
+    /// # });
+    /// ```
+    pub fn filter<F>(self, f: F) -> Pipeline<T, Filter<P, F>>
+    where
+        F: FnMut(&T) -> bool + Send + 'static,
+    {
+        self.stage("filter", |prev, idx| Filter { prev, f, idx })
+    }
+
+    /// Transforms and filters at once: `None` drops the item.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let out = weir::Pipeline::from_iter(["1", "x", "3"]).filter_map(|s| s.parse::<u8>().ok()).collect().await.unwrap();
+    /// assert_eq!(out, [1, 3]);
+    /// # });
+    /// ```
+    pub fn filter_map<U, F>(self, f: F) -> Pipeline<U, FilterMap<P, F>>
+    where
+        F: FnMut(T) -> Option<U> + Send + 'static,
+        U: Send + 'static,
+    {
+        self.stage("filter_map", |prev, idx| FilterMap { prev, f, idx })
+    }
+
+    /// Turns each item into zero or more items. The children share their
+    /// parent's acknowledgement: the parent is finalized once all of them
+    /// are. An item with no children is finalized as dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let out = weir::Pipeline::from_iter([1, 0, 2]).flat_map(|n| vec![n; n]).collect().await.unwrap();
+    /// assert_eq!(out, [1, 2, 2]);
+    /// # });
+    /// ```
+    pub fn flat_map<I, F>(self, f: F) -> Pipeline<I::Item, FlatMap<P, F>>
+    where
+        F: FnMut(T) -> I + Send + 'static,
+        I: IntoIterator,
+        I::Item: Send + 'static,
+    {
+        self.stage("flat_map", |prev, idx| FlatMap { prev, f, idx })
+    }
+
+    /// Looks at each item on its way (logging, counting, sampling).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    /// let s = seen.clone();
+    /// weir::Pipeline::from_iter(0..5)
+    ///     .inspect(move |_| { s.fetch_add(1, std::sync::atomic::Ordering::Relaxed); })
+    ///     .run().await.unwrap();
+    /// assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), 5);
+    /// # });
+    /// ```
+    pub fn inspect<F>(self, f: F) -> Pipeline<T, Inspect<P, F>>
+    where
+        F: FnMut(&T) + Send + 'static,
+    {
+        self.stage("inspect", |prev, idx| Inspect { prev, f, idx })
+    }
+
+    /// Transforms each item with an async function, in a task of its own.
+    /// Set how many items are in flight with [`concurrency`](Pipeline::concurrency)
+    /// (default 1) and whether output keeps input order with
+    /// [`ordered`](Pipeline::ordered) (default) or
+    /// [`unordered`](Pipeline::unordered).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let out = weir::Pipeline::from_iter([30u64, 10, 20])
+    ///     .then(|ms| async move {
+    ///         tokio::time::sleep(Duration::from_millis(ms)).await;
+    ///         ms
+    ///     })
+    ///     .concurrency(3)
+    ///     .collect()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(out, [30, 10, 20]); // ordered: input order, whatever finished first
+    /// # });
+    /// ```
+    pub fn then<U, Fut, F>(
+        self,
+        mut f: F,
+    ) -> Pipeline<U, Then<P, impl FnMut(T) -> InfallibleFuture<Fut> + Send + 'static>>
+    where
+        F: FnMut(T) -> Fut + Send + 'static,
+        Fut: Future<Output = U> + Send + 'static,
+        U: Send + 'static,
+    {
+        let f = move |item| InfallibleFuture { inner: f(item) };
+        self.stage("then", |prev, idx| Then { prev, f, idx })
+    }
+
+    /// Like [`then`](Self::then) with a fallible async function: an `Err`
+    /// fails the item, routed by the stage's [`ErrorPolicy`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::ErrorPolicy;
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let r = weir::Pipeline::from_iter([1, 2, 3])
+    ///     .try_then(|x| async move { if x == 2 { Err("two") } else { Ok(x) } })
+    ///     .on_error(ErrorPolicy::Skip)
+    ///     .run()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!((r.delivered, r.failed), (2, 1));
+    /// # });
+    /// ```
+    pub fn try_then<U, E, Fut, F>(self, f: F) -> Pipeline<U, Then<P, F>>
+    where
+        F: FnMut(T) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<U, E>> + Send + 'static,
+        E: Into<BoxError>,
+        U: Send + 'static,
+    {
+        self.stage("then", |prev, idx| Then { prev, f, idx })
+    }
+
+    /// Runs a blocking or CPU-heavy function on tokio's blocking pool, with
+    /// up to [`concurrency`](Pipeline::concurrency) items at a time
+    /// (default 1), in input order unless [`unordered`](Pipeline::unordered).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().build().unwrap().block_on(async {
+    /// let out = weir::Pipeline::from_iter(0..4u64)
+    ///     .blocking(|n| (1..=n).product::<u64>()) // CPU-heavy, in real life
+    ///     .concurrency(2)
+    ///     .collect()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(out, [1, 1, 2, 6]);
+    /// # });
+    /// ```
+    #[allow(clippy::type_complexity)] // an opaque closure adaptor, named by nobody
+    pub fn blocking<U, F>(
+        self,
+        f: F,
+    ) -> Pipeline<U, Blocking<P, impl Fn(T) -> Result<U, std::convert::Infallible> + Send + Sync + 'static>>
+    where
+        F: Fn(T) -> U + Send + Sync + 'static,
+        U: Send + 'static,
+    {
+        let f = move |item| Ok(f(item));
+        self.stage("blocking", |prev, idx| Blocking { prev, f, idx })
+    }
+
+    /// Like [`blocking`](Self::blocking) with a fallible function.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().build().unwrap().block_on(async {
+    /// let out = weir::Pipeline::from_iter(["4", "5"])
+    ///     .try_blocking(|s| s.parse::<u32>())
+    ///     .collect()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(out, [4, 5]);
+    /// # });
+    /// ```
+    pub fn try_blocking<U, E, F>(self, f: F) -> Pipeline<U, Blocking<P, F>>
+    where
+        F: Fn(T) -> Result<U, E> + Send + Sync + 'static,
+        E: Into<BoxError>,
+        U: Send + 'static,
+    {
+        self.stage("blocking", |prev, idx| Blocking { prev, f, idx })
+    }
+
+    /// Ends the pipeline in a synchronous closure, fused with the stages
+    /// before it; an item is delivered when the closure returns.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let total = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    /// let t = total.clone();
+    /// let r = weir::Pipeline::from_iter(1..=4u64)
+    ///     .for_each(move |x| { t.fetch_add(x, std::sync::atomic::Ordering::Relaxed); })
+    ///     .run().await.unwrap();
+    /// assert_eq!((r.delivered, total.load(std::sync::atomic::Ordering::Relaxed)), (4, 10));
+    /// # });
+    /// ```
+    #[allow(clippy::type_complexity)] // an opaque closure adaptor, named by nobody
+    pub fn for_each<F>(
+        mut self,
+        mut f: F,
+    ) -> Pipeline<(), ForEach<P, impl FnMut(T) -> Result<(), std::convert::Infallible> + Send + 'static>>
+    where
+        F: FnMut(T) + Send + 'static,
+    {
+        self.ends_in_sink = true;
+        let f = move |item| {
+            f(item);
+            Ok(())
+        };
+        self.stage("sink", |prev, idx| ForEach { prev, f, idx })
+    }
+
+    /// Ends the pipeline in a fallible synchronous closure; an `Err` fails
+    /// the item.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::ErrorPolicy;
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let r = weir::Pipeline::from_iter([1, 2, 3])
+    ///     .try_for_each(|x| if x == 3 { Err("full") } else { Ok(()) })
+    ///     .on_error(ErrorPolicy::Skip)
+    ///     .run().await.unwrap();
+    /// assert_eq!((r.delivered, r.failed), (2, 1));
+    /// # });
+    /// ```
+    pub fn try_for_each<E, F>(mut self, f: F) -> Pipeline<(), ForEach<P, F>>
+    where
+        F: FnMut(T) -> Result<(), E> + Send + 'static,
+        E: Into<BoxError>,
+    {
+        self.ends_in_sink = true;
+        self.stage("sink", |prev, idx| ForEach { prev, f, idx })
+    }
+
+    /// Ends the pipeline in an async closure run in a task of its own, one
+    /// item at a time.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    /// let r = weir::Pipeline::from_iter(0..3)
+    ///     .for_each_async(move |x| {
+    ///         let tx = tx.clone();
+    ///         async move { tx.send(x).await }
+    ///     })
+    ///     .run().await.unwrap();
+    /// assert_eq!(r.delivered, 3);
+    /// assert_eq!(rx.recv().await, Some(0));
+    /// # });
+    /// ```
+    pub fn for_each_async<E, Fut, F>(mut self, f: F) -> Pipeline<(), SinkStage<P, impl Sink<T>>>
+    where
+        F: FnMut(T) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), E>> + Send,
+        E: Into<BoxError>,
+    {
+        self.ends_in_sink = true;
+        self.stage("sink", |prev, idx| SinkStage {
+            prev,
+            sink: FnSink(f),
+            idx,
+        })
+    }
+
+    /// Ends the pipeline in a [`Sink`], run in a task of its own. See
+    /// [`Sink`] for an example.
+    pub fn sink<S: Sink<T>>(mut self, sink: S) -> Pipeline<(), SinkStage<P, S>> {
+        self.ends_in_sink = true;
+        self.stage("sink", |prev, idx| SinkStage { prev, sink, idx })
+    }
+
+    /// Builds the shared state and attaches `terminal` (made with the
+    /// implicit sink stage's counters unless the pipeline ends in a sink).
+    fn wire<D: Push<T>>(
+        mut self,
+        runner: &'static str,
+        events: Option<mpsc::Sender<crate::Event>>,
+        terminal: impl FnOnce(&Arc<Shared>, Option<usize>) -> D,
+    ) -> (Arc<Shared>, Vec<Task>, Option<channel::Sender<P::Intake>>) {
+        let sink = if self.ends_in_sink {
+            None
+        } else {
+            let idx = self.stages.len();
+            let mut spec = StageSpec::new("sink", idx);
+            spec.name = format!("{runner}#{idx}");
+            self.stages.push(spec);
+            Some(idx)
+        };
+        let estimated = self.config.estimated_total;
+        let shared = Arc::new(Shared::new(self.config, self.stages, estimated, events));
+        let down = terminal(&shared, sink);
+        let mut w = Wiring {
+            shared: shared.clone(),
+            tasks: Vec::new(),
+            intake: None,
+        };
+        self.plan.attach(down, &mut w);
+        (shared, w.tasks, w.intake)
+    }
+
+    /// Runs the pipeline to the end and returns its [`Report`]. Output
+    /// items are discarded (delivered) unless the pipeline ends in a sink.
+    /// O(1) memory whatever the stream's length.
+    ///
+    /// Returns the first error of a stage whose policy is
+    /// [`ErrorPolicy::FailFast`], after the pipeline drained.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let report = weir::Pipeline::from_iter(0..10_000u64).map(|x| x + 1).run().await.unwrap();
+    /// assert_eq!(report.delivered, 10_000);
+    /// # });
+    /// ```
+    pub async fn run(self) -> Result<Report, Error> {
+        let (shared, tasks, _intake) = self.wire("run", None, |sh, idx| {
+            Discard::new(idx.map(|i| Counters::new(sh.clone(), i)))
+        });
+        runtime::supervise(shared, tasks).await
+    }
+
+    /// Runs the pipeline and collects its output in a `Vec`: O(n) memory,
+    /// on purpose. Prefer [`run`](Self::run) with a sink, or
+    /// [`results`](Self::results), for long streams.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let v = weir::Pipeline::from_iter("abc".chars()).collect().await.unwrap();
+    /// assert_eq!(v, ['a', 'b', 'c']);
+    /// # });
+    /// ```
+    pub async fn collect(self) -> Result<Vec<T>, Error> {
+        let (tx, rx) = oneshot::channel();
+        let (shared, tasks, _intake) = self.wire("collect", None, |sh, idx| {
+            Collect::new(Counters::new(sh.clone(), idx.unwrap_or(0)), tx)
+        });
+        runtime::supervise(shared, tasks).await?;
+        rx.await
+            .map_err(|_| Error::new(ErrorKind::Internal, "the collector ended without a result"))
+    }
+
+    /// Runs the pipeline, folding every output item into an accumulator,
+    /// fused with the stages before it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let longest = weir::Pipeline::from_iter(["a", "abc", "ab"])
+    ///     .fold(0, |m, s| m.max(s.len()))
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(longest, 3);
+    /// # });
+    /// ```
+    pub async fn fold<A, F>(self, init: A, f: F) -> Result<A, Error>
+    where
+        A: Send + 'static,
+        F: FnMut(A, T) -> A + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let (shared, tasks, _intake) = self.wire("fold", None, |sh, idx| {
+            Fold::new(init, f, Counters::new(sh.clone(), idx.unwrap_or(0)), tx)
+        });
+        runtime::supervise(shared, tasks).await?;
+        match rx.await {
+            Ok(Some(acc)) => Ok(acc),
+            _ => Err(Error::new(ErrorKind::Internal, "the fold ended without a result")),
+        }
+    }
+
+    /// The output items as a [`Stream`] of `Result<T, Error>`: `Ok` for each
+    /// item and, if the pipeline fails, one `Err` at the end. The pipeline
+    /// starts on the first poll and is aborted if the stream is dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let mut out = weir::Pipeline::from_iter(1..=3).map(|x| x * 10).results();
+    /// assert_eq!(out.next().await.unwrap().unwrap(), 10);
+    /// assert_eq!(out.next().await.unwrap().unwrap(), 20);
+    /// assert_eq!(out.next().await.unwrap().unwrap(), 30);
+    /// assert!(out.next().await.is_none());
+    /// # });
+    /// ```
+    pub fn results(self) -> Results<T> {
+        let capacity = self.config.capacity;
+        let chunk = self.config.chunk_size;
+        let (tx, rx) = channel::channel(capacity);
+        let mut stage = None;
+        let (shared, tasks, _intake) = self.wire("results", None, |_, idx| {
+            stage = idx;
+            ChannelOut::new(tx, chunk)
+        });
+        let c = Counters::new(shared.clone(), stage.unwrap_or(shared.stages.len() - 1));
+        Results::new(shared, tasks, rx, c)
+    }
+
+    /// Runs the pipeline as a lossless, backpressured [`Stream`] of
+    /// [`Event`](crate::Event)s: started, progress, item failures,
+    /// finished. Output items are discarded unless the pipeline ends in a
+    /// sink. The pipeline starts on the first poll and is aborted if the
+    /// stream is dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// use weir::{ErrorPolicy, EventKind, PipelineBuilder};
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let events: Vec<_> = PipelineBuilder::new()
+    ///     .error_policy(ErrorPolicy::Skip)
+    ///     .from_iter(["1", "x"])
+    ///     .try_map(|s| s.parse::<u8>())
+    ///     .name("parse")
+    ///     .events()
+    ///     .collect()
+    ///     .await;
+    /// let failure = events.iter().find_map(|e| match &e.kind {
+    ///     EventKind::ItemFailed { stage, item, .. } => Some((stage.clone(), *item)),
+    ///     _ => None,
+    /// });
+    /// assert_eq!(failure, Some(("parse".to_owned(), 1)));
+    /// # });
+    /// ```
+    pub fn events(self) -> Events {
+        let (tx, rx) = mpsc::channel(self.config.events_capacity);
+        let (shared, tasks, _intake) = self.wire("run", Some(tx), |sh, idx| {
+            Discard::new(idx.map(|i| Counters::new(sh.clone(), i)))
+        });
+        Events::new(shared, tasks, rx)
+    }
+
+    /// Starts the pipeline in the background and returns its [`Handle`]:
+    /// push items (for [`intake`](Pipeline::intake) pipelines), read
+    /// metrics, shut down. Must be called within a tokio runtime.
+    ///
+    /// See [`Handle`] for an example.
+    pub fn start(self) -> Handle<P::Intake> {
+        let (shared, tasks, intake) = self.wire("run", None, |sh, idx| {
+            Discard::new(idx.map(|i| Counters::new(sh.clone(), i)))
+        });
+        let task = tokio::spawn(runtime::supervise(shared.clone(), tasks));
+        Handle::new(shared, intake, task)
+    }
+}
+
+impl<T, P> Pipeline<T, P> {
+    fn concurrent(&mut self) -> &mut StageSpec {
+        self.stages.last_mut().expect("a pipeline always has a source")
+    }
+}
+
+/// Settings of concurrent stages ([`then`](Pipeline::then),
+/// [`blocking`](Pipeline::blocking)). Only these stages have them: calling
+/// `concurrency` after a `map` is a compile error.
+macro_rules! concurrent_settings {
+    ($node:ident) => {
+        impl<T, P, F> Pipeline<T, $node<P, F>> {
+            /// How many items the stage works on at once. By default, 1.
+            ///
+            /// # Panics
+            ///
+            /// If `n` is 0.
+            #[track_caller]
+            pub fn concurrency(mut self, n: usize) -> Self {
+                assert!(n > 0, "Pipeline::concurrency must be at least 1");
+                self.concurrent().concurrency = n;
+                self
+            }
+
+            /// Emit items in input order, holding back those that finish
+            /// early (at most `concurrency` of them). The default.
+            pub fn ordered(mut self) -> Self {
+                self.concurrent().ordered = true;
+                self
+            }
+
+            /// Emit items as they finish.
+            pub fn unordered(mut self) -> Self {
+                self.concurrent().ordered = false;
+                self
+            }
+        }
+    };
+}
+
+concurrent_settings!(Then);
+concurrent_settings!(Blocking);
+
+pin_project_lite::pin_project! {
+    /// The future of an infallible [`then`](Pipeline::then) stage.
+    #[derive(Debug)]
+    pub struct InfallibleFuture<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F: Future> Future for InfallibleFuture<F> {
+    type Output = Result<F::Output, std::convert::Infallible>;
+
+    #[inline]
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        self.project().inner.poll(cx).map(Ok)
+    }
+}

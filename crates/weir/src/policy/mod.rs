@@ -1,0 +1,42 @@
+//! Policies applied per stage. This module holds the error policy; retries,
+//! circuit breakers, rate limits and timeouts join it with the same shape.
+
+/// What happens to the pipeline when an item fails in a stage.
+///
+/// Set per stage with [`Pipeline::on_error`](crate::Pipeline::on_error), or
+/// for every stage with
+/// [`PipelineBuilder::error_policy`](crate::PipelineBuilder::error_policy).
+/// Whatever the policy, the failed item is finalized as
+/// [`Status::Failed`](crate::Status::Failed), counted, and reported as an
+/// [`ItemFailed`](crate::EventKind::ItemFailed) event.
+///
+/// # Examples
+///
+/// ```
+/// use weir::{ErrorPolicy, Pipeline};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// // FailFast (the default) stops at the first bad item...
+/// let failed = Pipeline::from_iter(["1", "x", "3"]).try_map(|s| s.parse::<u8>()).run().await;
+/// assert!(failed.is_err());
+///
+/// // ...Skip records it and goes on.
+/// let report = Pipeline::from_iter(["1", "x", "3"])
+///     .try_map(|s| s.parse::<u8>())
+///     .on_error(ErrorPolicy::Skip)
+///     .run()
+///     .await
+///     .unwrap();
+/// assert_eq!((report.delivered, report.failed), (2, 1));
+/// # });
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorPolicy {
+    /// Stop the pipeline: intake stops, in-flight items finish, and the run
+    /// returns the first error with its stage, item and cause. The default.
+    #[default]
+    FailFast,
+    /// Record the failure and go on with the next item.
+    Skip,
+}

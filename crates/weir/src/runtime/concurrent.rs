@@ -1,0 +1,239 @@
+//! The driver of concurrent stages (`then`, `blocking`): a window of up to
+//! `n` items in flight, emitted in input order or as they finish.
+//!
+//! In-flight work keeps being polled while the driver waits for room
+//! downstream, so a slow consumer never "snoozes" running futures (the
+//! known deadlock of `futures`' `buffered` when the consumer awaits
+//! something else between polls).
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::task::{Context, Poll};
+
+use futures::stream::{FuturesOrdered, FuturesUnordered};
+use futures::{Stream, StreamExt};
+
+use super::channel::Receiver;
+use crate::ack::Token;
+use crate::error::Error;
+use crate::metrics::Counters;
+use crate::stage::{Flow, Push, TaskCx};
+
+/// What a concurrent stage does with one item.
+pub(crate) trait Work<T>: Send + 'static {
+    type Out: Send + 'static;
+
+    /// Starts the work on `item`. Panics must come back as errors.
+    fn start(&mut self, item: T) -> impl Future<Output = Result<Self::Out, Error>> + Send + 'static;
+}
+
+/// In-flight work, ordered or not.
+enum InFlight<F: Future> {
+    Ordered(FuturesOrdered<F>),
+    Unordered(FuturesUnordered<F>),
+}
+
+impl<F: Future> InFlight<F> {
+    fn push(&mut self, f: F) {
+        match self {
+            InFlight::Ordered(s) => s.push_back(f),
+            InFlight::Unordered(s) => s.push(f),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            InFlight::Ordered(s) => s.len(),
+            InFlight::Unordered(s) => s.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<F: Future> Stream for InFlight<F> {
+    type Item = F::Output;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<F::Output>> {
+        match self.get_mut() {
+            InFlight::Ordered(s) => s.poll_next_unpin(cx),
+            InFlight::Unordered(s) => s.poll_next_unpin(cx),
+        }
+    }
+}
+
+/// Publishes counters, sends buffered events and ships buffered output.
+pub(crate) async fn flush_all<U, D: Push<U>>(down: &mut D, c: &mut Counters, cx: &mut TaskCx) -> Flow {
+    c.publish();
+    cx.flush_events().await;
+    down.flush(cx).await
+}
+
+#[inline]
+fn route<U, D: Push<U>>(
+    result: Result<U, Error>,
+    token: Token,
+    c: &mut Counters,
+    down: &mut D,
+    cx: &mut TaskCx,
+) {
+    match result {
+        Ok(out) => down.push(out, token, cx),
+        Err(e) => {
+            c.failed += 1;
+            cx.fail(c.stage(), token, e);
+        }
+    }
+}
+
+pub(crate) async fn run_concurrent<T, W, D>(
+    rx: Receiver<T>,
+    work: W,
+    down: D,
+    c: Counters,
+    cx: TaskCx,
+    concurrency: usize,
+    ordered: bool,
+) where
+    T: Send + 'static,
+    W: Work<T>,
+    D: Push<W::Out>,
+{
+    if concurrency <= 1 {
+        serial(rx, work, down, c, cx).await
+    } else {
+        windowed(rx, work, down, c, cx, concurrency, ordered).await
+    }
+}
+
+/// One item at a time: no set, no allocation per item. While an item's
+/// future is pending, what is buffered downstream is shipped concurrently.
+async fn serial<T, W, D>(mut rx: Receiver<T>, mut work: W, mut down: D, mut c: Counters, mut cx: TaskCx)
+where
+    T: Send + 'static,
+    W: Work<T>,
+    D: Push<W::Out>,
+{
+    'run: while let Some(chunk) = rx.recv().await {
+        for (item, token) in chunk {
+            c.items_in += 1;
+            let mut fut = pin!(work.start(item));
+            let result = match futures::poll!(fut.as_mut()) {
+                Poll::Ready(r) => r,
+                Poll::Pending if down.has_pending() || cx.has_events() => {
+                    let (r, flow) = futures::join!(fut, flush_all(&mut down, &mut c, &mut cx));
+                    if flow == Flow::Stop {
+                        break 'run;
+                    }
+                    r
+                }
+                Poll::Pending => fut.await,
+            };
+            route(result, token, &mut c, &mut down, &mut cx);
+            if down.wants_flush() && flush_all(&mut down, &mut c, &mut cx).await == Flow::Stop {
+                break 'run;
+            }
+        }
+        if flush_all(&mut down, &mut c, &mut cx).await == Flow::Stop {
+            break;
+        }
+    }
+    c.publish();
+    down.finish(&mut cx).await;
+}
+
+async fn windowed<T, W, D>(
+    mut rx: Receiver<T>,
+    mut work: W,
+    mut down: D,
+    mut c: Counters,
+    mut cx: TaskCx,
+    n: usize,
+    ordered: bool,
+) where
+    T: Send + 'static,
+    W: Work<T>,
+    D: Push<W::Out>,
+{
+    let mut set = if ordered {
+        InFlight::Ordered(FuturesOrdered::new())
+    } else {
+        InFlight::Unordered(FuturesUnordered::new())
+    };
+    let mut done = VecDeque::new();
+    let mut input = Vec::new().into_iter();
+    let mut input_done = false;
+    loop {
+        // 1. Start what the window allows from input already here.
+        while set.len() + done.len() < n {
+            if let Some((item, token)) = input.next() {
+                c.items_in += 1;
+                let fut = work.start(item);
+                set.push(async move { (fut.await, token) });
+            } else if input_done {
+                break;
+            } else {
+                match rx.try_recv() {
+                    Ok(chunk) => input = chunk.into_iter(),
+                    Err(finished) => {
+                        input_done = finished;
+                        break;
+                    }
+                }
+            }
+        }
+        // 2. Collect what finished, without waiting.
+        futures::future::poll_fn(|task| {
+            while let Poll::Ready(Some(r)) = Pin::new(&mut set).poll_next(task) {
+                done.push_back(r);
+            }
+            Poll::Ready(())
+        })
+        .await;
+        // 3. Route it downstream, up to a chunk.
+        while let Some((result, token)) = done.pop_front() {
+            route(result, token, &mut c, &mut down, &mut cx);
+            if down.wants_flush() {
+                break;
+            }
+        }
+        if input_done && set.is_empty() && done.is_empty() && input.len() == 0 {
+            break;
+        }
+        // 4. Ship what is buffered, still polling the work in flight.
+        if down.has_pending() || cx.has_events() {
+            let mut flush = pin!(flush_all(&mut down, &mut c, &mut cx));
+            let flow = loop {
+                tokio::select! {
+                    biased;
+                    flow = &mut flush => break flow,
+                    Some(r) = set.next(), if !set.is_empty() => done.push_back(r),
+                }
+            };
+            if flow == Flow::Stop {
+                break;
+            }
+            continue;
+        }
+        if set.len() + done.len() < n && input.len() > 0 {
+            continue; // room in the window and input in hand: start more
+        }
+        c.publish();
+        // 5. Wait for a result, or for input if the window has room. Here
+        // `done` is empty and either the window is full (so work is in
+        // flight) or no input is in hand: one branch is always enabled.
+        let room = set.len() + done.len() < n && !input_done;
+        tokio::select! {
+            Some(r) = set.next(), if !set.is_empty() => done.push_back(r),
+            chunk = rx.recv(), if room => match chunk {
+                Some(chunk) => input = chunk.into_iter(),
+                None => input_done = true,
+            },
+        }
+    }
+    c.publish();
+    down.finish(&mut cx).await;
+}

@@ -1,0 +1,348 @@
+//! Running pipelines: the [`Handle`] returned by
+//! [`Pipeline::start`](crate::Pipeline::start), pushing items, shutdown.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+use super::channel::{SendError, Sender};
+use super::streams::joined;
+use super::Shared;
+use crate::ack::Token;
+use crate::error::Error;
+use crate::metrics::{Outcome, Report};
+
+/// How to stop a running pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    /// Stop intake, finish every item already taken in, flush the sinks.
+    Drain,
+    /// Cancel everything now; items in flight are not delivered and report
+    /// [`Status::Aborted`](crate::Status::Aborted) to their sources.
+    Abort,
+}
+
+/// `push` failed: the pipeline no longer takes items (it was drained,
+/// aborted, failed, or has no intake). The item comes back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the pipeline no longer accepts items")]
+pub struct PushError<T>(pub T);
+
+/// `try_push` failed; the item comes back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TryPushError<T> {
+    /// The intake is at capacity: backpressure, made visible. Retry later
+    /// or `push(..).await` to wait.
+    #[error("the pipeline's intake is full")]
+    Full(T),
+    /// The pipeline no longer takes items.
+    #[error("the pipeline no longer accepts items")]
+    Closed(T),
+}
+
+impl<T> TryPushError<T> {
+    /// The item that was not pushed.
+    pub fn into_inner(self) -> T {
+        match self {
+            TryPushError::Full(t) | TryPushError::Closed(t) => t,
+        }
+    }
+}
+
+/// Pushes items into a pipeline started from
+/// [`Pipeline::intake`](crate::Pipeline::intake). Clone it to push from
+/// several tasks; the intake closes when the handle and every pusher are
+/// dropped (or on shutdown).
+pub struct Pusher<I> {
+    tx: Option<Sender<I>>,
+    shared: Arc<Shared>,
+}
+
+impl<I> Clone for Pusher<I> {
+    fn clone(&self) -> Self {
+        Pusher {
+            tx: self.tx.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<I> fmt::Debug for Pusher<I> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pusher")
+            .field("pipeline", &self.shared.config.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<I: Send + 'static> Pusher<I> {
+    fn token(&self) -> Token {
+        Token::plain(
+            self.shared
+                .next_seq
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    /// Pushes one item, waiting while the intake is full.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let handle = weir::Pipeline::intake::<u32>().map(|x| x + 1).start();
+    /// handle.push(1).await.unwrap();
+    /// assert_eq!(handle.wait().await.unwrap().delivered, 1);
+    /// # });
+    /// ```
+    pub async fn push(&self, item: I) -> Result<(), PushError<I>> {
+        let Some(tx) = &self.tx else {
+            return Err(PushError(item));
+        };
+        tx.send(vec![(item, self.token())])
+            .await
+            .map_err(|e| PushError(take_one(e)))
+    }
+
+    /// Pushes one item if the intake has room now, or returns
+    /// [`TryPushError::Full`] without waiting.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::{PipelineBuilder, TryPushError};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let handle = PipelineBuilder::new().capacity(2).intake::<u32>().start();
+    /// handle.try_push(1).unwrap();
+    /// handle.try_push(2).unwrap();
+    /// assert_eq!(handle.try_push(3), Err(TryPushError::Full(3)));
+    /// # });
+    /// ```
+    pub fn try_push(&self, item: I) -> Result<(), TryPushError<I>> {
+        let Some(tx) = &self.tx else {
+            return Err(TryPushError::Closed(item));
+        };
+        tx.try_send(vec![(item, self.token())]).map_err(|e| match e {
+            SendError::Full(c) => TryPushError::Full(take_one(SendError::Full(c))),
+            SendError::Closed(c) => TryPushError::Closed(take_one(SendError::Closed(c))),
+        })
+    }
+
+    /// Pushes many items in chunks, waiting for room as needed. On failure
+    /// the items not taken come back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let handle = weir::Pipeline::intake::<u32>().start();
+    /// handle.push_batch(0..10_000).await.unwrap();
+    /// assert_eq!(handle.wait().await.unwrap().delivered, 10_000);
+    /// # });
+    /// ```
+    pub async fn push_batch(&self, items: impl IntoIterator<Item = I>) -> Result<(), PushError<Vec<I>>> {
+        let mut items = items.into_iter();
+        let Some(tx) = &self.tx else {
+            return Err(PushError(items.collect()));
+        };
+        let size = self.shared.config.chunk_size;
+        loop {
+            let chunk: Vec<_> = items.by_ref().take(size).map(|i| (i, self.token())).collect();
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            if let Err(e) = tx.send(chunk).await {
+                let (SendError::Full(c) | SendError::Closed(c)) = e;
+                let mut back: Vec<I> = c.into_iter().map(|(i, _)| i).collect();
+                back.extend(items);
+                return Err(PushError(back));
+            }
+        }
+    }
+}
+
+fn take_one<I>(e: SendError<I>) -> I {
+    let (SendError::Full(mut c) | SendError::Closed(mut c)) = e;
+    c.pop().expect("a one-item chunk").0
+}
+
+/// Stops a running pipeline from anywhere: clone it into a signal handler,
+/// a supervisor, a test.
+#[derive(Clone)]
+pub struct Controller {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Controller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Controller")
+            .field("pipeline", &self.shared.config.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Controller {
+    /// Starts a drain: sources stop taking items, everything taken in
+    /// finishes, sinks flush.
+    pub fn drain(&self) {
+        self.shared.drain.raise();
+    }
+
+    /// Aborts: every task is cancelled at its next await point.
+    pub fn abort(&self) {
+        self.shared.drain.raise();
+        self.shared.abort.raise();
+    }
+
+    /// Turns the first Ctrl-C (SIGINT) into a drain and the second into an
+    /// abort. The listener ends with the pipeline.
+    pub fn on_ctrl_c(&self) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let finished = this.shared.finished.raised();
+            tokio::pin!(finished);
+            for step in 0..2 {
+                tokio::select! {
+                    () = &mut finished => return,
+                    r = tokio::signal::ctrl_c() => {
+                        if r.is_err() {
+                            return; // no signal handling on this platform
+                        }
+                        if step == 0 { this.drain() } else { this.abort() }
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// A running pipeline: made by [`Pipeline::start`](crate::Pipeline::start).
+///
+/// Push items (for [`Pipeline::intake`](crate::Pipeline::intake)
+/// pipelines), read [`metrics`](Self::metrics) at any time, and end it with
+/// [`wait`](Self::wait) or [`shutdown`](Self::shutdown). Dropping the
+/// handle detaches the pipeline: it closes the intake and the pipeline
+/// finishes on its own.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use weir::{Outcome, Pipeline, Shutdown};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let handle = Pipeline::intake::<u64>().filter(|x| x % 2 == 0).start();
+/// for i in 0..100 {
+///     handle.push(i).await.unwrap();
+/// }
+/// let report = handle.shutdown(Shutdown::Drain, Duration::from_secs(5)).await.unwrap();
+/// assert_eq!(report.outcome, Outcome::Drained);
+/// assert_eq!((report.delivered, report.dropped), (50, 50));
+/// # });
+/// ```
+pub struct Handle<I> {
+    pusher: Pusher<I>,
+    task: JoinHandle<Result<Report, Error>>,
+}
+
+impl<I> fmt::Debug for Handle<I> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle")
+            .field("pipeline", &self.pusher.shared.config.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<I: Send + 'static> Handle<I> {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        tx: Option<Sender<I>>,
+        task: JoinHandle<Result<Report, Error>>,
+    ) -> Handle<I> {
+        Handle {
+            pusher: Pusher { tx, shared },
+            task,
+        }
+    }
+
+    /// See [`Pusher::push`].
+    pub async fn push(&self, item: I) -> Result<(), PushError<I>> {
+        self.pusher.push(item).await
+    }
+
+    /// See [`Pusher::try_push`].
+    pub fn try_push(&self, item: I) -> Result<(), TryPushError<I>> {
+        self.pusher.try_push(item)
+    }
+
+    /// See [`Pusher::push_batch`].
+    pub async fn push_batch(&self, items: impl IntoIterator<Item = I>) -> Result<(), PushError<Vec<I>>> {
+        self.pusher.push_batch(items).await
+    }
+
+    /// A pusher for other tasks.
+    pub fn pusher(&self) -> Pusher<I> {
+        self.pusher.clone()
+    }
+
+    /// A controller for other tasks (signal handlers, supervisors).
+    pub fn controller(&self) -> Controller {
+        Controller {
+            shared: self.pusher.shared.clone(),
+        }
+    }
+
+    /// A snapshot of the counters now (outcome [`Outcome::Running`] until
+    /// the end); at most one chunk behind the truth.
+    pub fn metrics(&self) -> Report {
+        let outcome = if self.task.is_finished() {
+            Outcome::Completed
+        } else {
+            Outcome::Running
+        };
+        self.pusher.shared.report(outcome)
+    }
+
+    /// Whether the pipeline has ended.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Closes this handle's intake and waits for the pipeline to end (for
+    /// an intake pipeline: once every [`Pusher`] is dropped too).
+    pub async fn wait(self) -> Result<Report, Error> {
+        let Handle { pusher, task } = self;
+        drop(pusher);
+        joined(task.await)
+    }
+
+    /// Stops the pipeline. [`Shutdown::Drain`] waits up to `deadline` for
+    /// in-flight items to finish, then aborts what is left;
+    /// [`Shutdown::Abort`] cancels at once and waits up to `deadline` for
+    /// the tasks to stop. Returns the final report: its
+    /// [`outcome`](Report::outcome) says which happened and
+    /// [`unfinalized`](Report::unfinalized) counts the items lost to an
+    /// abort.
+    pub async fn shutdown(self, mode: Shutdown, deadline: Duration) -> Result<Report, Error> {
+        let controller = self.controller();
+        let Handle { pusher, mut task } = self;
+        let shared = pusher.shared.clone();
+        drop(pusher);
+        match mode {
+            Shutdown::Drain => controller.drain(),
+            Shutdown::Abort => controller.abort(),
+        }
+        if let Ok(r) = tokio::time::timeout(deadline, &mut task).await {
+            return joined(r);
+        }
+        controller.abort();
+        match tokio::time::timeout(deadline, &mut task).await {
+            Ok(r) => joined(r),
+            // Tasks stuck in user code that never yields: report what is
+            // known and leave them detached.
+            Err(_) => Ok(shared.report(Outcome::Aborted)),
+        }
+    }
+}

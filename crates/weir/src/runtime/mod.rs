@@ -1,0 +1,298 @@
+//! The runtime: shared run state, task supervision, shutdown.
+
+pub(crate) mod channel;
+mod concurrent;
+mod handle;
+mod streams;
+mod terminal;
+
+pub use handle::{Controller, Handle, PushError, Pusher, Shutdown, TryPushError};
+pub use streams::{Events, Results};
+
+pub(crate) use concurrent::{run_concurrent, Work};
+pub(crate) use terminal::{ChannelOut, Collect, Discard, Fold};
+
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::error::{Error, ErrorKind};
+use crate::event::{now_ms, Event, EventKind, Progress, EVENT_VERSION};
+use crate::metrics::{Outcome, Report, StageMetrics, StageReport};
+use crate::pipeline::Config;
+use crate::stage::StageSpec;
+
+pub(crate) type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// One stage's settings and live counters.
+#[derive(Debug)]
+pub(crate) struct StageEntry {
+    pub(crate) spec: StageSpec,
+    pub(crate) policy: crate::policy::ErrorPolicy,
+    pub(crate) metrics: StageMetrics,
+}
+
+/// A one-way flag that tasks can wait on.
+#[derive(Debug, Default)]
+pub(crate) struct Signal {
+    set: AtomicBool,
+    notify: Notify,
+}
+
+impl Signal {
+    pub(crate) fn raise(&self) {
+        if !self.set.swap(true, Ordering::AcqRel) {
+            self.notify.notify_waiters();
+        }
+    }
+
+    pub(crate) fn is_raised(&self) -> bool {
+        self.set.load(Ordering::Acquire)
+    }
+
+    pub(crate) async fn raised(&self) {
+        loop {
+            let mut n = pin!(self.notify.notified());
+            n.as_mut().enable();
+            if self.is_raised() {
+                return;
+            }
+            n.await;
+        }
+    }
+}
+
+/// State shared by every task of one run.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) stages: Box<[StageEntry]>,
+    pub(crate) started: Instant,
+    pub(crate) estimated_total: Option<u64>,
+    pub(crate) events: Option<mpsc::Sender<Event>>,
+    pub(crate) drain: Signal,
+    pub(crate) abort: Signal,
+    /// Raised when the run has ended.
+    pub(crate) finished: Signal,
+    error: Mutex<Option<Error>>,
+    /// Sequence numbers for items pushed through the handle.
+    pub(crate) next_seq: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        config: Config,
+        specs: Vec<StageSpec>,
+        estimated_total: Option<u64>,
+        events: Option<mpsc::Sender<Event>>,
+    ) -> Shared {
+        let default_policy = config.error_policy;
+        Shared {
+            stages: specs
+                .into_iter()
+                .map(|spec| StageEntry {
+                    policy: spec.policy.unwrap_or(default_policy),
+                    spec,
+                    metrics: StageMetrics::default(),
+                })
+                .collect(),
+            config,
+            started: Instant::now(),
+            estimated_total,
+            events,
+            drain: Signal::default(),
+            abort: Signal::default(),
+            finished: Signal::default(),
+            error: Mutex::new(None),
+            next_seq: AtomicU64::new(0),
+        }
+    }
+
+    /// Records a fail-fast error (the first one wins) and starts a drain.
+    pub(crate) fn fail(&self, error: Error) {
+        {
+            let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
+            if slot.is_none() {
+                *slot = Some(error);
+            }
+        }
+        self.drain.raise();
+    }
+
+    fn take_error(&self) -> Option<Error> {
+        self.error.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    fn has_error(&self) -> bool {
+        self.error.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+
+    pub(crate) fn event(&self, kind: EventKind) -> Event {
+        Event {
+            version: EVENT_VERSION,
+            pipeline: self.config.name.clone(),
+            ts_ms: now_ms(),
+            elapsed_ms: self.started.elapsed().as_millis() as u64,
+            kind,
+        }
+    }
+
+    /// Sends an event, waiting while the consumer is behind.
+    pub(crate) async fn emit(&self, kind: EventKind) {
+        if let Some(tx) = &self.events {
+            // A consumer that went away just stops receiving.
+            let _ = tx.send(self.event(kind)).await;
+        }
+    }
+
+    /// Waits while the event consumer is behind, so that a consumer that
+    /// stops reading stops the sources instead of growing a queue.
+    pub(crate) async fn events_gate(&self) {
+        if let Some(tx) = &self.events {
+            if tx.capacity() == 0 {
+                let _ = tx.reserve().await;
+            }
+        }
+    }
+
+    pub(crate) fn report(&self, outcome: Outcome) -> Report {
+        let stages: Vec<StageReport> = self
+            .stages
+            .iter()
+            .map(|s| {
+                let m = &s.metrics;
+                StageReport {
+                    name: s.spec.name.clone(),
+                    kind: s.spec.kind.to_owned(),
+                    items_in: m.items_in.load(Ordering::Relaxed),
+                    items_out: m.items_out.load(Ordering::Relaxed),
+                    dropped: m.dropped.load(Ordering::Relaxed),
+                    failed: m.failed.load(Ordering::Relaxed),
+                }
+            })
+            .collect();
+        let expanded: u64 = self
+            .stages
+            .iter()
+            .map(|s| s.metrics.expanded.load(Ordering::Relaxed))
+            .sum();
+        let pulled = stages.first().map_or(0, |s| s.items_out);
+        let delivered = stages.last().map_or(0, |s| s.items_out);
+        let dropped = stages.iter().map(|s| s.dropped).sum();
+        let failed = stages.iter().map(|s| s.failed).sum();
+        let unfinalized = (pulled + expanded).saturating_sub(delivered + dropped + failed);
+        Report {
+            pipeline: self.config.name.clone(),
+            outcome,
+            duration: self.started.elapsed(),
+            pulled,
+            delivered,
+            dropped,
+            failed,
+            unfinalized,
+            stages,
+        }
+    }
+
+    pub(crate) fn progress(&self) -> Progress {
+        let r = self.report(Outcome::Running);
+        Progress::compute(
+            r.finished(),
+            r.failed,
+            r.unfinalized,
+            self.estimated_total,
+            r.duration.as_secs_f64(),
+        )
+    }
+}
+
+async fn tick(ticker: &mut Option<tokio::time::Interval>) -> Option<Instant> {
+    match ticker {
+        Some(t) => Some(t.tick().await),
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs a pipeline's tasks to the end: progress events on a timer, abort
+/// on request, the finished event and the final result.
+pub(crate) async fn supervise(shared: Arc<Shared>, tasks: Vec<Task>) -> Result<Report, Error> {
+    shared
+        .emit(EventKind::PipelineStarted {
+            stages: shared.stages.iter().map(|s| s.spec.name.clone()).collect(),
+            estimated_total: shared.estimated_total,
+        })
+        .await;
+    let mut set = JoinSet::new();
+    for task in tasks {
+        set.spawn(task);
+    }
+    let progress_on = shared.events.is_some();
+    let period = shared.config.progress_interval.max(Duration::from_millis(1));
+    // Only built when someone listens: runs without events need no timer.
+    let mut ticker = progress_on.then(|| {
+        let mut t = tokio::time::interval_at(Instant::now() + period, period);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
+    let mut aborted = false;
+    loop {
+        tokio::select! {
+            joined = set.join_next() => match joined {
+                None => break,
+                Some(Err(e)) if e.is_panic() => {
+                    shared.fail(Error::new(ErrorKind::Internal, format!("a weir task panicked: {e}")));
+                }
+                Some(_) => {}
+            },
+            () = shared.abort.raised(), if !aborted => {
+                aborted = true;
+                set.abort_all();
+            }
+            Some(_) = tick(&mut ticker) => {
+                shared.emit(EventKind::Progress(shared.progress())).await;
+            }
+        }
+    }
+    let outcome = if shared.has_error() {
+        Outcome::Failed
+    } else if aborted {
+        Outcome::Aborted
+    } else if shared.drain.is_raised() {
+        Outcome::Drained
+    } else {
+        Outcome::Completed
+    };
+    let report = shared.report(outcome);
+    if matches!(outcome, Outcome::Completed | Outcome::Drained) && report.unfinalized != 0 {
+        // Every task ended normally, yet items are unaccounted for: a weir
+        // bug. Say so loudly rather than report success.
+        shared.fail(Error::new(
+            ErrorKind::Internal,
+            format!(
+                "{} items were lost without being finalized (a weir bug: please report it)",
+                report.unfinalized
+            ),
+        ));
+    }
+    let error = shared.take_error();
+    if progress_on {
+        shared.emit(EventKind::Progress(shared.progress())).await;
+    }
+    shared
+        .emit(EventKind::PipelineFinished {
+            report: Box::new(report.clone()),
+            error: error.as_ref().map(|e| e.to_string()),
+        })
+        .await;
+    shared.finished.raise();
+    match error {
+        Some(e) => Err(e),
+        None => Ok(report),
+    }
+}

@@ -1,0 +1,172 @@
+//! The streams a pipeline can be consumed as: its output items
+//! ([`Results`]) and its events ([`Events`]).
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{FutureExt, Stream, StreamExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::channel::Receiver;
+use super::{supervise, Shared, Task};
+use crate::ack::Status;
+use crate::error::{Error, ErrorKind};
+use crate::event::{Event, EventKind};
+use crate::metrics::{Counters, Report};
+
+/// Aborts a spawned pipeline when dropped.
+pub(crate) struct AbortOnDrop(pub(crate) JoinHandle<Result<Report, Error>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+pub(crate) fn joined(r: Result<Result<Report, Error>, tokio::task::JoinError>) -> Result<Report, Error> {
+    r.unwrap_or_else(|e| {
+        Err(Error::new(
+            ErrorKind::Internal,
+            format!("the pipeline task failed: {e}"),
+        ))
+    })
+}
+
+/// The output items of a pipeline, as a [`Stream`]: made by
+/// [`Pipeline::results`](crate::Pipeline::results).
+///
+/// Yields `Ok(item)` for each output item (an item is delivered when it is
+/// yielded) and, if the pipeline failed, one `Err` at the end. The pipeline
+/// starts on the first poll; dropping the stream aborts it.
+#[must_use = "streams do nothing unless polled"]
+pub struct Results<T> {
+    inner: BoxStream<'static, Result<T, Error>>,
+}
+
+impl<T> fmt::Debug for Results<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Results").finish_non_exhaustive()
+    }
+}
+
+struct ResultsState<T> {
+    rx: Receiver<T>,
+    current: std::vec::IntoIter<(T, crate::ack::Token)>,
+    c: Counters,
+    start: Option<(Arc<Shared>, Vec<Task>)>,
+    running: Option<AbortOnDrop>,
+    done: bool,
+}
+
+impl<T: Send + 'static> Results<T> {
+    pub(crate) fn new(shared: Arc<Shared>, tasks: Vec<Task>, rx: Receiver<T>, c: Counters) -> Results<T> {
+        let state = ResultsState {
+            rx,
+            current: Vec::new().into_iter(),
+            c,
+            start: Some((shared, tasks)),
+            running: None,
+            done: false,
+        };
+        let inner = futures::stream::unfold(state, |mut st| async move {
+            if let Some((shared, tasks)) = st.start.take() {
+                st.running = Some(AbortOnDrop(tokio::spawn(supervise(shared, tasks))));
+            }
+            loop {
+                if let Some((item, token)) = st.current.next() {
+                    st.c.items_in += 1;
+                    token.finish(Status::Delivered);
+                    return Some((Ok(item), st));
+                }
+                st.c.publish();
+                if st.done {
+                    return None;
+                }
+                match st.rx.recv().await {
+                    Some(chunk) => st.current = chunk.into_iter(),
+                    None => {
+                        st.done = true;
+                        let running = st.running.as_mut()?;
+                        if let Err(e) = joined((&mut running.0).await) {
+                            return Some((Err(e), st));
+                        }
+                    }
+                }
+            }
+        });
+        Results { inner: inner.boxed() }
+    }
+}
+
+impl<T> Stream for Results<T> {
+    type Item = Result<T, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.inner.poll_next_unpin(cx)
+    }
+}
+
+/// The events of a pipeline, as a lossless, backpressured [`Stream`]: made
+/// by [`Pipeline::events`](crate::Pipeline::events).
+///
+/// The pipeline starts on the first poll. A consumer that stops reading
+/// stops the pipeline's sources (nothing queues up); dropping the stream
+/// aborts the pipeline. The last event is
+/// [`PipelineFinished`](EventKind::PipelineFinished).
+#[must_use = "streams do nothing unless polled"]
+pub struct Events {
+    rx: mpsc::Receiver<Event>,
+    start: Option<BoxFuture<'static, Result<Report, Error>>>,
+    running: Option<AbortOnDrop>,
+    finished: bool,
+}
+
+impl fmt::Debug for Events {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Events")
+            .field("finished", &self.finished)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Events {
+    pub(crate) fn new(shared: Arc<Shared>, tasks: Vec<Task>, rx: mpsc::Receiver<Event>) -> Events {
+        Events {
+            rx,
+            start: Some(supervise(shared, tasks).boxed()),
+            running: None,
+            finished: false,
+        }
+    }
+}
+
+impl Stream for Events {
+    type Item = Event;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        if self.finished {
+            return Poll::Ready(None);
+        }
+        if let Some(start) = self.start.take() {
+            self.running = Some(AbortOnDrop(tokio::spawn(start)));
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(event)) => {
+                if matches!(event.kind, EventKind::PipelineFinished { .. }) {
+                    self.finished = true;
+                }
+                Poll::Ready(Some(event))
+            }
+            Poll::Ready(None) => {
+                self.finished = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}

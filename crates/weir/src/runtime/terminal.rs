@@ -1,0 +1,215 @@
+//! The ends of fused segments: a channel to the next task, or one of the
+//! terminals the runners attach (discard, collect, fold).
+
+use tokio::sync::oneshot;
+
+use super::channel::{Chunk, Sender};
+use crate::ack::{Status, Token};
+use crate::error::Error;
+use crate::metrics::Counters;
+use crate::stage::{guard, Flow, Push, TaskCx};
+
+/// Buffers a chunk and ships it to the next task.
+pub(crate) struct ChannelOut<T> {
+    tx: Sender<T>,
+    buf: Chunk<T>,
+    chunk: usize,
+}
+
+impl<T> ChannelOut<T> {
+    pub(crate) fn new(tx: Sender<T>, chunk: usize) -> ChannelOut<T> {
+        ChannelOut {
+            tx,
+            buf: Vec::with_capacity(chunk),
+            chunk,
+        }
+    }
+}
+
+impl<T: Send + 'static> Push<T> for ChannelOut<T> {
+    #[inline(always)]
+    fn push(&mut self, item: T, token: Token, _cx: &mut TaskCx) {
+        self.buf.push((item, token));
+    }
+
+    #[inline(always)]
+    fn wants_flush(&self) -> bool {
+        self.buf.len() >= self.chunk
+    }
+
+    #[inline(always)]
+    fn has_pending(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
+    async fn flush(&mut self, _cx: &mut TaskCx) -> Flow {
+        if self.buf.is_empty() {
+            return if self.tx.is_closed() {
+                Flow::Stop
+            } else {
+                Flow::Continue
+            };
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(self.chunk));
+        // A refused chunk is dropped here: its items were not delivered and
+        // their tokens report `Aborted`.
+        match self.tx.send(chunk).await {
+            Ok(()) => Flow::Continue,
+            Err(_) => Flow::Stop,
+        }
+    }
+
+    async fn finish(mut self, cx: &mut TaskCx) {
+        self.flush(cx).await;
+    }
+}
+
+/// Accepts and delivers everything (the end of `run` and `events`).
+pub(crate) struct Discard {
+    c: Option<Counters>,
+}
+
+impl Discard {
+    pub(crate) fn new(c: Option<Counters>) -> Discard {
+        Discard { c }
+    }
+}
+
+impl<T: Send + 'static> Push<T> for Discard {
+    #[inline(always)]
+    fn push(&mut self, item: T, token: Token, _cx: &mut TaskCx) {
+        if let Some(c) = &mut self.c {
+            c.items_in += 1;
+        }
+        drop(item);
+        token.finish(Status::Delivered);
+    }
+
+    fn wants_flush(&self) -> bool {
+        false
+    }
+
+    fn has_pending(&self) -> bool {
+        false
+    }
+
+    async fn flush(&mut self, _cx: &mut TaskCx) -> Flow {
+        if let Some(c) = &mut self.c {
+            c.publish();
+        }
+        Flow::Continue
+    }
+
+    async fn finish(self, _cx: &mut TaskCx) {}
+}
+
+/// Collects every item into a `Vec` (O(n) memory, on purpose).
+pub(crate) struct Collect<T> {
+    items: Vec<T>,
+    c: Counters,
+    tx: oneshot::Sender<Vec<T>>,
+}
+
+impl<T> Collect<T> {
+    pub(crate) fn new(c: Counters, tx: oneshot::Sender<Vec<T>>) -> Collect<T> {
+        Collect {
+            items: Vec::new(),
+            c,
+            tx,
+        }
+    }
+}
+
+impl<T: Send + 'static> Push<T> for Collect<T> {
+    #[inline(always)]
+    fn push(&mut self, item: T, token: Token, _cx: &mut TaskCx) {
+        self.c.items_in += 1;
+        self.items.push(item);
+        token.finish(Status::Delivered);
+    }
+
+    fn wants_flush(&self) -> bool {
+        false
+    }
+
+    fn has_pending(&self) -> bool {
+        false
+    }
+
+    async fn flush(&mut self, _cx: &mut TaskCx) -> Flow {
+        self.c.publish();
+        Flow::Continue
+    }
+
+    async fn finish(self, _cx: &mut TaskCx) {
+        let _ = self.tx.send(self.items);
+    }
+}
+
+/// Folds every item into an accumulator.
+pub(crate) struct Fold<A, F> {
+    acc: Option<A>,
+    f: F,
+    c: Counters,
+    tx: oneshot::Sender<Option<A>>,
+}
+
+impl<A, F> Fold<A, F> {
+    pub(crate) fn new(init: A, f: F, c: Counters, tx: oneshot::Sender<Option<A>>) -> Fold<A, F> {
+        Fold {
+            acc: Some(init),
+            f,
+            c,
+            tx,
+        }
+    }
+}
+
+impl<T, A, F> Push<T> for Fold<A, F>
+where
+    A: Send + 'static,
+    F: FnMut(A, T) -> A + Send + 'static,
+{
+    #[inline(always)]
+    fn push(&mut self, item: T, token: Token, cx: &mut TaskCx) {
+        self.c.items_in += 1;
+        let Some(acc) = self.acc.take() else {
+            // The accumulator was lost to an earlier panic; the run fails.
+            self.c.failed += 1;
+            return token.finish(Status::Failed);
+        };
+        match guard(|| (self.f)(acc, item)) {
+            Ok(acc) => {
+                self.acc = Some(acc);
+                token.finish(Status::Delivered);
+            }
+            Err(e) => {
+                self.c.failed += 1;
+                let name = &cx.shared.stages[self.c.stage()].spec.name;
+                let lost = Error::new(
+                    e.kind(),
+                    format!("stage `{name}` lost its accumulator: {}", e.message()),
+                );
+                cx.fail(self.c.stage(), token, e);
+                cx.shared.fail(lost);
+            }
+        }
+    }
+
+    fn wants_flush(&self) -> bool {
+        false
+    }
+
+    fn has_pending(&self) -> bool {
+        false
+    }
+
+    async fn flush(&mut self, _cx: &mut TaskCx) -> Flow {
+        self.c.publish();
+        Flow::Continue
+    }
+
+    async fn finish(self, _cx: &mut TaskCx) {
+        let _ = self.tx.send(self.acc);
+    }
+}

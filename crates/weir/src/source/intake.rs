@@ -1,0 +1,72 @@
+use std::fmt;
+use std::marker::PhantomData;
+
+use super::ship;
+use crate::metrics::Counters;
+use crate::runtime::channel::{self, Receiver};
+use crate::stage::{Flow, Plan, Push, TaskCx, Wiring};
+
+/// The source node of [`Pipeline::intake`](crate::Pipeline::intake): items
+/// pushed through the [`Handle`](crate::Handle).
+#[must_use]
+pub struct IntakeSource<T> {
+    pub(crate) _t: PhantomData<fn() -> T>,
+}
+
+impl<T> fmt::Debug for IntakeSource<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IntakeSource").finish()
+    }
+}
+
+impl<T: Send + 'static> Plan for IntakeSource<T> {
+    type Out = T;
+    type Intake = T;
+
+    fn attach<D: Push<T>>(self, down: D, w: &mut Wiring<T>) {
+        let (tx, rx) = channel::channel(w.capacity());
+        w.intake = Some(tx);
+        let task = drive(rx, down, w.counters(0), w.cx());
+        w.spawn(task);
+    }
+}
+
+/// Forwards pushed chunks. On drain it closes the intake (pushers get
+/// `Closed`) and still forwards everything that was accepted before.
+async fn drive<T, D>(mut rx: Receiver<T>, mut down: D, mut c: Counters, mut cx: TaskCx)
+where
+    T: Send + 'static,
+    D: Push<T>,
+{
+    let shared = cx.shared.clone();
+    let mut closing = false;
+    'run: loop {
+        let chunk = if closing {
+            rx.recv().await
+        } else {
+            tokio::select! {
+                biased;
+                chunk = rx.recv() => chunk,
+                () = shared.drain.raised() => {
+                    rx.close();
+                    closing = true;
+                    continue;
+                }
+            }
+        };
+        let Some(chunk) = chunk else { break };
+        shared.events_gate().await;
+        for (item, token) in chunk {
+            c.items_in += 1;
+            down.push(item, token, &mut cx);
+            if down.wants_flush() && ship(&mut down, &mut c, &mut cx).await == Flow::Stop {
+                break 'run;
+            }
+        }
+        if ship(&mut down, &mut c, &mut cx).await == Flow::Stop {
+            break;
+        }
+    }
+    c.publish();
+    down.finish(&mut cx).await;
+}

@@ -1,0 +1,151 @@
+use std::fmt;
+use std::panic::AssertUnwindSafe;
+use std::pin::pin;
+use std::task::Poll;
+
+use futures::{FutureExt, Stream, StreamExt};
+
+use super::ship;
+use crate::ack::{Acked, Token};
+use crate::error::{Error, ErrorKind};
+use crate::metrics::Counters;
+use crate::stage::{Flow, Plan, Push, TaskCx, Wiring};
+
+/// The source node of [`Pipeline::from_stream`](crate::Pipeline::from_stream).
+#[must_use]
+pub struct StreamSource<S> {
+    pub(crate) stream: S,
+}
+
+/// The source node of [`Pipeline::from_acked`](crate::Pipeline::from_acked).
+#[must_use]
+pub struct AckedSource<S> {
+    pub(crate) stream: S,
+}
+
+impl<S> fmt::Debug for StreamSource<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamSource").finish_non_exhaustive()
+    }
+}
+
+impl<S> fmt::Debug for AckedSource<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AckedSource").finish_non_exhaustive()
+    }
+}
+
+impl<S> Plan for StreamSource<S>
+where
+    S: Stream + Send + 'static,
+    S::Item: Send + 'static,
+{
+    type Out = S::Item;
+    type Intake = crate::stage::NoIntake;
+
+    fn attach<D: Push<S::Item>>(self, down: D, w: &mut Wiring<Self::Intake>) {
+        let split = |item, seq| (item, Token::plain(seq));
+        let task = drive(self.stream, split, down, w.counters(0), w.cx(), w.chunk_size());
+        w.spawn(task);
+    }
+}
+
+impl<S, T> Plan for AckedSource<S>
+where
+    S: Stream<Item = Acked<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    type Out = T;
+    type Intake = crate::stage::NoIntake;
+
+    fn attach<D: Push<T>>(self, down: D, w: &mut Wiring<Self::Intake>) {
+        let split = |acked: Acked<T>, seq| (acked.item, Token::acked(seq, acked.ack));
+        let task = drive(self.stream, split, down, w.counters(0), w.cx(), w.chunk_size());
+        w.spawn(task);
+    }
+}
+
+/// Pulls what the stream has ready (up to a chunk), ships it, and waits for
+/// more only when nothing is ready: low latency at low load, full chunks at
+/// high load.
+async fn drive<S, G, T, D>(
+    stream: S,
+    mut split: G,
+    mut down: D,
+    mut c: Counters,
+    mut cx: TaskCx,
+    chunk: usize,
+) where
+    S: Stream + Send + 'static,
+    G: FnMut(S::Item, u64) -> (T, Token) + Send + 'static,
+    D: Push<T>,
+{
+    let shared = cx.shared.clone();
+    let mut stream = pin!(stream);
+    let chunk = chunk as u64;
+    let mut seq = 0u64;
+    let source_failed = |seq: u64, p: Box<dyn std::any::Any + Send>| {
+        let name = &shared.stages[0].spec.name;
+        let e = Error::panicked(&*p);
+        shared.fail(Error::new(
+            ErrorKind::Source,
+            format!("source `{name}` panicked after item {seq}: {}", e.message()),
+        ));
+    };
+    'run: loop {
+        if shared.drain.is_raised() {
+            break;
+        }
+        shared.events_gate().await;
+        let start = seq;
+        let mut exhausted = false;
+        while seq - start < chunk {
+            let next = futures::poll!(AssertUnwindSafe(stream.next()).catch_unwind());
+            match next {
+                Poll::Ready(Ok(Some(item))) => {
+                    let (item, token) = split(item, seq);
+                    down.push(item, token, &mut cx);
+                    seq += 1;
+                    if down.wants_flush() {
+                        break;
+                    }
+                }
+                Poll::Ready(Ok(None)) => {
+                    exhausted = true;
+                    break;
+                }
+                Poll::Ready(Err(p)) => {
+                    source_failed(seq, p);
+                    exhausted = true;
+                    break;
+                }
+                Poll::Pending => break,
+            }
+        }
+        if seq == start && !exhausted {
+            // Nothing ready (and everything before was shipped): wait.
+            tokio::select! {
+                biased;
+                () = shared.drain.raised() => break 'run,
+                next = AssertUnwindSafe(stream.next()).catch_unwind() => match next {
+                    Ok(Some(item)) => {
+                        let (item, token) = split(item, seq);
+                        down.push(item, token, &mut cx);
+                        seq += 1;
+                    }
+                    Ok(None) => exhausted = true,
+                    Err(p) => {
+                        source_failed(seq, p);
+                        exhausted = true;
+                    }
+                },
+            }
+        }
+        c.items_in += seq - start;
+        if ship(&mut down, &mut c, &mut cx).await == Flow::Stop || exhausted {
+            break;
+        }
+    }
+    c.publish();
+    down.finish(&mut cx).await;
+}

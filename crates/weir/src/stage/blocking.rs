@@ -1,0 +1,72 @@
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use super::{guard, Plan, Push, Wiring};
+use crate::error::{BoxError, Error, ErrorKind};
+use crate::runtime::{channel, run_concurrent, ChannelOut, Work};
+
+/// The plan node of [`Pipeline::blocking`](crate::Pipeline::blocking) and
+/// [`Pipeline::try_blocking`](crate::Pipeline::try_blocking): a synchronous
+/// function run on tokio's blocking pool, up to `concurrency` at a time.
+#[must_use]
+pub struct Blocking<P, F> {
+    pub(crate) prev: P,
+    pub(crate) f: F,
+    pub(crate) idx: usize,
+}
+
+impl<P: fmt::Debug, F> fmt::Debug for Blocking<P, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Blocking")
+            .field("prev", &self.prev)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P, F, U, E> Plan for Blocking<P, F>
+where
+    P: Plan,
+    F: Fn(P::Out) -> Result<U, E> + Send + Sync + 'static,
+    E: Into<BoxError>,
+    U: Send + 'static,
+{
+    type Out = U;
+    type Intake = P::Intake;
+
+    fn attach<D: Push<U>>(self, down: D, w: &mut Wiring<P::Intake>) {
+        let (tx, rx) = channel::channel(w.capacity());
+        let spec = w.spec(self.idx);
+        let (n, ordered) = (spec.concurrency, spec.ordered);
+        let work = BlockingWork(Arc::new(self.f));
+        let task = run_concurrent(rx, work, down, w.counters(self.idx), w.cx(), n, ordered);
+        w.spawn(task);
+        let out = ChannelOut::new(tx, w.chunk_size());
+        self.prev.attach(out, w);
+    }
+}
+
+struct BlockingWork<F>(Arc<F>);
+
+impl<T, F, U, E> Work<T> for BlockingWork<F>
+where
+    F: Fn(T) -> Result<U, E> + Send + Sync + 'static,
+    E: Into<BoxError>,
+    T: Send + 'static,
+    U: Send + 'static,
+{
+    type Out = U;
+
+    fn start(&mut self, item: T) -> impl Future<Output = Result<U, Error>> + Send + 'static {
+        let f = self.0.clone();
+        let job = tokio::task::spawn_blocking(move || guard(|| f(item).map_err(Into::<BoxError>::into)));
+        async move {
+            match job.await {
+                Ok(Ok(Ok(out))) => Ok(out),
+                Ok(Ok(Err(e))) => Err(Error::caused_by(ErrorKind::Stage, e)),
+                Ok(Err(panic)) => Err(panic),
+                Err(join) => Err(Error::new(ErrorKind::Internal, join.to_string())),
+            }
+        }
+    }
+}

@@ -1,0 +1,85 @@
+use std::fmt;
+
+use super::{guard, Flow, Plan, Push, TaskCx, Wiring};
+use crate::ack::{Status, Token};
+use crate::error::{BoxError, Error, ErrorKind};
+use crate::metrics::Counters;
+
+/// The plan node of [`Pipeline::for_each`](crate::Pipeline::for_each) and
+/// [`Pipeline::try_for_each`](crate::Pipeline::try_for_each): a synchronous
+/// sink, fused with the stages before it.
+#[must_use]
+pub struct ForEach<P, F> {
+    pub(crate) prev: P,
+    pub(crate) f: F,
+    pub(crate) idx: usize,
+}
+
+impl<P: fmt::Debug, F> fmt::Debug for ForEach<P, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ForEach")
+            .field("prev", &self.prev)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P, F, E> Plan for ForEach<P, F>
+where
+    P: Plan,
+    F: FnMut(P::Out) -> Result<(), E> + Send + 'static,
+    E: Into<BoxError>,
+{
+    type Out = ();
+    type Intake = P::Intake;
+
+    fn attach<D: Push<()>>(self, down: D, w: &mut Wiring<P::Intake>) {
+        let c = Counters::explicit(w.shared.clone(), self.idx);
+        self.prev.attach(ForEachStep { f: self.f, down, c }, w);
+    }
+}
+
+struct ForEachStep<F, D> {
+    f: F,
+    down: D,
+    c: Counters,
+}
+
+impl<T, E, F, D> Push<T> for ForEachStep<F, D>
+where
+    F: FnMut(T) -> Result<(), E> + Send + 'static,
+    E: Into<BoxError>,
+    D: Push<()>,
+{
+    #[inline(always)]
+    fn push(&mut self, item: T, token: Token, cx: &mut TaskCx) {
+        self.c.items_in += 1;
+        let error = match guard(|| (self.f)(item)) {
+            Ok(Ok(())) => {
+                *self.c.out.get_or_insert(0) += 1;
+                return token.finish(Status::Delivered);
+            }
+            Ok(Err(e)) => Error::caused_by(ErrorKind::Sink, e.into()),
+            Err(e) => e,
+        };
+        self.c.failed += 1;
+        cx.fail(self.c.stage(), token, error);
+    }
+
+    fn wants_flush(&self) -> bool {
+        false
+    }
+
+    fn has_pending(&self) -> bool {
+        false
+    }
+
+    async fn flush(&mut self, cx: &mut TaskCx) -> Flow {
+        self.c.publish();
+        self.down.flush(cx).await
+    }
+
+    async fn finish(mut self, cx: &mut TaskCx) {
+        self.c.publish();
+        self.down.finish(cx).await
+    }
+}

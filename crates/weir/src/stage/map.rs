@@ -1,0 +1,122 @@
+use std::fmt;
+
+use super::{forward_flush, guard, Plan, Push, TaskCx, Wiring};
+use crate::ack::Token;
+use crate::error::{BoxError, Error, ErrorKind};
+use crate::metrics::Counters;
+
+/// The plan node of [`Pipeline::map`](crate::Pipeline::map).
+#[must_use]
+pub struct Map<P, F> {
+    pub(crate) prev: P,
+    pub(crate) f: F,
+    pub(crate) idx: usize,
+}
+
+/// The plan node of [`Pipeline::try_map`](crate::Pipeline::try_map).
+#[must_use]
+pub struct TryMap<P, F> {
+    pub(crate) prev: P,
+    pub(crate) f: F,
+    pub(crate) idx: usize,
+}
+
+impl<P: fmt::Debug, F> fmt::Debug for Map<P, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Map")
+            .field("prev", &self.prev)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: fmt::Debug, F> fmt::Debug for TryMap<P, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TryMap")
+            .field("prev", &self.prev)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P, F, U> Plan for Map<P, F>
+where
+    P: Plan,
+    F: FnMut(P::Out) -> U + Send + 'static,
+    U: Send + 'static,
+{
+    type Out = U;
+    type Intake = P::Intake;
+
+    fn attach<D: Push<U>>(self, down: D, w: &mut Wiring<P::Intake>) {
+        let c = w.counters(self.idx);
+        self.prev.attach(MapStep { f: self.f, down, c }, w);
+    }
+}
+
+impl<P, F, U, E> Plan for TryMap<P, F>
+where
+    P: Plan,
+    F: FnMut(P::Out) -> Result<U, E> + Send + 'static,
+    E: Into<BoxError>,
+    U: Send + 'static,
+{
+    type Out = U;
+    type Intake = P::Intake;
+
+    fn attach<D: Push<U>>(self, down: D, w: &mut Wiring<P::Intake>) {
+        let c = w.counters(self.idx);
+        self.prev.attach(TryMapStep { f: self.f, down, c }, w);
+    }
+}
+
+struct MapStep<F, D> {
+    f: F,
+    down: D,
+    c: Counters,
+}
+
+impl<T, U, F, D> Push<T> for MapStep<F, D>
+where
+    F: FnMut(T) -> U + Send + 'static,
+    D: Push<U>,
+{
+    #[inline(always)]
+    fn push(&mut self, item: T, token: Token, cx: &mut TaskCx) {
+        self.c.items_in += 1;
+        match guard(|| (self.f)(item)) {
+            Ok(out) => self.down.push(out, token, cx),
+            Err(e) => {
+                self.c.failed += 1;
+                cx.fail(self.c.stage(), token, e);
+            }
+        }
+    }
+
+    forward_flush!();
+}
+
+struct TryMapStep<F, D> {
+    f: F,
+    down: D,
+    c: Counters,
+}
+
+impl<T, U, E, F, D> Push<T> for TryMapStep<F, D>
+where
+    F: FnMut(T) -> Result<U, E> + Send + 'static,
+    E: Into<BoxError>,
+    D: Push<U>,
+{
+    #[inline(always)]
+    fn push(&mut self, item: T, token: Token, cx: &mut TaskCx) {
+        self.c.items_in += 1;
+        let error = match guard(|| (self.f)(item)) {
+            Ok(Ok(out)) => return self.down.push(out, token, cx),
+            Ok(Err(e)) => Error::caused_by(ErrorKind::Stage, e.into()),
+            Err(e) => e,
+        };
+        self.c.failed += 1;
+        cx.fail(self.c.stage(), token, error);
+    }
+
+    forward_flush!();
+}

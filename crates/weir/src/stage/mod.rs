@@ -1,0 +1,248 @@
+//! Stages: the plan nodes a [`Pipeline`](crate::Pipeline) is built from.
+//!
+//! Every combinator on `Pipeline` wraps the previous plan in one of the
+//! node types below (as iterator adaptors do), so a pipeline's whole shape
+//! is one type and the compiler checks that each stage's input is the
+//! previous stage's output.
+//!
+//! At run time each node wraps the *downstream* step around its own
+//! function (push-based fusion). Consecutive synchronous stages therefore
+//! become one monomorphized loop in one task: no channel hop, no boxing and
+//! no allocation per item. Stages that must run apart (async `then`,
+//! `blocking`, async sinks) end a segment: the upstream segment pushes into
+//! a bounded chunk channel and a new task runs the stage and the fused
+//! segment after it.
+
+mod blocking;
+mod filter;
+mod filter_map;
+mod flat_map;
+mod for_each;
+mod inspect;
+mod map;
+mod sink;
+
+pub(crate) use sink::FnSink;
+mod then;
+
+pub use blocking::Blocking;
+pub use filter::Filter;
+pub use filter_map::FilterMap;
+pub use flat_map::FlatMap;
+pub use for_each::ForEach;
+pub use inspect::Inspect;
+pub use map::{Map, TryMap};
+pub use sink::{Sink, SinkStage};
+pub use then::Then;
+
+pub use crate::source::{AckedSource, IntakeSource, IterSource, StreamSource};
+
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::ack::{Status, Token};
+use crate::error::Error;
+use crate::event::EventKind;
+use crate::metrics::Counters;
+use crate::policy::ErrorPolicy;
+use crate::runtime::channel::Sender;
+use crate::runtime::Shared;
+
+/// A pipeline's plan: a source followed by stages. Implemented by the node
+/// types of this module only; what a node does is the business of the
+/// `Pipeline` method that made it.
+pub trait Plan: Send + Sized + 'static {
+    /// The items the plan emits.
+    type Out: Send + 'static;
+    /// The items pushed into the pipeline through its
+    /// [`Handle`](crate::Handle) ([`NoIntake`] unless the source is
+    /// [`Pipeline::intake`](crate::Pipeline::intake)).
+    type Intake: Send + 'static;
+
+    #[doc(hidden)]
+    fn attach<D: Push<Self::Out>>(self, down: D, w: &mut Wiring<Self::Intake>);
+}
+
+/// The intake type of pipelines that are not fed through their handle: it
+/// has no values, so nothing can be pushed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoIntake {}
+
+/// Whether the upstream should keep going after a flush.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep going.
+    Continue,
+    /// Everything downstream is gone (aborted): stop pulling.
+    Stop,
+}
+
+/// A step that accepts items: a fused stage, a channel to the next task, or
+/// a terminal. `push` never waits; the driver calls `flush` (which may wait
+/// for room downstream) after each chunk, when `wants_flush` says so, and
+/// before it waits for anything.
+#[doc(hidden)]
+pub trait Push<T>: Send + 'static {
+    /// Takes one item.
+    fn push(&mut self, item: T, token: Token, cx: &mut TaskCx);
+    /// A chunk's worth of output is buffered: flush before pushing more.
+    fn wants_flush(&self) -> bool;
+    /// Some output is buffered.
+    fn has_pending(&self) -> bool;
+    /// Publishes counters and ships buffered output downstream.
+    fn flush(&mut self, cx: &mut TaskCx) -> impl Future<Output = Flow> + Send;
+    /// End of input: flush and close.
+    fn finish(self, cx: &mut TaskCx) -> impl Future<Output = ()> + Send;
+}
+
+/// Forwards the buffering half of `Push` to `self.down` after publishing
+/// `self.c`; every fused step shares it.
+macro_rules! forward_flush {
+    () => {
+        #[inline]
+        fn wants_flush(&self) -> bool {
+            self.down.wants_flush()
+        }
+
+        #[inline]
+        fn has_pending(&self) -> bool {
+            self.down.has_pending()
+        }
+
+        async fn flush(&mut self, cx: &mut $crate::stage::TaskCx) -> $crate::stage::Flow {
+            self.c.publish();
+            self.down.flush(cx).await
+        }
+
+        async fn finish(mut self, cx: &mut $crate::stage::TaskCx) {
+            self.c.publish();
+            self.down.finish(cx).await
+        }
+    };
+}
+pub(crate) use forward_flush;
+
+/// Per-stage settings fixed when the pipeline is built.
+#[derive(Debug, Clone)]
+pub(crate) struct StageSpec {
+    pub(crate) name: String,
+    pub(crate) kind: &'static str,
+    pub(crate) policy: Option<ErrorPolicy>,
+    pub(crate) concurrency: usize,
+    pub(crate) ordered: bool,
+}
+
+impl StageSpec {
+    pub(crate) fn new(kind: &'static str, position: usize) -> StageSpec {
+        StageSpec {
+            name: format!("{kind}#{position}"),
+            kind,
+            policy: None,
+            concurrency: 1,
+            ordered: true,
+        }
+    }
+}
+
+/// What `attach` builds: the tasks to spawn and the intake sender.
+#[doc(hidden)]
+pub struct Wiring<I> {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) tasks: Vec<crate::runtime::Task>,
+    pub(crate) intake: Option<Sender<I>>,
+}
+
+impl<I> std::fmt::Debug for Wiring<I> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wiring")
+            .field("tasks", &self.tasks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<I> Wiring<I> {
+    pub(crate) fn spawn(&mut self, task: impl Future<Output = ()> + Send + 'static) {
+        self.tasks.push(Box::pin(task));
+    }
+
+    pub(crate) fn counters(&self, stage: usize) -> Counters {
+        Counters::new(self.shared.clone(), stage)
+    }
+
+    pub(crate) fn cx(&self) -> TaskCx {
+        TaskCx::new(self.shared.clone())
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.shared.config.capacity
+    }
+
+    pub(crate) fn chunk_size(&self) -> usize {
+        self.shared.config.chunk_size
+    }
+
+    pub(crate) fn spec(&self, stage: usize) -> &StageSpec {
+        &self.shared.stages[stage].spec
+    }
+}
+
+/// A task's context: the shared run state and the events it buffered.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct TaskCx {
+    pub(crate) shared: Arc<Shared>,
+    pending: Vec<EventKind>,
+}
+
+impl TaskCx {
+    pub(crate) fn new(shared: Arc<Shared>) -> TaskCx {
+        TaskCx {
+            shared,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Routes a failed item: finalizes it as failed, records the event and
+    /// applies the stage's error policy. The caller counts the failure.
+    #[cold]
+    pub(crate) fn fail(&mut self, stage: usize, token: Token, error: Error) {
+        let entry = &self.shared.stages[stage];
+        let error = error.at(&entry.spec.name, token.seq(), 1);
+        token.finish(Status::Failed);
+        if self.shared.events.is_some() {
+            self.pending.push(EventKind::ItemFailed {
+                stage: entry.spec.name.clone(),
+                item: error.item().unwrap_or_default(),
+                error: error.message().to_owned(),
+                error_type: error.kind().as_str().to_owned(),
+                attempt: error.attempt(),
+                retryable: false,
+            });
+        }
+        if entry.policy == ErrorPolicy::FailFast {
+            self.shared.fail(error);
+        }
+    }
+
+    /// Whether events are waiting to be sent.
+    pub(crate) fn has_events(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Sends the buffered events, waiting for the consumer (lossless).
+    pub(crate) async fn flush_events(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        for kind in std::mem::take(&mut self.pending) {
+            self.shared.emit(kind).await;
+        }
+    }
+}
+
+/// Runs `f` and turns a panic into an [`Error`].
+#[inline(always)]
+pub(crate) fn guard<R>(f: impl FnOnce() -> R) -> Result<R, Error> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| Error::panicked(&*p))
+}
