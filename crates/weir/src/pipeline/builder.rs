@@ -60,8 +60,9 @@ impl PipelineBuilder {
     }
 
     /// How many items each channel between tasks holds (items queued, not
-    /// chunks). With chunks in flight, the items alive in a pipeline are at
-    /// most the sum over its task boundaries of `capacity + chunk_size`,
+    /// chunks). The items alive in a pipeline are at most the sum over its
+    /// task boundaries of `capacity + 2 × chunk_size` (the channel, a chunk
+    /// the sender is filling and a chunk the receiver is working through),
     /// plus each concurrent stage's concurrency, whatever the stream's
     /// length. By default, 4096.
     ///

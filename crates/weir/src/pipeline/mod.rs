@@ -23,8 +23,8 @@ use crate::runtime::{
 };
 use crate::stage::FnSink;
 use crate::stage::{
-    AckedSource, Blocking, Filter, FilterMap, FlatMap, ForEach, Inspect, IntakeSource, IterSource, Map, Plan,
-    Push, Sink, SinkStage, StageSpec, StreamSource, Then, TryMap, Wiring,
+    AckedSource, Blocking, BoxPlan, Filter, FilterMap, FlatMap, ForEach, Inspect, IntakeSource, IterSource,
+    Map, Plan, Push, Sink, SinkStage, StageSpec, StreamSource, Then, TryMap, Wiring,
 };
 
 /// A typed pipeline: a source, then stages, each taking the previous
@@ -537,6 +537,35 @@ where
         self.stage("sink", |prev, idx| SinkStage { prev, sink, idx })
     }
 
+    /// Erases the plan's type, so that pipelines of different shapes (built
+    /// from configuration, say) have one type: `Pipeline<T, BoxPlan<T, I>>`.
+    /// The stages on each side of the erasure stay fused; the boundary costs
+    /// one virtual call per item.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::{stage::{BoxPlan, NoIntake}, Pipeline};
+    ///
+    /// fn build(double: bool) -> Pipeline<u32, BoxPlan<u32, NoIntake>> {
+    ///     let p = Pipeline::from_iter(1..=3u32);
+    ///     if double { p.map(|x| x * 2).boxed() } else { p.boxed() }
+    /// }
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// assert_eq!(build(true).collect().await.unwrap(), [2, 4, 6]);
+    /// assert_eq!(build(false).collect().await.unwrap(), [1, 2, 3]);
+    /// # });
+    /// ```
+    pub fn boxed(self) -> Pipeline<T, BoxPlan<T, P::Intake>> {
+        Pipeline {
+            plan: BoxPlan::new(self.plan),
+            stages: self.stages,
+            config: self.config,
+            ends_in_sink: self.ends_in_sink,
+            _t: PhantomData,
+        }
+    }
+
     /// Builds the shared state and attaches `terminal` (made with the
     /// implicit sink stage's counters unless the pipeline ends in a sink).
     fn wire<D: Push<T>>(
@@ -585,7 +614,7 @@ where
         let (shared, tasks, _intake) = self.wire("run", None, |sh, idx| {
             Discard::new(idx.map(|i| Counters::new(sh.clone(), i)))
         });
-        runtime::supervise(shared, tasks).await
+        runtime::supervise(shared, tasks, None).await
     }
 
     /// Runs the pipeline and collects its output in a `Vec`: O(n) memory,
@@ -605,7 +634,7 @@ where
         let (shared, tasks, _intake) = self.wire("collect", None, |sh, idx| {
             Collect::new(Counters::new(sh.clone(), idx.unwrap_or(0)), tx)
         });
-        runtime::supervise(shared, tasks).await?;
+        runtime::supervise(shared, tasks, None).await?;
         rx.await
             .map_err(|_| Error::new(ErrorKind::Internal, "the collector ended without a result"))
     }
@@ -633,7 +662,7 @@ where
         let (shared, tasks, _intake) = self.wire("fold", None, |sh, idx| {
             Fold::new(init, f, Counters::new(sh.clone(), idx.unwrap_or(0)), tx)
         });
-        runtime::supervise(shared, tasks).await?;
+        runtime::supervise(shared, tasks, None).await?;
         match rx.await {
             Ok(Some(acc)) => Ok(acc),
             _ => Err(Error::new(ErrorKind::Internal, "the fold ended without a result")),
@@ -713,7 +742,7 @@ where
         let (shared, tasks, intake) = self.wire("run", None, |sh, idx| {
             Discard::new(idx.map(|i| Counters::new(sh.clone(), i)))
         });
-        let task = tokio::spawn(runtime::supervise(shared.clone(), tasks));
+        let task = tokio::spawn(runtime::supervise(shared.clone(), tasks, None));
         Handle::new(shared, intake, task)
     }
 }

@@ -221,7 +221,14 @@ async fn tick(ticker: &mut Option<tokio::time::Interval>) -> Option<Instant> {
 
 /// Runs a pipeline's tasks to the end: progress events on a timer, abort
 /// on request, the finished event and the final result.
-pub(crate) async fn supervise(shared: Arc<Shared>, tasks: Vec<Task>) -> Result<Report, Error> {
+///
+/// `consumer` is for runs whose last stage is outside the tasks (the
+/// [`Results`] stream): the run ends when the consumer has taken every item.
+pub(crate) async fn supervise(
+    shared: Arc<Shared>,
+    tasks: Vec<Task>,
+    consumer: Option<tokio::sync::oneshot::Receiver<()>>,
+) -> Result<Report, Error> {
     shared
         .emit(EventKind::PipelineStarted {
             stages: shared.stages.iter().map(|s| s.spec.name.clone()).collect(),
@@ -257,6 +264,12 @@ pub(crate) async fn supervise(shared: Arc<Shared>, tasks: Vec<Task>) -> Result<R
             Some(_) = tick(&mut ticker) => {
                 shared.emit(EventKind::Progress(shared.progress())).await;
             }
+        }
+    }
+    if let (Some(consumed), false) = (consumer, aborted) {
+        tokio::select! {
+            _ = consumed => {}
+            () = shared.abort.raised() => aborted = true,
         }
     }
     let outcome = if shared.has_error() {

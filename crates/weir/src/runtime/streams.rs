@@ -58,24 +58,28 @@ struct ResultsState<T> {
     rx: Receiver<T>,
     current: std::vec::IntoIter<(T, crate::ack::Token)>,
     c: Counters,
-    start: Option<(Arc<Shared>, Vec<Task>)>,
+    start: Option<(Arc<Shared>, Vec<Task>, tokio::sync::oneshot::Receiver<()>)>,
     running: Option<AbortOnDrop>,
+    consumed: Option<tokio::sync::oneshot::Sender<()>>,
     done: bool,
 }
 
 impl<T: Send + 'static> Results<T> {
     pub(crate) fn new(shared: Arc<Shared>, tasks: Vec<Task>, rx: Receiver<T>, c: Counters) -> Results<T> {
+        let (consumed, consumer) = tokio::sync::oneshot::channel();
         let state = ResultsState {
             rx,
             current: Vec::new().into_iter(),
             c,
-            start: Some((shared, tasks)),
+            start: Some((shared, tasks, consumer)),
             running: None,
+            consumed: Some(consumed),
             done: false,
         };
         let inner = futures::stream::unfold(state, |mut st| async move {
-            if let Some((shared, tasks)) = st.start.take() {
-                st.running = Some(AbortOnDrop(tokio::spawn(supervise(shared, tasks))));
+            if let Some((shared, tasks, consumer)) = st.start.take() {
+                let run = supervise(shared, tasks, Some(consumer));
+                st.running = Some(AbortOnDrop(tokio::spawn(run)));
             }
             loop {
                 if let Some((item, token)) = st.current.next() {
@@ -91,6 +95,12 @@ impl<T: Send + 'static> Results<T> {
                     Some(chunk) => st.current = chunk.into_iter(),
                     None => {
                         st.done = true;
+                        // Everything was taken: counters are published, the
+                        // run may end.
+                        st.c.publish();
+                        if let Some(consumed) = st.consumed.take() {
+                            let _ = consumed.send(());
+                        }
                         let running = st.running.as_mut()?;
                         if let Err(e) = joined((&mut running.0).await) {
                             return Some((Err(e), st));
@@ -138,7 +148,7 @@ impl Events {
     pub(crate) fn new(shared: Arc<Shared>, tasks: Vec<Task>, rx: mpsc::Receiver<Event>) -> Events {
         Events {
             rx,
-            start: Some(supervise(shared, tasks).boxed()),
+            start: Some(supervise(shared, tasks, None).boxed()),
             running: None,
             finished: false,
         }

@@ -14,6 +14,7 @@
 //! segment after it.
 
 mod blocking;
+mod boxed;
 mod filter;
 mod filter_map;
 mod flat_map;
@@ -26,6 +27,7 @@ pub(crate) use sink::FnSink;
 mod then;
 
 pub use blocking::Blocking;
+pub use boxed::BoxPlan;
 pub use filter::Filter;
 pub use filter_map::FilterMap;
 pub use flat_map::FlatMap;

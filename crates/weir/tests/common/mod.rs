@@ -1,0 +1,75 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use weir::{Ack, Acked, Acker, Status};
+
+/// Records every finalization an acknowledging source receives.
+#[derive(Clone, Default)]
+pub struct Ledger {
+    calls: Arc<Mutex<Vec<(u64, Status)>>>,
+    pulled: Arc<AtomicU64>,
+}
+
+impl Ledger {
+    pub fn acker(&self) -> Arc<dyn Acker> {
+        let calls = self.calls.clone();
+        Arc::new(move |id, status| calls.lock().unwrap().push((id, status)))
+    }
+
+    /// A stream of `n` acked items `0..n`; counts what the pipeline pulls.
+    pub fn source(&self, n: u64) -> impl futures::Stream<Item = Acked<u64>> + Send + 'static {
+        let acker = self.acker();
+        let pulled = self.pulled.clone();
+        futures::stream::iter((0..n).map(move |i| {
+            pulled.fetch_add(1, Ordering::SeqCst);
+            Acked::new(i, Ack::new(i, acker.clone()))
+        }))
+    }
+
+    pub fn pulled(&self) -> u64 {
+        self.pulled.load(Ordering::SeqCst)
+    }
+
+    pub fn calls(&self) -> Vec<(u64, Status)> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    /// Every pulled id finalized exactly once, and nothing else: returns
+    /// each id's status.
+    #[track_caller]
+    pub fn assert_exactly_once(&self) -> HashMap<u64, Status> {
+        let mut seen = HashMap::new();
+        for (id, status) in self.calls() {
+            if let Some(prev) = seen.insert(id, status) {
+                panic!("item {id} finalized twice: {prev:?} then {status:?}");
+            }
+        }
+        let pulled = self.pulled();
+        assert_eq!(
+            seen.len() as u64,
+            pulled,
+            "pulled {pulled} items, finalized {}",
+            seen.len()
+        );
+        assert!(
+            seen.keys().all(|id| *id < pulled),
+            "finalized an item never pulled"
+        );
+        seen
+    }
+
+    pub fn count(&self, status: Status) -> usize {
+        self.calls().iter().filter(|(_, s)| *s == status).count()
+    }
+}
+
+/// A counter of items pulled from an iterator source.
+pub fn counted(n: u64, pulled: Arc<AtomicU64>) -> impl Iterator<Item = u64> + Send + 'static {
+    (0..n).inspect(move |_| {
+        pulled.fetch_add(1, Ordering::SeqCst);
+    })
+}
