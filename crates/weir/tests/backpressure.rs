@@ -79,7 +79,7 @@ async fn items_alive_stay_bounded_over_ten_million_items() {
         .capacity(CAPACITY * 16)
         .chunk_size(CHUNK * 16)
         .from_iter(common::counted(N, pulled.clone()))
-        .then(|x| std::future::ready(x))
+        .then(std::future::ready)
         .try_for_each(move |_x| {
             let alive = pl.load(Ordering::Relaxed) - d.fetch_add(1, Ordering::Relaxed);
             p.fetch_max(alive, Ordering::Relaxed);
