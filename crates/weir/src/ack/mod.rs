@@ -265,7 +265,7 @@ impl Token {
     #[inline(always)]
     pub(crate) fn finish(mut self, status: Status) {
         if let Some(node) = self.node.take() {
-            node.finish(status);
+            finish_node(node, status);
         }
     }
 
@@ -291,13 +291,23 @@ impl fmt::Debug for Token {
     }
 }
 
+// The hot path (in-memory items, no node) must inline to a null check: the
+// acknowledging path stays out of line so that dropping or finishing a
+// plain token never costs a call. Measured: an out-of-line
+// `drop_in_place<Token>` took 35% of a fused map/filter/map/fold loop.
 impl Drop for Token {
     #[inline(always)]
     fn drop(&mut self) {
         if let Some(node) = self.node.take() {
-            node.finish(Status::Aborted);
+            finish_node(node, Status::Aborted);
         }
     }
+}
+
+#[cold]
+#[inline(never)]
+fn finish_node(node: Arc<Node>, status: Status) {
+    node.finish(status);
 }
 
 #[cfg(test)]

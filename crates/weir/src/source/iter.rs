@@ -32,6 +32,45 @@ where
     }
 }
 
+/// Pushes items until `*seq` reaches `end`, the iterator ends (`Ok(true)`)
+/// or a chunk is buffered downstream.
+///
+/// A plain function, not part of the async state machine: its `&mut`
+/// arguments do not alias, so the optimizer keeps the fused chain's state
+/// (counters, accumulators, the iterator) in registers for the whole chunk.
+/// Measured on the map/filter/map/fold chain: 2.0 → see BENCHMARKS.md.
+#[inline(never)]
+fn pull_chunk<I, D>(
+    iter: &mut I,
+    down: &mut D,
+    cx: &mut TaskCx,
+    seq: &mut u64,
+    end: u64,
+) -> Result<bool, Error>
+where
+    I: Iterator,
+    D: Push<I::Item>,
+{
+    let mut n = *seq;
+    let result = loop {
+        if n >= end {
+            break Ok(false);
+        }
+        let item = match guard(|| iter.next()) {
+            Ok(Some(item)) => item,
+            Ok(None) => break Ok(true),
+            Err(e) => break Err(e),
+        };
+        down.push(item, Token::plain(n), cx);
+        n += 1;
+        if down.wants_flush() {
+            break Ok(false);
+        }
+    };
+    *seq = n;
+    result
+}
+
 async fn drive<I, D>(mut iter: I, mut down: D, mut c: Counters, mut cx: TaskCx, chunk: usize)
 where
     I: Iterator + Send + 'static,
@@ -46,31 +85,17 @@ where
         }
         shared.events_gate().await;
         let start = seq;
-        let mut exhausted = false;
-        while seq - start < chunk {
-            match guard(|| iter.next()) {
-                Ok(Some(item)) => {
-                    down.push(item, Token::plain(seq), &mut cx);
-                    seq += 1;
-                    if down.wants_flush() {
-                        break;
-                    }
-                }
-                Ok(None) => {
-                    exhausted = true;
-                    break;
-                }
-                Err(e) => {
-                    exhausted = true;
-                    let name = &shared.stages[0].spec.name;
-                    shared.fail(Error::new(
-                        ErrorKind::Source,
-                        format!("source `{name}` panicked after item {seq}: {}", e.message()),
-                    ));
-                    break;
-                }
+        let exhausted = match pull_chunk(&mut iter, &mut down, &mut cx, &mut seq, start + chunk) {
+            Ok(exhausted) => exhausted,
+            Err(e) => {
+                let name = &shared.stages[0].spec.name;
+                shared.fail(Error::new(
+                    ErrorKind::Source,
+                    format!("source `{name}` panicked after item {seq}: {}", e.message()),
+                ));
+                true
             }
-        }
+        };
         c.items_in += seq - start;
         if ship(&mut down, &mut c, &mut cx).await == Flow::Stop || exhausted {
             break;
