@@ -64,8 +64,14 @@ impl ErrorKind {
 /// assert_eq!(err.to_string(), "stage `parse` failed on item 2 (attempt 1): invalid digit found in string");
 /// # });
 /// ```
-#[derive(Debug)]
 pub struct Error {
+    // Boxed: a `Result<T, Error>` travels with every item through async
+    // stages, and an unboxed error made it ~100 bytes.
+    inner: Box<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     kind: ErrorKind,
     stage: Option<String>,
     item: Option<u64>,
@@ -77,19 +83,21 @@ pub struct Error {
 impl Error {
     pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
         Error {
-            kind,
-            stage: None,
-            item: None,
-            attempt: 0,
-            message: message.into(),
-            source: None,
+            inner: Box::new(Inner {
+                kind,
+                stage: None,
+                item: None,
+                attempt: 0,
+                message: message.into(),
+                source: None,
+            }),
         }
     }
 
     /// An error caused by `source`; the message is the source's own.
     pub(crate) fn caused_by(kind: ErrorKind, source: BoxError) -> Error {
         let mut e = Error::new(kind, source.to_string());
-        e.source = Some(source);
+        e.inner.source = Some(source);
         e
     }
 
@@ -99,73 +107,84 @@ impl Error {
     }
 
     pub(crate) fn at(mut self, stage: &str, item: u64, attempt: u32) -> Error {
-        self.stage = Some(stage.to_owned());
-        self.item = Some(item);
-        self.attempt = attempt;
+        self.inner.stage = Some(stage.to_owned());
+        self.inner.item = Some(item);
+        self.inner.attempt = attempt;
         self
     }
 
     /// What kind of failure this is.
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.inner.kind
     }
 
     /// The stage where it happened, if a stage is to blame.
     pub fn stage(&self) -> Option<&str> {
-        self.stage.as_deref()
+        self.inner.stage.as_deref()
     }
 
     /// The item's sequence number at its source (0-based), if an item is
     /// to blame.
     pub fn item(&self) -> Option<u64> {
-        self.item
+        self.inner.item
     }
 
     /// Which attempt failed (1 for the first), or 0 when no item is to blame.
     pub fn attempt(&self) -> u32 {
-        self.attempt
+        self.inner.attempt
     }
 
     /// The message, without the context.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.inner.message
     }
 
     /// A copy with the same kind, context and message but no source object
     /// (sources are not `Clone`); the source's message is kept.
     pub(crate) fn shallow_clone(&self) -> Error {
+        let i = &self.inner;
         Error {
-            kind: self.kind,
-            stage: self.stage.clone(),
-            item: self.item,
-            attempt: self.attempt,
-            message: self.message.clone(),
-            source: None,
+            inner: Box::new(Inner {
+                kind: i.kind,
+                stage: i.stage.clone(),
+                item: i.item,
+                attempt: i.attempt,
+                message: i.message.clone(),
+                source: None,
+            }),
         }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt(f)
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let verb = match self.kind {
+        let i = &self.inner;
+        let verb = match i.kind {
             ErrorKind::Panic => "panicked",
             _ => "failed",
         };
-        match (&self.stage, self.item) {
+        match (&i.stage, i.item) {
             (Some(stage), Some(item)) => write!(
                 f,
                 "stage `{stage}` {verb} on item {item} (attempt {}): {}",
-                self.attempt, self.message
+                i.attempt, i.message
             ),
-            (Some(stage), None) => write!(f, "stage `{stage}` {verb}: {}", self.message),
-            _ => f.write_str(&self.message),
+            (Some(stage), None) => write!(f, "stage `{stage}` {verb}: {}", i.message),
+            _ => f.write_str(&i.message),
         }
     }
 }
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
+        self.inner
+            .source
             .as_deref()
             .map(|e| e as &(dyn std::error::Error + 'static))
     }

@@ -23,9 +23,10 @@ use crate::stage::{Flow, Push, TaskCx};
 /// What a concurrent stage does with one item.
 pub(crate) trait Work<T>: Send + 'static {
     type Out: Send + 'static;
+    type Fut: Future<Output = Result<Self::Out, Error>> + Send + 'static;
 
     /// Starts the work on `item`. Panics must come back as errors.
-    fn start(&mut self, item: T) -> impl Future<Output = Result<Self::Out, Error>> + Send + 'static;
+    fn start(&mut self, item: T) -> Self::Fut;
 }
 
 /// In-flight work, ordered or not.
@@ -109,6 +110,64 @@ pub(crate) async fn run_concurrent<T, W, D>(
     }
 }
 
+/// A pinned place for one in-flight future, allocated once per task.
+type Slot<F> = Pin<Box<Option<F>>>;
+
+/// Where [`run_ready`] stopped.
+enum Ready {
+    /// The chunk is used up.
+    Done,
+    /// A chunk's worth is buffered downstream.
+    Flush,
+    /// The future in the slot is pending; this is its item's token.
+    Pending(Token),
+}
+
+/// Runs the chunk's items through futures that are ready at once, in a
+/// plain loop (no trip through the task's state machine per item), each
+/// future set into the task's one pinned slot and polled there. Stops at
+/// the first pending future, which stays in the slot.
+#[inline(never)]
+fn run_ready<T, W, D>(
+    items: &mut std::vec::IntoIter<(T, Token)>,
+    slot: &mut Slot<W::Fut>,
+    work: &mut W,
+    down: &mut D,
+    c: &mut Counters,
+    cx: &mut TaskCx,
+    task: &mut Context<'_>,
+) -> Ready
+where
+    W: Work<T>,
+    D: Push<W::Out>,
+{
+    for (item, token) in items.by_ref() {
+        c.items_in += 1;
+        slot.set(Some(work.start(item)));
+        let fut = slot.as_mut().as_pin_mut().expect("just set");
+        match fut.poll(task) {
+            Poll::Ready(result) => {
+                slot.set(None);
+                route(result, token, c, down, cx);
+            }
+            Poll::Pending => return Ready::Pending(token),
+        }
+        if down.wants_flush() {
+            return Ready::Flush;
+        }
+    }
+    Ready::Done
+}
+
+/// Polls the future in the slot to completion.
+async fn finish_slot<F: Future>(slot: &mut Slot<F>) -> F::Output {
+    let out =
+        futures::future::poll_fn(|task| slot.as_mut().as_pin_mut().expect("a pending future").poll(task))
+            .await;
+    slot.set(None);
+    out
+}
+
 /// One item at a time: no set, no allocation per item. While an item's
 /// future is pending, what is buffered downstream is shipped concurrently.
 async fn serial<T, W, D>(mut rx: Receiver<T>, mut work: W, mut down: D, mut c: Counters, mut cx: TaskCx)
@@ -117,22 +176,34 @@ where
     W: Work<T>,
     D: Push<W::Out>,
 {
+    let mut slot: Slot<W::Fut> = Box::pin(None);
     'run: while let Some(chunk) = rx.recv().await {
-        for (item, token) in chunk {
-            c.items_in += 1;
-            let mut fut = pin!(work.start(item));
-            let result = match futures::poll!(fut.as_mut()) {
-                Poll::Ready(r) => r,
-                Poll::Pending if down.has_pending() || cx.has_events() => {
-                    let (r, flow) = futures::join!(fut, flush_all(&mut down, &mut c, &mut cx));
-                    if flow == Flow::Stop {
-                        break 'run;
-                    }
-                    r
+        let mut items = chunk.into_iter();
+        loop {
+            let step = futures::future::poll_fn(|task| {
+                Poll::Ready(run_ready(
+                    &mut items, &mut slot, &mut work, &mut down, &mut c, &mut cx, task,
+                ))
+            })
+            .await;
+            match step {
+                Ready::Done => break,
+                Ready::Flush => {}
+                Ready::Pending(token) => {
+                    let result = if down.has_pending() || cx.has_events() {
+                        // Ship what is ready while this item works.
+                        let (r, flow) =
+                            futures::join!(finish_slot(&mut slot), flush_all(&mut down, &mut c, &mut cx));
+                        if flow == Flow::Stop {
+                            break 'run;
+                        }
+                        r
+                    } else {
+                        finish_slot(&mut slot).await
+                    };
+                    route(result, token, &mut c, &mut down, &mut cx);
                 }
-                Poll::Pending => fut.await,
-            };
-            route(result, token, &mut c, &mut down, &mut cx);
+            }
             if down.wants_flush() && flush_all(&mut down, &mut c, &mut cx).await == Flow::Stop {
                 break 'run;
             }

@@ -1,6 +1,8 @@
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use super::{guard, Plan, Push, Wiring};
 use crate::error::{BoxError, Error, ErrorKind};
@@ -56,17 +58,30 @@ where
     U: Send + 'static,
 {
     type Out = U;
+    type Fut = BlockingFuture<U>;
 
-    fn start(&mut self, item: T) -> impl Future<Output = Result<U, Error>> + Send + 'static {
+    fn start(&mut self, item: T) -> BlockingFuture<U> {
         let f = self.0.clone();
-        let job = tokio::task::spawn_blocking(move || guard(|| f(item).map_err(Into::<BoxError>::into)));
-        async move {
-            match job.await {
-                Ok(Ok(Ok(out))) => Ok(out),
-                Ok(Ok(Err(e))) => Err(Error::caused_by(ErrorKind::Stage, e)),
-                Ok(Err(panic)) => Err(panic),
-                Err(join) => Err(Error::new(ErrorKind::Internal, join.to_string())),
-            }
-        }
+        BlockingFuture(tokio::task::spawn_blocking(move || {
+            guard(|| f(item).map_err(Into::<BoxError>::into))
+        }))
+    }
+}
+
+type Job<U> = tokio::task::JoinHandle<Result<Result<U, BoxError>, Error>>;
+
+/// A blocking stage's future: the job on the blocking pool.
+pub(crate) struct BlockingFuture<U>(Job<U>);
+
+impl<U> Future for BlockingFuture<U> {
+    type Output = Result<U, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx).map(|joined| match joined {
+            Ok(Ok(Ok(out))) => Ok(out),
+            Ok(Ok(Err(e))) => Err(Error::caused_by(ErrorKind::Stage, e)),
+            Ok(Err(panic)) => Err(panic),
+            Err(join) => Err(Error::new(ErrorKind::Internal, join.to_string())),
+        })
     }
 }
