@@ -113,6 +113,16 @@ impl Report {
     }
 
     /// Items finished one way or another: delivered + dropped + failed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let r = weir::Pipeline::from_iter(0..10).filter(|x| x % 2 == 0).run().await.unwrap();
+    /// assert_eq!(r.finished(), 10);
+    /// assert_eq!(r.stage("filter#1").unwrap().items_out, 5);
+    /// # });
+    /// ```
     pub fn finished(&self) -> u64 {
         self.delivered + self.dropped + self.failed
     }

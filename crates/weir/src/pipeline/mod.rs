@@ -761,6 +761,25 @@ macro_rules! concurrent_settings {
         impl<T, P, F> Pipeline<T, $node<P, F>> {
             /// How many items the stage works on at once. By default, 1.
             ///
+            /// # Examples
+            ///
+            /// ```
+            /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+            /// let started = tokio::time::Instant::now();
+            /// let out = weir::Pipeline::from_iter(0..8u64)
+            ///     .then(|x| async move {
+            ///         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            ///         x
+            ///     })
+            ///     .concurrency(8) // all eight sleep at once
+            ///     .collect()
+            ///     .await
+            ///     .unwrap();
+            /// assert_eq!(out, (0..8).collect::<Vec<_>>());
+            /// assert!(started.elapsed() < std::time::Duration::from_millis(400));
+            /// # });
+            /// ```
+            ///
             /// # Panics
             ///
             /// If `n` is 0.
@@ -779,6 +798,24 @@ macro_rules! concurrent_settings {
             }
 
             /// Emit items as they finish.
+            ///
+            /// # Examples
+            ///
+            /// ```
+            /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+            /// let out = weir::Pipeline::from_iter([40u64, 0, 20])
+            ///     .then(|ms| async move {
+            ///         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            ///         ms
+            ///     })
+            ///     .concurrency(3)
+            ///     .unordered()
+            ///     .collect()
+            ///     .await
+            ///     .unwrap();
+            /// assert_eq!(out, [0, 20, 40]);
+            /// # });
+            /// ```
             pub fn unordered(mut self) -> Self {
                 self.concurrent().ordered = false;
                 self

@@ -170,6 +170,23 @@ fn take_one<I>(e: SendError<I>) -> I {
 
 /// Stops a running pipeline from anywhere: clone it into a signal handler,
 /// a supervisor, a test.
+///
+/// # Examples
+///
+/// ```
+/// use weir::{Outcome, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let handle = Pipeline::from_stream(futures::stream::repeat(1u8))
+///     .then(|x| async move { tokio::task::yield_now().await; x })
+///     .start();
+/// let controller = handle.controller();
+/// controller.on_ctrl_c(); // first Ctrl-C drains, second aborts
+/// controller.drain();     // or drain from code
+/// let report = handle.wait().await.unwrap();
+/// assert_eq!(report.outcome, Outcome::Drained);
+/// assert_eq!(report.unfinalized, 0);
+/// # });
+/// ```
 #[derive(Clone)]
 pub struct Controller {
     shared: Arc<Shared>,
