@@ -153,10 +153,6 @@ where
         }
     }
 
-    fn last(&mut self) -> &mut StageSpec {
-        self.stages.last_mut().expect("a pipeline always has a source")
-    }
-
     /// Names the last stage (or the source). Names appear in metrics,
     /// events and errors. By default, a stage is named after its kind and
     /// position: `source#0`, `map#1`, `then#2`, …
@@ -748,7 +744,8 @@ where
 }
 
 impl<T, P> Pipeline<T, P> {
-    fn concurrent(&mut self) -> &mut StageSpec {
+    /// The stage the last combinator added (the source, at first).
+    fn last(&mut self) -> &mut StageSpec {
         self.stages.last_mut().expect("a pipeline always has a source")
     }
 }
@@ -786,14 +783,14 @@ macro_rules! concurrent_settings {
             #[track_caller]
             pub fn concurrency(mut self, n: usize) -> Self {
                 assert!(n > 0, "Pipeline::concurrency must be at least 1");
-                self.concurrent().concurrency = n;
+                self.last().concurrency = n;
                 self
             }
 
             /// Emit items in input order, holding back those that finish
             /// early (at most `concurrency` of them). The default.
             pub fn ordered(mut self) -> Self {
-                self.concurrent().ordered = true;
+                self.last().ordered = true;
                 self
             }
 
@@ -817,7 +814,7 @@ macro_rules! concurrent_settings {
             /// # });
             /// ```
             pub fn unordered(mut self) -> Self {
-                self.concurrent().ordered = false;
+                self.last().ordered = false;
                 self
             }
         }

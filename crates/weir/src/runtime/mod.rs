@@ -9,7 +9,7 @@ mod terminal;
 pub use handle::{Controller, Handle, PushError, Pusher, Shutdown, TryPushError};
 pub use streams::{Events, Results};
 
-pub(crate) use concurrent::{run_concurrent, Work};
+pub(crate) use concurrent::{flush_all, run_concurrent, Work};
 pub(crate) use terminal::{ChannelOut, Collect, Discard, Fold};
 
 use std::future::Future;
@@ -123,6 +123,15 @@ impl Shared {
             }
         }
         self.drain.raise();
+    }
+
+    /// Records that the source panicked after pulling `seq` items.
+    pub(crate) fn source_panicked(&self, seq: u64, message: &str) {
+        let name = &self.stages[0].spec.name;
+        self.fail(Error::new(
+            ErrorKind::Source,
+            format!("source `{name}` panicked after item {seq}: {message}"),
+        ));
     }
 
     fn take_error(&self) -> Option<Error> {

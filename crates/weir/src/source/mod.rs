@@ -10,12 +10,6 @@ pub use intake::IntakeSource;
 pub use iter::IterSource;
 pub use stream::{AckedSource, StreamSource};
 
-use crate::metrics::Counters;
-use crate::stage::{Flow, Push, TaskCx};
-
-/// Ships a chunk: publish counters, send events, flush downstream.
-pub(crate) async fn ship<T, D: Push<T>>(down: &mut D, c: &mut Counters, cx: &mut TaskCx) -> Flow {
-    c.publish();
-    cx.flush_events().await;
-    down.flush(cx).await
-}
+/// Ships a chunk: publish counters, send events, flush downstream (the same
+/// step every task takes).
+pub(crate) use crate::runtime::flush_all as ship;

@@ -7,7 +7,7 @@ use futures::{FutureExt, Stream, StreamExt};
 
 use super::ship;
 use crate::ack::{Acked, Token};
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 use crate::metrics::Counters;
 use crate::stage::{Flow, Plan, Push, TaskCx, Wiring};
 
@@ -85,12 +85,7 @@ async fn drive<S, G, T, D>(
     let chunk = chunk as u64;
     let mut seq = 0u64;
     let source_failed = |seq: u64, p: Box<dyn std::any::Any + Send>| {
-        let name = &shared.stages[0].spec.name;
-        let e = Error::panicked(&*p);
-        shared.fail(Error::new(
-            ErrorKind::Source,
-            format!("source `{name}` panicked after item {seq}: {}", e.message()),
-        ));
+        shared.source_panicked(seq, Error::panicked(&*p).message());
     };
     'run: loop {
         if shared.drain.is_raised() {
