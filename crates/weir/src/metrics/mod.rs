@@ -57,9 +57,21 @@ impl Counters {
 
     /// Counters whose output is counted explicitly (sinks, collectors).
     pub(crate) fn explicit(shared: Arc<Shared>, stage: usize) -> Counters {
-        let mut c = Counters::new(shared, stage);
-        c.out = Some(0);
-        c
+        Counters::new(shared, stage).into_explicit()
+    }
+
+    /// These counters, counting output explicitly from now on.
+    pub(crate) fn into_explicit(mut self) -> Counters {
+        self.out.get_or_insert(0);
+        self
+    }
+
+    /// Counts one output item (explicit counters only).
+    #[inline]
+    pub(crate) fn count_out(&mut self) {
+        if let Some(out) = &mut self.out {
+            *out += 1;
+        }
     }
 
     pub(crate) fn stage(&self) -> usize {
@@ -70,13 +82,15 @@ impl Counters {
         &self.shared
     }
 
-    pub(crate) fn publish(&mut self) {
+    /// Publishes the counts since the last call and returns the output
+    /// count among them.
+    pub(crate) fn publish(&mut self) -> u64 {
         let out = match self.out.as_mut() {
             Some(out) => std::mem::take(out),
             None => (self.items_in + self.expanded).saturating_sub(self.dropped + self.failed),
         };
         if self.items_in == 0 && out == 0 && self.dropped == 0 && self.failed == 0 {
-            return;
+            return 0;
         }
         let m = &self.shared.stages[self.stage].metrics;
         add(&m.items_in, std::mem::take(&mut self.items_in));
@@ -84,6 +98,7 @@ impl Counters {
         add(&m.dropped, std::mem::take(&mut self.dropped));
         add(&m.failed, std::mem::take(&mut self.failed));
         add(&m.expanded, std::mem::take(&mut self.expanded));
+        out
     }
 }
 

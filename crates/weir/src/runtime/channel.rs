@@ -7,6 +7,11 @@
 //! `push` returned `Ok` must never be dropped by a drain). Measured on the
 //! 2-core CI machine, one mutex acquisition per chunk of up to 1024 items
 //! is noise next to the work on the items.
+//!
+//! Receivers hand emptied chunks back ([`Receiver::recycle`]) and senders
+//! reuse them ([`Sender::spare`]): a fresh chunk per send cost a cache-cold
+//! allocation, freed on another thread (measured on the `weir-tasks` chain:
+//! docs/BENCHMARKS.md).
 
 use std::collections::VecDeque;
 use std::pin::pin;
@@ -27,7 +32,12 @@ struct State<T> {
     closed: bool,
     /// The receiver is gone: sends fail and return their chunk.
     rx_gone: bool,
+    /// Emptied chunks, kept for senders to fill again.
+    spare: Vec<Chunk<T>>,
 }
+
+/// Emptied chunks a channel keeps at most.
+const SPARE: usize = 4;
 
 struct Inner<T> {
     state: Mutex<State<T>>,
@@ -73,6 +83,7 @@ pub(crate) fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
             senders: 1,
             closed: false,
             rx_gone: false,
+            spare: Vec::new(),
         }),
         capacity: capacity.max(1),
         data: Notify::new(),
@@ -131,6 +142,11 @@ impl<T> Sender<T> {
         }
         self.enqueue(s, chunk);
         Ok(())
+    }
+
+    /// An emptied chunk handed back by the receiver, if one is kept.
+    pub(crate) fn spare(&self) -> Option<Chunk<T>> {
+        self.inner.lock().spare.pop()
     }
 
     /// Whether the receiver still accepts items.
@@ -193,6 +209,15 @@ impl<T> Receiver<T> {
                 Ok(chunk)
             }
             None => Err(s.senders == 0 || s.closed),
+        }
+    }
+
+    /// Hands an emptied chunk back for senders to reuse.
+    pub(crate) fn recycle(&self, mut chunk: Chunk<T>) {
+        chunk.clear();
+        let mut s = self.inner.lock();
+        if s.spare.len() < SPARE && !s.rx_gone {
+            s.spare.push(chunk);
         }
     }
 
@@ -287,5 +312,22 @@ mod tests {
         tokio::task::yield_now().await;
         drop(rx);
         assert!(matches!(blocked.await.unwrap(), Err(SendError::Closed(_))));
+    }
+
+    #[tokio::test]
+    async fn emptied_chunks_go_back_to_the_sender() {
+        let (tx, mut rx) = channel::<u64>(10);
+        assert!(tx.spare().is_none());
+        tx.try_send(chunk(0..3)).unwrap();
+        let got = rx.recv().await.unwrap();
+        let ptr = got.as_ptr();
+        rx.recycle(got);
+        let spare = tx.spare().expect("a recycled chunk");
+        assert!(spare.is_empty() && spare.capacity() >= 3);
+        assert_eq!(spare.as_ptr(), ptr, "the same buffer");
+        for _ in 0..SPARE + 2 {
+            rx.recycle(Vec::with_capacity(1));
+        }
+        assert_eq!(std::iter::from_fn(|| tx.spare()).count(), SPARE, "bounded");
     }
 }

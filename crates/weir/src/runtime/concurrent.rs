@@ -66,9 +66,18 @@ impl<F: Future> Stream for InFlight<F> {
     }
 }
 
-/// Publishes counters, sends buffered events and ships buffered output.
+/// Publishes `c` and settles `down` with the items pushed into it since
+/// the last call (`c`'s output count). Drivers call it, or [`flush_all`],
+/// before every await.
+#[inline]
+pub(crate) fn settle<U, D: Push<U>>(down: &mut D, c: &mut Counters) {
+    let out = c.publish();
+    down.settle(out);
+}
+
+/// Settles the counts, sends buffered events and ships buffered output.
 pub(crate) async fn flush_all<U, D: Push<U>>(down: &mut D, c: &mut Counters, cx: &mut TaskCx) -> Flow {
-    c.publish();
+    settle(down, c);
     cx.flush_events().await;
     down.flush(cx).await
 }
@@ -82,7 +91,10 @@ fn route<U, D: Push<U>>(
     cx: &mut TaskCx,
 ) {
     match result {
-        Ok(out) => down.push(out, token, cx),
+        Ok(out) => {
+            c.count_out();
+            down.push(out, token, cx);
+        }
         Err(e) => {
             c.failed += 1;
             cx.fail(c.stage(), token, e);
@@ -103,6 +115,9 @@ pub(crate) async fn run_concurrent<T, W, D>(
     W: Work<T>,
     D: Push<W::Out>,
 {
+    // Output is counted as it is routed: items in flight are neither out
+    // nor failed yet.
+    let c = c.into_explicit();
     if concurrency <= 1 {
         serial(rx, work, down, c, cx).await
     } else {
@@ -129,7 +144,7 @@ enum Ready {
 /// the first pending future, which stays in the slot.
 #[inline(never)]
 fn run_ready<T, W, D>(
-    items: &mut std::vec::IntoIter<(T, Token)>,
+    items: &mut impl Iterator<Item = (T, Token)>,
     slot: &mut Slot<W::Fut>,
     work: &mut W,
     down: &mut D,
@@ -177,8 +192,8 @@ where
     D: Push<W::Out>,
 {
     let mut slot: Slot<W::Fut> = Box::pin(None);
-    'run: while let Some(chunk) = rx.recv().await {
-        let mut items = chunk.into_iter();
+    'run: while let Some(mut chunk) = rx.recv().await {
+        let mut items = chunk.drain(..);
         loop {
             let step = futures::future::poll_fn(|task| {
                 Poll::Ready(run_ready(
@@ -199,6 +214,7 @@ where
                         }
                         r
                     } else {
+                        settle(&mut down, &mut c);
                         finish_slot(&mut slot).await
                     };
                     route(result, token, &mut c, &mut down, &mut cx);
@@ -208,11 +224,13 @@ where
                 break 'run;
             }
         }
+        drop(items);
+        rx.recycle(chunk);
         if flush_all(&mut down, &mut c, &mut cx).await == Flow::Stop {
             break;
         }
     }
-    c.publish();
+    settle(&mut down, &mut c);
     down.finish(&mut cx).await;
 }
 
@@ -292,7 +310,7 @@ async fn windowed<T, W, D>(
         if set.len() + done.len() < n && input.len() > 0 {
             continue; // room in the window and input in hand: start more
         }
-        c.publish();
+        settle(&mut down, &mut c);
         // 5. Wait for a result, or for input if the window has room. Here
         // `done` is empty and either the window is full (so work is in
         // flight) or no input is in hand: one branch is always enabled.
@@ -305,6 +323,6 @@ async fn windowed<T, W, D>(
             },
         }
     }
-    c.publish();
+    settle(&mut down, &mut c);
     down.finish(&mut cx).await;
 }

@@ -33,6 +33,9 @@ impl<T: Send + 'static> Push<T> for ChannelOut<T> {
     }
 
     #[inline(always)]
+    fn settle(&mut self, _pushed: u64) {}
+
+    #[inline(always)]
     fn wants_flush(&self) -> bool {
         self.buf.len() >= self.chunk
     }
@@ -50,7 +53,8 @@ impl<T: Send + 'static> Push<T> for ChannelOut<T> {
                 Flow::Continue
             };
         }
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(self.chunk));
+        let fresh = self.tx.spare().unwrap_or_else(|| Vec::with_capacity(self.chunk));
+        let chunk = std::mem::replace(&mut self.buf, fresh);
         // A refused chunk is dropped here: its items were not delivered and
         // their tokens report `Aborted`.
         match self.tx.send(chunk).await {
@@ -78,11 +82,15 @@ impl Discard {
 impl<T: Send + 'static> Push<T> for Discard {
     #[inline(always)]
     fn push(&mut self, item: T, token: Token, _cx: &mut TaskCx) {
-        if let Some(c) = &mut self.c {
-            c.items_in += 1;
-        }
         drop(item);
         token.finish(Status::Delivered);
+    }
+
+    fn settle(&mut self, pushed: u64) {
+        if let Some(c) = &mut self.c {
+            c.items_in += pushed;
+            c.publish();
+        }
     }
 
     fn wants_flush(&self) -> bool {
@@ -94,9 +102,6 @@ impl<T: Send + 'static> Push<T> for Discard {
     }
 
     async fn flush(&mut self, _cx: &mut TaskCx) -> Flow {
-        if let Some(c) = &mut self.c {
-            c.publish();
-        }
         Flow::Continue
     }
 
@@ -123,9 +128,13 @@ impl<T> Collect<T> {
 impl<T: Send + 'static> Push<T> for Collect<T> {
     #[inline(always)]
     fn push(&mut self, item: T, token: Token, _cx: &mut TaskCx) {
-        self.c.items_in += 1;
         self.items.push(item);
         token.finish(Status::Delivered);
+    }
+
+    fn settle(&mut self, pushed: u64) {
+        self.c.items_in += pushed;
+        self.c.publish();
     }
 
     fn wants_flush(&self) -> bool {
@@ -137,7 +146,6 @@ impl<T: Send + 'static> Push<T> for Collect<T> {
     }
 
     async fn flush(&mut self, _cx: &mut TaskCx) -> Flow {
-        self.c.publish();
         Flow::Continue
     }
 
@@ -172,7 +180,6 @@ where
 {
     #[inline(always)]
     fn push(&mut self, item: T, token: Token, cx: &mut TaskCx) {
-        self.c.items_in += 1;
         let Some(acc) = self.acc.take() else {
             // The accumulator was lost to an earlier panic; the run fails.
             self.c.failed += 1;
@@ -196,6 +203,11 @@ where
         }
     }
 
+    fn settle(&mut self, pushed: u64) {
+        self.c.items_in += pushed;
+        self.c.publish();
+    }
+
     fn wants_flush(&self) -> bool {
         false
     }
@@ -205,7 +217,6 @@ where
     }
 
     async fn flush(&mut self, _cx: &mut TaskCx) -> Flow {
-        self.c.publish();
         Flow::Continue
     }
 

@@ -1,7 +1,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 
-use super::ship;
+use super::{settle, ship};
 use crate::metrics::Counters;
 use crate::runtime::channel::{self, Receiver};
 use crate::stage::{Flow, Plan, Push, TaskCx, Wiring};
@@ -67,6 +67,6 @@ where
             break;
         }
     }
-    c.publish();
+    settle(&mut down, &mut c);
     down.finish(&mut cx).await;
 }

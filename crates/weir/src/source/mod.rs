@@ -10,6 +10,7 @@ pub use intake::IntakeSource;
 pub use iter::IterSource;
 pub use stream::{AckedSource, StreamSource};
 
-/// Ships a chunk: publish counters, send events, flush downstream (the same
+/// Ships a chunk: settle counts, send events, flush downstream (the same
 /// step every task takes).
 pub(crate) use crate::runtime::flush_all as ship;
+pub(crate) use crate::runtime::settle;

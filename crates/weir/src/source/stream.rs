@@ -5,7 +5,7 @@ use std::task::Poll;
 
 use futures::{FutureExt, Stream, StreamExt};
 
-use super::ship;
+use super::{settle, ship};
 use crate::ack::{Acked, Token};
 use crate::error::Error;
 use crate::metrics::Counters;
@@ -141,6 +141,6 @@ async fn drive<S, G, T, D>(
             break;
         }
     }
-    c.publish();
+    settle(&mut down, &mut c);
     down.finish(&mut cx).await;
 }

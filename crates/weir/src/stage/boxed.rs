@@ -9,6 +9,7 @@ use crate::ack::Token;
 /// The object-safe face of [`Push`].
 trait DynPush<T>: Send + 'static {
     fn push(&mut self, item: T, token: Token, cx: &mut TaskCx);
+    fn settle(&mut self, pushed: u64);
     fn wants_flush(&self) -> bool;
     fn has_pending(&self) -> bool;
     fn flush<'a>(&'a mut self, cx: &'a mut TaskCx) -> BoxFuture<'a, Flow>;
@@ -18,6 +19,10 @@ trait DynPush<T>: Send + 'static {
 impl<T: Send + 'static, D: Push<T>> DynPush<T> for D {
     fn push(&mut self, item: T, token: Token, cx: &mut TaskCx) {
         Push::push(self, item, token, cx)
+    }
+
+    fn settle(&mut self, pushed: u64) {
+        Push::settle(self, pushed)
     }
 
     fn wants_flush(&self) -> bool {
@@ -43,6 +48,10 @@ struct BoxPush<T>(Box<dyn DynPush<T>>);
 impl<T: Send + 'static> Push<T> for BoxPush<T> {
     fn push(&mut self, item: T, token: Token, cx: &mut TaskCx) {
         self.0.push(item, token, cx)
+    }
+
+    fn settle(&mut self, pushed: u64) {
+        self.0.settle(pushed)
     }
 
     fn wants_flush(&self) -> bool {

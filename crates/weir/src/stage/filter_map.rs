@@ -48,7 +48,6 @@ where
 {
     #[inline(always)]
     fn push(&mut self, item: T, token: Token, cx: &mut TaskCx) {
-        self.c.items_in += 1;
         match guard(|| (self.f)(item)) {
             Ok(Some(out)) => self.down.push(out, token, cx),
             Ok(None) => {

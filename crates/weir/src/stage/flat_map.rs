@@ -50,7 +50,6 @@ where
 {
     #[inline]
     fn push(&mut self, item: T, token: Token, cx: &mut TaskCx) {
-        self.c.items_in += 1;
         let mut children = match guard(|| (self.f)(item).into_iter()) {
             Ok(children) => children,
             Err(e) => {

@@ -33,7 +33,7 @@ where
     type Intake = P::Intake;
 
     fn attach<D: Push<()>>(self, down: D, w: &mut Wiring<P::Intake>) {
-        let c = Counters::explicit(w.shared.clone(), self.idx);
+        let c = w.counters(self.idx);
         self.prev.attach(ForEachStep { f: self.f, down, c }, w);
     }
 }
@@ -52,17 +52,19 @@ where
 {
     #[inline(always)]
     fn push(&mut self, item: T, token: Token, cx: &mut TaskCx) {
-        self.c.items_in += 1;
         let error = match guard(|| (self.f)(item)) {
-            Ok(Ok(())) => {
-                *self.c.out.get_or_insert(0) += 1;
-                return token.finish(Status::Delivered);
-            }
+            Ok(Ok(())) => return token.finish(Status::Delivered),
             Ok(Err(e)) => Error::caused_by(ErrorKind::Sink, e.into()),
             Err(e) => e,
         };
         self.c.failed += 1;
         cx.fail(self.c.stage(), token, error);
+    }
+
+    fn settle(&mut self, pushed: u64) {
+        self.c.items_in += pushed;
+        self.c.publish();
+        self.down.settle(0);
     }
 
     fn wants_flush(&self) -> bool {
@@ -74,12 +76,10 @@ where
     }
 
     async fn flush(&mut self, cx: &mut TaskCx) -> Flow {
-        self.c.publish();
         self.down.flush(cx).await
     }
 
-    async fn finish(mut self, cx: &mut TaskCx) {
-        self.c.publish();
+    async fn finish(self, cx: &mut TaskCx) {
         self.down.finish(cx).await
     }
 }

@@ -47,7 +47,6 @@ where
 {
     #[inline(always)]
     fn push(&mut self, item: T, token: Token, cx: &mut TaskCx) {
-        self.c.items_in += 1;
         match guard(|| (self.f)(&item)) {
             Ok(()) => self.down.push(item, token, cx),
             Err(e) => {

@@ -81,7 +81,6 @@ where
 {
     #[inline(always)]
     fn push(&mut self, item: T, token: Token, cx: &mut TaskCx) {
-        self.c.items_in += 1;
         match guard(|| (self.f)(item)) {
             Ok(out) => self.down.push(out, token, cx),
             Err(e) => {
@@ -108,7 +107,6 @@ where
 {
     #[inline(always)]
     fn push(&mut self, item: T, token: Token, cx: &mut TaskCx) {
-        self.c.items_in += 1;
         let error = match guard(|| (self.f)(item)) {
             Ok(Ok(out)) => return self.down.push(out, token, cx),
             Ok(Err(e)) => Error::caused_by(ErrorKind::Stage, e.into()),

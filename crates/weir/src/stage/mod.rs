@@ -84,10 +84,21 @@ pub enum Flow {
 /// a terminal. `push` never waits; the driver calls `flush` (which may wait
 /// for room downstream) after each chunk, when `wants_flush` says so, and
 /// before it waits for anything.
+///
+/// Steps do not count the items pushed into them: the driver tells them how
+/// many with [`settle`](Self::settle) before it awaits anything, and each
+/// step passes its own output count on. That keeps the per-item path free
+/// of counter updates (measured: 0.99 → 0.72 ns/item on the fused chain,
+/// docs/BENCHMARKS.md).
 #[doc(hidden)]
 pub trait Push<T>: Send + 'static {
     /// Takes one item.
     fn push(&mut self, item: T, token: Token, cx: &mut TaskCx);
+    /// Counts `pushed` items taken in since the last call, publishes the
+    /// step's counters and settles the next step with this one's output.
+    /// Drivers call it before every await, so a task dropped by an abort has
+    /// published every count.
+    fn settle(&mut self, pushed: u64);
     /// A chunk's worth of output is buffered: flush before pushing more.
     fn wants_flush(&self) -> bool;
     /// Some output is buffered.
@@ -98,10 +109,17 @@ pub trait Push<T>: Send + 'static {
     fn finish(self, cx: &mut TaskCx) -> impl Future<Output = ()> + Send;
 }
 
-/// Forwards the buffering half of `Push` to `self.down` after publishing
-/// `self.c`; every fused step shares it.
+/// Forwards the counting and buffering half of `Push` to `self.down`;
+/// every fused step shares it.
 macro_rules! forward_flush {
     () => {
+        #[inline]
+        fn settle(&mut self, pushed: u64) {
+            self.c.items_in += pushed;
+            let out = self.c.publish();
+            self.down.settle(out);
+        }
+
         #[inline]
         fn wants_flush(&self) -> bool {
             self.down.wants_flush()
@@ -113,12 +131,10 @@ macro_rules! forward_flush {
         }
 
         async fn flush(&mut self, cx: &mut $crate::stage::TaskCx) -> $crate::stage::Flow {
-            self.c.publish();
             self.down.flush(cx).await
         }
 
-        async fn finish(mut self, cx: &mut $crate::stage::TaskCx) {
-            self.c.publish();
+        async fn finish(self, cx: &mut $crate::stage::TaskCx) {
             self.down.finish(cx).await
         }
     };

@@ -128,8 +128,8 @@ where
     D: Push<()>,
 {
     let mut written: Vec<Token> = Vec::new();
-    while let Some(chunk) = rx.recv().await {
-        for (item, token) in chunk {
+    while let Some(mut chunk) = rx.recv().await {
+        for (item, token) in chunk.drain(..) {
             c.items_in += 1;
             let error = match AssertUnwindSafe(sink.write(item)).catch_unwind().await {
                 Ok(Ok(())) => {
@@ -142,6 +142,7 @@ where
             c.failed += 1;
             cx.fail(c.stage(), token, error);
         }
+        rx.recycle(chunk);
         flush_sink(&mut sink, &mut written, &mut c, &mut cx).await;
         c.publish();
         cx.flush_events().await;
