@@ -61,11 +61,11 @@ use crate::stage::{
 /// ```
 #[must_use = "a pipeline does nothing until it is run"]
 pub struct Pipeline<T, P> {
-    plan: P,
-    stages: Vec<StageSpec>,
-    config: Config,
-    ends_in_sink: bool,
-    _t: PhantomData<fn() -> T>,
+    pub(crate) plan: P,
+    pub(crate) stages: Vec<StageSpec>,
+    pub(crate) config: Config,
+    pub(crate) ends_in_sink: bool,
+    pub(crate) _t: PhantomData<fn() -> T>,
 }
 
 impl<T, P: fmt::Debug> fmt::Debug for Pipeline<T, P> {
@@ -141,7 +141,13 @@ where
     T: Send + 'static,
     P: Plan<Out = T>,
 {
-    fn stage<U, Q>(mut self, kind: &'static str, node: impl FnOnce(P, usize) -> Q) -> Pipeline<U, Q> {
+    /// Adds a stage of `kind`: `node` wraps the plan so far, given the new
+    /// stage's index. Every combinator, in any module, goes through here.
+    pub(crate) fn stage<U, Q>(
+        mut self,
+        kind: &'static str,
+        node: impl FnOnce(P, usize) -> Q,
+    ) -> Pipeline<U, Q> {
         let idx = self.stages.len();
         self.stages.push(StageSpec::new(kind, idx));
         Pipeline {
@@ -745,7 +751,7 @@ where
 
 impl<T, P> Pipeline<T, P> {
     /// The stage the last combinator added (the source, at first).
-    fn last(&mut self) -> &mut StageSpec {
+    pub(crate) fn last(&mut self) -> &mut StageSpec {
         self.stages.last_mut().expect("a pipeline always has a source")
     }
 }
