@@ -33,8 +33,11 @@
 //! pipelines: push items, read metrics, drain or abort with a deadline.
 
 mod ack;
+pub mod compose;
+mod context;
 mod error;
 mod event;
+mod hooks;
 mod metrics;
 mod pipeline;
 mod policy;
@@ -43,8 +46,10 @@ mod source;
 pub mod stage;
 
 pub use ack::{Ack, Acked, Acker, OffsetTracker, Status};
+pub use context::{Context, Key};
 pub use error::{BoxError, Error, ErrorKind};
 pub use event::{Event, EventKind, Progress, EVENT_VERSION};
+pub use hooks::Hooks;
 pub use metrics::{Outcome, Report, StageReport};
 pub use pipeline::{InfallibleFuture, Pipeline, PipelineBuilder};
 pub use policy::ErrorPolicy;

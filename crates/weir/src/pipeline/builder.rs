@@ -131,6 +131,38 @@ impl PipelineBuilder {
         self
     }
 
+    /// The run's [`Context`](crate::Context): pass your own to
+    /// pre-populate its metadata and to read it after the run (every clone
+    /// shares it). By default, each run makes a fresh one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::{Context, Key, PipelineBuilder};
+    /// const TENANT: Key<&str> = Key::new("tenant");
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let ctx = Context::new("import");
+    /// ctx.set(&TENANT, "acme");
+    /// let tenant = weir::compose::from_fn("tag", |x: u8, ctx: &Context, out: &mut Vec<String>| {
+    ///     out.push(format!("{}:{x}", ctx.get(&TENANT).unwrap_or("?")));
+    ///     Ok::<_, weir::BoxError>(())
+    /// });
+    /// let out = PipelineBuilder::new().context(ctx).from_iter([1u8]).pipe(tenant).collect().await.unwrap();
+    /// assert_eq!(out, ["acme:1"]);
+    /// # });
+    /// ```
+    pub fn context(mut self, context: crate::Context) -> Self {
+        self.config.context = Some(context);
+        self
+    }
+
+    /// The [`Hooks`](crate::Hooks) to run at fixed points of each run
+    /// (see there). By default, none.
+    pub fn hooks(mut self, hooks: crate::Hooks) -> Self {
+        self.config.hooks = hooks;
+        self
+    }
+
     fn start<T, P>(mut self, plan: P, hint: (usize, Option<usize>)) -> Pipeline<T, P> {
         self.config.chunk_size = self.config.chunk_size.min(self.config.capacity);
         if self.config.estimated_total.is_none() {

@@ -1,5 +1,7 @@
 use std::time::Duration;
 
+use crate::context::Context;
+use crate::hooks::Hooks;
 use crate::policy::ErrorPolicy;
 
 /// Pipeline-wide settings. See [`PipelineBuilder`](crate::PipelineBuilder)
@@ -13,6 +15,9 @@ pub(crate) struct Config {
     pub(crate) events_capacity: usize,
     pub(crate) error_policy: ErrorPolicy,
     pub(crate) estimated_total: Option<u64>,
+    /// The caller's context; each run makes its own otherwise.
+    pub(crate) context: Option<Context>,
+    pub(crate) hooks: Hooks,
 }
 
 impl Default for Config {
@@ -25,6 +30,8 @@ impl Default for Config {
             events_capacity: 1024,
             error_policy: ErrorPolicy::FailFast,
             estimated_total: None,
+            context: None,
+            hooks: Hooks::default(),
         }
     }
 }

@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::context::Context;
 use crate::error::{Error, ErrorKind};
 use crate::event::{now_ms, Event, EventKind, Progress, EVENT_VERSION};
 use crate::metrics::{Outcome, Report, StageMetrics, StageReport};
@@ -83,6 +84,8 @@ pub(crate) struct Shared {
     error: Mutex<Option<Error>>,
     /// Sequence numbers for items pushed through the handle.
     pub(crate) next_seq: AtomicU64,
+    /// The run's context (the caller's, or one made for this run).
+    pub(crate) context: Context,
 }
 
 impl Shared {
@@ -93,7 +96,12 @@ impl Shared {
         events: Option<mpsc::Sender<Event>>,
     ) -> Shared {
         let default_policy = config.error_policy;
+        let context = config
+            .context
+            .clone()
+            .unwrap_or_else(|| Context::new(&config.name));
         Shared {
+            context,
             stages: specs
                 .into_iter()
                 .map(|spec| StageEntry {
@@ -244,6 +252,12 @@ pub(crate) async fn supervise(
             estimated_total: shared.estimated_total,
         })
         .await;
+    for s in shared.stages.iter() {
+        let ctx = shared.context.for_stage(&s.spec.name);
+        if let Err(e) = shared.config.hooks.before_stage_all(&s.spec.name, &ctx).await {
+            shared.fail(e);
+        }
+    }
     let mut set = JoinSet::new();
     for task in tasks {
         set.spawn(task);
@@ -290,7 +304,7 @@ pub(crate) async fn supervise(
     } else {
         Outcome::Completed
     };
-    let report = shared.report(outcome);
+    let mut report = shared.report(outcome);
     if matches!(outcome, Outcome::Completed | Outcome::Drained) && report.unfinalized != 0 {
         // Every task ended normally, yet items are unaccounted for: a weir
         // bug. Say so loudly rather than report success.
@@ -302,7 +316,22 @@ pub(crate) async fn supervise(
             ),
         ));
     }
+    let hooks = &shared.config.hooks;
+    for s in &report.stages {
+        if let Err(e) = hooks.after_stage_all(s, &shared.context.for_stage(&s.name)).await {
+            shared.fail(e);
+        }
+    }
+    if !shared.has_error() {
+        if let Err(e) = hooks.on_complete_all(&report, &shared.context).await {
+            shared.fail(e);
+        }
+    }
     let error = shared.take_error();
+    if error.is_some() {
+        // An internal or hook error after the outcome was settled.
+        report.outcome = Outcome::Failed;
+    }
     if progress_on {
         shared.emit(EventKind::Progress(shared.progress())).await;
     }

@@ -211,6 +211,8 @@ impl<I> Wiring<I> {
 pub struct TaskCx {
     pub(crate) shared: Arc<Shared>,
     pending: Vec<EventKind>,
+    /// Failures waiting for the `on_error` hooks.
+    errors: Vec<Error>,
 }
 
 impl TaskCx {
@@ -218,6 +220,7 @@ impl TaskCx {
         TaskCx {
             shared,
             pending: Vec::new(),
+            errors: Vec::new(),
         }
     }
 
@@ -238,6 +241,9 @@ impl TaskCx {
                 retryable: false,
             });
         }
+        if self.shared.config.hooks.has_on_error() {
+            self.errors.push(error.shallow_clone());
+        }
         if entry.policy == ErrorPolicy::FailFast {
             self.shared.fail(error);
         }
@@ -245,16 +251,32 @@ impl TaskCx {
 
     /// Whether events are waiting to be sent.
     pub(crate) fn has_events(&self) -> bool {
-        !self.pending.is_empty()
+        !self.pending.is_empty() || !self.errors.is_empty()
     }
 
     /// Sends the buffered events, waiting for the consumer (lossless).
     pub(crate) async fn flush_events(&mut self) {
+        if !self.errors.is_empty() {
+            self.run_error_hooks().await;
+        }
         if self.pending.is_empty() {
             return;
         }
         for kind in std::mem::take(&mut self.pending) {
             self.shared.emit(kind).await;
+        }
+    }
+}
+
+impl TaskCx {
+    #[cold]
+    async fn run_error_hooks(&mut self) {
+        let shared = self.shared.clone();
+        for error in std::mem::take(&mut self.errors) {
+            let ctx = shared.context.for_stage(error.stage().unwrap_or_default());
+            if let Err(e) = shared.config.hooks.on_error_all(&error, &ctx).await {
+                shared.fail(e);
+            }
         }
     }
 }

@@ -1,0 +1,310 @@
+//! The run's [`Context`]: its id, start time and a metadata map that
+//! stages, hooks and the caller share (seed 003's PipelineContext).
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+/// A typed key into a [`Context`]'s metadata: the name says where, the
+/// type says what. Declare keys as constants next to the stages that use
+/// them.
+///
+/// # Examples
+///
+/// ```
+/// use weir::{Context, Key};
+///
+/// const ROWS: Key<u64> = Key::new("rows");
+/// let ctx = Context::new("import");
+/// ctx.set(&ROWS, 10);
+/// assert_eq!(ctx.get(&ROWS), Some(10));
+/// ```
+pub struct Key<T> {
+    name: &'static str,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Key<T> {
+    /// A key named `name`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// const SEEN: weir::Key<Vec<String>> = weir::Key::new("seen");
+    /// assert_eq!(SEEN.name(), "seen");
+    /// ```
+    pub const fn new(name: &'static str) -> Key<T> {
+        Key {
+            name,
+            _t: PhantomData,
+        }
+    }
+
+    /// The key's name.
+    pub const fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+impl<T> fmt::Debug for Key<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Key({:?}: {})", self.name, std::any::type_name::<T>())
+    }
+}
+
+type Value = (TypeId, Box<dyn Any + Send + Sync>);
+
+struct Inner {
+    id: String,
+    started: SystemTime,
+    metadata: Mutex<HashMap<&'static str, Value>>,
+}
+
+/// What a run shares with its stages and hooks: a unique id, the start
+/// time, a metadata map with typed [`Key`]s, and (in a stage's or a hook's
+/// hands) the name of the stage at hand.
+///
+/// Cloning is cheap and every clone sees the same metadata. Give a
+/// pipeline your own context with
+/// [`PipelineBuilder::context`](crate::PipelineBuilder::context) to
+/// pre-populate it and to read it after the run; otherwise each run makes
+/// one. The map is behind a mutex: fine for counters and flags a stage
+/// touches now and then, not for per-item hot paths.
+///
+/// # Examples
+///
+/// ```
+/// use weir::{compose, Context, Key, PipelineBuilder};
+///
+/// const LONGEST: Key<usize> = Key::new("longest");
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let ctx = Context::new("words");
+/// let measure = compose::from_fn("measure", |w: &'static str, ctx: &Context, out: &mut Vec<usize>| {
+///     ctx.update(&LONGEST, |m| *m = Some(m.unwrap_or(0).max(w.len())));
+///     out.push(w.len());
+///     Ok::<_, weir::BoxError>(())
+/// });
+/// PipelineBuilder::new().context(ctx.clone()).from_iter(["a", "abc", "ab"]).pipe(measure).run().await.unwrap();
+/// assert_eq!(ctx.get(&LONGEST), Some(3));
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct Context {
+    inner: Arc<Inner>,
+    stage: Option<Arc<str>>,
+}
+
+impl Context {
+    /// A fresh context whose id is `name` followed by a suffix unique in
+    /// this process (`import-1732360000000-3`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let a = weir::Context::new("import");
+    /// let b = weir::Context::new("import");
+    /// assert!(a.id().starts_with("import-"));
+    /// assert_ne!(a.id(), b.id());
+    /// ```
+    pub fn new(name: &str) -> Context {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let started = SystemTime::now();
+        let ms = started
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        Context {
+            inner: Arc::new(Inner {
+                id: format!("{name}-{ms}-{n}"),
+                started,
+                metadata: Mutex::new(HashMap::new()),
+            }),
+            stage: None,
+        }
+    }
+
+    /// The run's unique id.
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// When the context was made (the run's start, unless you made it
+    /// earlier yourself).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let ctx = weir::Context::new("x");
+    /// assert!(ctx.started() <= std::time::SystemTime::now());
+    /// ```
+    pub fn started(&self) -> SystemTime {
+        self.inner.started
+    }
+
+    /// The stage this view of the context belongs to: set for stages and
+    /// stage hooks, `None` for the pipeline's own view.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let ctx = weir::Context::new("x");
+    /// assert_eq!(ctx.stage(), None);
+    /// ```
+    pub fn stage(&self) -> Option<&str> {
+        self.stage.as_deref()
+    }
+
+    /// The same context seen from stage `name`.
+    pub(crate) fn for_stage(&self, name: &str) -> Context {
+        Context {
+            inner: self.inner.clone(),
+            stage: Some(name.into()),
+        }
+    }
+
+    fn map(&self) -> MutexGuard<'_, HashMap<&'static str, Value>> {
+        // Every critical section is one map operation: a panic inside one
+        // (in a user's `update` closure) leaves the map consistent.
+        self.inner.metadata.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets `key` to `value`, replacing what was there.
+    pub fn set<T: Send + Sync + 'static>(&self, key: &Key<T>, value: T) {
+        self.map().insert(key.name, (TypeId::of::<T>(), Box::new(value)));
+    }
+
+    /// A copy of `key`'s value; `None` if unset or set with another type
+    /// under the same name.
+    pub fn get<T: Clone + Send + Sync + 'static>(&self, key: &Key<T>) -> Option<T> {
+        self.map()
+            .get(key.name)
+            .and_then(|(_, v)| v.downcast_ref::<T>())
+            .cloned()
+    }
+
+    /// Updates `key`'s value in place under the lock (`None` when unset;
+    /// leave `None` to unset it) and returns what `f` returns.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// const N: weir::Key<u32> = weir::Key::new("n");
+    /// let ctx = weir::Context::new("x");
+    /// for _ in 0..3 {
+    ///     ctx.update(&N, |n| *n = Some(n.unwrap_or(0) + 1));
+    /// }
+    /// assert_eq!(ctx.get(&N), Some(3));
+    /// ```
+    pub fn update<T: Send + Sync + 'static, R>(
+        &self,
+        key: &Key<T>,
+        f: impl FnOnce(&mut Option<T>) -> R,
+    ) -> R {
+        let mut map = self.map();
+        let mut value = match map.remove(key.name) {
+            Some((id, v)) if id == TypeId::of::<T>() => v.downcast::<T>().ok().map(|b| *b),
+            Some(other) => {
+                // Another type under this name: leave it alone.
+                map.insert(key.name, other);
+                return f(&mut None);
+            }
+            None => None,
+        };
+        let r = f(&mut value);
+        if let Some(v) = value {
+            map.insert(key.name, (TypeId::of::<T>(), Box::new(v)));
+        }
+        r
+    }
+
+    /// Removes `key`, returning its value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// const K: weir::Key<&str> = weir::Key::new("k");
+    /// let ctx = weir::Context::new("x");
+    /// ctx.set(&K, "v");
+    /// assert_eq!(ctx.remove(&K), Some("v"));
+    /// assert_eq!(ctx.get(&K), None);
+    /// ```
+    pub fn remove<T: Send + Sync + 'static>(&self, key: &Key<T>) -> Option<T> {
+        let mut map = self.map();
+        match map.remove(key.name) {
+            Some((id, v)) if id == TypeId::of::<T>() => v.downcast::<T>().ok().map(|b| *b),
+            Some(other) => {
+                map.insert(key.name, other);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// The names of the keys set now, sorted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let ctx = weir::Context::new("x");
+    /// ctx.set(&weir::Key::<u8>::new("b"), 1);
+    /// ctx.set(&weir::Key::<u8>::new("a"), 2);
+    /// assert_eq!(ctx.keys(), ["a", "b"]);
+    /// ```
+    pub fn keys(&self) -> Vec<&'static str> {
+        let mut keys: Vec<_> = self.map().keys().copied().collect();
+        keys.sort_unstable();
+        keys
+    }
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("id", &self.inner.id)
+            .field("stage", &self.stage)
+            .field("keys", &self.keys())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_holds_one_type() {
+        let ctx = Context::new("t");
+        ctx.set(&Key::<u32>::new("k"), 1);
+        assert_eq!(ctx.get(&Key::<String>::new("k")), None);
+        assert_eq!(ctx.remove(&Key::<String>::new("k")), None);
+        ctx.update(&Key::<String>::new("k"), |v| assert!(v.is_none()));
+        assert_eq!(ctx.get(&Key::<u32>::new("k")), Some(1), "left alone");
+    }
+
+    #[test]
+    fn stage_views_share_the_map() {
+        let ctx = Context::new("t");
+        let s = ctx.for_stage("parse");
+        s.set(&Key::<u8>::new("x"), 7);
+        assert_eq!(s.stage(), Some("parse"));
+        assert_eq!(ctx.get(&Key::<u8>::new("x")), Some(7));
+        assert_eq!(s.id(), ctx.id());
+    }
+
+    #[test]
+    fn a_panicking_update_leaves_the_map_usable() {
+        let ctx = Context::new("t");
+        const K: Key<u8> = Key::new("k");
+        ctx.set(&K, 1);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            ctx.update(&K, |_| panic!("boom"));
+        }));
+        assert!(r.is_err());
+        ctx.set(&K, 2);
+        assert_eq!(ctx.get(&K), Some(2));
+    }
+}
