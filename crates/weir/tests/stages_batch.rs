@@ -9,6 +9,7 @@ use std::time::Duration;
 use common::Ledger;
 use futures::StreamExt;
 use tokio::time::Instant;
+use weir::aggregate::{self, Stats};
 use weir::{ErrorPolicy, Outcome, Pipeline, Shutdown, Status};
 
 const LONG: Duration = Duration::from_secs(3600);
@@ -281,4 +282,160 @@ async fn flatten_skips_empty_items_as_dropped() {
         .await
         .unwrap();
     assert_eq!(out, [1, 2, 3]);
+}
+
+fn stats_by_id() -> Stats<impl Fn(&u64) -> f64 + Send + 'static> {
+    Stats::by(|x: &u64| *x as f64)
+}
+
+#[tokio::test]
+async fn count_windows_summarize_each_run_of_items() {
+    let ledger = Ledger::default();
+    let out = Pipeline::from_acked(ledger.source(10))
+        .aggregate_count(4, stats_by_id())
+        .collect()
+        .await
+        .unwrap();
+    let got: Vec<_> = out
+        .iter()
+        .map(|s| (s.count, s.min, s.max, s.mean, s.variance))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (4, 0.0, 3.0, 1.5, 1.25),
+            (4, 4.0, 7.0, 5.5, 1.25),
+            (2, 8.0, 9.0, 8.5, 0.25)
+        ]
+    );
+    all_delivered(&ledger);
+}
+
+#[tokio::test]
+async fn the_whole_stream_aggregates_to_one_output() {
+    let ledger = Ledger::default();
+    let report = Pipeline::from_acked(ledger.source(100))
+        .aggregate(aggregate::Sum)
+        .inspect(|sum| assert_eq!(*sum, 4950))
+        .run()
+        .await
+        .unwrap();
+    assert_eq!((report.pulled, report.delivered, report.unfinalized), (100, 1, 0));
+    let stage = report.stage("aggregate#1").unwrap();
+    assert_eq!((stage.items_in, stage.items_out), (100, 1));
+    all_delivered(&ledger);
+}
+
+#[tokio::test]
+async fn empty_input_aggregates_to_nothing() {
+    let none = || Pipeline::from_iter(Vec::<u64>::new());
+    assert!(none()
+        .aggregate(aggregate::Count)
+        .collect()
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(none()
+        .aggregate_count(3, aggregate::Count)
+        .collect()
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(none()
+        .aggregate_time(LONG, aggregate::Count)
+        .collect()
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn a_panicking_aggregator_fails_its_window_and_starts_afresh() {
+    let ledger = Ledger::default();
+    let sums = recorder();
+    let s = sums.clone();
+    let summing = aggregate::fold(0, |a, x: u64| {
+        assert!(x != 4, "no fours");
+        a + x
+    });
+    let report = Pipeline::from_acked(ledger.source(10))
+        .aggregate_count(3, summing)
+        .on_error(ErrorPolicy::Skip)
+        .for_each(move |sum| s.lock().unwrap().push(sum))
+        .run()
+        .await
+        .unwrap();
+    // 0 1 2 | 3 4 (fails) | 5 6 7 | 8 9
+    assert_eq!(*sums.lock().unwrap(), [3, 18, 17]);
+    assert_eq!((report.failed, report.unfinalized), (2, 0));
+    for (id, status) in ledger.assert_exactly_once() {
+        let want = if id == 3 || id == 4 {
+            Status::Failed
+        } else {
+            Status::Delivered
+        };
+        assert_eq!(status, want, "item {id}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn time_windows_summarize_what_arrived_in_each_span() {
+    let ledger = Ledger::default();
+    // Items at 100, 200, … 1000 ms; windows end at 333, 666, 999, 1332 ms.
+    let out = Pipeline::from_acked(slow_acked(&ledger, 10, Duration::from_millis(100)))
+        .aggregate_time(Duration::from_millis(333), stats_by_id())
+        .collect()
+        .await
+        .unwrap();
+    let got: Vec<_> = out.iter().map(|s| (s.count, s.mean)).collect();
+    assert_eq!(got, [(3, 1.0), (3, 4.0), (3, 7.0), (1, 9.0)]);
+    all_delivered(&ledger);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_time_window_closes_while_no_input_arrives_and_skips_idle_spans() {
+    let seen = recorder();
+    let s = seen.clone();
+    let handle = Pipeline::intake::<u64>()
+        .aggregate_time(Duration::from_millis(100), aggregate::Count)
+        .for_each(move |n| s.lock().unwrap().push(n))
+        .start();
+    handle.push_batch([1, 2]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(*seen.lock().unwrap(), [2]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(*seen.lock().unwrap(), [2], "empty windows emit nothing");
+    handle.push(3).await.unwrap();
+    let report = handle.shutdown(Shutdown::Drain, LONG).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Drained);
+    assert_eq!(*seen.lock().unwrap(), [2, 1], "drain emits the open window");
+    assert_eq!(report.unfinalized, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn drain_closes_the_open_time_window_and_finalizes_everything() {
+    let ledger = Ledger::default();
+    let total = recorder();
+    let t = total.clone();
+    let handle = Pipeline::from_acked(slow_acked(&ledger, u64::MAX, Duration::from_millis(10)))
+        .aggregate_time(LONG, aggregate::Count)
+        .for_each(move |n| t.lock().unwrap().push(n))
+        .start();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let report = handle.shutdown(Shutdown::Drain, LONG).await.unwrap();
+    assert_eq!((report.outcome, report.unfinalized), (Outcome::Drained, 0));
+    assert_eq!(*total.lock().unwrap(), [ledger.pulled()]);
+    all_delivered(&ledger);
+}
+
+#[test]
+#[should_panic(expected = "Pipeline::aggregate_count: a window must hold at least 1 item")]
+fn a_count_window_of_zero_items_is_refused_when_built() {
+    let _ = Pipeline::from_iter(0..3).aggregate_count(0, aggregate::Count);
+}
+
+#[test]
+#[should_panic(expected = "Pipeline::aggregate_time: a window must last longer than zero")]
+fn a_time_window_of_zero_length_is_refused_when_built() {
+    let _ = Pipeline::from_iter(0..3).aggregate_time(Duration::ZERO, aggregate::Count);
 }

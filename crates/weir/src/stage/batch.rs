@@ -118,6 +118,10 @@ impl Members {
         }
     }
 
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
     /// The token standing for every member (numbered after the first), and
     /// how many members it stands for.
     pub(crate) fn take(&mut self) -> (Token, u64) {

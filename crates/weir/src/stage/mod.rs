@@ -13,6 +13,7 @@
 //! a bounded chunk channel and a new task runs the stage and the fused
 //! segment after it.
 
+pub mod aggregate;
 mod batch;
 mod blocking;
 mod boxed;
@@ -28,6 +29,7 @@ pub(crate) use sink::FnSink;
 mod then;
 mod unbatch;
 
+pub use aggregate::{Aggregate, AggregateTime};
 pub use batch::Batch;
 pub use blocking::Blocking;
 pub use boxed::BoxPlan;
