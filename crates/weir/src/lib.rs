@@ -54,4 +54,4 @@ pub use metrics::{Outcome, Report, StageReport};
 pub use pipeline::{InfallibleFuture, Pipeline, PipelineBuilder};
 pub use policy::ErrorPolicy;
 pub use runtime::{Controller, Events, Handle, PushError, Pusher, Results, Shutdown, TryPushError};
-pub use stage::Sink;
+pub use stage::{aggregate, Sink};

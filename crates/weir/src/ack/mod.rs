@@ -11,6 +11,9 @@
 //!
 //! A `flat_map` child shares its parent's reference: the parent is finalized
 //! once, when its last child is, with the most severe status of its children.
+//! The reverse, an item made of many source items (a `batch`, a window's
+//! aggregate), holds a group reference: finishing it finishes every member
+//! with the same status.
 
 mod offset;
 
@@ -19,7 +22,7 @@ pub use offset::OffsetTracker;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// How a source item ended.
 ///
@@ -269,6 +272,32 @@ impl Token {
         }
     }
 
+    /// Whether finishing the token tells a source anything.
+    #[inline(always)]
+    pub(crate) fn is_acked(&self) -> bool {
+        self.node.is_some()
+    }
+
+    /// A token standing for every one of `tokens` (a batch, a window's
+    /// aggregate): finishing it finishes each member with the same status,
+    /// dropping it unfinished reports [`Status::Aborted`] for each. Plain
+    /// members need nothing, so if no member is acknowledged the result is
+    /// plain too; a single acknowledged member is passed on as it is.
+    pub(crate) fn join(tokens: Vec<Token>, seq: u64) -> Token {
+        let mut members: Vec<Arc<Node>> = tokens.into_iter().filter_map(|mut t| t.node.take()).collect();
+        let node = match members.len() {
+            0 => None,
+            1 => members.pop(),
+            _ => Some(Arc::new(Node {
+                id: seq,
+                pending: AtomicUsize::new(1),
+                rank: AtomicU8::new(0),
+                acker: Arc::new(Group(Mutex::new(members))),
+            })),
+        };
+        Token { seq, node }
+    }
+
     /// A second reference to the same source item (for `flat_map` children).
     #[inline]
     pub(crate) fn split(&self) -> Token {
@@ -300,6 +329,21 @@ impl Drop for Token {
     fn drop(&mut self) {
         if let Some(node) = self.node.take() {
             finish_node(node, Status::Aborted);
+        }
+    }
+}
+
+/// The acker of a joined token's node: passes the group's final status on
+/// to each member.
+struct Group(Mutex<Vec<Arc<Node>>>);
+
+impl Acker for Group {
+    fn finalize(&self, _id: u64, status: Status) {
+        // Called once per group; taking the members makes a second call
+        // (impossible by `Node`'s count) harmless rather than a double ack.
+        let members = std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()));
+        for member in members {
+            member.finish(status);
         }
     }
 }
@@ -344,6 +388,76 @@ mod tests {
         drop(t);
         child.finish(Status::Delivered);
         assert_eq!(*seen.lock().unwrap(), vec![(1, Status::Aborted)]);
+    }
+
+    fn acked(ids: std::ops::Range<u64>, acker: &Arc<dyn Acker>) -> Vec<Token> {
+        ids.map(|i| Token::acked(i, Ack::new(i, acker.clone()))).collect()
+    }
+
+    #[test]
+    fn a_joined_token_finishes_every_member_with_its_status() {
+        let (acker, seen) = recorder();
+        let joined = Token::join(acked(0..3, &acker), 0);
+        assert!(seen.lock().unwrap().is_empty());
+        joined.finish(Status::Failed);
+        let mut got = seen.lock().unwrap().clone();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![(0, Status::Failed), (1, Status::Failed), (2, Status::Failed)]
+        );
+    }
+
+    #[test]
+    fn dropping_a_joined_token_aborts_each_member_once() {
+        let (acker, seen) = recorder();
+        drop(Token::join(acked(0..4, &acker), 0));
+        let mut got = seen.lock().unwrap().clone();
+        got.sort();
+        assert_eq!(got, (0..4).map(|i| (i, Status::Aborted)).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn splits_of_a_joined_token_finish_the_members_once_all_are_done() {
+        let (acker, seen) = recorder();
+        let joined = Token::join(acked(0..2, &acker), 5);
+        assert_eq!(joined.seq(), 5);
+        let child = joined.split();
+        joined.finish(Status::Delivered);
+        assert!(seen.lock().unwrap().is_empty());
+        child.finish(Status::Dropped);
+        let mut got = seen.lock().unwrap().clone();
+        got.sort();
+        assert_eq!(got, vec![(0, Status::Delivered), (1, Status::Delivered)]);
+    }
+
+    #[test]
+    fn joins_nest() {
+        let (acker, seen) = recorder();
+        let inner = Token::join(acked(0..2, &acker), 0);
+        let outer = Token::join(vec![inner, Token::acked(2, Ack::new(2, acker.clone()))], 0);
+        outer.finish(Status::Delivered);
+        assert_eq!(seen.lock().unwrap().len(), 3);
+        assert!(seen.lock().unwrap().iter().all(|(_, s)| *s == Status::Delivered));
+    }
+
+    #[test]
+    fn a_join_of_plain_tokens_is_plain() {
+        let joined = Token::join((0..100).map(Token::plain).collect(), 7);
+        assert!(!joined.is_acked());
+        assert_eq!(joined.seq(), 7);
+        assert!(!Token::join(Vec::new(), 0).is_acked());
+    }
+
+    #[test]
+    fn a_join_of_one_acked_member_is_that_member() {
+        let (acker, seen) = recorder();
+        let mut tokens = vec![Token::plain(0)];
+        tokens.extend(acked(1..2, &acker));
+        let joined = Token::join(tokens, 0);
+        assert_eq!(format!("{joined:?}"), "Token { seq: 0, ack: Some(1) }");
+        joined.finish(Status::Dropped);
+        assert_eq!(*seen.lock().unwrap(), vec![(1, Status::Dropped)]);
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub(crate) struct StageMetrics {
     pub(crate) failed: AtomicU64,
     /// Items created beyond one per input (`flat_map` children).
     pub(crate) expanded: AtomicU64,
+    /// Items folded into another beyond one per output (the members of a
+    /// `batch` or a window but one): finished when that output is.
+    pub(crate) merged: AtomicU64,
 }
 
 /// A stage's local counters. Publishes on [`publish`](Self::publish) and on
@@ -38,6 +41,7 @@ pub(crate) struct Counters {
     pub(crate) dropped: u64,
     pub(crate) failed: u64,
     pub(crate) expanded: u64,
+    pub(crate) merged: u64,
     /// Explicit output count; `None` derives it.
     pub(crate) out: Option<u64>,
 }
@@ -51,6 +55,7 @@ impl Counters {
             dropped: 0,
             failed: 0,
             expanded: 0,
+            merged: 0,
             out: None,
         }
     }
@@ -89,7 +94,7 @@ impl Counters {
             Some(out) => std::mem::take(out),
             None => (self.items_in + self.expanded).saturating_sub(self.dropped + self.failed),
         };
-        if self.items_in == 0 && out == 0 && self.dropped == 0 && self.failed == 0 {
+        if self.items_in == 0 && out == 0 && self.dropped == 0 && self.failed == 0 && self.merged == 0 {
             return 0;
         }
         let m = &self.shared.stages[self.stage].metrics;
@@ -98,6 +103,7 @@ impl Counters {
         add(&m.dropped, std::mem::take(&mut self.dropped));
         add(&m.failed, std::mem::take(&mut self.failed));
         add(&m.expanded, std::mem::take(&mut self.expanded));
+        add(&m.merged, std::mem::take(&mut self.merged));
         out
     }
 }

@@ -47,7 +47,8 @@ pub struct StageReport {
 /// Returned by [`Pipeline::run`](crate::Pipeline::run) and friends at the
 /// end, and as a live snapshot (with [`Outcome::Running`]) by
 /// [`Handle::metrics`](crate::Handle::metrics). Counts are items after
-/// `flat_map` expansion.
+/// `flat_map` expansion and after batching: a [`batch`](crate::Pipeline::batch)
+/// or a window's aggregate counts as one item at the stages after it.
 ///
 /// # Examples
 ///

@@ -199,11 +199,18 @@ impl Shared {
             .iter()
             .map(|s| s.metrics.expanded.load(Ordering::Relaxed))
             .sum();
+        let merged: u64 = self
+            .stages
+            .iter()
+            .map(|s| s.metrics.merged.load(Ordering::Relaxed))
+            .sum();
         let pulled = stages.first().map_or(0, |s| s.items_out);
         let delivered = stages.last().map_or(0, |s| s.items_out);
         let dropped = stages.iter().map(|s| s.dropped).sum();
         let failed = stages.iter().map(|s| s.failed).sum();
-        let unfinalized = (pulled + expanded).saturating_sub(delivered + dropped + failed);
+        // A batch of n finishes with its one output: n - 1 of its members
+        // are `merged`, finished by the output's count.
+        let unfinalized = (pulled + expanded).saturating_sub(delivered + dropped + failed + merged);
         Report {
             pipeline: self.config.name.clone(),
             outcome,

@@ -13,6 +13,8 @@
 //! a bounded chunk channel and a new task runs the stage and the fused
 //! segment after it.
 
+pub mod aggregate;
+mod batch;
 mod blocking;
 mod boxed;
 mod filter;
@@ -25,7 +27,10 @@ mod sink;
 
 pub(crate) use sink::FnSink;
 mod then;
+mod unbatch;
 
+pub use aggregate::{Aggregate, AggregateTime};
+pub use batch::Batch;
 pub use blocking::Blocking;
 pub use boxed::BoxPlan;
 pub use filter::Filter;
@@ -36,6 +41,7 @@ pub use inspect::Inspect;
 pub use map::{Map, TryMap};
 pub use sink::{Sink, SinkStage};
 pub use then::Then;
+pub use unbatch::Unbatch;
 
 pub use crate::source::{AckedSource, IntakeSource, IterSource, StreamSource};
 
