@@ -83,7 +83,7 @@ pub(crate) async fn flush_all<U, D: Push<U>>(down: &mut D, c: &mut Counters, cx:
 }
 
 #[inline]
-fn route<U, D: Push<U>>(
+pub(crate) fn route<U, D: Push<U>>(
     result: Result<U, Error>,
     token: Token,
     c: &mut Counters,
