@@ -324,5 +324,7 @@ async fn windowed<T, W, D>(
         }
     }
     settle(&mut down, &mut c);
+    // The last round's failures were routed after the last flush.
+    cx.flush_events().await;
     down.finish(&mut cx).await;
 }

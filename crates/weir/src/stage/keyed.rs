@@ -429,5 +429,7 @@ async fn run_keyed<T, K, KF, W, D>(
         }
     }
     settle(&mut down, &mut c);
+    // The last round's failures were routed after the last flush.
+    cx.flush_events().await;
     down.finish(&mut cx).await;
 }
