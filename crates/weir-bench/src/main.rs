@@ -11,11 +11,13 @@
 //! ```
 //!
 //! Suites: `chain` (fused and task-per-stage throughput), `io` (concurrent
-//! async stages), `memory` (peak RSS, measured in child processes) and
-//! `observe` (the cost of the event stream).
+//! async stages), `memory` (peak RSS, measured in child processes),
+//! `observe` (the cost of the event stream) and `keyed` (per-key ordering
+//! against a plain concurrent stage).
 
 mod chain;
 mod io;
+mod keyed;
 mod memory;
 mod observe;
 mod report;
@@ -27,7 +29,8 @@ use report::Reporter;
 const USAGE: &str = "\
 usage: weir-bench [--suite NAME]... [--quick] [--json] [--rounds N]
 
-  --suite NAME   run only this suite (repeatable): chain, io, memory, observe.
+  --suite NAME   run only this suite (repeatable): chain, io, memory, observe,
+                 keyed.
                  By default, all of them.
   --quick        tiny sizes: the whole run takes a few seconds (used by CI)
   --json         one JSON object per line instead of the table
@@ -38,7 +41,7 @@ usage: weir-bench [--suite NAME]... [--quick] [--json] [--rounds N]
 Build with --release: `cargo run --release -p weir-bench -- --quick`.";
 
 /// The suites, in the order they run.
-const SUITES: [&str; 4] = ["chain", "io", "memory", "observe"];
+const SUITES: [&str; 5] = ["chain", "io", "memory", "observe", "keyed"];
 
 /// What the command line asked for.
 #[derive(Debug, Clone)]
@@ -148,6 +151,7 @@ fn main() -> ExitCode {
             "io" => io::run(&opts, &mut out),
             "memory" => memory::run(&opts, &mut out),
             "observe" => observe::run(&opts, &mut out),
+            "keyed" => keyed::run(&opts, &mut out),
             _ => unreachable!("Options::parse accepts only known suites"),
         };
         if let Err(e) = result {

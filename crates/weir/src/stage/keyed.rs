@@ -217,9 +217,10 @@ impl<T, P, KF, F> Pipeline<T, KeyedThen<P, KF, F>> {
     /// key to finish. By default, 1 (one item at a time, whatever its key).
     ///
     /// Parked items count against the window so that memory stays bounded
-    /// whatever the key distribution: the stage holds at most `n` items,
-    /// plus the chunk of input it is reading and its output not yet
-    /// shipped (at most `n`). The price is head-of-line blocking under
+    /// whatever the key distribution: the stage holds at most `n` items
+    /// (running, parked, or finished and not yet passed on), plus the chunk
+    /// of input it is reading and a chunk of output waiting to be shipped,
+    /// as any concurrent stage does. The price is head-of-line blocking under
     /// skew: when the window is full of one hot key's items, only one of
     /// them runs until the window frees up.
     ///
