@@ -12,11 +12,13 @@
 //!
 //! Suites: `chain` (fused and task-per-stage throughput), `io` (concurrent
 //! async stages), `memory` (peak RSS, measured in child processes),
-//! `observe` (the cost of the event stream) and `stages` (catalogue stages
-//! against hand-written equivalents).
+//! `observe` (the cost of the event stream), `stages` (catalogue stages
+//! against hand-written equivalents) and `keyed` (per-key ordering against
+//! a plain concurrent stage).
 
 mod chain;
 mod io;
+mod keyed;
 mod memory;
 mod observe;
 mod report;
@@ -30,7 +32,7 @@ const USAGE: &str = "\
 usage: weir-bench [--suite NAME]... [--quick] [--json] [--rounds N]
 
   --suite NAME   run only this suite (repeatable): chain, io, memory, observe,
-                 stages.
+                 stages, keyed.
                  By default, all of them.
   --quick        tiny sizes: the whole run takes a few seconds (used by CI)
   --json         one JSON object per line instead of the table
@@ -41,7 +43,7 @@ usage: weir-bench [--suite NAME]... [--quick] [--json] [--rounds N]
 Build with --release: `cargo run --release -p weir-bench -- --quick`.";
 
 /// The suites, in the order they run.
-const SUITES: [&str; 5] = ["chain", "io", "memory", "observe", "stages"];
+const SUITES: [&str; 6] = ["chain", "io", "memory", "observe", "stages", "keyed"];
 
 /// What the command line asked for.
 #[derive(Debug, Clone)]
@@ -152,6 +154,7 @@ fn main() -> ExitCode {
             "memory" => memory::run(&opts, &mut out),
             "observe" => observe::run(&opts, &mut out),
             "stages" => stages::run(&opts, &mut out),
+            "keyed" => keyed::run(&opts, &mut out),
             _ => unreachable!("Options::parse accepts only known suites"),
         };
         if let Err(e) = result {

@@ -13,6 +13,9 @@ pub enum ErrorKind {
     Stage,
     /// A stage's function panicked on an item.
     Panic,
+    /// An item's work took longer than its stage's
+    /// [`timeout`](crate::Pipeline::timeout).
+    Timeout,
     /// A sink refused an item or failed to flush.
     Sink,
     /// A source failed.
@@ -35,6 +38,7 @@ impl ErrorKind {
         match self {
             ErrorKind::Stage => "error",
             ErrorKind::Panic => "panic",
+            ErrorKind::Timeout => "timeout",
             ErrorKind::Sink => "sink",
             ErrorKind::Source => "source",
             ErrorKind::Config => "config",

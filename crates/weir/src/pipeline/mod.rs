@@ -839,6 +839,12 @@ pin_project_lite::pin_project! {
     }
 }
 
+impl<F> InfallibleFuture<F> {
+    pub(crate) fn new(inner: F) -> InfallibleFuture<F> {
+        InfallibleFuture { inner }
+    }
+}
+
 impl<F: Future> Future for InfallibleFuture<F> {
     type Output = Result<F::Output, std::convert::Infallible>;
 

@@ -83,7 +83,7 @@ pub(crate) async fn flush_all<U, D: Push<U>>(down: &mut D, c: &mut Counters, cx:
 }
 
 #[inline]
-fn route<U, D: Push<U>>(
+pub(crate) fn route<U, D: Push<U>>(
     result: Result<U, Error>,
     token: Token,
     c: &mut Counters,
@@ -324,5 +324,7 @@ async fn windowed<T, W, D>(
         }
     }
     settle(&mut down, &mut c);
+    // The last round's failures were routed after the last flush.
+    cx.flush_events().await;
     down.finish(&mut cx).await;
 }

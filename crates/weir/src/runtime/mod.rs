@@ -9,7 +9,7 @@ mod terminal;
 pub use handle::{Controller, Handle, PushError, Pusher, Shutdown, TryPushError};
 pub use streams::{Events, Results};
 
-pub(crate) use concurrent::{flush_all, run_concurrent, settle, Work};
+pub(crate) use concurrent::{flush_all, route, run_concurrent, settle, Work};
 pub(crate) use terminal::{ChannelOut, Collect, Discard, Fold};
 
 use std::future::Future;

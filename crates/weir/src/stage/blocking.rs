@@ -4,6 +4,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use super::timeout::Timed;
 use super::{guard, Plan, Push, Wiring};
 use crate::error::{BoxError, Error, ErrorKind};
 use crate::runtime::{channel, run_concurrent, ChannelOut, Work};
@@ -39,10 +40,20 @@ where
     fn attach<D: Push<U>>(self, down: D, w: &mut Wiring<P::Intake>) {
         let (tx, rx) = channel::channel(w.capacity());
         let spec = w.spec(self.idx);
-        let (n, ordered) = (spec.concurrency, spec.ordered);
-        let work = BlockingWork(Arc::new(self.f));
-        let task = run_concurrent(rx, work, down, w.counters(self.idx), w.cx(), n, ordered);
-        w.spawn(task);
+        let (n, ordered, limit) = (spec.concurrency, spec.ordered, spec.timeout);
+        let (c, cx, work) = (w.counters(self.idx), w.cx(), BlockingWork(Arc::new(self.f)));
+        match limit {
+            None => w.spawn(run_concurrent(rx, work, down, c, cx, n, ordered)),
+            Some(limit) => w.spawn(run_concurrent(
+                rx,
+                Timed::new(work, limit),
+                down,
+                c,
+                cx,
+                n,
+                ordered,
+            )),
+        }
         let out = ChannelOut::new(tx, w.chunk_size());
         self.prev.attach(out, w);
     }

@@ -22,8 +22,12 @@ mod filter_map;
 mod flat_map;
 mod for_each;
 mod inspect;
+mod keyed;
 mod map;
+mod rate_limit;
 mod sink;
+mod throttle;
+mod timeout;
 
 pub(crate) use sink::FnSink;
 mod then;
@@ -38,15 +42,19 @@ pub use filter_map::FilterMap;
 pub use flat_map::FlatMap;
 pub use for_each::ForEach;
 pub use inspect::Inspect;
+pub use keyed::{KeyBy, KeyedThen};
 pub use map::{Map, TryMap};
+pub use rate_limit::RateLimit;
 pub use sink::{Sink, SinkStage};
 pub use then::Then;
+pub use throttle::Throttle;
 pub use unbatch::Unbatch;
 
 pub use crate::source::{AckedSource, IntakeSource, IterSource, StreamSource};
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::ack::{Status, Token};
 use crate::error::Error;
@@ -155,6 +163,8 @@ pub(crate) struct StageSpec {
     pub(crate) policy: Option<ErrorPolicy>,
     pub(crate) concurrency: usize,
     pub(crate) ordered: bool,
+    /// How long one item's work may take (concurrent stages only).
+    pub(crate) timeout: Option<Duration>,
 }
 
 impl StageSpec {
@@ -165,6 +175,7 @@ impl StageSpec {
             policy: None,
             concurrency: 1,
             ordered: true,
+            timeout: None,
         }
     }
 }

@@ -3,6 +3,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use super::timeout::Timed;
 use super::{guard, Plan, Push, Wiring};
 use crate::error::{BoxError, Error, ErrorKind};
 use crate::runtime::{channel, run_concurrent, ChannelOut, Work};
@@ -39,23 +40,26 @@ where
     fn attach<D: Push<U>>(self, down: D, w: &mut Wiring<P::Intake>) {
         let (tx, rx) = channel::channel(w.capacity());
         let spec = w.spec(self.idx);
-        let (n, ordered) = (spec.concurrency, spec.ordered);
-        let task = run_concurrent(
-            rx,
-            ThenWork(self.f),
-            down,
-            w.counters(self.idx),
-            w.cx(),
-            n,
-            ordered,
-        );
-        w.spawn(task);
+        let (n, ordered, limit) = (spec.concurrency, spec.ordered, spec.timeout);
+        let (c, cx, work) = (w.counters(self.idx), w.cx(), ThenWork(self.f));
+        match limit {
+            None => w.spawn(run_concurrent(rx, work, down, c, cx, n, ordered)),
+            Some(limit) => w.spawn(run_concurrent(
+                rx,
+                Timed::new(work, limit),
+                down,
+                c,
+                cx,
+                n,
+                ordered,
+            )),
+        }
         let out = ChannelOut::new(tx, w.chunk_size());
         self.prev.attach(out, w);
     }
 }
 
-struct ThenWork<F>(F);
+pub(crate) struct ThenWork<F>(pub(crate) F);
 
 impl<T, F, Fut, U, E> Work<T> for ThenWork<F>
 where

@@ -1,0 +1,436 @@
+//! Keyed async stages: `key_by(key).then(f)`, with per-key order and
+//! parallelism across keys (Akka's `mapAsyncPartitioned`).
+//!
+//! The driver keeps one window of at most `concurrency` items: those
+//! running and those parked because an earlier item of their key is still
+//! running. A key is busy while one of its items runs; its parked items
+//! wait in a queue of their own and start, one at a time, as the previous
+//! one finishes. Results are emitted as they finish, so items of one key
+//! leave in input order while different keys overtake each other.
+
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::hash::Hash;
+use std::pin::pin;
+use std::task::Poll;
+
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+
+use super::then::ThenWork;
+use super::timeout::Timed;
+use super::{guard, Flow, Plan, Push, TaskCx, Wiring};
+use crate::ack::Token;
+use crate::error::{BoxError, Error};
+use crate::metrics::Counters;
+use crate::pipeline::InfallibleFuture;
+use crate::runtime::channel::{self, Receiver};
+use crate::runtime::{flush_all, route, settle, ChannelOut, Work};
+use crate::Pipeline;
+
+impl<T, P> Pipeline<T, P>
+where
+    T: Send + 'static,
+    P: Plan<Out = T>,
+{
+    /// Partitions the items by `key` for the async stage that follows
+    /// ([`KeyBy::then`] or [`KeyBy::try_then`]): items with the same key are
+    /// processed one at a time, in input order, and emitted in input order;
+    /// items with different keys run concurrently, up to the stage's
+    /// [`concurrency`](Pipeline::concurrency), and are emitted as they
+    /// finish. Use it for work that must not overlap per entity (updates to
+    /// one account, one user's session) but may run in parallel across
+    /// entities.
+    ///
+    /// A panic in `key` fails that item (error type `panic`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// // (user, delay in ms): user 1's slow first event does not hold up user 2.
+    /// let events = [(1, 50u64), (2, 10), (1, 0), (2, 0)];
+    /// let out = weir::Pipeline::from_iter(events)
+    ///     .key_by(|(user, _)| *user)
+    ///     .then(|(user, ms)| async move {
+    ///         tokio::time::sleep(Duration::from_millis(ms)).await;
+    ///         (user, ms)
+    ///     })
+    ///     .concurrency(4)
+    ///     .collect()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(out, [(2, 10), (2, 0), (1, 50), (1, 0)]);
+    /// # });
+    /// ```
+    pub fn key_by<K, KF>(self, key: KF) -> KeyBy<T, P, KF>
+    where
+        KF: FnMut(&T) -> K + Send + 'static,
+        K: Hash + Eq + Clone + Send + 'static,
+    {
+        KeyBy { pipeline: self, key }
+    }
+}
+
+/// The half-built keyed stage [`Pipeline::key_by`] returns: say what to do
+/// with each item with [`then`](Self::then) or [`try_then`](Self::try_then).
+#[must_use = "a keyed stage does nothing until `then` or `try_then` gives it work"]
+pub struct KeyBy<T, P, KF> {
+    pipeline: Pipeline<T, P>,
+    key: KF,
+}
+
+impl<T, P: fmt::Debug, KF> fmt::Debug for KeyBy<T, P, KF> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyBy")
+            .field("pipeline", &self.pipeline)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T, P, KF, K> KeyBy<T, P, KF>
+where
+    T: Send + 'static,
+    P: Plan<Out = T>,
+    KF: FnMut(&T) -> K + Send + 'static,
+    K: Hash + Eq + Clone + Send + 'static,
+{
+    /// Transforms each item with an async function, one item per key at a
+    /// time, in a task of its own. Set the number of items the stage holds
+    /// with [`concurrency`](Pipeline::concurrency) (default 1) and a time
+    /// limit per item with [`timeout`](Pipeline::timeout).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let mut out = weir::Pipeline::from_iter(0..6u32)
+    ///     .key_by(|x| x % 2)
+    ///     .then(|x| async move { x * 10 })
+    ///     .concurrency(2)
+    ///     .collect()
+    ///     .await
+    ///     .unwrap();
+    /// out.sort();
+    /// assert_eq!(out, [0, 10, 20, 30, 40, 50]);
+    /// # });
+    /// ```
+    #[allow(clippy::type_complexity)] // an opaque closure adaptor, named by nobody
+    pub fn then<U, Fut, F>(
+        self,
+        mut f: F,
+    ) -> Pipeline<U, KeyedThen<P, KF, impl FnMut(T) -> InfallibleFuture<Fut> + Send + 'static>>
+    where
+        F: FnMut(T) -> Fut + Send + 'static,
+        Fut: Future<Output = U> + Send + 'static,
+        U: Send + 'static,
+    {
+        let f = move |item| InfallibleFuture::new(f(item));
+        self.try_then(f)
+    }
+
+    /// Like [`then`](Self::then) with a fallible async function: an `Err`
+    /// fails the item, routed by the stage's
+    /// [`ErrorPolicy`](crate::ErrorPolicy). The next item of its key runs
+    /// all the same.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::ErrorPolicy;
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let r = weir::Pipeline::from_iter(["a1", "a2", "bx", "b3"])
+    ///     .key_by(|s| s.as_bytes()[0])
+    ///     .try_then(|s| async move { s[1..].parse::<u8>() })
+    ///     .concurrency(4)
+    ///     .on_error(ErrorPolicy::Skip)
+    ///     .run()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!((r.delivered, r.failed), (3, 1));
+    /// # });
+    /// ```
+    pub fn try_then<U, E, Fut, F>(self, f: F) -> Pipeline<U, KeyedThen<P, KF, F>>
+    where
+        F: FnMut(T) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<U, E>> + Send + 'static,
+        E: Into<BoxError>,
+        U: Send + 'static,
+    {
+        let key = self.key;
+        self.pipeline
+            .stage("key_by", |prev, idx| KeyedThen { prev, key, f, idx })
+    }
+}
+
+/// The plan node of [`KeyBy::then`] and [`KeyBy::try_then`]: an async
+/// stage in a task of its own, one item per key at a time.
+#[must_use]
+pub struct KeyedThen<P, KF, F> {
+    prev: P,
+    key: KF,
+    f: F,
+    idx: usize,
+}
+
+impl<P: fmt::Debug, KF, F> fmt::Debug for KeyedThen<P, KF, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedThen")
+            .field("prev", &self.prev)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P, KF, K, F, Fut, U, E> Plan for KeyedThen<P, KF, F>
+where
+    P: Plan,
+    KF: FnMut(&P::Out) -> K + Send + 'static,
+    K: Hash + Eq + Clone + Send + 'static,
+    F: FnMut(P::Out) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<U, E>> + Send + 'static,
+    E: Into<BoxError>,
+    U: Send + 'static,
+{
+    type Out = U;
+    type Intake = P::Intake;
+
+    fn attach<D: Push<U>>(self, down: D, w: &mut Wiring<P::Intake>) {
+        let (tx, rx) = channel::channel(w.capacity());
+        let spec = w.spec(self.idx);
+        let (n, limit) = (spec.concurrency, spec.timeout);
+        let (c, cx, work) = (w.counters(self.idx), w.cx(), ThenWork(self.f));
+        match limit {
+            None => w.spawn(run_keyed(rx, self.key, work, down, c, cx, n)),
+            Some(limit) => w.spawn(run_keyed(rx, self.key, Timed::new(work, limit), down, c, cx, n)),
+        }
+        let out = ChannelOut::new(tx, w.chunk_size());
+        self.prev.attach(out, w);
+    }
+}
+
+impl<T, P, KF, F> Pipeline<T, KeyedThen<P, KF, F>> {
+    /// How many items the keyed stage holds at once: those running (at
+    /// most one per key) plus those waiting for an earlier item of their
+    /// key to finish. By default, 1 (one item at a time, whatever its key).
+    ///
+    /// Parked items count against the window so that memory stays bounded
+    /// whatever the key distribution: the stage holds at most `n` items
+    /// (running, parked, or finished and not yet passed on), plus the chunk
+    /// of input it is reading and a chunk of output waiting to be shipped,
+    /// as any concurrent stage does. The price is head-of-line blocking under
+    /// skew: when the window is full of one hot key's items, only one of
+    /// them runs until the window frees up.
+    ///
+    /// Output keeps input order within each key; across keys, items leave
+    /// as they finish (there is no `ordered` setting for keyed stages).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let started = tokio::time::Instant::now();
+    /// let out = weir::Pipeline::from_iter(0..8u64)
+    ///     .key_by(|x| *x) // eight keys: all eight run at once
+    ///     .then(|x| async move {
+    ///         tokio::time::sleep(Duration::from_millis(50)).await;
+    ///         x
+    ///     })
+    ///     .concurrency(8)
+    ///     .collect()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(out.len(), 8);
+    /// assert_eq!(started.elapsed(), Duration::from_millis(50));
+    /// # });
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `n` is 0.
+    #[track_caller]
+    pub fn concurrency(mut self, n: usize) -> Self {
+        assert!(n > 0, "Pipeline::concurrency must be at least 1");
+        self.last().concurrency = n;
+        self
+    }
+}
+
+/// Starts `item`'s work; the future gives the key back when it is done.
+fn start<T, K, W: Work<T>>(
+    work: &mut W,
+    item: T,
+    token: Token,
+    key: K,
+) -> impl Future<Output = (Result<W::Out, Error>, Token, K)> + Send + 'static
+where
+    K: Send + 'static,
+{
+    let fut = work.start(item);
+    async move { (fut.await, token, key) }
+}
+
+/// Items waiting for their key, by key. A key is present while one of its
+/// items runs.
+struct Parked<K, T> {
+    queues: HashMap<K, VecDeque<(T, Token)>>,
+    len: usize,
+}
+
+impl<K: Hash + Eq + Clone, T> Parked<K, T> {
+    /// Takes `item` in: `Some` with its key if the key was free (the caller
+    /// starts it), `None` if it was parked behind its key's running item.
+    fn admit(&mut self, key: K, item: T, token: Token) -> Option<(T, Token, K)> {
+        match self.queues.entry(key) {
+            Entry::Occupied(mut busy) => {
+                busy.get_mut().push_back((item, token));
+                self.len += 1;
+                None
+            }
+            Entry::Vacant(free) => {
+                let key = free.key().clone();
+                free.insert(VecDeque::new());
+                Some((item, token, key))
+            }
+        }
+    }
+
+    /// `key`'s running item finished: its next item, if one waits (the key
+    /// stays busy), or the key is freed.
+    fn release(&mut self, key: K) -> Option<(T, Token, K)> {
+        let queue = self.queues.get_mut(&key)?;
+        match queue.pop_front() {
+            Some((item, token)) => {
+                self.len -= 1;
+                Some((item, token, key))
+            }
+            None => {
+                self.queues.remove(&key);
+                None
+            }
+        }
+    }
+}
+
+async fn run_keyed<T, K, KF, W, D>(
+    mut rx: Receiver<T>,
+    mut key_fn: KF,
+    mut work: W,
+    mut down: D,
+    c: Counters,
+    mut cx: TaskCx,
+    n: usize,
+) where
+    T: Send + 'static,
+    KF: FnMut(&T) -> K + Send + 'static,
+    K: Hash + Eq + Clone + Send + 'static,
+    W: Work<T>,
+    D: Push<W::Out>,
+{
+    // Output is counted as it is routed: items held are neither out nor
+    // failed yet.
+    let mut c = c.into_explicit();
+    let mut running = FuturesUnordered::new();
+    let mut parked = Parked {
+        queues: HashMap::new(),
+        len: 0,
+    };
+    let mut done = VecDeque::new();
+    let mut input = Vec::new().into_iter();
+    let mut input_done = false;
+    // The finished item's result goes out; the next of its key starts.
+    macro_rules! finished {
+        ($finished:expr) => {{
+            let (result, token, key) = $finished;
+            done.push_back((result, token));
+            if let Some((item, token, key)) = parked.release(key) {
+                running.push(start(&mut work, item, token, key));
+            }
+        }};
+    }
+    loop {
+        // 1. Take in what the window allows from input already here.
+        while running.len() + parked.len + done.len() < n {
+            if let Some((item, token)) = input.next() {
+                c.items_in += 1;
+                match guard(|| key_fn(&item)) {
+                    Ok(key) => {
+                        if let Some((item, token, key)) = parked.admit(key, item, token) {
+                            running.push(start(&mut work, item, token, key));
+                        }
+                    }
+                    Err(e) => {
+                        c.failed += 1;
+                        cx.fail(c.stage(), token, e);
+                    }
+                }
+            } else if input_done {
+                break;
+            } else {
+                match rx.try_recv() {
+                    Ok(chunk) => input = chunk.into_iter(),
+                    Err(finished) => {
+                        input_done = finished;
+                        break;
+                    }
+                }
+            }
+        }
+        // 2. Collect what finished, without waiting.
+        futures::future::poll_fn(|task| {
+            while let Poll::Ready(Some(r)) = running.poll_next_unpin(task) {
+                finished!(r);
+            }
+            Poll::Ready(())
+        })
+        .await;
+        // 3. Route it downstream, up to a chunk.
+        while let Some((result, token)) = done.pop_front() {
+            route(result, token, &mut c, &mut down, &mut cx);
+            if down.wants_flush() {
+                break;
+            }
+        }
+        if input_done && running.is_empty() && done.is_empty() && input.len() == 0 {
+            break;
+        }
+        // 4. Ship what is buffered, still polling the work in flight.
+        if down.has_pending() || cx.has_events() {
+            let mut flush = pin!(flush_all(&mut down, &mut c, &mut cx));
+            let flow = loop {
+                tokio::select! {
+                    biased;
+                    flow = &mut flush => break flow,
+                    Some(r) = running.next(), if !running.is_empty() => finished!(r),
+                }
+            };
+            if flow == Flow::Stop {
+                break;
+            }
+            continue;
+        }
+        let room = running.len() + parked.len + done.len() < n;
+        if room && input.len() > 0 {
+            continue;
+        }
+        settle(&mut down, &mut c);
+        // 5. Wait for a result, or for input if the window has room. Here
+        // `done` is empty and either the window is full (so an item runs:
+        // every parked item waits behind a running one) or no input is in
+        // hand: one branch is always enabled.
+        tokio::select! {
+            Some(r) = running.next(), if !running.is_empty() => finished!(r),
+            chunk = rx.recv(), if room && !input_done => match chunk {
+                Some(chunk) => input = chunk.into_iter(),
+                None => input_done = true,
+            },
+        }
+    }
+    settle(&mut down, &mut c);
+    // The last round's failures were routed after the last flush.
+    cx.flush_events().await;
+    down.finish(&mut cx).await;
+}
