@@ -15,12 +15,15 @@
 
 mod blocking;
 mod boxed;
+mod broadcast;
+mod fan_out;
 mod filter;
 mod filter_map;
 mod flat_map;
 mod for_each;
 mod inspect;
 mod map;
+mod route;
 mod sink;
 
 pub(crate) use sink::FnSink;
@@ -28,12 +31,15 @@ mod then;
 
 pub use blocking::Blocking;
 pub use boxed::BoxPlan;
+pub use broadcast::Broadcast;
+pub use fan_out::{BranchSource, Branches, ByKey, ToAll};
 pub use filter::Filter;
 pub use filter_map::FilterMap;
 pub use flat_map::FlatMap;
 pub use for_each::ForEach;
 pub use inspect::Inspect;
 pub use map::{Map, TryMap};
+pub use route::Route;
 pub use sink::{Sink, SinkStage};
 pub use then::Then;
 
