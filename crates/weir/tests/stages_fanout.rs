@@ -360,3 +360,129 @@ async fn a_panicking_key_fails_the_item() {
         .unwrap();
     assert_eq!((report.delivered, report.failed), (4, 1));
 }
+
+// -------------------------------------------------------------- branch_join
+
+#[tokio::test(start_paused = true)]
+async fn branch_join_runs_the_arms_concurrently_and_joins_their_values() {
+    let started = tokio::time::Instant::now();
+    let out = Pipeline::from_iter(0..4u64)
+        .branch_join(|j| {
+            j.arm("ms100", |x: &u64| {
+                let x = *x;
+                async move {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    x * 100
+                }
+            })
+            .arm("ms50", |x: &u64| {
+                let x = *x;
+                async move {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    x + 1
+                }
+            })
+        })
+        .collect()
+        .await
+        .unwrap();
+    // One item at a time, its two arms at once: 4 × 100 ms, not 4 × 150.
+    assert_eq!(started.elapsed(), Duration::from_millis(400));
+    assert_eq!(out.len(), 4);
+    for (i, j) in out.iter().enumerate() {
+        let i = i as u64;
+        assert_eq!(j.item, i);
+        assert_eq!(j.get("ms100"), Some(&(i * 100)));
+        assert_eq!(j.get("ms50"), Some(&(i + 1)));
+        assert_eq!(j.get("nope"), None);
+    }
+    assert_eq!(
+        out[2].clone().into_map().into_iter().collect::<Vec<_>>(),
+        [("ms100".to_owned(), 200), ("ms50".to_owned(), 3)]
+    );
+}
+
+#[tokio::test]
+async fn a_failing_or_panicking_arm_fails_the_item_and_names_the_arm() {
+    let ledger = Ledger::default();
+    let events: Vec<_> = {
+        use futures::StreamExt;
+        PipelineBuilder::new()
+            .error_policy(ErrorPolicy::Skip)
+            .from_acked(ledger.source(20))
+            .branch_join(|j| {
+                j.try_arm("even", |x: &u64| {
+                    let r = if x % 2 == 0 { Ok(*x) } else { Err("odd") };
+                    std::future::ready(r)
+                })
+                .arm("boom", |x: &u64| {
+                    assert!(*x != 6, "six");
+                    std::future::ready(0)
+                })
+                .arm("late", |x: &u64| {
+                    let x = *x;
+                    async move {
+                        assert!(x != 8, "eight");
+                        0
+                    }
+                })
+            })
+            .concurrency(4)
+            .events()
+            .collect()
+            .await
+    };
+    let failures: Vec<(u64, String, String)> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            weir::EventKind::ItemFailed {
+                item,
+                error,
+                error_type,
+                ..
+            } => Some((*item, error.clone(), error_type.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failures.len(), 12);
+    assert!(failures
+        .iter()
+        .any(|(i, e, t)| *i == 1 && e.contains("arm `even` failed: odd") && t == "error"));
+    assert!(failures
+        .iter()
+        .any(|(i, e, t)| *i == 6 && e.contains("arm `boom` failed: six") && t == "panic"));
+    assert!(failures
+        .iter()
+        .any(|(i, e, t)| *i == 8 && e.contains("arm `late` failed: eight") && t == "panic"));
+    let statuses = ledger.assert_exactly_once();
+    assert_eq!(statuses.values().filter(|s| **s == Status::Failed).count(), 12);
+    assert_eq!(statuses.values().filter(|s| **s == Status::Delivered).count(), 8);
+}
+
+#[tokio::test]
+async fn branch_join_fail_fast_returns_the_arm_error_and_handles_empty_input() {
+    let err = Pipeline::from_iter(["1", "2", "x", "4"])
+        .branch_join(|j| j.try_arm("parse", |s: &&str| std::future::ready(s.parse::<u8>())))
+        .name("join")
+        .run()
+        .await
+        .unwrap_err();
+    assert_eq!((err.stage(), err.item()), (Some("join"), Some(2)));
+    assert!(err.message().starts_with("arm `parse` failed"), "{err}");
+
+    let out = Pipeline::from_iter(Vec::<u8>::new())
+        .branch_join(|j| j.arm("id", |x: &u8| std::future::ready(*x)))
+        .collect()
+        .await
+        .unwrap();
+    assert!(out.is_empty());
+}
+
+#[test]
+#[should_panic(expected = "already named `a`")]
+fn arm_names_are_unique() {
+    let _ = Pipeline::from_iter(0..1u8).branch_join(|j| {
+        j.arm("a", |x: &u8| std::future::ready(*x))
+            .arm("a", |x: &u8| std::future::ready(*x))
+    });
+}

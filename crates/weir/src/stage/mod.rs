@@ -15,6 +15,7 @@
 
 mod blocking;
 mod boxed;
+mod branch_join;
 mod broadcast;
 mod fan_out;
 mod filter;
@@ -31,6 +32,7 @@ mod then;
 
 pub use blocking::Blocking;
 pub use boxed::BoxPlan;
+pub use branch_join::{Arms, BranchJoin, Joined};
 pub use broadcast::Broadcast;
 pub use fan_out::{BranchSource, Branches, ByKey, ToAll};
 pub use filter::Filter;
