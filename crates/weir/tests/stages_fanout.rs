@@ -486,3 +486,215 @@ fn arm_names_are_unique() {
             .arm("a", |x: &u8| std::future::ready(*x))
     });
 }
+
+// -------------------------------------------------------------------- merge
+
+/// A source that records how many sources are open at once.
+struct Tracked {
+    name: &'static str,
+    items: u64,
+    fail_init: bool,
+    open: Arc<AtomicU64>,
+    peak: Arc<AtomicU64>,
+    closed: Arc<AtomicU64>,
+}
+
+impl weir::Source for Tracked {
+    type Item = (&'static str, u64);
+    type Stream = futures::stream::BoxStream<'static, (&'static str, u64)>;
+
+    fn name(&self) -> Option<String> {
+        Some(self.name.to_owned())
+    }
+
+    async fn initialize(&mut self) -> Result<(), weir::BoxError> {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        if self.fail_init {
+            return Err("connection refused".into());
+        }
+        let now = self.open.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn stream(&mut self) -> Self::Stream {
+        use futures::StreamExt;
+        let name = self.name;
+        futures::stream::iter(0..self.items)
+            .then(move |i| async move {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                (name, i)
+            })
+            .boxed()
+    }
+
+    async fn close(&mut self) {
+        self.open.fetch_sub(1, Ordering::SeqCst);
+        self.closed.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[derive(Default, Clone)]
+struct Gauges {
+    open: Arc<AtomicU64>,
+    peak: Arc<AtomicU64>,
+    closed: Arc<AtomicU64>,
+}
+
+impl Gauges {
+    fn source(&self, name: &'static str, items: u64, fail_init: bool) -> Tracked {
+        Tracked {
+            name,
+            items,
+            fail_init,
+            open: self.open.clone(),
+            peak: self.peak.clone(),
+            closed: self.closed.clone(),
+        }
+    }
+}
+
+#[tokio::test]
+async fn merge_is_fair_between_busy_sources() {
+    use weir::stage::Streamed;
+    const N: u64 = 200_000;
+    let first = seen();
+    let f = first.clone();
+    let tagged = |tag| Streamed::from_iter((0..N).map(move |i| (tag, i)));
+    let report = Pipeline::merge([tagged('a'), tagged('b')])
+        .for_each(move |(tag, i)| {
+            let mut f = f.lock().unwrap();
+            if f.len() < 20_000 {
+                f.push((tag, i));
+            }
+        })
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(report.delivered, 2 * N);
+    let first = first.lock().unwrap();
+    let from_a = first.iter().filter(|(t, _)| *t == 'a').count();
+    // Round-robin by chunk: each source is at most a chunk ahead.
+    assert!(
+        (from_a as i64 - 10_000).abs() <= 1024,
+        "{from_a} of the first 20000 from `a`"
+    );
+    // Order is kept within each source.
+    for tag in ['a', 'b'] {
+        let mine: Vec<u64> = first.iter().filter(|(t, _)| *t == tag).map(|(_, i)| *i).collect();
+        assert!(mine.windows(2).all(|w| w[0] + 1 == w[1]));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn merge_opens_at_most_max_concurrent_sources_and_closes_each() {
+    let g = Gauges::default();
+    let sources: Vec<_> = ["s0", "s1", "s2", "s3", "s4"]
+        .into_iter()
+        .map(|n| g.source(n, 50, false))
+        .collect();
+    let out = Pipeline::merge(sources)
+        .max_concurrent(2)
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(out.len(), 250);
+    assert_eq!(g.peak.load(Ordering::SeqCst), 2);
+    assert_eq!(g.closed.load(Ordering::SeqCst), 5);
+    assert_eq!(g.open.load(Ordering::SeqCst), 0);
+    for name in ["s0", "s1", "s2", "s3", "s4"] {
+        let mine: Vec<u64> = out.iter().filter(|(n, _)| *n == name).map(|(_, i)| *i).collect();
+        assert_eq!(mine, (0..50).collect::<Vec<_>>(), "{name}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_source_that_fails_to_initialize_is_reported_and_the_others_go_on() {
+    use futures::StreamExt;
+    let g = Gauges::default();
+    let sources = vec![
+        g.source("a", 10, false),
+        g.source("broken", 10, true),
+        g.source("c", 10, false),
+    ];
+    let events: Vec<_> = PipelineBuilder::new()
+        .error_policy(ErrorPolicy::Skip)
+        .merge(sources)
+        .name("feeds")
+        .events()
+        .collect()
+        .await;
+    let failed: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            weir::EventKind::SourceFailed { stage, input, error } => {
+                Some((stage.clone(), input.clone(), error.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!((failed[0].0.as_str(), failed[0].1.as_str()), ("feeds", "broken"));
+    assert!(failed[0].2.contains("connection refused"), "{}", failed[0].2);
+    let weir::EventKind::PipelineFinished { report, error } = &events.last().unwrap().kind else {
+        panic!("no finished event");
+    };
+    assert_eq!((report.delivered, error.is_none()), (20, true));
+    assert_eq!(
+        g.closed.load(Ordering::SeqCst),
+        2,
+        "the broken source is not closed"
+    );
+
+    // Fail-fast (the default): the run fails with an error naming it.
+    let sources = vec![g.source("a", 1000, false), g.source("broken", 10, true)];
+    let err = Pipeline::merge(sources).run().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Source);
+    assert!(
+        err.to_string()
+            .contains("input `broken` failed to initialize: connection refused"),
+        "{err}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn merge_drains_mid_way_and_closes_open_sources() {
+    let g = Gauges::default();
+    let sources: Vec<_> = ["a", "b", "c"]
+        .into_iter()
+        .map(|n| g.source(n, u64::MAX, false))
+        .collect();
+    let handle = Pipeline::merge(sources).max_concurrent(2).start();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let report = handle
+        .shutdown(weir::Shutdown::Drain, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Drained);
+    assert!(
+        report.delivered > 100 && report.delivered < 1000,
+        "{}",
+        report.delivered
+    );
+    assert_eq!(report.unfinalized, 0);
+    assert_eq!(g.closed.load(Ordering::SeqCst), 2, "the open sources were closed");
+    assert_eq!(g.open.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn merge_of_no_sources_and_of_empty_sources() {
+    use weir::stage::Streamed;
+    let report = Pipeline::merge(Vec::<Streamed<futures::stream::Iter<std::vec::IntoIter<u8>>>>::new())
+        .run()
+        .await
+        .unwrap();
+    assert_eq!((report.pulled, report.outcome), (0, Outcome::Completed));
+    let out = Pipeline::merge([
+        Streamed::from_iter(Vec::<u8>::new()),
+        Streamed::from_iter(vec![7]),
+    ])
+    .collect()
+    .await
+    .unwrap();
+    assert_eq!(out, [7]);
+}

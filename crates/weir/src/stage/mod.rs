@@ -45,7 +45,7 @@ pub use route::Route;
 pub use sink::{Sink, SinkStage};
 pub use then::Then;
 
-pub use crate::source::{AckedSource, IntakeSource, IterSource, StreamSource};
+pub use crate::source::{AckedSource, IntakeSource, IterSource, Merge, StreamSource, Streamed};
 
 use std::future::Future;
 use std::sync::Arc;
