@@ -54,4 +54,5 @@ pub use metrics::{Outcome, Report, StageReport};
 pub use pipeline::{InfallibleFuture, Pipeline, PipelineBuilder};
 pub use policy::ErrorPolicy;
 pub use runtime::{Controller, Events, Handle, PushError, Pusher, Results, Shutdown, TryPushError};
+pub use source::Source;
 pub use stage::{aggregate, Sink};

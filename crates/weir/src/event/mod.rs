@@ -81,6 +81,18 @@ pub enum EventKind {
         /// Whether another attempt could succeed.
         retryable: bool,
     },
+    /// One input of a [`merge`](crate::Pipeline::merge) failed (to
+    /// initialize, or while it was read); the other inputs go on unless the
+    /// source's error policy is fail-fast.
+    SourceFailed {
+        /// The source stage.
+        stage: String,
+        /// The input: its [`name`](crate::Source::name), or `#` and its
+        /// position.
+        input: String,
+        /// The error message.
+        error: String,
+    },
     /// The pipeline finished; the final report.
     PipelineFinished {
         /// The final report.

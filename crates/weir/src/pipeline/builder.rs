@@ -163,7 +163,7 @@ impl PipelineBuilder {
         self
     }
 
-    fn start<T, P>(mut self, plan: P, hint: (usize, Option<usize>)) -> Pipeline<T, P> {
+    pub(crate) fn start<T, P>(mut self, plan: P, hint: (usize, Option<usize>)) -> Pipeline<T, P> {
         self.config.chunk_size = self.config.chunk_size.min(self.config.capacity);
         if self.config.estimated_total.is_none() {
             if let (lo, Some(hi)) = hint {

@@ -23,8 +23,8 @@ use crate::runtime::{
 };
 use crate::stage::FnSink;
 use crate::stage::{
-    AckedSource, Blocking, BoxPlan, Filter, FilterMap, FlatMap, ForEach, Inspect, IntakeSource, IterSource,
-    Map, Plan, Push, Sink, SinkStage, StageSpec, StreamSource, Then, TryMap, Wiring,
+    AckedSource, Blocking, BoxPlan, BranchJoin, Filter, FilterMap, FlatMap, ForEach, Inspect, IntakeSource,
+    IterSource, Map, Plan, Push, Sink, SinkStage, StageSpec, StreamSource, Then, TryMap, Wiring,
 };
 
 /// A typed pipeline: a source, then stages, each taking the previous
@@ -829,6 +829,7 @@ macro_rules! concurrent_settings {
 
 concurrent_settings!(Then);
 concurrent_settings!(Blocking);
+concurrent_settings!(BranchJoin);
 
 pin_project_lite::pin_project! {
     /// The future of an infallible [`then`](Pipeline::then) stage.

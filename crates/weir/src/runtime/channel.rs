@@ -144,6 +144,26 @@ impl<T> Sender<T> {
         Ok(())
     }
 
+    /// Sends as many items from the front of `chunk` as there is room for
+    /// now, strictly within the capacity, and leaves the rest in `chunk`.
+    /// Returns `false` if the channel no longer accepts items.
+    pub(crate) fn send_fitting(&self, chunk: &mut Chunk<T>) -> bool {
+        let s = self.inner.lock();
+        if s.closed || s.rx_gone {
+            return false;
+        }
+        let n = self.inner.capacity.saturating_sub(s.items).min(chunk.len());
+        if n > 0 {
+            let part = if n == chunk.len() {
+                std::mem::take(chunk)
+            } else {
+                chunk.drain(..n).collect()
+            };
+            self.enqueue(s, part);
+        }
+        true
+    }
+
     /// An emptied chunk handed back by the receiver, if one is kept.
     pub(crate) fn spare(&self) -> Option<Chunk<T>> {
         self.inner.lock().spare.pop()
@@ -312,6 +332,21 @@ mod tests {
         tokio::task::yield_now().await;
         drop(rx);
         assert!(matches!(blocked.await.unwrap(), Err(SendError::Closed(_))));
+    }
+
+    #[tokio::test]
+    async fn send_fitting_sends_what_fits_and_keeps_the_rest() {
+        let (tx, mut rx) = channel::<u64>(5);
+        tx.try_send(chunk(0..3)).unwrap();
+        let mut more = chunk(3..7);
+        assert!(tx.send_fitting(&mut more));
+        assert_eq!(more.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [5, 6]);
+        assert!(tx.send_fitting(&mut more), "a full channel takes nothing");
+        assert_eq!(more.len(), 2);
+        assert_eq!(rx.recv().await.unwrap().len(), 3);
+        assert_eq!(rx.recv().await.unwrap().len(), 2);
+        rx.close();
+        assert!(!tx.send_fitting(&mut more));
     }
 
     #[tokio::test]

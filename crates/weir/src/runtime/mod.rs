@@ -205,7 +205,12 @@ impl Shared {
             .map(|s| s.metrics.merged.load(Ordering::Relaxed))
             .sum();
         let pulled = stages.first().map_or(0, |s| s.items_out);
-        let delivered = stages.last().map_or(0, |s| s.items_out);
+        // A pipeline that fans out ends in one sink per branch.
+        let delivered = stages
+            .iter()
+            .filter(|s| s.kind == "sink")
+            .map(|s| s.items_out)
+            .sum();
         let dropped = stages.iter().map(|s| s.dropped).sum();
         let failed = stages.iter().map(|s| s.failed).sum();
         // A batch of n finishes with its one output: n - 1 of its members

@@ -4,10 +4,14 @@
 
 mod intake;
 mod iter;
+mod lifecycle;
+mod merge;
 mod stream;
 
 pub use intake::IntakeSource;
 pub use iter::IterSource;
+pub use lifecycle::{Source, Streamed};
+pub use merge::Merge;
 pub use stream::{AckedSource, StreamSource};
 
 /// Ships a chunk: settle counts, send events, flush downstream (the same
