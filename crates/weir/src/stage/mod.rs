@@ -21,7 +21,12 @@ mod flat_map;
 mod for_each;
 mod inspect;
 mod map;
+mod scan;
 mod sink;
+mod skip;
+mod skip_while;
+mod take;
+mod take_while;
 
 pub(crate) use sink::FnSink;
 mod then;
@@ -34,7 +39,12 @@ pub use flat_map::FlatMap;
 pub use for_each::ForEach;
 pub use inspect::Inspect;
 pub use map::{Map, TryMap};
+pub use scan::Scan;
 pub use sink::{Sink, SinkStage};
+pub use skip::Skip;
+pub use skip_while::SkipWhile;
+pub use take::Take;
+pub use take_while::TakeWhile;
 pub use then::Then;
 
 pub use crate::source::{AckedSource, IntakeSource, IterSource, StreamSource};

@@ -1,0 +1,348 @@
+//! The fused synchronous stages of the catalogue: take, skip, take_while,
+//! skip_while, scan, validate, tap, tap_async, dedup, map_batch.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::Ledger;
+use futures::StreamExt;
+use weir::{ErrorPolicy, Outcome, Pipeline, PipelineBuilder, Shutdown, Status};
+
+/// Every pulled item finalized exactly once; returns (delivered, dropped,
+/// failed) as the source saw them.
+#[track_caller]
+fn statuses(ledger: &Ledger) -> (usize, usize, usize) {
+    let seen = ledger.assert_exactly_once();
+    let count = |s: Status| seen.values().filter(|v| **v == s).count();
+    (
+        count(Status::Delivered),
+        count(Status::Dropped),
+        count(Status::Failed),
+    )
+}
+
+// ---- take ----
+
+#[tokio::test]
+async fn take_passes_the_first_n() {
+    let out = Pipeline::from_iter(0..10).take(3).collect().await.unwrap();
+    assert_eq!(out, [0, 1, 2]);
+}
+
+#[tokio::test]
+async fn take_zero_pulls_nothing() {
+    let pulled = Arc::new(AtomicU64::new(0));
+    let r = Pipeline::from_iter(common::counted(u64::MAX, pulled.clone()))
+        .take(0)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(r.outcome, Outcome::Completed);
+    assert_eq!((r.pulled, r.delivered), (0, 0));
+    assert_eq!(pulled.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn take_boundaries_empty_one_exact_and_beyond() {
+    let empty = Pipeline::from_iter(Vec::<u8>::new())
+        .take(3)
+        .collect()
+        .await
+        .unwrap();
+    assert!(empty.is_empty());
+    let one = Pipeline::from_iter([7]).take(1).collect().await.unwrap();
+    assert_eq!(one, [7]);
+    let exact = Pipeline::from_iter(0..5).take(5).run().await.unwrap();
+    assert_eq!((exact.delivered, exact.dropped), (5, 0));
+    let beyond = Pipeline::from_iter(0..3).take(10).collect().await.unwrap();
+    assert_eq!(beyond, [0, 1, 2]);
+}
+
+/// Guards against `take` over an endless iterator never ending.
+#[tokio::test]
+async fn take_ends_an_endless_iterator_and_completes() {
+    let r = PipelineBuilder::new()
+        .chunk_size(16)
+        .from_iter(0u64..)
+        .take(5)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(r.outcome, Outcome::Completed);
+    assert_eq!(r.delivered, 5);
+    assert_eq!(
+        r.dropped,
+        r.pulled - 5,
+        "items pulled after the fifth are dropped"
+    );
+    assert_eq!(r.pulled, 16, "the source stops at the end of the chunk");
+    assert_eq!(r.unfinalized, 0);
+}
+
+/// Guards against lost or doubly finalized items after `take` is satisfied.
+#[tokio::test]
+async fn take_ends_an_endless_stream_and_finalizes_the_rest_as_dropped() {
+    let ledger = Ledger::default();
+    let r = PipelineBuilder::new()
+        .chunk_size(8)
+        .from_acked(ledger.source(u64::MAX))
+        .take(5)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(r.outcome, Outcome::Completed);
+    let (delivered, dropped, failed) = statuses(&ledger);
+    assert_eq!((delivered, failed), (5, 0));
+    assert_eq!(dropped as u64, ledger.pulled() - 5);
+    assert_eq!(r.delivered, 5);
+}
+
+/// Guards against a satisfied `take` behind a task boundary not reaching
+/// the source, and against a source waiting on a silent stream forever.
+#[tokio::test(start_paused = true)]
+async fn take_behind_an_async_stage_stops_a_source_waiting_for_items() {
+    let ledger = Ledger::default();
+    let source = ledger.source(4).chain(futures::stream::pending());
+    let r = PipelineBuilder::new()
+        .chunk_size(2)
+        .from_acked(source)
+        .then(|x| async move {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            x
+        })
+        .take(4)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(r.outcome, Outcome::Completed);
+    assert_eq!(statuses(&ledger), (4, 0, 0));
+}
+
+#[tokio::test]
+async fn take_closes_an_intake_once_satisfied() {
+    let handle = Pipeline::intake::<u32>().take(2).start();
+    handle.push(1).await.unwrap();
+    handle.push(2).await.unwrap();
+    let pusher = handle.pusher();
+    let r = handle.wait().await.unwrap();
+    assert_eq!(r.outcome, Outcome::Completed);
+    assert_eq!(r.delivered, 2);
+    assert!(
+        pusher.push(3).await.is_err(),
+        "a satisfied pipeline takes no more items"
+    );
+}
+
+// ---- skip ----
+
+#[tokio::test]
+async fn skip_drops_the_first_n() {
+    let out = Pipeline::from_iter(0..6).skip(4).collect().await.unwrap();
+    assert_eq!(out, [4, 5]);
+    let none = Pipeline::from_iter(0..6).skip(0).collect().await.unwrap();
+    assert_eq!(none, [0, 1, 2, 3, 4, 5]);
+    let one = Pipeline::from_iter([9]).skip(1).collect().await.unwrap();
+    assert!(one.is_empty());
+    let empty = Pipeline::from_iter(Vec::<u8>::new())
+        .skip(1)
+        .collect()
+        .await
+        .unwrap();
+    assert!(empty.is_empty());
+}
+
+#[tokio::test]
+async fn skip_beyond_len_drops_everything() {
+    let ledger = Ledger::default();
+    let r = Pipeline::from_acked(ledger.source(3))
+        .skip(5)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!((r.delivered, r.dropped), (0, 3));
+    assert_eq!(statuses(&ledger), (0, 3, 0));
+}
+
+// ---- take_while / skip_while ----
+
+#[tokio::test]
+async fn take_while_stops_at_the_first_false() {
+    let ledger = Ledger::default();
+    let r = PipelineBuilder::new()
+        .chunk_size(4)
+        .from_acked(ledger.source(u64::MAX))
+        .take_while(|x| *x != 6)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(r.outcome, Outcome::Completed);
+    assert_eq!(r.delivered, 6);
+    let (delivered, dropped, _) = statuses(&ledger);
+    assert_eq!((delivered as u64, dropped as u64), (6, ledger.pulled() - 6));
+    assert!(ledger.calls().contains(&(6, Status::Dropped)));
+}
+
+#[tokio::test]
+async fn take_while_boundaries() {
+    let empty = Pipeline::from_iter(Vec::<u8>::new())
+        .take_while(|_| true)
+        .collect()
+        .await
+        .unwrap();
+    assert!(empty.is_empty());
+    let first_false = Pipeline::from_iter([1, 2])
+        .take_while(|_| false)
+        .collect()
+        .await
+        .unwrap();
+    assert!(first_false.is_empty());
+    let all = Pipeline::from_iter([1, 2])
+        .take_while(|_| true)
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(all, [1, 2]);
+}
+
+/// Guards against a panicking predicate taking down more than its item.
+#[tokio::test]
+async fn take_while_panic_fails_one_item_and_keeps_taking() {
+    let ledger = Ledger::default();
+    let r = Pipeline::from_acked(ledger.source(6))
+        .take_while(|x| {
+            assert_ne!(*x, 2, "boom");
+            *x < 4
+        })
+        .on_error(ErrorPolicy::Skip)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!((r.delivered, r.failed, r.dropped), (3, 1, 2));
+    assert_eq!(statuses(&ledger), (3, 2, 1));
+    assert!(ledger.calls().contains(&(2, Status::Failed)));
+}
+
+#[tokio::test]
+async fn skip_while_passes_everything_from_the_first_false() {
+    let out = Pipeline::from_iter([1, 2, 5, 1, 7])
+        .skip_while(|x| *x < 3)
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(out, [5, 1, 7]);
+    let all = Pipeline::from_iter([1, 2])
+        .skip_while(|_| true)
+        .collect()
+        .await
+        .unwrap();
+    assert!(all.is_empty());
+    let empty = Pipeline::from_iter(Vec::<u8>::new())
+        .skip_while(|_| true)
+        .collect()
+        .await
+        .unwrap();
+    assert!(empty.is_empty());
+}
+
+#[tokio::test]
+async fn skip_while_panic_fails_one_item() {
+    let ledger = Ledger::default();
+    let r = Pipeline::from_acked(ledger.source(5))
+        .skip_while(|x| {
+            assert_ne!(*x, 1, "boom");
+            *x < 3
+        })
+        .on_error(ErrorPolicy::Skip)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!((r.delivered, r.failed, r.dropped), (2, 1, 2));
+    assert_eq!(statuses(&ledger), (2, 2, 1));
+}
+
+// ---- scan ----
+
+#[tokio::test]
+async fn scan_threads_state_and_none_ends_an_endless_source() {
+    let ledger = Ledger::default();
+    let out = PipelineBuilder::new()
+        .chunk_size(4)
+        .from_acked(ledger.source(u64::MAX))
+        .scan(0u64, |total, x| {
+            *total += x;
+            (*total < 10).then_some(*total)
+        })
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(out, [0, 1, 3, 6]);
+    let (delivered, dropped, _) = statuses(&ledger);
+    assert_eq!((delivered as u64, dropped as u64), (4, ledger.pulled() - 4));
+}
+
+#[tokio::test]
+async fn scan_boundaries_and_panics() {
+    let empty = Pipeline::from_iter(Vec::<u8>::new())
+        .scan((), |_, x| Some(x))
+        .collect()
+        .await
+        .unwrap();
+    assert!(empty.is_empty());
+    let one = Pipeline::from_iter([5])
+        .scan(1, |s, x| Some(*s + x))
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(one, [6]);
+    let ledger = Ledger::default();
+    let r = Pipeline::from_acked(ledger.source(4))
+        .scan(0, |n, x| {
+            *n += 1;
+            assert_ne!(x, 1, "boom");
+            Some(*n)
+        })
+        .on_error(ErrorPolicy::Skip)
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(r, [1, 3, 4], "the state keeps what f did before it panicked");
+    assert_eq!(statuses(&ledger), (3, 0, 1));
+}
+
+// ---- drain ----
+
+/// Guards against the sync stages losing items taken in before a drain.
+#[tokio::test(start_paused = true)]
+async fn drain_mid_way_finalizes_everything_exactly_once() {
+    let ledger = Ledger::default();
+    let handle = PipelineBuilder::new()
+        .chunk_size(8)
+        .from_acked(ledger.source(u64::MAX))
+        .skip(3)
+        .skip_while(|x| *x < 5)
+        .take_while(|_| true)
+        .take(usize::MAX)
+        .scan(0u64, |s, x| {
+            *s += 1;
+            Some(x)
+        })
+        .then(|x| async move {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            x
+        })
+        .start();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = handle
+        .shutdown(Shutdown::Drain, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(r.outcome, Outcome::Drained);
+    assert_eq!(r.unfinalized, 0);
+    let (delivered, dropped, failed) = statuses(&ledger);
+    assert_eq!((dropped, failed), (5, 0));
+    assert_eq!(delivered as u64, r.delivered);
+    assert!(r.delivered > 0);
+}
