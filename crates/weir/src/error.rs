@@ -13,6 +13,8 @@ pub enum ErrorKind {
     Stage,
     /// A stage's function panicked on an item.
     Panic,
+    /// An item failed a [`validate`](crate::Pipeline::validate) check.
+    Validation,
     /// A sink refused an item or failed to flush.
     Sink,
     /// A source failed.
@@ -35,6 +37,7 @@ impl ErrorKind {
         match self {
             ErrorKind::Stage => "error",
             ErrorKind::Panic => "panic",
+            ErrorKind::Validation => "validation",
             ErrorKind::Sink => "sink",
             ErrorKind::Source => "source",
             ErrorKind::Config => "config",

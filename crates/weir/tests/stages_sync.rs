@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::Ledger;
 use futures::StreamExt;
-use weir::{ErrorPolicy, Outcome, Pipeline, PipelineBuilder, Shutdown, Status};
+use weir::{ErrorKind, ErrorPolicy, Outcome, Pipeline, PipelineBuilder, Shutdown, Status};
 
 /// Every pulled item finalized exactly once; returns (delivered, dropped,
 /// failed) as the source saw them.
@@ -345,4 +345,67 @@ async fn drain_mid_way_finalizes_everything_exactly_once() {
     assert_eq!((dropped, failed), (5, 0));
     assert_eq!(delivered as u64, r.delivered);
     assert!(r.delivered > 0);
+}
+
+// ---- validate ----
+
+#[tokio::test]
+async fn validate_fails_bad_items_with_the_validation_kind() {
+    let ledger = Ledger::default();
+    let r = Pipeline::from_acked(ledger.source(6))
+        .validate(|x| {
+            if x % 3 == 0 {
+                Err(format!("{x} is a multiple of 3"))
+            } else {
+                Ok(())
+            }
+        })
+        .on_error(ErrorPolicy::Skip)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!((r.delivered, r.failed), (4, 2));
+    assert_eq!(statuses(&ledger), (4, 0, 2));
+
+    let err = Pipeline::from_iter(["ok", "", "ok"])
+        .validate(|s| if s.is_empty() { Err("empty") } else { Ok(()) })
+        .name("check")
+        .run()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Validation);
+    assert_eq!(err.kind().as_str(), "validation");
+    assert_eq!((err.stage(), err.item()), (Some("check"), Some(1)));
+    assert_eq!(
+        err.to_string(),
+        "stage `check` failed on item 1 (attempt 1): empty"
+    );
+}
+
+#[tokio::test]
+async fn validate_boundaries_and_panics() {
+    let empty = Pipeline::from_iter(Vec::<u8>::new())
+        .validate(|_| Err("never called"))
+        .collect()
+        .await
+        .unwrap();
+    assert!(empty.is_empty());
+    let one = Pipeline::from_iter([1])
+        .validate(|_| Ok::<_, String>(()))
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(one, [1]);
+    let ledger = Ledger::default();
+    let r = Pipeline::from_acked(ledger.source(3))
+        .validate(|x| {
+            assert_ne!(*x, 1, "boom");
+            Ok::<_, &str>(())
+        })
+        .on_error(ErrorPolicy::Skip)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!((r.delivered, r.failed), (2, 1));
+    assert_eq!(statuses(&ledger), (2, 0, 1));
 }

@@ -27,6 +27,7 @@ mod skip;
 mod skip_while;
 mod take;
 mod take_while;
+mod validate;
 
 pub(crate) use sink::FnSink;
 mod then;
@@ -46,6 +47,7 @@ pub use skip_while::SkipWhile;
 pub use take::Take;
 pub use take_while::TakeWhile;
 pub use then::Then;
+pub use validate::Validate;
 
 pub use crate::source::{AckedSource, IntakeSource, IterSource, StreamSource};
 
