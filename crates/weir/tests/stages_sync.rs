@@ -409,3 +409,105 @@ async fn validate_boundaries_and_panics() {
     assert_eq!((r.delivered, r.failed), (2, 1));
     assert_eq!(statuses(&ledger), (2, 0, 1));
 }
+
+// ---- tap / tap_async ----
+
+#[tokio::test]
+async fn tap_sees_each_item_and_is_its_own_stage() {
+    let seen = Arc::new(AtomicU64::new(0));
+    let s = seen.clone();
+    let r = Pipeline::from_iter(1..=4u64)
+        .tap(move |x| {
+            s.fetch_add(*x, Ordering::SeqCst);
+        })
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(seen.load(Ordering::SeqCst), 10);
+    assert_eq!(r.stages[1].name, "tap#1");
+    let ledger = Ledger::default();
+    let r = Pipeline::from_acked(ledger.source(3))
+        .tap(|x| assert_ne!(*x, 0, "boom"))
+        .on_error(ErrorPolicy::Skip)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!((r.delivered, r.failed), (2, 1));
+    assert_eq!(statuses(&ledger), (2, 0, 1));
+}
+
+/// Guards against an item passing on before its side effect finished.
+#[tokio::test(start_paused = true)]
+async fn tap_async_passes_items_on_after_the_side_effect() {
+    let done = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let d = done.clone();
+    let d2 = done.clone();
+    let out = Pipeline::from_iter([30u64, 10, 20])
+        .tap_async(move |ms| {
+            let (d, ms) = (d.clone(), *ms);
+            async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                d.lock().unwrap().push(ms);
+            }
+        })
+        .concurrency(3)
+        .inspect(move |ms| assert!(d2.lock().unwrap().contains(ms)))
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(out, [30, 10, 20], "ordered by default");
+    assert_eq!(*done.lock().unwrap(), [10, 20, 30]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn tap_async_unordered_and_boundaries() {
+    let out = Pipeline::from_iter([30u64, 0, 20])
+        .tap_async(|ms| {
+            let ms = *ms;
+            async move { tokio::time::sleep(Duration::from_millis(ms)).await }
+        })
+        .concurrency(3)
+        .unordered()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(out, [0, 20, 30]);
+    let empty = Pipeline::from_iter(Vec::<u8>::new())
+        .tap_async(|_| async {})
+        .collect()
+        .await
+        .unwrap();
+    assert!(empty.is_empty());
+    let one = Pipeline::from_iter([1])
+        .tap_async(|_| async {})
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(one, [1]);
+}
+
+/// Guards against a panic in the closure or its future losing items.
+#[tokio::test(start_paused = true)]
+async fn tap_async_panics_fail_one_item_each() {
+    for concurrency in [1, 4] {
+        let ledger = Ledger::default();
+        let r = Pipeline::from_acked(ledger.source(6))
+            .tap_async(|x| {
+                assert_ne!(*x, 1, "boom in f");
+                let x = *x;
+                async move {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    assert_ne!(x, 4, "boom in the future");
+                }
+            })
+            .concurrency(concurrency)
+            .on_error(ErrorPolicy::Skip)
+            .run()
+            .await
+            .unwrap();
+        assert_eq!((r.delivered, r.failed), (4, 2));
+        assert_eq!(statuses(&ledger), (4, 0, 2));
+        assert!(ledger.calls().contains(&(1, Status::Failed)));
+        assert!(ledger.calls().contains(&(4, Status::Failed)));
+    }
+}

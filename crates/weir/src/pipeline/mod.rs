@@ -829,6 +829,8 @@ macro_rules! concurrent_settings {
 
 concurrent_settings!(Then);
 concurrent_settings!(Blocking);
+use crate::stage::TapAsync;
+concurrent_settings!(TapAsync);
 
 pin_project_lite::pin_project! {
     /// The future of an infallible [`then`](Pipeline::then) stage.

@@ -27,6 +27,8 @@ mod skip;
 mod skip_while;
 mod take;
 mod take_while;
+mod tap;
+mod tap_async;
 mod validate;
 
 pub(crate) use sink::FnSink;
@@ -46,6 +48,7 @@ pub use skip::Skip;
 pub use skip_while::SkipWhile;
 pub use take::Take;
 pub use take_while::TakeWhile;
+pub use tap_async::TapAsync;
 pub use then::Then;
 pub use validate::Validate;
 
