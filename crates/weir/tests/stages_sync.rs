@@ -511,3 +511,107 @@ async fn tap_async_panics_fail_one_item_each() {
         assert!(ledger.calls().contains(&(4, Status::Failed)));
     }
 }
+
+// ---- dedup ----
+
+#[tokio::test]
+async fn dedup_drops_colliding_keys() {
+    let ledger = Ledger::default();
+    let out = Pipeline::from_acked(ledger.source(10))
+        .dedup(|x| x % 3)
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(out, [0, 1, 2]);
+    assert_eq!(statuses(&ledger), (3, 7, 0));
+    let empty = Pipeline::from_iter(Vec::<u8>::new())
+        .dedup(|x| *x)
+        .collect()
+        .await
+        .unwrap();
+    assert!(empty.is_empty());
+    let one = Pipeline::from_iter([4]).dedup(|x| *x).collect().await.unwrap();
+    assert_eq!(one, [4]);
+}
+
+/// Guards the documented trade-off: an evicted key passes again, and a
+/// duplicate counts as a use (least recently *seen* is evicted).
+#[tokio::test]
+async fn dedup_capacity_evicts_the_least_recently_seen_key() {
+    let out = Pipeline::from_iter([1, 2, 3, 1])
+        .dedup(|x| *x)
+        .capacity(2)
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(out, [1, 2, 3, 1], "1 was evicted by 3 and passes again");
+    let out = Pipeline::from_iter([1, 2, 1, 3, 1, 2])
+        .dedup(|x| *x)
+        .capacity(2)
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(out, [1, 2, 3, 2], "seeing 1 again kept it; 2 was evicted");
+    let r = Pipeline::from_iter((0..1000).map(|i| i % 10))
+        .dedup(|x| *x)
+        .capacity(1)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.delivered, r.dropped),
+        (1000, 0),
+        "capacity 1 only catches repeats in a row"
+    );
+}
+
+/// Guards ttl expiry on tokio's clock, measured from when the key passed.
+#[tokio::test(start_paused = true)]
+async fn dedup_ttl_lets_a_key_pass_again_after_it_expired() {
+    let start = tokio::time::Instant::now();
+    let arrivals = futures::stream::iter([
+        ("a", 0),
+        ("a", 49),
+        ("b", 49),
+        ("a", 50),
+        ("a", 60),
+        ("a", 99),
+        ("a", 105),
+        ("b", 120),
+    ])
+    .then(move |(key, at)| async move {
+        tokio::time::sleep_until(start + Duration::from_millis(at)).await;
+        (key, at)
+    });
+    let out = Pipeline::from_stream(arrivals)
+        .dedup(|(key, _)| *key)
+        .ttl(Duration::from_millis(50))
+        .collect()
+        .await
+        .unwrap();
+    // a@99 is within 50 ms of a@50; a@105 is not (the duplicates at 60 and
+    // 99 did not extend it).
+    assert_eq!(out, [("a", 0), ("b", 49), ("a", 50), ("a", 105), ("b", 120)]);
+}
+
+#[tokio::test]
+async fn dedup_panicking_key_fails_one_item() {
+    let ledger = Ledger::default();
+    let r = Pipeline::from_acked(ledger.source(4))
+        .dedup(|x| {
+            assert_ne!(*x, 2, "boom");
+            *x / 2
+        })
+        .on_error(ErrorPolicy::Skip)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!((r.delivered, r.dropped, r.failed), (2, 1, 1));
+    assert_eq!(statuses(&ledger), (2, 1, 1));
+}
+
+#[test]
+#[should_panic(expected = "must be at least 1")]
+fn dedup_capacity_zero_is_a_build_error() {
+    let _ = Pipeline::from_iter([1]).dedup(|x| *x).capacity(0);
+}

@@ -15,6 +15,7 @@
 
 mod blocking;
 mod boxed;
+mod dedup;
 mod filter;
 mod filter_map;
 mod flat_map;
@@ -36,6 +37,7 @@ mod then;
 
 pub use blocking::Blocking;
 pub use boxed::BoxPlan;
+pub use dedup::Dedup;
 pub use filter::Filter;
 pub use filter_map::FilterMap;
 pub use flat_map::FlatMap;
