@@ -615,3 +615,211 @@ async fn dedup_panicking_key_fails_one_item() {
 fn dedup_capacity_zero_is_a_build_error() {
     let _ = Pipeline::from_iter([1]).dedup(|x| *x).capacity(0);
 }
+
+// ---- map_batch ----
+
+/// The batch sizes `f` was called with.
+type Sizes = Arc<std::sync::Mutex<Vec<usize>>>;
+
+fn recorder() -> (Sizes, impl FnMut(Vec<u64>) -> Vec<u64> + Send + 'static) {
+    let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = sizes.clone();
+    let f = move |xs: Vec<u64>| {
+        s.lock().unwrap().push(xs.len());
+        xs.into_iter().map(|x| x * 10).collect()
+    };
+    (sizes, f)
+}
+
+#[tokio::test]
+async fn map_batch_cuts_batches_at_the_chunk_size_and_counts_exactly() {
+    let (sizes, f) = recorder();
+    let ledger = Ledger::default();
+    let r = PipelineBuilder::new()
+        .chunk_size(4)
+        .from_acked(ledger.source(10))
+        .map_batch(f)
+        .filter(|x| x % 20 == 0)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(*sizes.lock().unwrap(), [4, 4, 2]);
+    let mb = r.stage("map_batch#1").unwrap();
+    assert_eq!((mb.items_in, mb.items_out, mb.failed), (10, 10, 0));
+    let filter = r.stage("filter#2").unwrap();
+    assert_eq!((filter.items_in, filter.items_out), (10, 5));
+    assert_eq!((r.delivered, r.dropped, r.unfinalized), (5, 5, 0));
+    assert_eq!(statuses(&ledger), (5, 5, 0));
+}
+
+#[tokio::test]
+async fn map_batch_keeps_order_and_boundaries() {
+    let (sizes, f) = recorder();
+    let out = Pipeline::from_iter(Vec::<u64>::new())
+        .map_batch(f)
+        .collect()
+        .await
+        .unwrap();
+    assert!(out.is_empty());
+    assert!(
+        sizes.lock().unwrap().is_empty(),
+        "f is never called on an empty batch"
+    );
+    let (_, f) = recorder();
+    let one = Pipeline::from_iter([7u64]).map_batch(f).collect().await.unwrap();
+    assert_eq!(one, [70]);
+    let (sizes, f) = recorder();
+    let out = PipelineBuilder::new()
+        .chunk_size(5)
+        .from_iter(0..10u64)
+        .map_batch(f)
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(out, (0..10).map(|x| x * 10).collect::<Vec<_>>());
+    assert_eq!(
+        *sizes.lock().unwrap(),
+        [5, 5],
+        "exact multiples leave no partial batch"
+    );
+}
+
+/// Guards against a batch waiting for more items while the source waits.
+#[tokio::test(start_paused = true)]
+async fn map_batch_cuts_a_partial_batch_before_waiting() {
+    let (sizes, f) = recorder();
+    let slow = futures::stream::iter(0..3u64).then(|x| async move {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        x
+    });
+    let out = Pipeline::from_stream(slow).map_batch(f).collect().await.unwrap();
+    assert_eq!(out, [0, 10, 20]);
+    assert_eq!(*sizes.lock().unwrap(), [1, 1, 1]);
+}
+
+/// Guards against a wrong-length result pairing outputs with the wrong items.
+#[tokio::test]
+async fn map_batch_length_mismatch_fails_the_whole_batch() {
+    let ledger = Ledger::default();
+    let r = PipelineBuilder::new()
+        .chunk_size(3)
+        .error_policy(ErrorPolicy::Skip)
+        .from_acked(ledger.source(7))
+        .map_batch(|xs: Vec<u64>| if xs.contains(&4) { xs[1..].to_vec() } else { xs })
+        .run()
+        .await
+        .unwrap();
+    assert_eq!((r.delivered, r.failed), (4, 3));
+    assert_eq!(statuses(&ledger), (4, 0, 3));
+    for id in 3..6 {
+        assert!(ledger.calls().contains(&(id, Status::Failed)));
+    }
+    let err = PipelineBuilder::new()
+        .chunk_size(3)
+        .from_iter(0..3u64)
+        .map_batch(|xs| xs.into_iter().chain([99]).collect())
+        .run()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Stage);
+    assert_eq!(
+        err.message(),
+        "map_batch must return one output per input: expected 3 items, got 4"
+    );
+}
+
+#[tokio::test]
+async fn map_batch_panic_fails_the_whole_batch_only() {
+    let ledger = Ledger::default();
+    let r = PipelineBuilder::new()
+        .chunk_size(2)
+        .from_acked(ledger.source(6))
+        .map_batch(|xs: Vec<u64>| {
+            assert!(!xs.contains(&2), "boom");
+            xs
+        })
+        .on_error(ErrorPolicy::Skip)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!((r.delivered, r.failed), (4, 2));
+    assert_eq!(statuses(&ledger), (4, 0, 2));
+    assert!(ledger.calls().contains(&(3, Status::Failed)));
+}
+
+/// Guards the explicit counters behind a task boundary (the concurrent
+/// driver settles before awaiting, not after each chunk's flush).
+#[tokio::test(start_paused = true)]
+async fn map_batch_after_an_async_stage() {
+    let (_, f) = recorder();
+    let ledger = Ledger::default();
+    let r = PipelineBuilder::new()
+        .chunk_size(4)
+        .from_acked(ledger.source(50))
+        .then(|x| async move {
+            tokio::time::sleep(Duration::from_millis(x % 3)).await;
+            x
+        })
+        .concurrency(3)
+        .map_batch(f)
+        .filter(|x| *x >= 100)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!((r.delivered, r.dropped, r.unfinalized), (40, 10, 0));
+    let mb = r.stage("map_batch#2").unwrap();
+    assert_eq!((mb.items_in, mb.items_out), (50, 50));
+    assert_eq!(r.stage("filter#3").unwrap().items_in, 50);
+    assert_eq!(statuses(&ledger), (40, 10, 0));
+}
+
+/// Guards against batched items being lost on a drain.
+#[tokio::test(start_paused = true)]
+async fn map_batch_and_dedup_drain_mid_way() {
+    let ledger = Ledger::default();
+    let handle = PipelineBuilder::new()
+        .chunk_size(8)
+        .from_acked(ledger.source(u64::MAX))
+        .dedup(|x| *x)
+        .capacity(64)
+        .map_batch(|xs: Vec<u64>| xs)
+        .tap_async(|_| tokio::time::sleep(Duration::from_millis(1)))
+        .concurrency(2)
+        .map_batch(|xs: Vec<u64>| xs)
+        .validate(|_| Ok::<_, &str>(()))
+        .tap(|_| {})
+        .start();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = handle
+        .shutdown(Shutdown::Drain, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(r.outcome, Outcome::Drained);
+    assert_eq!(r.unfinalized, 0);
+    let (delivered, _, failed) = statuses(&ledger);
+    assert_eq!(failed, 0);
+    assert_eq!(delivered as u64, r.delivered);
+    assert!(r.delivered > 0);
+}
+
+/// Guards against an always-ready stream source spinning without yielding
+/// when everything it pulls is dropped in its own task: on a one-thread
+/// runtime nothing else (this test, a drain) could ever run again.
+#[tokio::test]
+async fn a_stream_source_whose_items_are_all_deduped_yields_and_drains() {
+    let ledger = Ledger::default();
+    let handle = Pipeline::from_acked(ledger.source(u64::MAX))
+        .dedup(|_| ())
+        .start();
+    while ledger.pulled() < 10_000 {
+        tokio::task::yield_now().await;
+    }
+    let r = handle
+        .shutdown(Shutdown::Drain, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(r.outcome, Outcome::Drained);
+    let (delivered, dropped, failed) = statuses(&ledger);
+    assert_eq!((delivered, failed), (1, 0));
+    assert_eq!(dropped as u64, ledger.pulled() - 1);
+}

@@ -140,6 +140,10 @@ async fn drive<S, G, T, D>(
         if ship(&mut down, &mut c, &mut cx).await == Flow::Stop || exhausted {
             break;
         }
+        // An always-ready stream whose items are all dropped in this task
+        // (filter, dedup) never waits: yield to the runtime now and
+        // then, or a drain or abort could never run.
+        tokio::task::consume_budget().await;
     }
     settle(&mut down, &mut c);
     down.finish(&mut cx).await;
