@@ -16,6 +16,8 @@ pub enum ErrorKind {
     /// An item's work took longer than its stage's
     /// [`timeout`](crate::Pipeline::timeout).
     Timeout,
+    /// An item failed a [`validate`](crate::Pipeline::validate) check.
+    Validation,
     /// A sink refused an item or failed to flush.
     Sink,
     /// A source failed.
@@ -39,6 +41,7 @@ impl ErrorKind {
             ErrorKind::Stage => "error",
             ErrorKind::Panic => "panic",
             ErrorKind::Timeout => "timeout",
+            ErrorKind::Validation => "validation",
             ErrorKind::Sink => "sink",
             ErrorKind::Source => "source",
             ErrorKind::Config => "config",

@@ -830,6 +830,8 @@ macro_rules! concurrent_settings {
 concurrent_settings!(Then);
 concurrent_settings!(Blocking);
 concurrent_settings!(BranchJoin);
+use crate::stage::TapAsync;
+concurrent_settings!(TapAsync);
 
 pin_project_lite::pin_project! {
     /// The future of an infallible [`then`](Pipeline::then) stage.

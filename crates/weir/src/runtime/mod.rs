@@ -79,6 +79,10 @@ pub(crate) struct Shared {
     pub(crate) events: Option<mpsc::Sender<Event>>,
     pub(crate) drain: Signal,
     pub(crate) abort: Signal,
+    /// Raised by a stage that will take no more input (`take`,
+    /// `take_while`, `scan`): sources stop pulling as on a drain, but the
+    /// run still ends `Completed`, since stopping is what was asked for.
+    pub(crate) satisfied: Signal,
     /// Raised when the run has ended.
     pub(crate) finished: Signal,
     error: Mutex<Option<Error>>,
@@ -116,6 +120,7 @@ impl Shared {
             events,
             drain: Signal::default(),
             abort: Signal::default(),
+            satisfied: Signal::default(),
             finished: Signal::default(),
             error: Mutex::new(None),
             next_seq: AtomicU64::new(0),
@@ -131,6 +136,20 @@ impl Shared {
             }
         }
         self.drain.raise();
+    }
+
+    /// Whether sources should stop pulling: a drain, or a stage that is
+    /// satisfied.
+    pub(crate) fn stop_pulling(&self) -> bool {
+        self.drain.is_raised() || self.satisfied.is_raised()
+    }
+
+    /// Waits until [`stop_pulling`](Self::stop_pulling) is true.
+    pub(crate) async fn stop_requested(&self) {
+        tokio::select! {
+            () = self.drain.raised() => {}
+            () = self.satisfied.raised() => {}
+        }
     }
 
     /// Records that the source panicked after pulling `seq` items.

@@ -31,8 +31,9 @@ impl<T: Send + 'static> Plan for IntakeSource<T> {
     }
 }
 
-/// Forwards pushed chunks. On drain it closes the intake (pushers get
-/// `Closed`) and still forwards everything that was accepted before.
+/// Forwards pushed chunks. On drain, or once a stage is satisfied, it
+/// closes the intake (pushers get `Closed`) and still forwards everything
+/// that was accepted before.
 async fn drive<T, D>(mut rx: Receiver<T>, mut down: D, mut c: Counters, mut cx: TaskCx)
 where
     T: Send + 'static,
@@ -47,7 +48,7 @@ where
             tokio::select! {
                 biased;
                 chunk = rx.recv() => chunk,
-                () = shared.drain.raised() => {
+                () = shared.stop_requested() => {
                     rx.close();
                     closing = true;
                     continue;

@@ -99,7 +99,7 @@ where
     let chunk = chunk as u64;
     let mut seq = 0u64;
     loop {
-        if shared.drain.is_raised() {
+        if shared.stop_pulling() {
             break;
         }
         shared.events_gate().await;

@@ -88,7 +88,7 @@ async fn drive<S, G, T, D>(
         shared.source_panicked(seq, Error::panicked(&*p).message());
     };
     'run: loop {
-        if shared.drain.is_raised() {
+        if shared.stop_pulling() {
             break;
         }
         shared.events_gate().await;
@@ -121,7 +121,7 @@ async fn drive<S, G, T, D>(
             // Nothing ready (and everything before was shipped): wait.
             tokio::select! {
                 biased;
-                () = shared.drain.raised() => break 'run,
+                () = shared.stop_requested() => break 'run,
                 next = AssertUnwindSafe(stream.next()).catch_unwind() => match next {
                     Ok(Some(item)) => {
                         let (item, token) = split(item, seq);
@@ -140,6 +140,10 @@ async fn drive<S, G, T, D>(
         if ship(&mut down, &mut c, &mut cx).await == Flow::Stop || exhausted {
             break;
         }
+        // An always-ready stream whose items are all dropped in this task
+        // (filter, dedup) never waits: yield to the runtime now and
+        // then, or a drain or abort could never run.
+        tokio::task::consume_budget().await;
     }
     settle(&mut down, &mut c);
     down.finish(&mut cx).await;
