@@ -32,6 +32,8 @@ enum Step {
     /// `batch(max, wait)` then `unbatch()`: members share the batch's
     /// joined token, then split it again.
     Batch { max: usize, wait_ms: u64 },
+    /// `dedup` on `value % m`, with an LRU of `cap` keys.
+    Dedup { m: u64, cap: usize },
 }
 
 /// How the pipeline ends.
@@ -67,6 +69,7 @@ fn step() -> impl Strategy<Value = Step> {
         }),
         (1..4usize, any::<bool>()).prop_map(|(concurrency, ordered)| Step::Blocking { concurrency, ordered }),
         (1..20usize, 0..5u64).prop_map(|(max, wait_ms)| Step::Batch { max, wait_ms }),
+        (2..50u64, 1..20usize).prop_map(|(m, cap)| Step::Dedup { m, cap }),
     ]
 }
 
@@ -157,6 +160,7 @@ async fn run_case(
                 .batch(max, Duration::from_millis(wait_ms.max(1)))
                 .unbatch()
                 .boxed(),
+            Step::Dedup { m, cap } => pipeline.dedup(move |(_, v)| v % m).capacity(cap).boxed(),
         };
     }
     let handle = match tail {
@@ -209,7 +213,7 @@ async fn run_case(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn every_source_item_is_finalized_exactly_once(
