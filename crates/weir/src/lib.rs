@@ -50,7 +50,7 @@ pub use context::{Context, Key};
 pub use error::{BoxError, Error, ErrorKind};
 pub use event::{Event, EventKind, Progress, EVENT_VERSION};
 pub use hooks::Hooks;
-pub use metrics::{Outcome, Report, StageReport};
+pub use metrics::{Latency, Outcome, Report, StageReport, Utilization};
 pub use pipeline::{InfallibleFuture, Pipeline, PipelineBuilder};
 pub use policy::ErrorPolicy;
 pub use runtime::{Controller, Events, Handle, PushError, Pusher, Results, Shutdown, TryPushError};

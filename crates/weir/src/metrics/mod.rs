@@ -5,9 +5,12 @@
 //! totals to shared atomics once per chunk (and when their task ends, even
 //! by abort), so a snapshot taken at any time is at most one chunk behind.
 
+mod latency;
 mod report;
 
-pub use report::{Outcome, Report, StageReport};
+pub use latency::Latency;
+pub(crate) use latency::Recorder;
+pub use report::{Outcome, Report, StageReport, Utilization};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,7 +18,7 @@ use std::sync::Arc;
 use crate::runtime::Shared;
 
 /// Shared, published counters of one stage.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct StageMetrics {
     pub(crate) items_in: AtomicU64,
     pub(crate) items_out: AtomicU64,
@@ -26,6 +29,65 @@ pub(crate) struct StageMetrics {
     /// Items folded into another beyond one per output (the members of a
     /// `batch` or a window but one): finished when that output is.
     pub(crate) merged: AtomicU64,
+    /// The stage's input channel, when it runs in a task of its own.
+    pub(crate) channel: Arc<ChannelStats>,
+    /// Items being worked on now (concurrent stages; `u64::MAX`: not
+    /// measured).
+    pub(crate) active: AtomicU64,
+    /// Time per item in the stage (stages that time their items).
+    pub(crate) latency: Recorder,
+}
+
+impl Default for StageMetrics {
+    fn default() -> StageMetrics {
+        StageMetrics {
+            items_in: AtomicU64::new(0),
+            items_out: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            expanded: AtomicU64::new(0),
+            merged: AtomicU64::new(0),
+            channel: Arc::default(),
+            active: AtomicU64::new(u64::MAX),
+            latency: Recorder::default(),
+        }
+    }
+}
+
+/// What a stage's input channel measures: shared by the channel and the
+/// report.
+#[derive(Debug)]
+pub(crate) struct ChannelStats {
+    /// Items queued now.
+    pub(crate) depth: AtomicU64,
+    /// The channel's capacity; 0 for stages without one.
+    pub(crate) capacity: AtomicU64,
+    /// Nanoseconds the receiving task waited for input.
+    pub(crate) idle_ns: AtomicU64,
+    /// Nanoseconds senders waited for room: the upstream task was
+    /// backpressured by this stage.
+    pub(crate) blocked_ns: AtomicU64,
+}
+
+impl Default for ChannelStats {
+    fn default() -> ChannelStats {
+        ChannelStats {
+            depth: AtomicU64::new(0),
+            capacity: AtomicU64::new(0),
+            idle_ns: AtomicU64::new(0),
+            blocked_ns: AtomicU64::new(0),
+        }
+    }
+}
+
+impl ChannelStats {
+    pub(crate) fn add_idle(&self, d: std::time::Duration) {
+        add(&self.idle_ns, u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    }
+
+    pub(crate) fn add_blocked(&self, d: std::time::Duration) {
+        add(&self.blocked_ns, u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    }
 }
 
 /// A stage's local counters. Publishes on [`publish`](Self::publish) and on
@@ -77,6 +139,19 @@ impl Counters {
         if let Some(out) = &mut self.out {
             *out += 1;
         }
+    }
+
+    /// Records how long one item took in the stage.
+    pub(crate) fn record_latency(&self, d: std::time::Duration) {
+        self.shared.stages[self.stage].metrics.latency.record(d);
+    }
+
+    /// Publishes how many items the stage is working on now.
+    pub(crate) fn set_active(&self, n: u64) {
+        self.shared.stages[self.stage]
+            .metrics
+            .active
+            .store(n, Ordering::Relaxed);
     }
 
     pub(crate) fn stage(&self) -> usize {

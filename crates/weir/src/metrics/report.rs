@@ -2,6 +2,8 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;
 
+use super::Latency;
+
 /// How a pipeline run ended (or that it is still running, for snapshots).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -26,7 +28,7 @@ pub enum Outcome {
 ///
 /// `items_out = items_in - dropped - failed (+ flat_map children)` once the
 /// stage is idle; sinks count out what their flush confirmed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageReport {
     /// The stage's name (default: its kind and position, e.g. `map#2`).
     pub name: String,
@@ -40,6 +42,43 @@ pub struct StageReport {
     pub dropped: u64,
     /// Items that failed in the stage.
     pub failed: u64,
+    /// Items inside the stage now: taken in and not yet out, dropped or
+    /// failed (in a concurrent window, a batch, a sink's unflushed writes).
+    pub in_flight: u64,
+    /// Items being worked on at this moment, for stages that run items
+    /// concurrently (`then`, `blocking`); `None` where not measured.
+    pub active: Option<u64>,
+    /// Items waiting in the stage's input channel, for stages that run in
+    /// a task of their own (`None` for stages fused with their upstream).
+    pub queue_depth: Option<u64>,
+    /// That channel's capacity in items.
+    pub queue_capacity: Option<u64>,
+    /// Time per item in the stage, for stages that time their items
+    /// (concurrent stages, sample-timed when their futures are ready at
+    /// once; sinks' writes). Fused synchronous stages are not timed per
+    /// item: their cost is their task's busy time.
+    pub latency: Option<Latency>,
+    /// Output items per second over the last ten seconds or so (since the
+    /// start, before then).
+    pub throughput: f64,
+    /// How the stage's task spent its time, for stages that own a task
+    /// (the source, and stages with an input channel); fused stages share
+    /// their upstream's.
+    pub utilization: Option<Utilization>,
+}
+
+/// How a task spent its time, as fractions of the run's duration (they sum
+/// to 1): the measure of which stage limits throughput. A stage that is
+/// busy most of the time while its upstream is backpressured and its
+/// downstream idle is the bottleneck.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Utilization {
+    /// Working: running its stages, or waiting for its items' futures.
+    pub busy: f64,
+    /// Waiting for room downstream.
+    pub backpressured: f64,
+    /// Waiting for input.
+    pub idle: f64,
 }
 
 /// What a pipeline did: totals, per-stage counts and timing.
@@ -90,6 +129,9 @@ pub struct Report {
     pub unfinalized: u64,
     /// Per-stage counts, source first, sink last.
     pub stages: Vec<StageReport>,
+    /// The stage that limits throughput: the task-owning stage busy for
+    /// the largest fraction of the run (see [`Utilization`]).
+    pub bottleneck: Option<String>,
 }
 
 impl Report {
@@ -152,29 +194,36 @@ impl fmt::Display for Report {
         let w = self.stages.iter().map(|s| s.name.len()).max().unwrap_or(5).max(5);
         writeln!(
             f,
-            "  {:<w$}  {:<10} {:>12} {:>12} {:>10} {:>10}",
-            "stage", "kind", "in", "out", "dropped", "failed"
+            "  {:<w$}  {:<10} {:>12} {:>12} {:>10} {:>10} {:>10} {:>6}",
+            "stage", "kind", "in", "out", "dropped", "failed", "p99", "busy"
         )?;
         for s in &self.stages {
+            let p99 = s.latency.map_or("-".to_owned(), |l| format!("{:.3?}", l.p99));
+            let busy = s
+                .utilization
+                .map_or("-".to_owned(), |u| format!("{:.0}%", u.busy * 100.0));
             writeln!(
                 f,
-                "  {:<w$}  {:<10} {:>12} {:>12} {:>10} {:>10}",
-                s.name, s.kind, s.items_in, s.items_out, s.dropped, s.failed
+                "  {:<w$}  {:<10} {:>12} {:>12} {:>10} {:>10} {:>10} {:>6}",
+                s.name, s.kind, s.items_in, s.items_out, s.dropped, s.failed, p99, busy
             )?;
+        }
+        if let Some(b) = &self.bottleneck {
+            writeln!(f, "  bottleneck: {b}")?;
         }
         Ok(())
     }
 }
 
-mod secs {
+pub(in crate::metrics) mod secs {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 
-    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub(in crate::metrics) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_f64(d.as_secs_f64())
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(in crate::metrics) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let secs = f64::deserialize(d)?;
         Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
     }

@@ -18,8 +18,10 @@ use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use crate::ack::Token;
+use crate::metrics::ChannelStats;
 
 /// A chunk of items with their tokens.
 pub(crate) type Chunk<T> = Vec<(T, Token)>;
@@ -46,9 +48,17 @@ struct Inner<T> {
     data: Notify,
     /// Signalled when space frees up or the channel closes.
     space: Notify,
+    /// Queue depth and waiting times, for the receiving stage's metrics.
+    stats: Option<Arc<ChannelStats>>,
 }
 
 impl<T> Inner<T> {
+    fn set_depth(&self, items: usize) {
+        if let Some(s) = &self.stats {
+            s.depth.store(items as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State<T>> {
         // A panic while holding this lock cannot leave the state
         // inconsistent (every critical section is a few field updates).
@@ -76,6 +86,20 @@ pub(crate) struct Receiver<T> {
 /// A channel holding at most `capacity` items (a single chunk larger than
 /// the capacity is admitted alone into an empty channel).
 pub(crate) fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
+    channel_with_stats(capacity, None)
+}
+
+/// A [`channel`] that keeps `stats` up to date: its depth on every send
+/// and receive, and the time its ends spend waiting (measured only when
+/// they do wait, so a channel that never fills or empties costs nothing).
+pub(crate) fn channel_with_stats<T>(
+    capacity: usize,
+    stats: Option<Arc<ChannelStats>>,
+) -> (Sender<T>, Receiver<T>) {
+    if let Some(s) = &stats {
+        s.capacity
+            .store(capacity.max(1) as u64, std::sync::atomic::Ordering::Relaxed);
+    }
     let inner = Arc::new(Inner {
         state: Mutex::new(State {
             queue: VecDeque::new(),
@@ -88,6 +112,7 @@ pub(crate) fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
         capacity: capacity.max(1),
         data: Notify::new(),
         space: Notify::new(),
+        stats,
     });
     (Sender { inner: inner.clone() }, Receiver { inner })
 }
@@ -101,6 +126,7 @@ impl<T> Sender<T> {
     fn enqueue(&self, mut s: MutexGuard<'_, State<T>>, chunk: Chunk<T>) {
         s.items += chunk.len();
         s.queue.push_back(chunk);
+        self.inner.set_depth(s.items);
         drop(s);
         self.inner.data.notify_one();
     }
@@ -114,21 +140,26 @@ impl<T> Sender<T> {
             Err(SendError::Full(chunk)) => chunk,
             other => return other,
         };
-        loop {
+        let waiting = Instant::now();
+        let result = loop {
             let mut space = pin!(self.inner.space.notified());
             space.as_mut().enable();
             {
                 let s = self.inner.lock();
                 if s.closed || s.rx_gone {
-                    return Err(SendError::Closed(chunk));
+                    break Err(SendError::Closed(chunk));
                 }
                 if self.fits(&s, chunk.len()) {
                     self.enqueue(s, chunk);
-                    return Ok(());
+                    break Ok(());
                 }
             }
             space.await;
+        };
+        if let Some(s) = &self.inner.stats {
+            s.add_blocked(waiting.elapsed());
         }
+        result
     }
 
     /// Sends `chunk` if there is room now.
@@ -202,15 +233,23 @@ impl<T> Receiver<T> {
     /// The next chunk, or `None` once every sender is gone (or the channel
     /// was closed) and everything queued was received.
     pub(crate) async fn recv(&mut self) -> Option<Chunk<T>> {
-        loop {
+        let mut waiting = None;
+        let result = loop {
             let mut data = pin!(self.inner.data.notified());
             data.as_mut().enable();
             match Self::take(&self.inner) {
-                Ok(chunk) => return Some(chunk),
-                Err(true) => return None,
-                Err(false) => data.await,
+                Ok(chunk) => break Some(chunk),
+                Err(true) => break None,
+                Err(false) => {
+                    waiting.get_or_insert_with(Instant::now);
+                    data.await
+                }
             }
+        };
+        if let (Some(since), Some(s)) = (waiting, &self.inner.stats) {
+            s.add_idle(since.elapsed());
         }
+        result
     }
 
     /// A chunk if one is queued: `Err(true)` when the channel is finished,
@@ -224,6 +263,7 @@ impl<T> Receiver<T> {
         match s.queue.pop_front() {
             Some(chunk) => {
                 s.items -= chunk.len();
+                inner.set_depth(s.items);
                 drop(s);
                 inner.space.notify_waiters();
                 Ok(chunk)

@@ -13,6 +13,7 @@ use std::task::{Context, Poll};
 
 use futures::stream::{FuturesOrdered, FuturesUnordered};
 use futures::{Stream, StreamExt};
+use tokio::time::Instant;
 
 use super::channel::Receiver;
 use crate::ack::Token;
@@ -118,12 +119,17 @@ pub(crate) async fn run_concurrent<T, W, D>(
     // Output is counted as it is routed: items in flight are neither out
     // nor failed yet.
     let c = c.into_explicit();
+    c.set_active(0);
     if concurrency <= 1 {
         serial(rx, work, down, c, cx).await
     } else {
         windowed(rx, work, down, c, cx, concurrency, ordered).await
     }
 }
+
+/// The serial driver times one item in this many when futures are ready
+/// at once (pending ones are always timed).
+const TIME_EVERY: u64 = 32;
 
 /// A pinned place for one in-flight future, allocated once per task.
 type Slot<F> = Pin<Box<Option<F>>>;
@@ -134,8 +140,9 @@ enum Ready {
     Done,
     /// A chunk's worth is buffered downstream.
     Flush,
-    /// The future in the slot is pending; this is its item's token.
-    Pending(Token),
+    /// The future in the slot is pending; this is its item's token, and
+    /// its start if it is timed.
+    Pending(Token, Option<Instant>),
 }
 
 /// Runs the chunk's items through futures that are ready at once, in a
@@ -158,14 +165,20 @@ where
 {
     for (item, token) in items.by_ref() {
         c.items_in += 1;
+        // One item in `TIME_EVERY` is timed: reading the clock per item
+        // would cost as much as a ready future's whole trip.
+        let started = (c.items_in % TIME_EVERY == 1).then(Instant::now);
         slot.set(Some(work.start(item)));
         let fut = slot.as_mut().as_pin_mut().expect("just set");
         match fut.poll(task) {
             Poll::Ready(result) => {
                 slot.set(None);
+                if let Some(t) = started {
+                    c.record_latency(t.elapsed());
+                }
                 route(result, token, c, down, cx);
             }
-            Poll::Pending => return Ready::Pending(token),
+            Poll::Pending => return Ready::Pending(token, started),
         }
         if down.wants_flush() {
             return Ready::Flush;
@@ -204,7 +217,10 @@ where
             match step {
                 Ready::Done => break,
                 Ready::Flush => {}
-                Ready::Pending(token) => {
+                Ready::Pending(token, started) => {
+                    // The slot's item is pending: time it, whatever the sample.
+                    let started = started.unwrap_or_else(Instant::now);
+                    c.set_active(1);
                     let result = if down.has_pending() || cx.has_events() {
                         // Ship what is ready while this item works.
                         let (r, flow) =
@@ -217,6 +233,8 @@ where
                         settle(&mut down, &mut c);
                         finish_slot(&mut slot).await
                     };
+                    c.set_active(0);
+                    c.record_latency(started.elapsed());
                     route(result, token, &mut c, &mut down, &mut cx);
                 }
             }
@@ -261,7 +279,8 @@ async fn windowed<T, W, D>(
             if let Some((item, token)) = input.next() {
                 c.items_in += 1;
                 let fut = work.start(item);
-                set.push(async move { (fut.await, token) });
+                let started = Instant::now();
+                set.push(async move { (fut.await, token, started.elapsed()) });
             } else if input_done {
                 break;
             } else {
@@ -283,7 +302,8 @@ async fn windowed<T, W, D>(
         })
         .await;
         // 3. Route it downstream, up to a chunk.
-        while let Some((result, token)) = done.pop_front() {
+        while let Some((result, token, took)) = done.pop_front() {
+            c.record_latency(took);
             route(result, token, &mut c, &mut down, &mut cx);
             if down.wants_flush() {
                 break;
@@ -293,6 +313,7 @@ async fn windowed<T, W, D>(
             break;
         }
         // 4. Ship what is buffered, still polling the work in flight.
+        c.set_active(set.len() as u64);
         if down.has_pending() || cx.has_events() {
             let mut flush = pin!(flush_all(&mut down, &mut c, &mut cx));
             let flow = loop {

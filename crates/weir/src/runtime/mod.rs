@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use crate::context::Context;
 use crate::error::{Error, ErrorKind};
 use crate::event::{now_ms, Event, EventKind, Progress, EVENT_VERSION};
-use crate::metrics::{Outcome, Report, StageMetrics, StageReport};
+use crate::metrics::{Outcome, Report, StageMetrics, StageReport, Utilization};
 use crate::pipeline::Config;
 use crate::stage::StageSpec;
 
@@ -90,6 +90,49 @@ pub(crate) struct Shared {
     pub(crate) next_seq: AtomicU64,
     /// The run's context (the caller's, or one made for this run).
     pub(crate) context: Context,
+    /// Recent output counts, for throughput over a sliding window.
+    rates: RateWindow,
+}
+
+/// Output counts sampled at each report, kept for about ten seconds.
+#[derive(Debug, Default)]
+struct RateWindow(Mutex<std::collections::VecDeque<(Duration, Vec<u64>)>>);
+
+impl RateWindow {
+    const SPAN: Duration = Duration::from_secs(10);
+
+    /// Records `outs` at `now` (time since the start) and returns each
+    /// stage's rate since the oldest sample in the window (since the start
+    /// while the window is young).
+    fn sample(&self, now: Duration, outs: &[u64]) -> Vec<f64> {
+        let mut w = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        while w.len() > 1 && now.saturating_sub(w[1].0) >= Self::SPAN {
+            w.pop_front();
+        }
+        let rates = match w.front() {
+            Some((then, before))
+                if now > *then && now.saturating_sub(*then) >= Duration::from_millis(100) =>
+            {
+                let secs = (now - *then).as_secs_f64();
+                outs.iter()
+                    .zip(before)
+                    .map(|(o, b)| o.saturating_sub(*b) as f64 / secs)
+                    .collect()
+            }
+            _ => {
+                let secs = now.as_secs_f64();
+                outs.iter()
+                    .map(|o| if secs > 0.0 { *o as f64 / secs } else { 0.0 })
+                    .collect()
+            }
+        };
+        if w.back()
+            .is_none_or(|(t, _)| now.saturating_sub(*t) >= Duration::from_millis(100))
+        {
+            w.push_back((now, outs.to_vec()));
+        }
+        rates
+    }
 }
 
 impl Shared {
@@ -124,6 +167,7 @@ impl Shared {
             finished: Signal::default(),
             error: Mutex::new(None),
             next_seq: AtomicU64::new(0),
+            rates: RateWindow::default(),
         }
     }
 
@@ -198,21 +242,48 @@ impl Shared {
     }
 
     pub(crate) fn report(&self, outcome: Outcome) -> Report {
+        let elapsed = self.started.elapsed();
+        let outs: Vec<u64> = self
+            .stages
+            .iter()
+            .map(|s| s.metrics.items_out.load(Ordering::Relaxed))
+            .collect();
+        let rates = self.rates.sample(elapsed, &outs);
+        let utilization = self.utilization(elapsed);
         let stages: Vec<StageReport> = self
             .stages
             .iter()
-            .map(|s| {
+            .enumerate()
+            .map(|(i, s)| {
                 let m = &s.metrics;
+                let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+                let (items_in, dropped, failed) = (load(&m.items_in), load(&m.dropped), load(&m.failed));
+                let inside = (items_in + load(&m.expanded))
+                    .saturating_sub(outs[i] + dropped + failed + load(&m.merged));
+                let capacity = load(&m.channel.capacity);
+                let active = load(&m.active);
                 StageReport {
                     name: s.spec.name.clone(),
                     kind: s.spec.kind.to_owned(),
-                    items_in: m.items_in.load(Ordering::Relaxed),
-                    items_out: m.items_out.load(Ordering::Relaxed),
-                    dropped: m.dropped.load(Ordering::Relaxed),
-                    failed: m.failed.load(Ordering::Relaxed),
+                    items_in,
+                    items_out: outs[i],
+                    dropped,
+                    failed,
+                    in_flight: inside,
+                    active: (active != u64::MAX).then_some(active),
+                    queue_depth: (capacity > 0).then(|| load(&m.channel.depth)),
+                    queue_capacity: (capacity > 0).then_some(capacity),
+                    latency: m.latency.summary(),
+                    throughput: rates[i],
+                    utilization: utilization[i],
                 }
             })
             .collect();
+        let bottleneck = stages
+            .iter()
+            .filter_map(|s| Some((s.utilization?.busy, &s.name)))
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, name)| name.clone());
         let expanded: u64 = self
             .stages
             .iter()
@@ -245,7 +316,35 @@ impl Shared {
             failed,
             unfinalized,
             stages,
+            bottleneck,
         }
+    }
+
+    /// How each task-owning stage spent the run so far: idle is measured
+    /// on its input channel, backpressure on the input channel of the
+    /// next task downstream, busy is the rest.
+    fn utilization(&self, elapsed: Duration) -> Vec<Option<Utilization>> {
+        let total = elapsed.as_nanos() as f64;
+        let owns_task =
+            |i: usize| i == 0 || self.stages[i].metrics.channel.capacity.load(Ordering::Relaxed) > 0;
+        (0..self.stages.len())
+            .map(|i| {
+                if !owns_task(i) || total <= 0.0 {
+                    return None;
+                }
+                let ns = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
+                let idle = ns(&self.stages[i].metrics.channel.idle_ns).min(total);
+                let blocked = (i + 1..self.stages.len())
+                    .find(|&j| owns_task(j))
+                    .map_or(0.0, |j| ns(&self.stages[j].metrics.channel.blocked_ns))
+                    .min(total - idle);
+                Some(Utilization {
+                    busy: (total - idle - blocked) / total,
+                    backpressured: blocked / total,
+                    idle: idle / total,
+                })
+            })
+            .collect()
     }
 
     pub(crate) fn progress(&self) -> Progress {

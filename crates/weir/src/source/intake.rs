@@ -3,7 +3,7 @@ use std::marker::PhantomData;
 
 use super::{settle, ship};
 use crate::metrics::Counters;
-use crate::runtime::channel::{self, Receiver};
+use crate::runtime::channel::Receiver;
 use crate::stage::{Flow, Plan, Push, TaskCx, Wiring};
 
 /// The source node of [`Pipeline::intake`](crate::Pipeline::intake): items
@@ -24,7 +24,7 @@ impl<T: Send + 'static> Plan for IntakeSource<T> {
     type Intake = T;
 
     fn attach<D: Push<T>>(self, down: D, w: &mut Wiring<T>) {
-        let (tx, rx) = channel::channel(w.capacity());
+        let (tx, rx) = w.input_channel(0);
         w.intake = Some(tx);
         let task = drive(rx, down, w.counters(0), w.cx());
         w.spawn(task);

@@ -7,7 +7,7 @@ use super::{Flow, Plan, Push, TaskCx, Wiring};
 use crate::ack::Token;
 use crate::metrics::Counters;
 use crate::pipeline::Pipeline;
-use crate::runtime::channel::{self, Receiver};
+use crate::runtime::channel::Receiver;
 use crate::runtime::{flush_all, settle, ChannelOut};
 
 /// The plan node of [`Pipeline::batch`]: a stage in a task of its own, so
@@ -35,7 +35,7 @@ impl<P: Plan> Plan for Batch<P> {
     type Intake = P::Intake;
 
     fn attach<D: Push<Vec<P::Out>>>(self, down: D, w: &mut Wiring<P::Intake>) {
-        let (tx, rx) = channel::channel(w.capacity());
+        let (tx, rx) = w.input_channel(self.idx);
         let batcher = Batcher {
             items: Vec::new(),
             members: Members::default(),

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use super::timeout::Timed;
 use super::{guard, Plan, Push, Wiring};
 use crate::error::{BoxError, Error, ErrorKind};
-use crate::runtime::{channel, run_concurrent, ChannelOut, Work};
+use crate::runtime::{run_concurrent, ChannelOut, Work};
 
 /// The plan node of [`Pipeline::blocking`](crate::Pipeline::blocking) and
 /// [`Pipeline::try_blocking`](crate::Pipeline::try_blocking): a synchronous
@@ -38,7 +38,7 @@ where
     type Intake = P::Intake;
 
     fn attach<D: Push<U>>(self, down: D, w: &mut Wiring<P::Intake>) {
-        let (tx, rx) = channel::channel(w.capacity());
+        let (tx, rx) = w.input_channel(self.idx);
         let spec = w.spec(self.idx);
         let (n, ordered, limit) = (spec.concurrency, spec.ordered, spec.timeout);
         let (c, cx, work) = (w.counters(self.idx), w.cx(), BlockingWork(Arc::new(self.f)));

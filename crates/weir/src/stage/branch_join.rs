@@ -10,7 +10,7 @@ use futures::FutureExt;
 use super::{guard, Plan, Push, Wiring};
 use crate::error::{BoxError, Error, ErrorKind};
 use crate::pipeline::Pipeline;
-use crate::runtime::{channel, run_concurrent, ChannelOut, Work};
+use crate::runtime::{run_concurrent, ChannelOut, Work};
 
 type ArmFn<T, V> = Box<dyn FnMut(&T) -> BoxFuture<'static, Result<V, BoxError>> + Send>;
 
@@ -280,7 +280,7 @@ where
     type Intake = P::Intake;
 
     fn attach<D: Push<Joined<T, V>>>(self, down: D, w: &mut Wiring<P::Intake>) {
-        let (tx, rx) = channel::channel(w.capacity());
+        let (tx, rx) = w.input_channel(self.idx);
         let spec = w.spec(self.idx);
         let (n, ordered) = (spec.concurrency, spec.ordered);
         let names = self.arms.arms.iter().map(|(n, _)| n.clone()).collect();

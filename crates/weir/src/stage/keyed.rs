@@ -26,7 +26,7 @@ use crate::ack::Token;
 use crate::error::{BoxError, Error};
 use crate::metrics::Counters;
 use crate::pipeline::InfallibleFuture;
-use crate::runtime::channel::{self, Receiver};
+use crate::runtime::channel::Receiver;
 use crate::runtime::{flush_all, route, settle, ChannelOut, Work};
 use crate::Pipeline;
 
@@ -198,7 +198,7 @@ where
     type Intake = P::Intake;
 
     fn attach<D: Push<U>>(self, down: D, w: &mut Wiring<P::Intake>) {
-        let (tx, rx) = channel::channel(w.capacity());
+        let (tx, rx) = w.input_channel(self.idx);
         let spec = w.spec(self.idx);
         let (n, limit) = (spec.concurrency, spec.timeout);
         let (c, cx, work) = (w.counters(self.idx), w.cx(), ThenWork(self.f));

@@ -236,6 +236,20 @@ impl<I> Wiring<I> {
         TaskCx::new(self.shared.clone())
     }
 
+    /// The input channel of stage `stage`, which runs in a task of its
+    /// own: sized by the pipeline's capacity and measured in its metrics
+    /// (queue depth, idle and backpressure time).
+    pub(crate) fn input_channel<T>(
+        &self,
+        stage: usize,
+    ) -> (
+        crate::runtime::channel::Sender<T>,
+        crate::runtime::channel::Receiver<T>,
+    ) {
+        let stats = self.shared.stages[stage].metrics.channel.clone();
+        crate::runtime::channel::channel_with_stats(self.capacity(), Some(stats))
+    }
+
     pub(crate) fn capacity(&self) -> usize {
         self.shared.config.capacity
     }

@@ -15,7 +15,7 @@ use governor::{Quota, RateLimiter};
 
 use super::{Flow, Plan, Push, TaskCx, Wiring};
 use crate::metrics::Counters;
-use crate::runtime::channel::{self, Receiver};
+use crate::runtime::channel::Receiver;
 use crate::runtime::{flush_all, settle, ChannelOut};
 use crate::Pipeline;
 
@@ -94,7 +94,7 @@ impl<P: Plan> Plan for RateLimit<P> {
     type Intake = P::Intake;
 
     fn attach<D: Push<P::Out>>(self, down: D, w: &mut Wiring<P::Intake>) {
-        let (tx, rx) = channel::channel(w.capacity());
+        let (tx, rx) = w.input_channel(self.idx);
         let quota = Quota::per_second(self.per_second).allow_burst(self.burst);
         w.spawn(run_rate_limit(rx, quota, down, w.counters(self.idx), w.cx()));
         let out = ChannelOut::new(tx, w.chunk_size());

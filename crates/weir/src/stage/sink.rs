@@ -8,7 +8,7 @@ use super::{Plan, Push, TaskCx, Wiring};
 use crate::ack::{Status, Token};
 use crate::error::{BoxError, Error, ErrorKind};
 use crate::metrics::Counters;
-use crate::runtime::channel::{self, Receiver};
+use crate::runtime::channel::Receiver;
 use crate::runtime::ChannelOut;
 
 /// Where items end: a file, a table, a topic, an HTTP endpoint.
@@ -114,7 +114,7 @@ where
     type Intake = P::Intake;
 
     fn attach<D: Push<()>>(self, down: D, w: &mut Wiring<P::Intake>) {
-        let (tx, rx) = channel::channel(w.capacity());
+        let (tx, rx) = w.input_channel(self.idx);
         let c = Counters::explicit(w.shared.clone(), self.idx);
         w.spawn(run_sink(rx, self.sink, down, c, w.cx()));
         let out = ChannelOut::new(tx, w.chunk_size());
@@ -131,7 +131,10 @@ where
     while let Some(mut chunk) = rx.recv().await {
         for (item, token) in chunk.drain(..) {
             c.items_in += 1;
-            let error = match AssertUnwindSafe(sink.write(item)).catch_unwind().await {
+            let started = tokio::time::Instant::now();
+            let written_in = AssertUnwindSafe(sink.write(item)).catch_unwind().await;
+            c.record_latency(started.elapsed());
+            let error = match written_in {
                 Ok(Ok(())) => {
                     written.push(token);
                     continue;

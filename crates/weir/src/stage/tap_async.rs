@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 use super::{guard, Plan, Push, Wiring};
 use crate::error::{Error, ErrorKind};
 use crate::pipeline::Pipeline;
-use crate::runtime::{channel, run_concurrent, ChannelOut, Work};
+use crate::runtime::{run_concurrent, ChannelOut, Work};
 
 /// The plan node of [`Pipeline::tap_async`]: an async side effect in a
 /// task of its own, with up to `concurrency` items in flight.
@@ -35,7 +35,7 @@ where
     type Intake = P::Intake;
 
     fn attach<D: Push<P::Out>>(self, down: D, w: &mut Wiring<P::Intake>) {
-        let (tx, rx) = channel::channel(w.capacity());
+        let (tx, rx) = w.input_channel(self.idx);
         let spec = w.spec(self.idx);
         let (n, ordered) = (spec.concurrency, spec.ordered);
         let task = run_concurrent(

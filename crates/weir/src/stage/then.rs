@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 use super::timeout::Timed;
 use super::{guard, Plan, Push, Wiring};
 use crate::error::{BoxError, Error, ErrorKind};
-use crate::runtime::{channel, run_concurrent, ChannelOut, Work};
+use crate::runtime::{run_concurrent, ChannelOut, Work};
 
 /// The plan node of [`Pipeline::then`](crate::Pipeline::then) and
 /// [`Pipeline::try_then`](crate::Pipeline::try_then): an async stage in a
@@ -38,7 +38,7 @@ where
     type Intake = P::Intake;
 
     fn attach<D: Push<U>>(self, down: D, w: &mut Wiring<P::Intake>) {
-        let (tx, rx) = channel::channel(w.capacity());
+        let (tx, rx) = w.input_channel(self.idx);
         let spec = w.spec(self.idx);
         let (n, ordered, limit) = (spec.concurrency, spec.ordered, spec.timeout);
         let (c, cx, work) = (w.counters(self.idx), w.cx(), ThenWork(self.f));

@@ -7,7 +7,7 @@ use super::window::Window;
 use super::Aggregator;
 use crate::metrics::Counters;
 use crate::pipeline::Pipeline;
-use crate::runtime::channel::{self, Receiver};
+use crate::runtime::channel::Receiver;
 use crate::runtime::{flush_all, settle, ChannelOut};
 use crate::stage::{Flow, Plan, Push, TaskCx, Wiring};
 
@@ -39,7 +39,7 @@ where
     type Intake = P::Intake;
 
     fn attach<D: Push<A::Out>>(self, down: D, w: &mut Wiring<P::Intake>) {
-        let (tx, rx) = channel::channel(w.capacity());
+        let (tx, rx) = w.input_channel(self.idx);
         let window = Window::new(self.agg, self.idx);
         let c = w.counters(self.idx);
         w.spawn(run_windows(rx, window, self.every, down, c, w.cx()));
