@@ -126,3 +126,26 @@ async fn the_report_table_shows_latency_and_busy_columns() {
     assert!(table.contains("p99") && table.contains("busy"), "{table}");
     assert!(table.contains("bottleneck: "), "{table}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn end_to_end_latency_covers_the_whole_trip() {
+    // Every item waits 10 ms in one stage and 5 ms in the sink.
+    let report = PipelineBuilder::new()
+        .from_iter(0..640u64)
+        .then(|x| async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            x
+        })
+        .concurrency(64)
+        .for_each_async(|_| async {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            Ok::<_, std::io::Error>(())
+        })
+        .run()
+        .await
+        .unwrap();
+    let l = report.latency.expect("sampled end-to-end latency");
+    assert_eq!(l.count, 10, "one item in 64");
+    assert!(l.p50 >= Duration::from_millis(15), "{l:?}");
+    assert!(report.stage("sink#2").unwrap().latency.unwrap().p50 >= Duration::from_millis(5));
+}

@@ -132,6 +132,10 @@ pub struct Report {
     /// The stage that limits throughput: the task-owning stage busy for
     /// the largest fraction of the run (see [`Utilization`]).
     pub bottleneck: Option<String>,
+    /// End-to-end latency, from the source to a sink's confirmation, of
+    /// one item in 64 (sinks: `sink`, `for_each`, `run`'s and `results`'
+    /// ends; not `collect` or `fold`).
+    pub latency: Option<super::Latency>,
 }
 
 impl Report {

@@ -1,5 +1,6 @@
 //! The runtime: shared run state, task supervision, shutdown.
 
+mod births;
 pub(crate) mod channel;
 mod concurrent;
 mod handle;
@@ -92,6 +93,8 @@ pub(crate) struct Shared {
     pub(crate) context: Context,
     /// Recent output counts, for throughput over a sliding window.
     rates: RateWindow,
+    /// Sampled end-to-end latency.
+    pub(crate) births: births::Births,
 }
 
 /// Output counts sampled at each report, kept for about ten seconds.
@@ -168,6 +171,7 @@ impl Shared {
             error: Mutex::new(None),
             next_seq: AtomicU64::new(0),
             rates: RateWindow::default(),
+            births: births::Births::default(),
         }
     }
 
@@ -317,6 +321,7 @@ impl Shared {
             unfinalized,
             stages,
             bottleneck,
+            latency: self.births.summary(),
         }
     }
 

@@ -81,8 +81,9 @@ impl Discard {
 
 impl<T: Send + 'static> Push<T> for Discard {
     #[inline(always)]
-    fn push(&mut self, item: T, token: Token, _cx: &mut TaskCx) {
+    fn push(&mut self, item: T, token: Token, cx: &mut TaskCx) {
         drop(item);
+        cx.shared.births.delivered(token.seq());
         token.finish(Status::Delivered);
     }
 

@@ -59,6 +59,7 @@ where
         shared.events_gate().await;
         for (item, token) in chunk {
             c.items_in += 1;
+            shared.births.pulled(token.seq(), token.seq() + 1);
             down.push(item, token, &mut cx);
             if down.wants_flush() && ship(&mut down, &mut c, &mut cx).await == Flow::Stop {
                 break 'run;

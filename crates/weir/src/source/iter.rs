@@ -114,6 +114,7 @@ where
             }
         };
         c.items_in += seq - start;
+        shared.births.pulled(start, seq);
         if ship(&mut down, &mut c, &mut cx).await == Flow::Stop || exhausted {
             break;
         }

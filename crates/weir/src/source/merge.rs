@@ -315,6 +315,7 @@ where
                         taken += 1;
                         if down.wants_flush() {
                             c.items_in += seq - counted;
+                            shared.births.pulled(counted, seq);
                             counted = seq;
                             if ship(&mut down, &mut c, &mut cx).await == Flow::Stop {
                                 break 'run;
@@ -361,6 +362,7 @@ where
             }
         }
         c.items_in += seq - counted;
+        shared.births.pulled(counted, seq);
         counted = seq;
         if ship(&mut down, &mut c, &mut cx).await == Flow::Stop {
             break;

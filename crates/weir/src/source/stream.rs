@@ -137,6 +137,7 @@ async fn drive<S, G, T, D>(
             }
         }
         c.items_in += seq - start;
+        shared.births.pulled(start, seq);
         if ship(&mut down, &mut c, &mut cx).await == Flow::Stop || exhausted {
             break;
         }

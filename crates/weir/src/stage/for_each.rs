@@ -53,7 +53,10 @@ where
     #[inline(always)]
     fn push(&mut self, item: T, token: Token, cx: &mut TaskCx) {
         let error = match guard(|| (self.f)(item)) {
-            Ok(Ok(())) => return token.finish(Status::Delivered),
+            Ok(Ok(())) => {
+                cx.shared.births.delivered(token.seq());
+                return token.finish(Status::Delivered);
+            }
             Ok(Err(e)) => Error::caused_by(ErrorKind::Sink, e.into()),
             Err(e) => e,
         };

@@ -176,6 +176,7 @@ async fn flush_sink<T, S: Sink<T>>(
         Ok(Ok(())) => {
             *c.out.get_or_insert(0) += written.len() as u64;
             for token in written.drain(..) {
+                cx.shared.births.delivered(token.seq());
                 token.finish(Status::Delivered);
             }
             return;
