@@ -215,6 +215,13 @@ impl fmt::Display for Report {
         if let Some(b) = &self.bottleneck {
             writeln!(f, "  bottleneck: {b}")?;
         }
+        if let Some(l) = &self.latency {
+            writeln!(
+                f,
+                "  end-to-end latency: p50 {:.3?}, p95 {:.3?}, p99 {:.3?}, max {:.3?} ({} sampled)",
+                l.p50, l.p95, l.p99, l.max, l.count
+            )?;
+        }
         Ok(())
     }
 }
