@@ -1,7 +1,8 @@
 //! The quickstart: stream the bundled sample of 5,000 JSON events (a few of
-//! them truncated on purpose) through parse → filter → async enrichment →
-//! blocking scoring → sink, watching the typed event stream, then print the
-//! report.
+//! them truncated on purpose) through parse → dedup → validate → filter →
+//! async enrichment → blocking scoring → sink, watching the typed event
+//! stream, then print the report (per-stage counts, latency percentiles,
+//! utilization, the bottleneck and the end-to-end latency).
 //!
 //! ```text
 //! cargo run --release --example quickstart
@@ -38,6 +39,15 @@ async fn main() -> std::process::ExitCode {
         .try_map(|(n, line)| serde_json::from_str::<Record>(line).map_err(|e| format!("line {}: {e}", n + 1)))
         .name("parse")
         .on_error(ErrorPolicy::Skip) // a bad line is reported, not fatal
+        .dedup(|r| r.id) // a redelivered event counts once
+        .validate(|r| {
+            if r.amount.is_finite() {
+                Ok(())
+            } else {
+                Err("amount is not a number")
+            }
+        })
+        .on_error(ErrorPolicy::Skip)
         .filter(|r| r.kind == "purchase")
         .name("purchases")
         .then(|r| async move {

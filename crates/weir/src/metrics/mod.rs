@@ -36,6 +36,9 @@ pub(crate) struct StageMetrics {
     pub(crate) active: AtomicU64,
     /// Time per item in the stage (stages that time their items).
     pub(crate) latency: Recorder,
+    /// When the stage's task ended, in nanoseconds since the start (0:
+    /// still running).
+    pub(crate) ended_ns: AtomicU64,
 }
 
 impl Default for StageMetrics {
@@ -50,6 +53,7 @@ impl Default for StageMetrics {
             channel: Arc::default(),
             active: AtomicU64::new(u64::MAX),
             latency: Recorder::default(),
+            ended_ns: AtomicU64::new(0),
         }
     }
 }
@@ -191,6 +195,12 @@ fn add(a: &AtomicU64, n: u64) {
 
 impl Drop for Counters {
     fn drop(&mut self) {
+        // Counters live as long as their task: this is when it ended.
+        let now = u64::try_from(self.shared.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.shared.stages[self.stage]
+            .metrics
+            .ended_ns
+            .fetch_max(now, Ordering::Relaxed);
         self.publish();
     }
 }

@@ -326,8 +326,9 @@ impl Shared {
     }
 
     /// How each task-owning stage spent the run so far: idle is measured
-    /// on its input channel, backpressure on the input channel of the
-    /// next task downstream, busy is the rest.
+    /// on its input channel (and counts the time since its task ended),
+    /// backpressure on the input channel of the next task downstream, busy
+    /// is the rest.
     fn utilization(&self, elapsed: Duration) -> Vec<Option<Utilization>> {
         let total = elapsed.as_nanos() as f64;
         let owns_task =
@@ -338,7 +339,14 @@ impl Shared {
                     return None;
                 }
                 let ns = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
-                let idle = ns(&self.stages[i].metrics.channel.idle_ns).min(total);
+                let m = &self.stages[i].metrics;
+                let ended = ns(&m.ended_ns);
+                let done = if ended > 0.0 {
+                    (total - ended).max(0.0)
+                } else {
+                    0.0
+                };
+                let idle = (ns(&m.channel.idle_ns) + done).min(total);
                 let blocked = (i + 1..self.stages.len())
                     .find(|&j| owns_task(j))
                     .map_or(0.0, |j| ns(&self.stages[j].metrics.channel.blocked_ns))
