@@ -26,6 +26,14 @@ pub(crate) struct StageMetrics {
     /// Items folded into another beyond one per output (the members of a
     /// `batch` or a window but one): finished when that output is.
     pub(crate) merged: AtomicU64,
+    /// Attempts scheduled again after a failure. Counted as they happen
+    /// (off the per-item path), not through [`Counters`].
+    pub(crate) retried: AtomicU64,
+    /// Times the circuit breaker opened.
+    pub(crate) breaker_trips: AtomicU64,
+    /// The breaker's state: 0 without a breaker, else
+    /// [`BreakerState`](crate::policy::BreakerState) as `u8`.
+    pub(crate) breaker_state: std::sync::atomic::AtomicU8,
 }
 
 /// A stage's local counters. Publishes on [`publish`](Self::publish) and on

@@ -40,6 +40,17 @@ pub struct StageReport {
     pub dropped: u64,
     /// Items that failed in the stage.
     pub failed: u64,
+    /// Retries scheduled: attempts after the first, over all items
+    /// ([`retry`](crate::Pipeline::retry)).
+    #[serde(default)]
+    pub retried: u64,
+    /// Times the stage's circuit breaker opened.
+    #[serde(default)]
+    pub breaker_trips: u64,
+    /// The circuit breaker's state (`closed`, `open`, `half_open`), if the
+    /// stage has one.
+    #[serde(default)]
+    pub breaker: Option<String>,
 }
 
 /// What a pipeline did: totals, per-stage counts and timing.
@@ -152,15 +163,19 @@ impl fmt::Display for Report {
         let w = self.stages.iter().map(|s| s.name.len()).max().unwrap_or(5).max(5);
         writeln!(
             f,
-            "  {:<w$}  {:<10} {:>12} {:>12} {:>10} {:>10}",
-            "stage", "kind", "in", "out", "dropped", "failed"
+            "  {:<w$}  {:<10} {:>12} {:>12} {:>10} {:>10} {:>10}",
+            "stage", "kind", "in", "out", "dropped", "failed", "retried"
         )?;
         for s in &self.stages {
-            writeln!(
+            write!(
                 f,
-                "  {:<w$}  {:<10} {:>12} {:>12} {:>10} {:>10}",
-                s.name, s.kind, s.items_in, s.items_out, s.dropped, s.failed
+                "  {:<w$}  {:<10} {:>12} {:>12} {:>10} {:>10} {:>10}",
+                s.name, s.kind, s.items_in, s.items_out, s.dropped, s.failed, s.retried
             )?;
+            match &s.breaker {
+                Some(state) => writeln!(f, "  breaker {state} ({} trips)", s.breaker_trips)?,
+                None => writeln!(f)?,
+            }
         }
         Ok(())
     }

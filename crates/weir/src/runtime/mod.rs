@@ -210,6 +210,10 @@ impl Shared {
                     items_out: m.items_out.load(Ordering::Relaxed),
                     dropped: m.dropped.load(Ordering::Relaxed),
                     failed: m.failed.load(Ordering::Relaxed),
+                    retried: m.retried.load(Ordering::Relaxed),
+                    breaker_trips: m.breaker_trips.load(Ordering::Relaxed),
+                    breaker: crate::policy::BreakerState::from_u8(m.breaker_state.load(Ordering::Relaxed))
+                        .map(|s| s.as_str().to_owned()),
                 }
             })
             .collect();
