@@ -133,7 +133,10 @@ impl<T> Retrier<T> {
                 })
                 .await;
         }
-        tokio::time::sleep(delay).await;
+        // tokio's timers tick in milliseconds: a zero wait must not cost one.
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         Ok(())
     }
 }
