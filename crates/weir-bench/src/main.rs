@@ -13,8 +13,9 @@
 //! Suites: `chain` (fused and task-per-stage throughput), `io` (concurrent
 //! async stages), `memory` (peak RSS, measured in child processes),
 //! `observe` (the cost of the event stream), `stages` (catalogue stages
-//! against hand-written equivalents) and `keyed` (per-key ordering against
-//! a plain concurrent stage).
+//! against hand-written equivalents), `keyed` (per-key ordering against
+//! a plain concurrent stage) and `retry` (items that fail once and are
+//! retried, against no failures).
 
 mod chain;
 mod io;
@@ -22,6 +23,7 @@ mod keyed;
 mod memory;
 mod observe;
 mod report;
+mod retry;
 mod stages;
 
 use std::process::ExitCode;
@@ -32,7 +34,7 @@ const USAGE: &str = "\
 usage: weir-bench [--suite NAME]... [--quick] [--json] [--rounds N]
 
   --suite NAME   run only this suite (repeatable): chain, io, memory, observe,
-                 stages, keyed.
+                 stages, keyed, retry.
                  By default, all of them.
   --quick        tiny sizes: the whole run takes a few seconds (used by CI)
   --json         one JSON object per line instead of the table
@@ -43,7 +45,7 @@ usage: weir-bench [--suite NAME]... [--quick] [--json] [--rounds N]
 Build with --release: `cargo run --release -p weir-bench -- --quick`.";
 
 /// The suites, in the order they run.
-const SUITES: [&str; 6] = ["chain", "io", "memory", "observe", "stages", "keyed"];
+const SUITES: [&str; 7] = ["chain", "io", "memory", "observe", "stages", "keyed", "retry"];
 
 /// What the command line asked for.
 #[derive(Debug, Clone)]
@@ -155,6 +157,7 @@ fn main() -> ExitCode {
             "observe" => observe::run(&opts, &mut out),
             "stages" => stages::run(&opts, &mut out),
             "keyed" => keyed::run(&opts, &mut out),
+            "retry" => retry::run_suite(&opts, &mut out),
             _ => unreachable!("Options::parse accepts only known suites"),
         };
         if let Err(e) = result {

@@ -26,6 +26,9 @@ pub enum ErrorKind {
     Config,
     /// weir itself failed (a runtime task died). Please report it.
     Internal,
+    /// The stage's [`circuit breaker`](crate::Pipeline::circuit_breaker)
+    /// was open and set to [`WhenOpen::Fail`](crate::WhenOpen::Fail).
+    CircuitOpen,
 }
 
 impl ErrorKind {
@@ -46,6 +49,7 @@ impl ErrorKind {
             ErrorKind::Source => "source",
             ErrorKind::Config => "config",
             ErrorKind::Internal => "internal",
+            ErrorKind::CircuitOpen => "circuit_open",
         }
     }
 }
@@ -83,6 +87,9 @@ struct Inner {
     stage: Option<String>,
     item: Option<u64>,
     attempt: u32,
+    /// Whether another attempt could succeed, when it was decided (by
+    /// [`Error::permanent`]/[`Error::transient`] or a retry classifier).
+    retryable: Option<bool>,
     message: String,
     source: Option<BoxError>,
 }
@@ -95,6 +102,7 @@ impl Error {
                 stage: None,
                 item: None,
                 attempt: 0,
+                retryable: None,
                 message: message.into(),
                 source: None,
             }),
@@ -118,6 +126,110 @@ impl Error {
         self.inner.item = Some(item);
         self.inner.attempt = attempt;
         self
+    }
+
+    /// Sets which attempt failed.
+    pub(crate) fn with_attempt(mut self, attempt: u32) -> Error {
+        self.inner.attempt = attempt;
+        self
+    }
+
+    /// Records whether another attempt could succeed, as a classifier
+    /// decided.
+    pub(crate) fn with_retryable(mut self, retryable: bool) -> Error {
+        self.inner.retryable = Some(retryable);
+        self
+    }
+
+    /// An error that retrying cannot fix (a malformed request, a missing
+    /// permission): return it from a stage or sink (it converts into
+    /// [`BoxError`]) and a [`Retry`](crate::Retry) policy with the default
+    /// classifier fails the item at once. The message and the cause are
+    /// `error`'s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::sync::Arc;
+    /// use weir::{Error, Retry};
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let calls = Arc::new(AtomicU32::new(0));
+    /// let c = calls.clone();
+    /// let err = weir::Pipeline::from_iter([1])
+    ///     .try_then(move |_: i32| {
+    ///         c.fetch_add(1, Ordering::SeqCst);
+    ///         async { Err::<i32, _>(Error::permanent("bad request")) }
+    ///     })
+    ///     .retry(Retry::fixed(std::time::Duration::from_millis(10)).max_attempts(5))
+    ///     .run()
+    ///     .await
+    ///     .unwrap_err();
+    /// assert_eq!(calls.load(Ordering::SeqCst), 1);
+    /// assert_eq!((err.attempt(), err.is_retryable()), (1, false));
+    /// assert_eq!(err.message(), "bad request");
+    /// # });
+    /// ```
+    pub fn permanent(error: impl Into<BoxError>) -> Error {
+        Error::caused_by(ErrorKind::Stage, error.into()).with_retryable(false)
+    }
+
+    /// An error that another attempt may fix (a timeout, an overloaded
+    /// server). User errors are retryable by default, so this only matters
+    /// to classifiers that look at [`is_retryable`](Self::is_retryable),
+    /// and to make the intent explicit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(weir::Error::transient("503 service unavailable").is_retryable());
+    /// assert!(!weir::Error::permanent("404 not found").is_retryable());
+    /// ```
+    pub fn transient(error: impl Into<BoxError>) -> Error {
+        Error::caused_by(ErrorKind::Stage, error.into()).with_retryable(true)
+    }
+
+    /// Whether another attempt could succeed, as the default
+    /// [`Retry`](crate::Retry) classifier decides: the error's own flag if
+    /// it has one (from [`permanent`](Self::permanent),
+    /// [`transient`](Self::transient), or the retry classifier that saw it
+    /// last), else the flag of the first weir error in its cause chain
+    /// (a user error that *is* `Error::permanent(..)`), else by kind:
+    /// errors returned by stages and sinks and timeouts are retryable;
+    /// panics, validation failures, an open circuit, configuration and
+    /// internal errors are not.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::{ErrorKind, Pipeline};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let err = Pipeline::from_iter([1]).try_map(|_| Err::<u8, _>("nope")).run().await.unwrap_err();
+    /// assert!(err.is_retryable());
+    /// let err = Pipeline::from_iter([1]).map(|_: i32| -> u8 { panic!("bug") }).run().await.unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Panic);
+    /// assert!(!err.is_retryable());
+    /// # });
+    /// ```
+    pub fn is_retryable(&self) -> bool {
+        if let Some(flag) = self.inner.retryable {
+            return flag;
+        }
+        let mut cause = std::error::Error::source(self);
+        while let Some(e) = cause {
+            if let Some(flag) = e.downcast_ref::<Error>().and_then(|e| e.inner.retryable) {
+                return flag;
+            }
+            cause = e.source();
+        }
+        match self.inner.kind {
+            ErrorKind::Stage | ErrorKind::Sink | ErrorKind::Source | ErrorKind::Timeout => true,
+            ErrorKind::Panic
+            | ErrorKind::Validation
+            | ErrorKind::Config
+            | ErrorKind::Internal
+            | ErrorKind::CircuitOpen => false,
+        }
     }
 
     /// What kind of failure this is.
@@ -156,6 +268,7 @@ impl Error {
                 stage: i.stage.clone(),
                 item: i.item,
                 attempt: i.attempt,
+                retryable: i.retryable,
                 message: i.message.clone(),
                 source: None,
             }),

@@ -53,6 +53,7 @@ pub use hooks::Hooks;
 pub use metrics::{Latency, Outcome, Report, StageReport, Utilization};
 pub use pipeline::{InfallibleFuture, Pipeline, PipelineBuilder};
 pub use policy::ErrorPolicy;
+pub use policy::{Breaker, Retry, Retryable, WhenOpen};
 pub use runtime::{Controller, Events, Handle, PushError, Pusher, Results, Shutdown, TryPushError};
 pub use source::Source;
 pub use stage::{aggregate, Sink};

@@ -81,6 +81,38 @@ pub enum EventKind {
         /// Whether another attempt could succeed.
         retryable: bool,
     },
+    /// A failed item will be tried again after `delay_ms`
+    /// ([`retry`](crate::Pipeline::retry)).
+    RetryScheduled {
+        /// The stage.
+        stage: String,
+        /// The item's sequence number at its source.
+        item: u64,
+        /// The attempt that failed (1 for the first).
+        attempt: u32,
+        /// How long the item waits before its next attempt.
+        delay_ms: u64,
+        /// The error message of the failed attempt.
+        error: String,
+        /// Its [`ErrorKind::as_str`](crate::ErrorKind::as_str).
+        error_type: String,
+    },
+    /// A stage's [`circuit breaker`](crate::Pipeline::circuit_breaker)
+    /// changed state: `closed`, `open` or `half_open`.
+    StageStateChanged {
+        /// The stage.
+        stage: String,
+        /// The state it left.
+        from: String,
+        /// The state it entered.
+        to: String,
+        /// Why, e.g. `failure rate 0.60 >= 0.50 over 10 calls`,
+        /// `open for 5s elapsed`, `probe failed`, `probes succeeded`.
+        reason: String,
+        /// The failure rate over the window when the breaker opened from
+        /// closed; `None` for other changes.
+        failure_rate: Option<f64>,
+    },
     /// One input of a [`merge`](crate::Pipeline::merge) failed (to
     /// initialize, or while it was read); the other inputs go on unless the
     /// source's error policy is fail-fast.

@@ -39,6 +39,14 @@ pub(crate) struct StageMetrics {
     /// When the stage's task ended, in nanoseconds since the start (0:
     /// still running).
     pub(crate) ended_ns: AtomicU64,
+    /// Attempts scheduled again after a failure. Counted as they happen
+    /// (off the per-item path), not through [`Counters`].
+    pub(crate) retried: AtomicU64,
+    /// Times the circuit breaker opened.
+    pub(crate) breaker_trips: AtomicU64,
+    /// The breaker's state: 0 without a breaker, else
+    /// [`BreakerState`](crate::policy::BreakerState) as `u8`.
+    pub(crate) breaker_state: std::sync::atomic::AtomicU8,
 }
 
 impl Default for StageMetrics {
@@ -54,6 +62,9 @@ impl Default for StageMetrics {
             active: AtomicU64::new(u64::MAX),
             latency: Recorder::default(),
             ended_ns: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
+            breaker_trips: AtomicU64::new(0),
+            breaker_state: std::sync::atomic::AtomicU8::new(0),
         }
     }
 }

@@ -42,6 +42,17 @@ pub struct StageReport {
     pub dropped: u64,
     /// Items that failed in the stage.
     pub failed: u64,
+    /// Retries scheduled: attempts after the first, over all items
+    /// ([`retry`](crate::Pipeline::retry)).
+    #[serde(default)]
+    pub retried: u64,
+    /// Times the stage's circuit breaker opened.
+    #[serde(default)]
+    pub breaker_trips: u64,
+    /// The circuit breaker's state (`closed`, `open`, `half_open`), if the
+    /// stage has one.
+    #[serde(default)]
+    pub breaker: Option<String>,
     /// Items inside the stage now: taken in and not yet out, dropped or
     /// failed (in a concurrent window, a batch, a sink's unflushed writes).
     pub in_flight: u64,
@@ -198,19 +209,23 @@ impl fmt::Display for Report {
         let w = self.stages.iter().map(|s| s.name.len()).max().unwrap_or(5).max(5);
         writeln!(
             f,
-            "  {:<w$}  {:<10} {:>12} {:>12} {:>10} {:>10} {:>10} {:>6}",
-            "stage", "kind", "in", "out", "dropped", "failed", "p99", "busy"
+            "  {:<w$}  {:<10} {:>12} {:>12} {:>10} {:>10} {:>8} {:>10} {:>6}",
+            "stage", "kind", "in", "out", "dropped", "failed", "retried", "p99", "busy"
         )?;
         for s in &self.stages {
             let p99 = s.latency.map_or("-".to_owned(), |l| format!("{:.3?}", l.p99));
             let busy = s
                 .utilization
                 .map_or("-".to_owned(), |u| format!("{:.0}%", u.busy * 100.0));
-            writeln!(
+            write!(
                 f,
-                "  {:<w$}  {:<10} {:>12} {:>12} {:>10} {:>10} {:>10} {:>6}",
-                s.name, s.kind, s.items_in, s.items_out, s.dropped, s.failed, p99, busy
+                "  {:<w$}  {:<10} {:>12} {:>12} {:>10} {:>10} {:>8} {:>10} {:>6}",
+                s.name, s.kind, s.items_in, s.items_out, s.dropped, s.failed, s.retried, p99, busy
             )?;
+            match &s.breaker {
+                Some(state) => writeln!(f, "  breaker {state} ({} trips)", s.breaker_trips)?,
+                None => writeln!(f)?,
+            }
         }
         if let Some(b) = &self.bottleneck {
             writeln!(f, "  bottleneck: {b}")?;

@@ -1,6 +1,14 @@
 //! Policies applied per stage. This module holds the error policy; retries,
 //! circuit breakers, rate limits and timeouts join it with the same shape.
 
+mod breaker;
+mod retry;
+
+pub use breaker::{Breaker, WhenOpen};
+pub(crate) use breaker::{BreakerState, CircuitBreaker, Ticket};
+pub(crate) use retry::Backoff;
+pub use retry::{Retry, Retryable};
+
 /// What happens to the pipeline when an item fails in a stage.
 ///
 /// Set per stage with [`Pipeline::on_error`](crate::Pipeline::on_error), or

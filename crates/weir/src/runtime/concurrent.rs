@@ -26,8 +26,10 @@ pub(crate) trait Work<T>: Send + 'static {
     type Out: Send + 'static;
     type Fut: Future<Output = Result<Self::Out, Error>> + Send + 'static;
 
-    /// Starts the work on `item`. Panics must come back as errors.
-    fn start(&mut self, item: T) -> Self::Fut;
+    /// Starts the work on `item`, the item numbered `seq` at its source
+    /// (for work that reports on items as it goes). Panics must come back
+    /// as errors.
+    fn start(&mut self, item: T, seq: u64) -> Self::Fut;
 }
 
 /// In-flight work, ordered or not.
@@ -168,7 +170,7 @@ where
         // One item in `TIME_EVERY` is timed: reading the clock per item
         // would cost as much as a ready future's whole trip.
         let started = (c.items_in % TIME_EVERY == 1).then(Instant::now);
-        slot.set(Some(work.start(item)));
+        slot.set(Some(work.start(item, token.seq())));
         let fut = slot.as_mut().as_pin_mut().expect("just set");
         match fut.poll(task) {
             Poll::Ready(result) => {
@@ -271,14 +273,14 @@ async fn windowed<T, W, D>(
         InFlight::Unordered(FuturesUnordered::new())
     };
     let mut done = VecDeque::new();
-    let mut input = Vec::new().into_iter();
+    let mut input: std::vec::IntoIter<(T, Token)> = Vec::new().into_iter();
     let mut input_done = false;
     loop {
         // 1. Start what the window allows from input already here.
         while set.len() + done.len() < n {
             if let Some((item, token)) = input.next() {
                 c.items_in += 1;
-                let fut = work.start(item);
+                let fut = work.start(item, token.seq());
                 let started = Instant::now();
                 set.push(async move { (fut.await, token, started.elapsed()) });
             } else if input_done {

@@ -280,6 +280,10 @@ impl Shared {
                     latency: m.latency.summary(),
                     throughput: rates[i],
                     utilization: utilization[i],
+                    retried: m.retried.load(Ordering::Relaxed),
+                    breaker_trips: m.breaker_trips.load(Ordering::Relaxed),
+                    breaker: crate::policy::BreakerState::from_u8(m.breaker_state.load(Ordering::Relaxed))
+                        .map(|s| s.as_str().to_owned()),
                 }
             })
             .collect();

@@ -4,7 +4,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use super::timeout::Timed;
+use super::resilience::with_policies;
 use super::{guard, Plan, Push, Wiring};
 use crate::error::{BoxError, Error, ErrorKind};
 use crate::runtime::{run_concurrent, ChannelOut, Work};
@@ -40,20 +40,10 @@ where
     fn attach<D: Push<U>>(self, down: D, w: &mut Wiring<P::Intake>) {
         let (tx, rx) = w.input_channel(self.idx);
         let spec = w.spec(self.idx);
-        let (n, ordered, limit) = (spec.concurrency, spec.ordered, spec.timeout);
+        let (n, ordered) = (spec.concurrency, spec.ordered);
         let (c, cx, work) = (w.counters(self.idx), w.cx(), BlockingWork(Arc::new(self.f)));
-        match limit {
-            None => w.spawn(run_concurrent(rx, work, down, c, cx, n, ordered)),
-            Some(limit) => w.spawn(run_concurrent(
-                rx,
-                Timed::new(work, limit),
-                down,
-                c,
-                cx,
-                n,
-                ordered,
-            )),
-        }
+        with_policies!(w, self.idx, P::Out, work, |work| w
+            .spawn(run_concurrent(rx, work, down, c, cx, n, ordered)));
         let out = ChannelOut::new(tx, w.chunk_size());
         self.prev.attach(out, w);
     }
@@ -71,7 +61,7 @@ where
     type Out = U;
     type Fut = BlockingFuture<U>;
 
-    fn start(&mut self, item: T) -> BlockingFuture<U> {
+    fn start(&mut self, item: T, _seq: u64) -> BlockingFuture<U> {
         let f = self.0.clone();
         BlockingFuture(tokio::task::spawn_blocking(move || {
             guard(|| f(item).map_err(Into::<BoxError>::into))

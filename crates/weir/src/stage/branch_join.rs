@@ -311,7 +311,7 @@ where
     type Out = Joined<T, V>;
     type Fut = BoxFuture<'static, Result<Joined<T, V>, Error>>;
 
-    fn start(&mut self, item: T) -> Self::Fut {
+    fn start(&mut self, item: T, _seq: u64) -> Self::Fut {
         let mut arms = Vec::with_capacity(self.fns.len());
         for (name, f) in self.names.iter().zip(&mut self.fns) {
             let fut = match guard(|| f(&item)) {

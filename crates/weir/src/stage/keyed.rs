@@ -19,8 +19,8 @@ use std::task::Poll;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 
+use super::resilience::with_policies;
 use super::then::ThenWork;
-use super::timeout::Timed;
 use super::{guard, Flow, Plan, Push, TaskCx, Wiring};
 use crate::ack::Token;
 use crate::error::{BoxError, Error};
@@ -199,13 +199,10 @@ where
 
     fn attach<D: Push<U>>(self, down: D, w: &mut Wiring<P::Intake>) {
         let (tx, rx) = w.input_channel(self.idx);
-        let spec = w.spec(self.idx);
-        let (n, limit) = (spec.concurrency, spec.timeout);
-        let (c, cx, work) = (w.counters(self.idx), w.cx(), ThenWork(self.f));
-        match limit {
-            None => w.spawn(run_keyed(rx, self.key, work, down, c, cx, n)),
-            Some(limit) => w.spawn(run_keyed(rx, self.key, Timed::new(work, limit), down, c, cx, n)),
-        }
+        let n = w.spec(self.idx).concurrency;
+        let (c, cx, work, key) = (w.counters(self.idx), w.cx(), ThenWork(self.f), self.key);
+        with_policies!(w, self.idx, P::Out, work, |work| w
+            .spawn(run_keyed(rx, key, work, down, c, cx, n)));
         let out = ChannelOut::new(tx, w.chunk_size());
         self.prev.attach(out, w);
     }
@@ -269,7 +266,7 @@ fn start<T, K, W: Work<T>>(
 where
     K: Send + 'static,
 {
-    let fut = work.start(item);
+    let fut = work.start(item, token.seq());
     async move { (fut.await, token, key) }
 }
 

@@ -30,6 +30,7 @@ mod keyed;
 mod map;
 mod map_batch;
 mod rate_limit;
+mod resilience;
 mod route;
 mod scan;
 mod sink;
@@ -192,6 +193,10 @@ pub(crate) struct StageSpec {
     pub(crate) ordered: bool,
     /// How long one item's work may take (concurrent stages only).
     pub(crate) timeout: Option<Duration>,
+    /// Retries of failed items (concurrent stages and sinks).
+    pub(crate) retry: Option<resilience::RetrySpec>,
+    /// The stage's circuit breaker (concurrent stages).
+    pub(crate) breaker: Option<crate::policy::Breaker>,
 }
 
 impl StageSpec {
@@ -203,6 +208,8 @@ impl StageSpec {
             concurrency: 1,
             ordered: true,
             timeout: None,
+            retry: None,
+            breaker: None,
         }
     }
 }
@@ -287,7 +294,9 @@ impl TaskCx {
     #[cold]
     pub(crate) fn fail(&mut self, stage: usize, token: Token, error: Error) {
         let entry = &self.shared.stages[stage];
-        let error = error.at(&entry.spec.name, token.seq(), 1);
+        // A retried item's error already says which attempt failed.
+        let attempt = error.attempt().max(1);
+        let error = error.at(&entry.spec.name, token.seq(), attempt);
         token.finish(Status::Failed);
         if self.shared.events.is_some() {
             self.pending.push(EventKind::ItemFailed {
@@ -296,7 +305,7 @@ impl TaskCx {
                 error: error.message().to_owned(),
                 error_type: error.kind().as_str().to_owned(),
                 attempt: error.attempt(),
-                retryable: false,
+                retryable: error.is_retryable(),
             });
         }
         if self.shared.config.hooks.has_on_error() {

@@ -4,6 +4,7 @@ use std::panic::AssertUnwindSafe;
 
 use futures::FutureExt;
 
+use super::resilience::{Retrier, RetrySpec};
 use super::{Plan, Push, TaskCx, Wiring};
 use crate::ack::{Status, Token};
 use crate::error::{BoxError, Error, ErrorKind};
@@ -116,14 +117,25 @@ where
     fn attach<D: Push<()>>(self, down: D, w: &mut Wiring<P::Intake>) {
         let (tx, rx) = w.input_channel(self.idx);
         let c = Counters::explicit(w.shared.clone(), self.idx);
-        w.spawn(run_sink(rx, self.sink, down, c, w.cx()));
+        let retry = w
+            .spec(self.idx)
+            .retry
+            .as_ref()
+            .and_then(RetrySpec::start::<P::Out>);
+        w.spawn(run_sink(rx, self.sink, down, c, w.cx(), retry));
         let out = ChannelOut::new(tx, w.chunk_size());
         self.prev.attach(out, w);
     }
 }
 
-async fn run_sink<T, S, D>(mut rx: Receiver<T>, mut sink: S, down: D, mut c: Counters, mut cx: TaskCx)
-where
+async fn run_sink<T, S, D>(
+    mut rx: Receiver<T>,
+    mut sink: S,
+    down: D,
+    mut c: Counters,
+    mut cx: TaskCx,
+    retry: Option<Retrier<T>>,
+) where
     S: Sink<T>,
     D: Push<()>,
 {
@@ -132,25 +144,25 @@ where
         for (item, token) in chunk.drain(..) {
             c.items_in += 1;
             let started = tokio::time::Instant::now();
-            let written_in = AssertUnwindSafe(sink.write(item)).catch_unwind().await;
-            c.record_latency(started.elapsed());
-            let error = match written_in {
-                Ok(Ok(())) => {
-                    written.push(token);
-                    continue;
-                }
-                Ok(Err(e)) => Error::caused_by(ErrorKind::Sink, e.into()),
-                Err(p) => Error::panicked(&*p),
+            let result = match &retry {
+                None => write(&mut sink, item).await,
+                Some(retry) => write_retrying(&mut sink, item, token.seq(), retry, &mut c).await,
             };
-            c.failed += 1;
-            cx.fail(c.stage(), token, error);
+            c.record_latency(started.elapsed());
+            match result {
+                Ok(()) => written.push(token),
+                Err(error) => {
+                    c.failed += 1;
+                    cx.fail(c.stage(), token, error);
+                }
+            }
         }
         rx.recycle(chunk);
-        flush_sink(&mut sink, &mut written, &mut c, &mut cx).await;
+        flush_sink(&mut sink, &mut written, &mut c, &mut cx, retry.as_ref()).await;
         c.publish();
         cx.flush_events().await;
     }
-    flush_sink(&mut sink, &mut written, &mut c, &mut cx).await;
+    flush_sink(&mut sink, &mut written, &mut c, &mut cx, retry.as_ref()).await;
     match AssertUnwindSafe(sink.close()).catch_unwind().await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => sink_failed(&c, Error::caused_by(ErrorKind::Sink, e.into())),
@@ -161,6 +173,70 @@ where
     down.finish(&mut cx).await;
 }
 
+/// One write, its panic caught.
+async fn write<T, S: Sink<T>>(sink: &mut S, item: T) -> Result<(), Error> {
+    match AssertUnwindSafe(sink.write(item)).catch_unwind().await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Error::caused_by(ErrorKind::Sink, e.into())),
+        Err(p) => Err(Error::panicked(&*p)),
+    }
+}
+
+/// Writes `item`, again on a copy after each retryable failure.
+async fn write_retrying<T, S: Sink<T>>(
+    sink: &mut S,
+    mut item: T,
+    seq: u64,
+    retry: &Retrier<T>,
+    c: &mut Counters,
+) -> Result<(), Error> {
+    let started = retry.clock();
+    let mut attempt = 1;
+    loop {
+        let spare = retry.spare(&item, attempt);
+        let e = match write(sink, item).await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        let Some(next) = spare else {
+            return Err(retry.last(e, attempt));
+        };
+        // Counts are published before a backoff sleep, as before any wait.
+        c.publish();
+        retry
+            .after_failure(e, attempt, started, c.shared(), c.stage(), seq)
+            .await?;
+        item = next;
+        attempt += 1;
+    }
+}
+
+/// One flush, its panic caught; retried as `retry` says.
+async fn flush_once<T, S: Sink<T>>(
+    sink: &mut S,
+    retry: Option<&Retrier<T>>,
+    c: &mut Counters,
+    seq: u64,
+) -> Result<(), Error> {
+    let started = retry.and_then(Retrier::clock);
+    let mut attempt = 1;
+    loop {
+        let e = match AssertUnwindSafe(sink.flush()).catch_unwind().await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => Error::caused_by(ErrorKind::Sink, e.into()),
+            Err(p) => Error::panicked(&*p),
+        };
+        let Some(retry) = retry else {
+            return Err(e);
+        };
+        c.publish();
+        retry
+            .after_failure(e, attempt, started, c.shared(), c.stage(), seq)
+            .await?;
+        attempt += 1;
+    }
+}
+
 /// Flushes the sink; on success every written item is delivered, on
 /// failure each of them fails with the flush error.
 async fn flush_sink<T, S: Sink<T>>(
@@ -168,12 +244,14 @@ async fn flush_sink<T, S: Sink<T>>(
     written: &mut Vec<Token>,
     c: &mut Counters,
     cx: &mut TaskCx,
+    retry: Option<&Retrier<T>>,
 ) {
-    if written.is_empty() {
+    let Some(first) = written.first() else {
         return;
-    }
-    let error = match AssertUnwindSafe(sink.flush()).catch_unwind().await {
-        Ok(Ok(())) => {
+    };
+    let seq = first.seq();
+    let error = match flush_once(sink, retry, c, seq).await {
+        Ok(()) => {
             *c.out.get_or_insert(0) += written.len() as u64;
             for token in written.drain(..) {
                 cx.shared.births.delivered(token.seq());
@@ -181,8 +259,7 @@ async fn flush_sink<T, S: Sink<T>>(
             }
             return;
         }
-        Ok(Err(e)) => Error::caused_by(ErrorKind::Sink, e.into()),
-        Err(p) => Error::panicked(&*p),
+        Err(e) => e,
     };
     for token in written.drain(..) {
         c.failed += 1;

@@ -65,7 +65,7 @@ where
     type Fut = TapFuture<Fut, T>;
 
     #[inline]
-    fn start(&mut self, item: T) -> TapFuture<Fut, T> {
+    fn start(&mut self, item: T, _seq: u64) -> TapFuture<Fut, T> {
         match guard(|| (self.0)(&item)) {
             Ok(fut) => TapFuture {
                 inner: Some(fut),

@@ -31,9 +31,9 @@ impl<T, W: Work<T>> Work<T> for Timed<W> {
     type Out = W::Out;
     type Fut = TimedFuture<W::Fut>;
 
-    fn start(&mut self, item: T) -> TimedFuture<W::Fut> {
+    fn start(&mut self, item: T, seq: u64) -> TimedFuture<W::Fut> {
         TimedFuture {
-            inner: tokio::time::timeout(self.limit, self.work.start(item)),
+            inner: tokio::time::timeout(self.limit, self.work.start(item, seq)),
             limit: self.limit,
         }
     }

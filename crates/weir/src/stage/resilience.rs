@@ -1,0 +1,643 @@
+//! Retries and circuit breakers for concurrent stages:
+//! `.then(f).retry(policy)`, `.then(f).circuit_breaker(breaker)`.
+//!
+//! Like [`timeout`](super::timeout), they are settings of the stage (in
+//! its `StageSpec`), applied when the stage's driver is built: its work is
+//! wrapped in [`Resilient`], outside the per-attempt `Timed` limit. An
+//! item's whole life (attempts, waits for the breaker, backoff sleeps)
+//! is its own future, so the stage's other items keep running while one
+//! waits: an unordered stage emits them, an ordered stage holds back only
+//! their emission order. Stages without these settings run the unwrapped
+//! work.
+//!
+//! The first attempt runs inline in the item's future; only an item that
+//! fails or meets a breaker that is not closed moves to a boxed
+//! continuation ([`recover`]), so items that succeed at once pay one clone
+//! of their input (for a retry) and nothing else.
+
+use std::any::Any;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
+
+use tokio::time::Instant;
+
+use super::{Blocking, KeyedThen, Plan, SinkStage, Then, Wiring};
+use crate::error::{Error, ErrorKind};
+use crate::event::EventKind;
+use crate::policy::{Backoff, Breaker, CircuitBreaker, Retry, Ticket};
+use crate::runtime::{Shared, Work};
+use crate::Pipeline;
+
+/// A stage's retry setting: the policy and how to copy the stage's input
+/// for another attempt, recorded where the input type is known to be
+/// `Clone`.
+#[derive(Clone)]
+pub(crate) struct RetrySpec {
+    policy: Retry,
+    /// A `fn(&T) -> T` for the stage's input type `T`.
+    clone: Arc<dyn Any + Send + Sync>,
+}
+
+impl fmt::Debug for RetrySpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.policy.fmt(f)
+    }
+}
+
+impl RetrySpec {
+    fn new<T: Clone + 'static>(policy: Retry) -> RetrySpec {
+        let clone: fn(&T) -> T = T::clone;
+        RetrySpec {
+            policy,
+            clone: Arc::new(clone),
+        }
+    }
+
+    /// The running policy for input type `T`: `None` only if the setting
+    /// was recorded for another type, which the setters' types rule out.
+    pub(crate) fn start<T: 'static>(&self) -> Option<Retrier<T>> {
+        let clone = *self.clone.downcast_ref::<fn(&T) -> T>()?;
+        Some(Retrier {
+            backoff: Backoff::new(self.policy.clone()),
+            clone,
+        })
+    }
+}
+
+/// A stage's running retry policy for input type `T`.
+#[derive(Debug)]
+pub(crate) struct Retrier<T> {
+    backoff: Backoff,
+    clone: fn(&T) -> T,
+}
+
+impl<T> Retrier<T> {
+    /// A copy of `item` for another attempt if attempt `attempt` may be
+    /// followed by one.
+    pub(crate) fn spare(&self, item: &T, attempt: u32) -> Option<T> {
+        (attempt < self.backoff.policy.attempts()).then(|| (self.clone)(item))
+    }
+
+    /// The final error of an item whose last allowed attempt, `attempt`,
+    /// failed with `e`.
+    pub(crate) fn last(&self, e: Error, attempt: u32) -> Error {
+        let retryable = self.backoff.policy.retryable(&e);
+        e.with_attempt(attempt).with_retryable(retryable)
+    }
+
+    /// When the item's first attempt started, if the policy limits the
+    /// time spent on an item.
+    pub(crate) fn clock(&self) -> Option<Instant> {
+        self.backoff.policy.elapsed_limit().map(|_| Instant::now())
+    }
+
+    /// Decides on attempt `attempt`'s failure `e`: `Ok` once the backoff
+    /// has passed and the next attempt may start (counted, and announced
+    /// when events are on), or the item's final error.
+    pub(crate) async fn after_failure(
+        &self,
+        e: Error,
+        attempt: u32,
+        started: Option<Instant>,
+        shared: &Shared,
+        stage: usize,
+        seq: u64,
+    ) -> Result<(), Error> {
+        let policy = &self.backoff.policy;
+        let retryable = policy.retryable(&e);
+        let e = e.with_attempt(attempt).with_retryable(retryable);
+        if !retryable || attempt >= policy.attempts() {
+            return Err(e);
+        }
+        let delay = self.backoff.next_delay(attempt);
+        if let (Some(max), Some(t0)) = (policy.elapsed_limit(), started) {
+            if t0.elapsed().saturating_add(delay) > max {
+                return Err(e);
+            }
+        }
+        let entry = &shared.stages[stage];
+        entry.metrics.retried.fetch_add(1, Ordering::Relaxed);
+        if shared.events.is_some() {
+            shared
+                .emit(EventKind::RetryScheduled {
+                    stage: entry.spec.name.clone(),
+                    item: seq,
+                    attempt,
+                    delay_ms: delay.as_millis().try_into().unwrap_or(u64::MAX),
+                    error: e.message().to_owned(),
+                    error_type: e.kind().as_str().to_owned(),
+                })
+                .await;
+        }
+        // tokio's timers tick in milliseconds: a zero wait must not cost one.
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        Ok(())
+    }
+}
+
+/// Wraps a concurrent stage's work in its timeout, retry and breaker
+/// settings, binds it to `$v` and evaluates `$spawn` (each combination is
+/// its own type).
+macro_rules! with_policies {
+    ($w:ident, $idx:expr, $in:ty, $work:expr, |$v:ident| $spawn:expr) => {{
+        let limit = $w.spec($idx).timeout;
+        match $crate::stage::resilience::Resilience::<$in>::of($w, $idx) {
+            None => match limit {
+                None => {
+                    let $v = $work;
+                    $spawn
+                }
+                Some(limit) => {
+                    let $v = $crate::stage::timeout::Timed::new($work, limit);
+                    $spawn
+                }
+            },
+            Some(r) => match limit {
+                None => {
+                    let $v = r.wrap($work);
+                    $spawn
+                }
+                Some(limit) => {
+                    let $v = r.wrap($crate::stage::timeout::Timed::new($work, limit));
+                    $spawn
+                }
+            },
+        }
+    }};
+}
+pub(crate) use with_policies;
+
+/// A stage's retry and breaker settings, ready to wrap its work.
+pub(crate) struct Resilience<T> {
+    retry: Option<Retrier<T>>,
+    breaker: Option<Arc<CircuitBreaker>>,
+    shared: Arc<Shared>,
+    stage: usize,
+}
+
+impl<T: Send + 'static> Resilience<T> {
+    /// The stage's settings, if it has any.
+    pub(crate) fn of<I>(w: &Wiring<I>, stage: usize) -> Option<Resilience<T>> {
+        let spec = w.spec(stage);
+        let retry = spec.retry.as_ref().and_then(RetrySpec::start::<T>);
+        let breaker = spec
+            .breaker
+            .clone()
+            .map(|b| Arc::new(CircuitBreaker::new(b, w.shared.clone(), stage)));
+        (retry.is_some() || breaker.is_some()).then(|| Resilience {
+            retry,
+            breaker,
+            shared: w.shared.clone(),
+            stage,
+        })
+    }
+
+    pub(crate) fn wrap<W: Work<T>>(self, work: W) -> Resilient<T, W> {
+        Resilient {
+            ctx: Arc::new(Ctx {
+                work: Mutex::new(work),
+                retry: self.retry,
+                breaker: self.breaker,
+                shared: self.shared,
+                stage: self.stage,
+            }),
+        }
+    }
+}
+
+/// What an item's future needs after its first attempt: shared by the
+/// stage's items.
+struct Ctx<T, W> {
+    /// Locked only to start an attempt, never across an await.
+    work: Mutex<W>,
+    retry: Option<Retrier<T>>,
+    breaker: Option<Arc<CircuitBreaker>>,
+    shared: Arc<Shared>,
+    stage: usize,
+}
+
+impl<T: Send + 'static, W: Work<T>> Ctx<T, W> {
+    fn start(&self, item: T, seq: u64) -> W::Fut {
+        self.work
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .start(item, seq)
+    }
+
+    /// One attempt: admitted by the breaker (perhaps after a wait), run,
+    /// and its outcome recorded.
+    async fn attempt(&self, item: T, seq: u64) -> Result<W::Out, Error> {
+        let ticket = match &self.breaker {
+            Some(b) => Some(b.admit().await?),
+            None => None,
+        };
+        let result = self.start(item, seq).await;
+        if let (Some(ticket), Some(b)) = (ticket, &self.breaker) {
+            if ticket.record(result.is_ok()) {
+                b.send_events().await;
+            }
+        }
+        result
+    }
+}
+
+/// A concurrent stage's work with retries and/or a circuit breaker.
+pub(crate) struct Resilient<T, W> {
+    ctx: Arc<Ctx<T, W>>,
+}
+
+impl<T: Send + 'static, W: Work<T>> Work<T> for Resilient<T, W> {
+    type Out = W::Out;
+    type Fut = ResilientFuture<T, W>;
+
+    fn start(&mut self, item: T, seq: u64) -> ResilientFuture<T, W> {
+        let ctx = &self.ctx;
+        let started = ctx.retry.as_ref().and_then(Retrier::clock);
+        let ticket = match &ctx.breaker {
+            None => None,
+            Some(b) => match b.admit_closed() {
+                Some(ticket) => Some(ticket),
+                None => {
+                    let slow = recover(ctx.clone(), seq, Some(item), None, 0, started);
+                    return ResilientFuture {
+                        fast: None,
+                        slow: Some(Box::pin(slow)),
+                        ctx: ctx.clone(),
+                        spare: None,
+                        ticket: None,
+                        started,
+                        seq,
+                    };
+                }
+            },
+        };
+        let spare = ctx.retry.as_ref().and_then(|r| r.spare(&item, 1));
+        ResilientFuture {
+            fast: Some(ctx.start(item, seq)),
+            slow: None,
+            ctx: ctx.clone(),
+            spare,
+            ticket,
+            started,
+            seq,
+        }
+    }
+}
+
+type Slow<O> = Pin<Box<dyn Future<Output = Result<O, Error>> + Send>>;
+
+pin_project_lite::pin_project! {
+    /// An item's life in a resilient stage: its first attempt inline, the
+    /// rest (if any) boxed.
+    pub(crate) struct ResilientFuture<T, W: Work<T>> {
+        #[pin]
+        fast: Option<W::Fut>,
+        slow: Option<Slow<W::Out>>,
+        ctx: Arc<Ctx<T, W>>,
+        spare: Option<T>,
+        ticket: Option<Ticket>,
+        started: Option<Instant>,
+        seq: u64,
+    }
+}
+
+impl<T: Send + 'static, W: Work<T>> Future for ResilientFuture<T, W> {
+    type Output = Result<W::Out, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Some(fast) = this.fast.as_mut().as_pin_mut() {
+            let result = ready!(fast.poll(cx));
+            this.fast.set(None);
+            let changed = this.ticket.take().is_some_and(|t| t.record(result.is_ok()));
+            if !changed && (result.is_ok() || this.ctx.retry.is_none()) {
+                return Poll::Ready(result);
+            }
+            let ctx = this.ctx.clone();
+            let spare = this.spare.take();
+            *this.slow = Some(Box::pin(recover(
+                ctx,
+                *this.seq,
+                spare,
+                Some(result),
+                1,
+                *this.started,
+            )));
+        }
+        let Some(slow) = this.slow.as_mut() else {
+            return Poll::Ready(Err(Error::new(ErrorKind::Internal, "polled after completion")));
+        };
+        let out = ready!(slow.as_mut().poll(cx));
+        *this.slow = None;
+        Poll::Ready(out)
+    }
+}
+
+/// The rest of an item's life after `attempt` attempts: `outcome` is the
+/// last one's, or `None` if the next attempt is due (on `input`).
+async fn recover<T, W>(
+    ctx: Arc<Ctx<T, W>>,
+    seq: u64,
+    mut input: Option<T>,
+    mut outcome: Option<Result<W::Out, Error>>,
+    mut attempt: u32,
+    started: Option<Instant>,
+) -> Result<W::Out, Error>
+where
+    T: Send + 'static,
+    W: Work<T>,
+{
+    loop {
+        let result = match outcome.take() {
+            Some(result) => result,
+            None => {
+                attempt += 1;
+                let Some(item) = input.take() else {
+                    return Err(Error::new(ErrorKind::Internal, "no input left for an attempt"));
+                };
+                input = ctx.retry.as_ref().and_then(|r| r.spare(&item, attempt));
+                ctx.attempt(item, seq).await.map_err(|e| e.with_attempt(attempt))
+            }
+        };
+        if let Some(b) = &ctx.breaker {
+            b.send_events().await;
+        }
+        let e = match result {
+            Ok(out) => return Ok(out),
+            Err(e) => e,
+        };
+        let Some(retry) = &ctx.retry else {
+            return Err(e.with_attempt(attempt));
+        };
+        if input.is_none() {
+            // No copy was kept: this was the last attempt allowed.
+            return Err(retry.last(e, attempt));
+        }
+        retry
+            .after_failure(e, attempt, started, &ctx.shared, ctx.stage, seq)
+            .await?;
+    }
+}
+
+impl<T, P, F> Pipeline<T, Then<P, F>>
+where
+    P: Plan,
+    P::Out: Clone,
+{
+    /// Retries items that fail in this stage, as `policy` says: with
+    /// backoff, up to a number of attempts or a time, for the errors its
+    /// classifier deems retryable (see [`Retry`]). The stage's
+    /// [`timeout`](Pipeline::timeout) applies to each attempt; a timeout
+    /// is retryable by default. An item that runs out of attempts fails
+    /// with its last error, routed by the stage's
+    /// [`ErrorPolicy`](crate::ErrorPolicy), and its
+    /// [`Error::attempt`] says how many attempts it had.
+    ///
+    /// Each attempt runs the function on a clone of the item (hence
+    /// `Clone`). An item waiting for its next attempt keeps its place in
+    /// the [`concurrency`](Pipeline::concurrency) window but does not hold
+    /// up other items: an unordered stage emits them as they finish, an
+    /// ordered one only keeps them behind it in the output. Each retry is a
+    /// [`RetryScheduled`](crate::EventKind::RetryScheduled) event and
+    /// counts in the stage's [`retried`](crate::StageReport::retried).
+    ///
+    /// The runtime must have timers enabled (`enable_time`/`enable_all`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use weir::Retry;
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let calls = Arc::new(AtomicU32::new(0));
+    /// let c = calls.clone();
+    /// // Fails twice, then works.
+    /// let flaky = move |x: u32| {
+    ///     let n = c.fetch_add(1, Ordering::SeqCst);
+    ///     async move { if n < 2 { Err("unavailable") } else { Ok(x * 10) } }
+    /// };
+    /// let started = tokio::time::Instant::now();
+    /// let report = weir::Pipeline::from_iter([4u32])
+    ///     .try_then(flaky)
+    ///     .retry(Retry::exponential(Duration::from_millis(100)).full_jitter(false))
+    ///     .name("fetch")
+    ///     .run()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(report.delivered, 1);
+    /// assert_eq!(report.stage("fetch").unwrap().retried, 2);
+    /// assert_eq!(started.elapsed(), Duration::from_millis(300)); // 100 + 200
+    /// # });
+    /// ```
+    pub fn retry(mut self, policy: Retry) -> Self {
+        self.last().retry = Some(RetrySpec::new::<P::Out>(policy));
+        self
+    }
+}
+
+impl<T, P, F> Pipeline<T, Blocking<P, F>>
+where
+    P: Plan,
+    P::Out: Clone,
+{
+    /// Retries items whose blocking call fails, as `policy` says; see
+    /// [`Pipeline::retry`] on `then` stages. The backoff waits are timers,
+    /// not blocked threads.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weir::{ErrorPolicy, Retry};
+    /// # tokio::runtime::Builder::new_multi_thread().enable_time().build().unwrap().block_on(async {
+    /// let r = weir::Pipeline::from_iter(["1", "x"])
+    ///     .try_blocking(|s| s.parse::<u8>())
+    ///     .retry(Retry::fixed(Duration::from_millis(1)).max_attempts(2))
+    ///     .on_error(ErrorPolicy::Skip)
+    ///     .run()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!((r.delivered, r.failed, r.stages[1].retried), (1, 1, 1));
+    /// # });
+    /// ```
+    pub fn retry(mut self, policy: Retry) -> Self {
+        self.last().retry = Some(RetrySpec::new::<P::Out>(policy));
+        self
+    }
+}
+
+impl<T, P, K, F> Pipeline<T, KeyedThen<P, K, F>>
+where
+    P: Plan,
+    P::Out: Clone,
+{
+    /// Retries items that fail, as `policy` says; see [`Pipeline::retry`]
+    /// on `then` stages. A retrying item keeps its key busy: the next item
+    /// of that key waits for it, so per-key order holds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weir::Retry;
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    /// let s = seen.clone();
+    /// let out = weir::Pipeline::from_iter([(1, 'a'), (1, 'b')])
+    ///     .key_by(|(k, _)| *k)
+    ///     .try_then(move |(_, c)| {
+    ///         let mut seen = s.lock().unwrap();
+    ///         seen.push(c);
+    ///         let first = seen.len() == 1;
+    ///         async move { if first { Err("busy") } else { Ok(c) } }
+    ///     })
+    ///     .retry(Retry::fixed(Duration::from_millis(5)))
+    ///     .concurrency(2)
+    ///     .collect()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(out, ['a', 'b']);
+    /// assert_eq!(*seen.lock().unwrap(), ['a', 'a', 'b']);
+    /// # });
+    /// ```
+    pub fn retry(mut self, policy: Retry) -> Self {
+        self.last().retry = Some(RetrySpec::new::<P::Out>(policy));
+        self
+    }
+}
+
+impl<P, S> Pipeline<(), SinkStage<P, S>>
+where
+    P: Plan,
+    P::Out: Clone,
+{
+    /// Retries a sink's failed writes and flushes, as `policy` says (see
+    /// [`Retry`]): a failed [`write`](crate::Sink::write) is called again
+    /// on a clone of the item after the backoff; a failed
+    /// [`flush`](crate::Sink::flush) is called again (the sink must keep
+    /// what it buffered across a failed flush for that to help). The sink
+    /// takes no other item meanwhile. Retries are
+    /// [`RetryScheduled`](crate::EventKind::RetryScheduled) events (for a
+    /// flush, with the first item of the batch) and count in the stage's
+    /// [`retried`](crate::StageReport::retried).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weir::Retry;
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let mut fails = 2;
+    /// let r = weir::Pipeline::from_iter([1, 2])
+    ///     .for_each_async(move |_| {
+    ///         let result = if fails > 0 { fails -= 1; Err("connection reset") } else { Ok(()) };
+    ///         async move { result }
+    ///     })
+    ///     .retry(Retry::fixed(Duration::from_millis(10)))
+    ///     .run()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!((r.delivered, r.stages[1].retried), (2, 2));
+    /// # });
+    /// ```
+    pub fn retry(mut self, policy: Retry) -> Self {
+        self.last().retry = Some(RetrySpec::new::<P::Out>(policy));
+        self
+    }
+}
+
+impl<T, P, F> Pipeline<T, Then<P, F>> {
+    /// Puts a circuit breaker in front of this stage's work (see
+    /// [`Breaker`]): once too many calls fail, calls stop for a while and
+    /// items wait (backpressure) or fail with
+    /// [`ErrorKind::CircuitOpen`], until probes show the dependency is
+    /// back. With a [`retry`](Pipeline::retry), each attempt is a call.
+    ///
+    /// The runtime must have timers enabled (`enable_time`/`enable_all`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weir::{Breaker, ErrorKind, ErrorPolicy, WhenOpen};
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let r = weir::Pipeline::from_iter(0..10)
+    ///     .try_then(|_: i32| async { Err::<(), _>("down") })
+    ///     .circuit_breaker(
+    ///         Breaker::new().window_count(4).min_calls(4).when_open(WhenOpen::Fail),
+    ///     )
+    ///     .on_error(ErrorPolicy::Skip)
+    ///     .run()
+    ///     .await
+    ///     .unwrap();
+    /// let stage = &r.stages[1];
+    /// assert_eq!(stage.failed, 10); // 4 calls failed, then 6 items met the open circuit
+    /// assert_eq!(stage.breaker_trips, 1);
+    /// assert_eq!(stage.breaker.as_deref(), Some("open"));
+    /// # let _ = ErrorKind::CircuitOpen;
+    /// # });
+    /// ```
+    pub fn circuit_breaker(mut self, breaker: Breaker) -> Self {
+        self.last().breaker = Some(breaker);
+        self
+    }
+}
+
+impl<T, P, F> Pipeline<T, Blocking<P, F>> {
+    /// Puts a circuit breaker in front of this stage's blocking calls; see
+    /// [`Pipeline::circuit_breaker`] on `then` stages.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::{Breaker, ErrorPolicy, WhenOpen};
+    /// # tokio::runtime::Builder::new_multi_thread().enable_time().build().unwrap().block_on(async {
+    /// let r = weir::Pipeline::from_iter(["x", "y", "z"])
+    ///     .try_blocking(|s| s.parse::<u8>())
+    ///     .circuit_breaker(Breaker::new().min_calls(1).when_open(WhenOpen::Fail))
+    ///     .on_error(ErrorPolicy::Skip)
+    ///     .run()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!((r.failed, r.stages[1].breaker_trips), (3, 1));
+    /// # });
+    /// ```
+    pub fn circuit_breaker(mut self, breaker: Breaker) -> Self {
+        self.last().breaker = Some(breaker);
+        self
+    }
+}
+
+impl<T, P, K, F> Pipeline<T, KeyedThen<P, K, F>> {
+    /// Puts a circuit breaker in front of this stage's work, shared by all
+    /// keys; see [`Pipeline::circuit_breaker`] on `then` stages.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::{Breaker, ErrorPolicy, WhenOpen};
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let r = weir::Pipeline::from_iter([1, 2, 3])
+    ///     .key_by(|x| x % 2)
+    ///     .try_then(|_| async { Err::<(), _>("down") })
+    ///     .circuit_breaker(Breaker::new().min_calls(1).when_open(WhenOpen::Fail))
+    ///     .on_error(ErrorPolicy::Skip)
+    ///     .run()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(r.stages[1].breaker.as_deref(), Some("open"));
+    /// # });
+    /// ```
+    pub fn circuit_breaker(mut self, breaker: Breaker) -> Self {
+        self.last().breaker = Some(breaker);
+        self
+    }
+}
