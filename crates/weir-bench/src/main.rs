@@ -13,12 +13,17 @@
 //! Suites: `chain` (fused and task-per-stage throughput), `io` (concurrent
 //! async stages), `memory` (peak RSS, measured in child processes),
 //! `observe` (the cost of the event stream), `stages` (catalogue stages
-//! against hand-written equivalents) and `keyed` (per-key ordering against
-//! a plain concurrent stage).
+//! against hand-written equivalents), `keyed` (per-key ordering against
+//! a plain concurrent stage), `latency` (end-to-end latency percentiles at
+//! half the maximum throughput, against hand-rolled tokio channels) and
+//! `json` (JSON lines parsed, filtered, mapped and serialised, against a
+//! `serde_json` loop).
 
 mod chain;
 mod io;
+mod json;
 mod keyed;
+mod latency;
 mod memory;
 mod observe;
 mod report;
@@ -32,7 +37,7 @@ const USAGE: &str = "\
 usage: weir-bench [--suite NAME]... [--quick] [--json] [--rounds N]
 
   --suite NAME   run only this suite (repeatable): chain, io, memory, observe,
-                 stages, keyed.
+                 stages, keyed, latency, json.
                  By default, all of them.
   --quick        tiny sizes: the whole run takes a few seconds (used by CI)
   --json         one JSON object per line instead of the table
@@ -43,7 +48,9 @@ usage: weir-bench [--suite NAME]... [--quick] [--json] [--rounds N]
 Build with --release: `cargo run --release -p weir-bench -- --quick`.";
 
 /// The suites, in the order they run.
-const SUITES: [&str; 6] = ["chain", "io", "memory", "observe", "stages", "keyed"];
+const SUITES: [&str; 8] = [
+    "chain", "io", "memory", "observe", "stages", "keyed", "latency", "json",
+];
 
 /// What the command line asked for.
 #[derive(Debug, Clone)]
@@ -155,6 +162,8 @@ fn main() -> ExitCode {
             "observe" => observe::run(&opts, &mut out),
             "stages" => stages::run(&opts, &mut out),
             "keyed" => keyed::run(&opts, &mut out),
+            "latency" => latency::run(&opts, &mut out),
+            "json" => json::run(&opts, &mut out),
             _ => unreachable!("Options::parse accepts only known suites"),
         };
         if let Err(e) = result {
