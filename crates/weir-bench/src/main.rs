@@ -14,12 +14,17 @@
 //! async stages), `memory` (peak RSS, measured in child processes),
 //! `observe` (the cost of the event stream), `stages` (catalogue stages
 //! against hand-written equivalents), `keyed` (per-key ordering against
-//! a plain concurrent stage) and `retry` (items that fail once and are
-//! retried, against no failures).
+//! a plain concurrent stage), `retry` (items that fail once and are
+//! retried, against no failures), `latency` (end-to-end latency percentiles
+//! at half the maximum throughput, against hand-rolled tokio channels) and
+//! `json` (JSON lines parsed, filtered, mapped and serialised, against a
+//! `serde_json` loop).
 
 mod chain;
 mod io;
+mod json;
 mod keyed;
+mod latency;
 mod memory;
 mod observe;
 mod report;
@@ -34,7 +39,7 @@ const USAGE: &str = "\
 usage: weir-bench [--suite NAME]... [--quick] [--json] [--rounds N]
 
   --suite NAME   run only this suite (repeatable): chain, io, memory, observe,
-                 stages, keyed, retry.
+                 stages, keyed, retry, latency, json.
                  By default, all of them.
   --quick        tiny sizes: the whole run takes a few seconds (used by CI)
   --json         one JSON object per line instead of the table
@@ -45,7 +50,9 @@ usage: weir-bench [--suite NAME]... [--quick] [--json] [--rounds N]
 Build with --release: `cargo run --release -p weir-bench -- --quick`.";
 
 /// The suites, in the order they run.
-const SUITES: [&str; 7] = ["chain", "io", "memory", "observe", "stages", "keyed", "retry"];
+const SUITES: [&str; 9] = [
+    "chain", "io", "memory", "observe", "stages", "keyed", "retry", "latency", "json",
+];
 
 /// What the command line asked for.
 #[derive(Debug, Clone)]
@@ -158,6 +165,8 @@ fn main() -> ExitCode {
             "stages" => stages::run(&opts, &mut out),
             "keyed" => keyed::run(&opts, &mut out),
             "retry" => retry::run_suite(&opts, &mut out),
+            "latency" => latency::run(&opts, &mut out),
+            "json" => json::run(&opts, &mut out),
             _ => unreachable!("Options::parse accepts only known suites"),
         };
         if let Err(e) = result {
