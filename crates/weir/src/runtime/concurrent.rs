@@ -15,6 +15,7 @@ use futures::stream::{FuturesOrdered, FuturesUnordered};
 use futures::{Stream, StreamExt};
 
 use super::channel::Receiver;
+use super::trace::{traced, Traced};
 use crate::ack::Token;
 use crate::error::Error;
 use crate::metrics::Counters;
@@ -145,7 +146,7 @@ enum Ready {
 #[inline(never)]
 fn run_ready<T, W, D>(
     items: &mut impl Iterator<Item = (T, Token)>,
-    slot: &mut Slot<W::Fut>,
+    slot: &mut Slot<Traced<W::Fut>>,
     work: &mut W,
     down: &mut D,
     c: &mut Counters,
@@ -158,7 +159,8 @@ where
 {
     for (item, token) in items.by_ref() {
         c.items_in += 1;
-        slot.set(Some(work.start(item)));
+        let fut = traced(&cx.shared, c.stage(), token.seq(), work.start(item));
+        slot.set(Some(fut));
         let fut = slot.as_mut().as_pin_mut().expect("just set");
         match fut.poll(task) {
             Poll::Ready(result) => {
@@ -191,7 +193,7 @@ where
     W: Work<T>,
     D: Push<W::Out>,
 {
-    let mut slot: Slot<W::Fut> = Box::pin(None);
+    let mut slot: Slot<Traced<W::Fut>> = Box::pin(None);
     'run: while let Some(mut chunk) = rx.recv().await {
         let mut items = chunk.drain(..);
         loop {
@@ -253,14 +255,14 @@ async fn windowed<T, W, D>(
         InFlight::Unordered(FuturesUnordered::new())
     };
     let mut done = VecDeque::new();
-    let mut input = Vec::new().into_iter();
+    let mut input = Vec::<(T, Token)>::new().into_iter();
     let mut input_done = false;
     loop {
         // 1. Start what the window allows from input already here.
         while set.len() + done.len() < n {
             if let Some((item, token)) = input.next() {
                 c.items_in += 1;
-                let fut = work.start(item);
+                let fut = traced(&cx.shared, c.stage(), token.seq(), work.start(item));
                 set.push(async move { (fut.await, token) });
             } else if input_done {
                 break;

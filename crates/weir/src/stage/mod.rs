@@ -275,7 +275,7 @@ impl TaskCx {
         let entry = &self.shared.stages[stage];
         let error = error.at(&entry.spec.name, token.seq(), 1);
         token.finish(Status::Failed);
-        if self.shared.events.is_some() {
+        if self.shared.listening() {
             self.pending.push(EventKind::ItemFailed {
                 stage: entry.spec.name.clone(),
                 item: error.item().unwrap_or_default(),
@@ -295,7 +295,7 @@ impl TaskCx {
 
     /// Whether events are waiting to be sent.
     pub(crate) fn has_events(&self) -> bool {
-        !self.pending.is_empty() || !self.errors.is_empty()
+        !self.pending.is_empty() || !self.errors.is_empty() || self.shared.has_overflow()
     }
 
     /// Sends the buffered events, waiting for the consumer (lossless).
@@ -303,6 +303,9 @@ impl TaskCx {
         if !self.errors.is_empty() {
             self.run_error_hooks().await;
         }
+        // Events sent without waiting (custom, per item) go first: they
+        // happened before this task's buffered ones were sent.
+        self.shared.flush_overflow().await;
         if self.pending.is_empty() {
             return;
         }

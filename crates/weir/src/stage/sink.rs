@@ -131,8 +131,13 @@ where
     while let Some(mut chunk) = rx.recv().await {
         for (item, token) in chunk.drain(..) {
             c.items_in += 1;
+            // Per-item events time the write; delivery waits for the flush.
+            let started = cx.shared.item_started(c.stage(), token.seq());
             let error = match AssertUnwindSafe(sink.write(item)).catch_unwind().await {
                 Ok(Ok(())) => {
+                    if let Some(started) = started {
+                        cx.shared.item_completed(c.stage(), token.seq(), started);
+                    }
                     written.push(token);
                     continue;
                 }
