@@ -26,6 +26,9 @@ pub enum ErrorKind {
     Config,
     /// weir itself failed (a runtime task died). Please report it.
     Internal,
+    /// Reading or writing a file failed (an [event
+    /// log](crate::event::log::EventLog)).
+    Io,
 }
 
 impl ErrorKind {
@@ -46,6 +49,7 @@ impl ErrorKind {
             ErrorKind::Source => "source",
             ErrorKind::Config => "config",
             ErrorKind::Internal => "internal",
+            ErrorKind::Io => "io",
         }
     }
 }

@@ -10,6 +10,10 @@
 //!  "error_type":"error","attempt":1,"retryable":false}
 //! ```
 
+pub mod log;
+
+pub use log::{replay, EventLog, ProgressAt, Replay, ReplayWarning, UnknownEvent};
+
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
