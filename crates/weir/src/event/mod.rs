@@ -5,10 +5,16 @@
 //! with a `type` tag and a schema `version`:
 //!
 //! ```json
-//! {"version":1,"pipeline":"quickstart","ts_ms":1763890000000,"elapsed_ms":12,
+//! {"version":1,"pipeline":"quickstart","run_id":"quickstart-1763890000000-0",
+//!  "ts_ms":1763890000000,"elapsed_ms":12,
 //!  "type":"item_failed","stage":"parse","item":17,"error":"invalid digit found in string",
 //!  "error_type":"error","attempt":1,"retryable":false}
 //! ```
+//!
+//! [`Pipeline::subscribe`](crate::Pipeline::subscribe) and
+//! [`Handle::subscribe`](crate::Handle::subscribe) are the lossy
+//! alternative for monitors, [`EventLevel`] says how much is built, and
+//! [`log`] writes a run's events to a file and reads them back.
 
 pub mod log;
 
