@@ -6,8 +6,13 @@ use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::event::EventKind;
+use crate::runtime::Shared;
 
 /// A typed key into a [`Context`]'s metadata: the name says where, the
 /// type says what. Declare keys as constants next to the stages that use
@@ -62,6 +67,9 @@ struct Inner {
     id: String,
     started: SystemTime,
     metadata: Mutex<HashMap<&'static str, Value>>,
+    /// The run the context serves, for [`Context::emit`]: weak, since the
+    /// run holds its context.
+    run: Mutex<Weak<Shared>>,
 }
 
 /// What a run shares with its stages and hooks: a unique id, the start
@@ -122,6 +130,7 @@ impl Context {
                 id: format!("{name}-{ms}-{n}"),
                 started,
                 metadata: Mutex::new(HashMap::new()),
+                run: Mutex::new(Weak::new()),
             }),
             stage: None,
         }
@@ -164,6 +173,90 @@ impl Context {
             inner: self.inner.clone(),
             stage: Some(name.into()),
         }
+    }
+
+    /// Makes [`emit`](Self::emit) send to `run` (the latest run started
+    /// with this context).
+    pub(crate) fn attach(&self, run: &Arc<Shared>) {
+        *self.inner.run.lock().unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(run);
+    }
+
+    fn run(&self) -> Option<Arc<Shared>> {
+        self.inner.run.lock().unwrap_or_else(|p| p.into_inner()).upgrade()
+    }
+
+    /// Emits a [`Custom`](crate::EventKind::Custom) event from this stage
+    /// (or from the pipeline, for its own context): `data` is serialized
+    /// to JSON only if someone listens to the run's events. Never waits,
+    /// and still lossless for [`events`](crate::Pipeline::events): what
+    /// the consumer is not ready for is queued and sent, with
+    /// backpressure, at the stage's next flush (a chunk at the latest).
+    /// Does nothing outside a run. Data that fails to serialize is sent as
+    /// a string saying why.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// use weir::{compose, Context, EventKind, PipelineBuilder};
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let big = compose::from_fn("big", |x: u32, ctx: &Context, out: &mut Vec<u32>| {
+    ///     if x > 1 {
+    ///         ctx.emit("big_value", serde_json::json!({ "x": x }));
+    ///     }
+    ///     out.push(x);
+    ///     Ok::<_, weir::BoxError>(())
+    /// });
+    /// let events: Vec<_> = PipelineBuilder::new().from_iter(0..3u32).pipe(big).events().collect().await;
+    /// let custom: Vec<_> = events.iter().filter_map(|e| match &e.kind {
+    ///     EventKind::Custom { stage, name, data } => Some((stage.clone(), name.clone(), data["x"].clone())),
+    ///     _ => None,
+    /// }).collect();
+    /// assert_eq!(custom, [(Some("big".to_owned()), "big_value".to_owned(), serde_json::json!(2))]);
+    /// # });
+    /// ```
+    pub fn emit(&self, name: &str, data: impl Serialize) {
+        let Some(run) = self.run().filter(|run| run.listening()) else {
+            return;
+        };
+        let data = serde_json::to_value(data)
+            .unwrap_or_else(|e| serde_json::Value::String(format!("unserializable event data: {e}")));
+        run.emit_now(EventKind::Custom {
+            stage: self.stage().map(str::to_owned),
+            name: name.to_owned(),
+            data,
+        });
+    }
+
+    /// Emits a [`CheckpointCommitted`](crate::EventKind::CheckpointCommitted)
+    /// event: for sources and sinks that commit positions (offsets,
+    /// cursors), so that a log of the run says how far it got. Sent like
+    /// [`emit`](Self::emit)'s events.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// use weir::{compose, Context, EventKind, PipelineBuilder};
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let commit = compose::from_fn("commit", |x: u32, ctx: &Context, out: &mut Vec<u32>| {
+    ///     ctx.emit_checkpoint(format!("offset={x}"));
+    ///     out.push(x);
+    ///     Ok::<_, weir::BoxError>(())
+    /// });
+    /// let events: Vec<_> = PipelineBuilder::new().from_iter([7u32]).pipe(commit).events().collect().await;
+    /// assert!(events.iter().any(|e| matches!(&e.kind,
+    ///     EventKind::CheckpointCommitted { stage, position } if stage == "commit" && position == "offset=7")));
+    /// # });
+    /// ```
+    pub fn emit_checkpoint(&self, position: impl Into<String>) {
+        let Some(run) = self.run().filter(|run| run.listening()) else {
+            return;
+        };
+        run.emit_now(EventKind::CheckpointCommitted {
+            stage: self.stage().unwrap_or_default().to_owned(),
+            position: position.into(),
+        });
     }
 
     fn map(&self) -> MutexGuard<'_, HashMap<&'static str, Value>> {

@@ -29,6 +29,9 @@ pub enum ErrorKind {
     /// The stage's [`circuit breaker`](crate::Pipeline::circuit_breaker)
     /// was open and set to [`WhenOpen::Fail`](crate::WhenOpen::Fail).
     CircuitOpen,
+    /// Reading or writing a file failed (an [event
+    /// log](crate::event::log::EventLog)).
+    Io,
 }
 
 impl ErrorKind {
@@ -50,6 +53,7 @@ impl ErrorKind {
             ErrorKind::Config => "config",
             ErrorKind::Internal => "internal",
             ErrorKind::CircuitOpen => "circuit_open",
+            ErrorKind::Io => "io",
         }
     }
 }
@@ -223,7 +227,9 @@ impl Error {
             cause = e.source();
         }
         match self.inner.kind {
-            ErrorKind::Stage | ErrorKind::Sink | ErrorKind::Source | ErrorKind::Timeout => true,
+            ErrorKind::Stage | ErrorKind::Sink | ErrorKind::Source | ErrorKind::Timeout | ErrorKind::Io => {
+                true
+            }
             ErrorKind::Panic
             | ErrorKind::Validation
             | ErrorKind::Config

@@ -36,7 +36,7 @@ mod ack;
 pub mod compose;
 mod context;
 mod error;
-mod event;
+pub mod event;
 mod hooks;
 mod metrics;
 mod pipeline;
@@ -48,12 +48,14 @@ pub mod stage;
 pub use ack::{Ack, Acked, Acker, OffsetTracker, Status};
 pub use context::{Context, Key};
 pub use error::{BoxError, Error, ErrorKind};
-pub use event::{Event, EventKind, Progress, EVENT_VERSION};
+pub use event::{Event, EventKind, EventLevel, Progress, EVENT_VERSION, RATE_WINDOW};
 pub use hooks::Hooks;
 pub use metrics::{Latency, Outcome, Report, StageReport, Utilization};
 pub use pipeline::{InfallibleFuture, Pipeline, PipelineBuilder};
 pub use policy::ErrorPolicy;
 pub use policy::{Breaker, Retry, Retryable, WhenOpen};
-pub use runtime::{Controller, Events, Handle, PushError, Pusher, Results, Shutdown, TryPushError};
+pub use runtime::{
+    Controller, Events, Handle, Lagged, PushError, Pusher, Results, Shutdown, Subscription, TryPushError,
+};
 pub use source::Source;
 pub use stage::{aggregate, Sink};

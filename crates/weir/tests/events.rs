@@ -12,6 +12,7 @@ fn kinds(events: &[Event]) -> Vec<&'static str> {
             EventKind::PipelineStarted { .. } => "started",
             EventKind::Progress(_) => "progress",
             EventKind::ItemFailed { .. } => "failed",
+            EventKind::SourceExhausted { .. } => "exhausted",
             EventKind::PipelineFinished { .. } => "finished",
             _ => "other",
         })
@@ -29,7 +30,10 @@ async fn a_small_pipeline_emits_started_failures_progress_and_finished_in_order(
         .events()
         .collect()
         .await;
-    assert_eq!(kinds(&events), ["started", "failed", "progress", "finished"]);
+    assert_eq!(
+        kinds(&events),
+        ["started", "failed", "exhausted", "progress", "finished"]
+    );
     assert!(events
         .iter()
         .all(|e| e.version == EVENT_VERSION && e.pipeline == "small"));
@@ -46,12 +50,14 @@ async fn a_small_pipeline_emits_started_failures_progress_and_finished_in_order(
     assert_eq!(json[1]["error"], "invalid digit found in string");
     assert_eq!(json[1]["error_type"], "error");
     assert_eq!(json[1]["attempt"], 1);
-    assert_eq!(json[2]["completed"], 4);
-    assert_eq!(json[2]["failed"], 1);
-    assert_eq!(json[2]["in_flight"], 0);
-    assert_eq!(json[3]["type"], "pipeline_finished");
-    assert_eq!(json[3]["report"]["delivered"], 3);
-    assert_eq!(json[3]["error"], serde_json::Value::Null);
+    assert_eq!(json[2]["type"], "source_exhausted");
+    assert_eq!(json[2]["items"], 4);
+    assert_eq!(json[3]["completed"], 4);
+    assert_eq!(json[3]["failed"], 1);
+    assert_eq!(json[3]["in_flight"], 0);
+    assert_eq!(json[4]["type"], "pipeline_finished");
+    assert_eq!(json[4]["report"]["delivered"], 3);
+    assert_eq!(json[4]["error"], serde_json::Value::Null);
     // Every event round-trips through JSON.
     for (e, j) in events.iter().zip(&json) {
         assert_eq!(&serde_json::from_value::<Event>(j.clone()).unwrap(), e);

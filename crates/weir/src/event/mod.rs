@@ -5,13 +5,24 @@
 //! with a `type` tag and a schema `version`:
 //!
 //! ```json
-//! {"version":1,"pipeline":"quickstart","ts_ms":1763890000000,"elapsed_ms":12,
+//! {"version":1,"pipeline":"quickstart","run_id":"quickstart-1763890000000-0",
+//!  "ts_ms":1763890000000,"elapsed_ms":12,
 //!  "type":"item_failed","stage":"parse","item":17,"error":"invalid digit found in string",
 //!  "error_type":"error","attempt":1,"retryable":false}
 //! ```
+//!
+//! [`Pipeline::subscribe`](crate::Pipeline::subscribe) and
+//! [`Handle::subscribe`](crate::Handle::subscribe) are the lossy
+//! alternative for monitors, [`EventLevel`] says how much is built, and
+//! [`log`] writes a run's events to a file and reads them back.
+
+pub mod log;
+
+pub use log::{replay, EventLog, ProgressAt, Replay, ReplayWarning, UnknownEvent};
 
 use serde::{Deserialize, Serialize};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::VecDeque;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::metrics::Report;
 
@@ -42,6 +53,11 @@ pub struct Event {
     pub version: u32,
     /// The pipeline's name.
     pub pipeline: String,
+    /// The run's unique id ([`Context::id`](crate::Context::id)): tells
+    /// apart runs of one pipeline in a shared log. Empty in logs written
+    /// before it existed.
+    #[serde(default)]
+    pub run_id: String,
     /// Wall-clock time, milliseconds since the Unix epoch.
     pub ts_ms: u64,
     /// Milliseconds since the pipeline started (monotonic).
@@ -125,6 +141,59 @@ pub enum EventKind {
         /// The error message.
         error: String,
     },
+    /// A stage that runs in a task of its own started work on an item
+    /// ([`EventLevel::Items`] only).
+    ItemStarted {
+        /// The stage.
+        stage: String,
+        /// The item's sequence number at its source.
+        item: u64,
+    },
+    /// A stage finished an item successfully ([`EventLevel::Items`] only;
+    /// a failure is an [`ItemFailed`](EventKind::ItemFailed) event).
+    ItemCompleted {
+        /// The stage.
+        stage: String,
+        /// The item's sequence number at its source.
+        item: u64,
+        /// How long the stage worked on it, in microseconds.
+        duration_us: u64,
+    },
+    /// One input of a [`merge`](crate::Pipeline::merge) initialized and is
+    /// read from now on.
+    SourceConnected {
+        /// The source stage.
+        stage: String,
+        /// The input: its [`name`](crate::Source::name), or `#` and its
+        /// position.
+        input: String,
+    },
+    /// The source ran out of items (not sent when a drain stopped it).
+    SourceExhausted {
+        /// The source stage.
+        stage: String,
+        /// How many items it produced.
+        items: u64,
+    },
+    /// A position was committed (an offset, a cursor), through
+    /// [`Context::emit_checkpoint`](crate::Context::emit_checkpoint).
+    CheckpointCommitted {
+        /// The stage that committed it (empty when committed through the
+        /// pipeline's own context).
+        stage: String,
+        /// The position, as the stage writes it.
+        position: String,
+    },
+    /// An event of a stage's or a connector's own, through
+    /// [`Context::emit`](crate::Context::emit).
+    Custom {
+        /// The stage that sent it; `None` for the pipeline's own context.
+        stage: Option<String>,
+        /// What happened.
+        name: String,
+        /// Its details.
+        data: serde_json::Value,
+    },
     /// The pipeline finished; the final report.
     PipelineFinished {
         /// The final report.
@@ -132,6 +201,50 @@ pub enum EventKind {
         /// The error that stopped the pipeline, if one did.
         error: Option<String>,
     },
+}
+
+/// Which events a run builds (set with
+/// [`PipelineBuilder::event_level`](crate::PipelineBuilder::event_level)).
+/// Each level includes the ones before it. Whatever the level, nothing is
+/// built while nobody listens ([`events`](crate::Pipeline::events) or a
+/// [`Subscription`](crate::Subscription)).
+///
+/// # Examples
+///
+/// ```
+/// use futures::StreamExt;
+/// use weir::{EventKind, EventLevel, PipelineBuilder};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let events: Vec<_> = PipelineBuilder::new()
+///     .event_level(EventLevel::Items)
+///     .from_iter(0..2u32)
+///     .then(|x| async move { x })
+///     .events()
+///     .collect()
+///     .await;
+/// let started = events.iter().filter(|e| matches!(e.kind, EventKind::ItemStarted { .. })).count();
+/// assert_eq!(started, 2); // two items in the `then` stage
+/// # });
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventLevel {
+    /// Started, finished, failures, state changes and custom events; no
+    /// progress ticks.
+    Lifecycle,
+    /// Lifecycle events and a [`Progress`] event every
+    /// [`progress_interval`](crate::PipelineBuilder::progress_interval).
+    /// The default.
+    #[default]
+    Progress,
+    /// Progress events, plus [`ItemStarted`](EventKind::ItemStarted) and
+    /// [`ItemCompleted`](EventKind::ItemCompleted) for each item in each
+    /// stage that runs in a task of its own (`then`, `blocking`, keyed
+    /// stages, sinks). Fused synchronous stages (`map`, `filter`, …) run
+    /// at a nanosecond or so per item: an event per item would cost them
+    /// many times their work, so they report failures only.
+    Items,
 }
 
 /// Progress of a running pipeline.
@@ -145,34 +258,34 @@ pub struct Progress {
     pub in_flight: u64,
     /// The number of items expected, when known.
     pub estimated_total: Option<u64>,
-    /// Finished items per second since the start.
+    /// Finished items per second over the last
+    /// [`RATE_WINDOW`] (since the start, early in a run).
     pub rate: f64,
     /// Seconds left at the current rate, when the total is known.
     pub eta_seconds: Option<f64>,
 }
 
 impl Progress {
-    /// Computes rate and ETA from counts and the elapsed time.
+    /// Computes the ETA from counts and the current rate (items per
+    /// second): what is left of the total at that rate. Unknown without a
+    /// total or while nothing finishes.
     ///
     /// # Examples
     ///
     /// ```
-    /// let p = weir::Progress::compute(250, 10, 50, Some(1000), 5.0);
-    /// assert_eq!(p.rate, 50.0);
+    /// let p = weir::Progress::compute(250, 10, 50, Some(1000), 50.0);
     /// assert_eq!(p.eta_seconds, Some(15.0));
+    /// let p = weir::Progress::compute(250, 10, 50, None, 50.0);
+    /// assert_eq!(p.eta_seconds, None);
     /// ```
     pub fn compute(
         completed: u64,
         failed: u64,
         in_flight: u64,
         estimated_total: Option<u64>,
-        elapsed_secs: f64,
+        rate: f64,
     ) -> Progress {
-        let rate = if elapsed_secs > 0.0 {
-            completed as f64 / elapsed_secs
-        } else {
-            0.0
-        };
+        let rate = if rate.is_finite() && rate > 0.0 { rate } else { 0.0 };
         let eta_seconds = match estimated_total {
             Some(total) if rate > 0.0 => Some(total.saturating_sub(completed) as f64 / rate),
             _ => None,
@@ -184,6 +297,46 @@ impl Progress {
             estimated_total,
             rate,
             eta_seconds,
+        }
+    }
+}
+
+/// How far back [`Progress::rate`] looks: long enough to smooth out
+/// chunking, short enough to follow a pipeline that slows down.
+pub const RATE_WINDOW: Duration = Duration::from_secs(10);
+
+/// Samples of the finished count, for a rate over the last
+/// [`RATE_WINDOW`].
+#[derive(Debug)]
+pub(crate) struct RateWindow {
+    span: Duration,
+    /// `(time since the start, finished)`, oldest first. The front is the
+    /// newest sample at or before the window's start, so the rate spans
+    /// the whole window once the run is that old.
+    samples: VecDeque<(Duration, u64)>,
+}
+
+impl RateWindow {
+    pub(crate) fn new(span: Duration) -> RateWindow {
+        RateWindow {
+            span,
+            samples: VecDeque::from([(Duration::ZERO, 0)]),
+        }
+    }
+
+    /// Records `completed` at `at` and returns the rate over the window.
+    pub(crate) fn record(&mut self, at: Duration, completed: u64) -> f64 {
+        self.samples.push_back((at, completed));
+        let start = at.saturating_sub(self.span);
+        while self.samples.len() > 2 && self.samples[1].0 <= start {
+            self.samples.pop_front();
+        }
+        let (t0, c0) = self.samples[0];
+        let secs = (at.saturating_sub(t0)).as_secs_f64();
+        if secs > 0.0 {
+            completed.saturating_sub(c0) as f64 / secs
+        } else {
+            0.0
         }
     }
 }
@@ -203,6 +356,7 @@ mod tests {
         let e = Event {
             version: EVENT_VERSION,
             pipeline: "p".into(),
+            run_id: "p-1-0".into(),
             ts_ms: 1,
             elapsed_ms: 2,
             kind: EventKind::ItemFailed {
@@ -223,7 +377,46 @@ mod tests {
     #[test]
     fn eta_is_unknown_without_a_total_or_a_rate() {
         assert_eq!(Progress::compute(10, 0, 0, None, 1.0).eta_seconds, None);
-        assert_eq!(Progress::compute(0, 0, 0, Some(5), 1.0).eta_seconds, None);
-        assert_eq!(Progress::compute(0, 0, 0, Some(5), 0.0).rate, 0.0);
+        assert_eq!(Progress::compute(0, 0, 0, Some(5), 0.0).eta_seconds, None);
+        assert_eq!(Progress::compute(0, 0, 0, Some(5), f64::NAN).rate, 0.0);
+        assert_eq!(Progress::compute(0, 0, 0, Some(5), -1.0).eta_seconds, None);
+    }
+
+    #[test]
+    fn eta_is_what_is_left_at_the_rate() {
+        assert_eq!(
+            Progress::compute(40, 0, 0, Some(100), 20.0).eta_seconds,
+            Some(3.0)
+        );
+        // Past an underestimated total: nothing left, not a negative ETA.
+        assert_eq!(
+            Progress::compute(120, 0, 0, Some(100), 20.0).eta_seconds,
+            Some(0.0)
+        );
+    }
+
+    #[test]
+    fn the_rate_follows_the_last_window_only() {
+        let secs = Duration::from_secs;
+        let mut w = RateWindow::new(secs(10));
+        // 100 items/s for 20 s...
+        for t in 1..=20 {
+            assert_eq!(w.record(secs(t), 100 * t), 100.0);
+        }
+        // ...then 10 items/s: after 10 s the old pace is forgotten.
+        let mut rate = 0.0;
+        for t in 21..=30 {
+            rate = w.record(secs(t), 2000 + 10 * (t - 20));
+        }
+        assert_eq!(rate, 10.0);
+        // At most the window's samples plus one are kept.
+        assert!(w.samples.len() <= 12, "{}", w.samples.len());
+    }
+
+    #[test]
+    fn the_rate_is_zero_before_time_passes() {
+        let mut w = RateWindow::new(Duration::from_secs(10));
+        assert_eq!(w.record(Duration::ZERO, 0), 0.0);
+        assert_eq!(w.record(Duration::from_millis(500), 5), 10.0);
     }
 }

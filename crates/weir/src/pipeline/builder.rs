@@ -17,6 +17,8 @@ use crate::stage::{AckedSource, IntakeSource, IterSource, StageSpec, StreamSourc
 /// | [`chunk_size`](Self::chunk_size) | 1024 items |
 /// | [`progress_interval`](Self::progress_interval) | 1 s |
 /// | [`events_capacity`](Self::events_capacity) | 1024 events |
+/// | [`event_level`](Self::event_level) | [`EventLevel::Progress`](crate::EventLevel::Progress) |
+/// | [`subscribe_capacity`](Self::subscribe_capacity) | 256 events |
 /// | [`error_policy`](Self::error_policy) | [`ErrorPolicy::FailFast`] |
 /// | [`estimated_total`](Self::estimated_total) | the source's size hint |
 ///
@@ -92,8 +94,8 @@ impl PipelineBuilder {
     }
 
     /// How often a [`Progress`](crate::EventKind::Progress) event is
-    /// emitted while someone listens to [`events`](Pipeline::events). By
-    /// default, every second.
+    /// emitted while someone listens to [`events`](Pipeline::events) or
+    /// [subscribes](Pipeline::subscribe). By default, every second.
     pub fn progress_interval(mut self, every: Duration) -> Self {
         self.config.progress_interval = every;
         self
@@ -113,6 +115,59 @@ impl PipelineBuilder {
             "PipelineBuilder::events_capacity must be at least 1"
         );
         self.config.events_capacity = capacity;
+        self
+    }
+
+    /// Which events the run builds: see [`EventLevel`](crate::EventLevel).
+    /// By default, [`EventLevel::Progress`](crate::EventLevel::Progress).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// use weir::{EventKind, EventLevel, PipelineBuilder};
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let events: Vec<_> = PipelineBuilder::new()
+    ///     .event_level(EventLevel::Lifecycle)
+    ///     .from_iter(0..3u8)
+    ///     .events()
+    ///     .collect()
+    ///     .await;
+    /// assert!(!events.iter().any(|e| matches!(e.kind, EventKind::Progress(_))));
+    /// assert!(matches!(events.last().unwrap().kind, EventKind::PipelineFinished { .. }));
+    /// # });
+    /// ```
+    pub fn event_level(mut self, level: crate::EventLevel) -> Self {
+        self.config.event_level = level;
+        self
+    }
+
+    /// How many events a [`Subscription`](crate::Subscription) holds for
+    /// a subscriber that is behind; past that it misses the oldest ones
+    /// (and is told how many). By default, 256.
+    ///
+    /// # Panics
+    ///
+    /// If `capacity` is 0.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let mut p = weir::PipelineBuilder::new().subscribe_capacity(16).from_iter(0..3u8);
+    /// let sub = p.subscribe();
+    /// p.run().await.unwrap();
+    /// use futures::StreamExt;
+    /// assert!(sub.collect::<Vec<_>>().await.iter().all(|e| e.is_ok()));
+    /// # });
+    /// ```
+    #[track_caller]
+    pub fn subscribe_capacity(mut self, capacity: usize) -> Self {
+        assert!(
+            capacity > 0,
+            "PipelineBuilder::subscribe_capacity must be at least 1"
+        );
+        self.config.subscribe_capacity = capacity;
         self
     }
 

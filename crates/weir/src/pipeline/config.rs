@@ -1,6 +1,9 @@
 use std::time::Duration;
 
+use tokio::sync::broadcast;
+
 use crate::context::Context;
+use crate::event::{Event, EventLevel};
 use crate::hooks::Hooks;
 use crate::policy::ErrorPolicy;
 
@@ -13,6 +16,10 @@ pub(crate) struct Config {
     pub(crate) chunk_size: usize,
     pub(crate) progress_interval: Duration,
     pub(crate) events_capacity: usize,
+    pub(crate) event_level: EventLevel,
+    pub(crate) subscribe_capacity: usize,
+    /// The broadcast of subscriptions taken before the run.
+    pub(crate) monitors: Option<broadcast::Sender<Event>>,
     pub(crate) error_policy: ErrorPolicy,
     pub(crate) estimated_total: Option<u64>,
     /// The caller's context; each run makes its own otherwise.
@@ -28,6 +35,9 @@ impl Default for Config {
             chunk_size: 1024,
             progress_interval: Duration::from_secs(1),
             events_capacity: 1024,
+            event_level: EventLevel::Progress,
+            subscribe_capacity: 256,
+            monitors: None,
             error_policy: ErrorPolicy::FailFast,
             estimated_total: None,
             context: None,

@@ -740,7 +740,12 @@ where
     /// metrics, shut down. Must be called within a tokio runtime.
     ///
     /// See [`Handle`] for an example.
-    pub fn start(self) -> Handle<P::Intake> {
+    pub fn start(mut self) -> Handle<P::Intake> {
+        // A handle can subscribe at any time.
+        let capacity = self.config.subscribe_capacity;
+        self.config
+            .monitors
+            .get_or_insert_with(|| tokio::sync::broadcast::channel(capacity).0);
         let (shared, tasks, intake) = self.wire("run", None, |sh, idx| {
             Discard::new(idx.map(|i| Counters::new(sh.clone(), i)))
         });

@@ -16,6 +16,7 @@ use futures::{Stream, StreamExt};
 use tokio::time::Instant;
 
 use super::channel::Receiver;
+use super::trace::{traced, Traced};
 use crate::ack::Token;
 use crate::error::Error;
 use crate::metrics::Counters;
@@ -154,7 +155,7 @@ enum Ready {
 #[inline(never)]
 fn run_ready<T, W, D>(
     items: &mut impl Iterator<Item = (T, Token)>,
-    slot: &mut Slot<W::Fut>,
+    slot: &mut Slot<Traced<W::Fut>>,
     work: &mut W,
     down: &mut D,
     c: &mut Counters,
@@ -170,7 +171,8 @@ where
         // One item in `TIME_EVERY` is timed: reading the clock per item
         // would cost as much as a ready future's whole trip.
         let started = (c.items_in % TIME_EVERY == 1).then(Instant::now);
-        slot.set(Some(work.start(item, token.seq())));
+        let fut = traced(&cx.shared, c.stage(), token.seq(), work.start(item, token.seq()));
+        slot.set(Some(fut));
         let fut = slot.as_mut().as_pin_mut().expect("just set");
         match fut.poll(task) {
             Poll::Ready(result) => {
@@ -206,7 +208,7 @@ where
     W: Work<T>,
     D: Push<W::Out>,
 {
-    let mut slot: Slot<W::Fut> = Box::pin(None);
+    let mut slot: Slot<Traced<W::Fut>> = Box::pin(None);
     'run: while let Some(mut chunk) = rx.recv().await {
         let mut items = chunk.drain(..);
         loop {
@@ -273,14 +275,14 @@ async fn windowed<T, W, D>(
         InFlight::Unordered(FuturesUnordered::new())
     };
     let mut done = VecDeque::new();
-    let mut input: std::vec::IntoIter<(T, Token)> = Vec::new().into_iter();
+    let mut input = Vec::<(T, Token)>::new().into_iter();
     let mut input_done = false;
     loop {
         // 1. Start what the window allows from input already here.
         while set.len() + done.len() < n {
             if let Some((item, token)) = input.next() {
                 c.items_in += 1;
-                let fut = work.start(item, token.seq());
+                let fut = traced(&cx.shared, c.stage(), token.seq(), work.start(item, token.seq()));
                 let started = Instant::now();
                 set.push(async move { (fut.await, token, started.elapsed()) });
             } else if input_done {

@@ -9,7 +9,7 @@ use tokio::task::JoinHandle;
 
 use super::channel::{SendError, Sender};
 use super::streams::joined;
-use super::Shared;
+use super::{Shared, Subscription};
 use crate::ack::Token;
 use crate::error::Error;
 use crate::metrics::{Outcome, Report};
@@ -320,6 +320,41 @@ impl<I: Send + 'static> Handle<I> {
             Outcome::Running
         };
         self.pusher.shared.report(outcome)
+    }
+
+    /// Subscribes to the run's events from now on, lossily: see
+    /// [`Subscription`]. A subscription taken after the run ended yields
+    /// nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// use weir::{EventKind, Pipeline};
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let handle = Pipeline::intake::<u32>().start();
+    /// let mut monitor = handle.subscribe();
+    /// handle.push(1).await.unwrap();
+    /// let report = handle.wait().await.unwrap();
+    /// let mut last = None;
+    /// while let Some(event) = monitor.next().await {
+    ///     last = Some(event.unwrap());
+    /// }
+    /// assert!(matches!(last.unwrap().kind, EventKind::PipelineFinished { report: r, .. } if *r == report));
+    /// # });
+    /// ```
+    pub fn subscribe(&self) -> Subscription {
+        let shared = &self.pusher.shared;
+        let rx = match shared.monitors() {
+            Some(m) => {
+                let rx = m.subscribe();
+                shared.subscribed.raise();
+                rx
+            }
+            // Every started run has the broadcast; an empty one otherwise.
+            None => tokio::sync::broadcast::channel(1).1,
+        };
+        Subscription::new(rx, Some(shared.clone()))
     }
 
     /// Whether the pipeline has ended.

@@ -5,27 +5,32 @@ pub(crate) mod channel;
 mod concurrent;
 mod handle;
 mod streams;
+mod subscription;
 mod terminal;
+mod trace;
 
 pub use handle::{Controller, Handle, PushError, Pusher, Shutdown, TryPushError};
 pub use streams::{Events, Results};
+pub use subscription::{Lagged, Subscription};
 
 pub(crate) use concurrent::{flush_all, route, run_concurrent, settle, Work};
 pub(crate) use terminal::{ChannelOut, Collect, Discard, Fold};
+pub(crate) use trace::traced;
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{broadcast, mpsc, Notify};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::context::Context;
 use crate::error::{Error, ErrorKind};
-use crate::event::{now_ms, Event, EventKind, Progress, EVENT_VERSION};
+use crate::event::{now_ms, Event, EventKind, EventLevel, Progress, RateWindow, EVENT_VERSION, RATE_WINDOW};
 use crate::metrics::{Outcome, Report, StageMetrics, StageReport, Utilization};
 use crate::pipeline::Config;
 use crate::stage::StageSpec;
@@ -78,6 +83,14 @@ pub(crate) struct Shared {
     pub(crate) started: Instant,
     pub(crate) estimated_total: Option<u64>,
     pub(crate) events: Option<mpsc::Sender<Event>>,
+    /// The lossy broadcast behind [`Subscription`]s: set for runs that can
+    /// have subscribers.
+    monitors: Option<broadcast::Sender<Event>>,
+    /// Events sent without waiting ([`emit_now`](Self::emit_now)) that did
+    /// not fit the events channel; the next flush sends them, in order.
+    overflow: Mutex<VecDeque<Event>>,
+    overflowing: AtomicBool,
+    rate: Mutex<RateWindow>,
     pub(crate) drain: Signal,
     pub(crate) abort: Signal,
     /// Raised by a stage that will take no more input (`take`,
@@ -86,22 +99,24 @@ pub(crate) struct Shared {
     pub(crate) satisfied: Signal,
     /// Raised when the run has ended.
     pub(crate) finished: Signal,
+    /// Raised when a [`Subscription`] is taken while the run goes on.
+    pub(crate) subscribed: Signal,
     error: Mutex<Option<Error>>,
     /// Sequence numbers for items pushed through the handle.
     pub(crate) next_seq: AtomicU64,
     /// The run's context (the caller's, or one made for this run).
     pub(crate) context: Context,
     /// Recent output counts, for throughput over a sliding window.
-    rates: RateWindow,
+    rates: StageRates,
     /// Sampled end-to-end latency.
     pub(crate) births: births::Births,
 }
 
 /// Output counts sampled at each report, kept for about ten seconds.
 #[derive(Debug, Default)]
-struct RateWindow(Mutex<std::collections::VecDeque<(Duration, Vec<u64>)>>);
+struct StageRates(Mutex<std::collections::VecDeque<(Duration, Vec<u64>)>>);
 
-impl RateWindow {
+impl StageRates {
     const SPAN: Duration = Duration::from_secs(10);
 
     /// Records `outs` at `now` (time since the start) and returns each
@@ -140,11 +155,12 @@ impl RateWindow {
 
 impl Shared {
     pub(crate) fn new(
-        config: Config,
+        mut config: Config,
         specs: Vec<StageSpec>,
         estimated_total: Option<u64>,
         events: Option<mpsc::Sender<Event>>,
     ) -> Shared {
+        let monitors = config.monitors.take();
         let default_policy = config.error_policy;
         let context = config
             .context
@@ -164,13 +180,18 @@ impl Shared {
             started: Instant::now(),
             estimated_total,
             events,
+            monitors,
+            overflow: Mutex::new(VecDeque::new()),
+            overflowing: AtomicBool::new(false),
+            rate: Mutex::new(RateWindow::new(RATE_WINDOW)),
             drain: Signal::default(),
             abort: Signal::default(),
             satisfied: Signal::default(),
             finished: Signal::default(),
+            subscribed: Signal::default(),
             error: Mutex::new(None),
             next_seq: AtomicU64::new(0),
-            rates: RateWindow::default(),
+            rates: StageRates::default(),
             births: births::Births::default(),
         }
     }
@@ -200,6 +221,13 @@ impl Shared {
         }
     }
 
+    /// Emits [`SourceExhausted`](EventKind::SourceExhausted): the source
+    /// ran out after `items` items.
+    pub(crate) async fn source_exhausted(&self, items: u64) {
+        let stage = self.stages[0].spec.name.clone();
+        self.emit(EventKind::SourceExhausted { stage, items }).await;
+    }
+
     /// Records that the source panicked after pulling `seq` items.
     pub(crate) fn source_panicked(&self, seq: u64, message: &str) {
         let name = &self.stages[0].spec.name;
@@ -221,17 +249,104 @@ impl Shared {
         Event {
             version: EVENT_VERSION,
             pipeline: self.config.name.clone(),
+            run_id: self.context.id().to_owned(),
             ts_ms: now_ms(),
             elapsed_ms: self.started.elapsed().as_millis() as u64,
             kind,
         }
     }
 
+    /// Whether anyone listens: the [`Events`] stream or a subscriber.
+    /// Nothing is built otherwise.
+    pub(crate) fn listening(&self) -> bool {
+        self.events.is_some() || self.monitors.as_ref().is_some_and(|m| m.receiver_count() > 0)
+    }
+
+    /// The broadcast for [`Subscription`]s, when the run can have them.
+    pub(crate) fn monitors(&self) -> Option<&broadcast::Sender<Event>> {
+        self.monitors.as_ref()
+    }
+
+    /// Passes `event` to the subscribers (never waits) and returns it for
+    /// the lossless stream, if there is one.
+    fn broadcast(&self, event: Event) -> Option<Event> {
+        if let Some(m) = &self.monitors {
+            if m.receiver_count() > 0 {
+                if self.events.is_none() {
+                    let _ = m.send(event);
+                    return None;
+                }
+                let _ = m.send(event.clone());
+            }
+        }
+        self.events.as_ref().map(|_| event)
+    }
+
     /// Sends an event, waiting while the consumer is behind.
     pub(crate) async fn emit(&self, kind: EventKind) {
-        if let Some(tx) = &self.events {
+        if !self.listening() {
+            return;
+        }
+        let event = self.event(kind);
+        self.flush_overflow().await;
+        if let (Some(event), Some(tx)) = (self.broadcast(event), &self.events) {
             // A consumer that went away just stops receiving.
-            let _ = tx.send(self.event(kind)).await;
+            let _ = tx.send(event).await;
+        }
+    }
+
+    /// Sends an event without waiting, from code that cannot wait (a
+    /// [`Context`], a future being polled). Still lossless: what does not
+    /// fit the events channel waits in an overflow queue that the task's
+    /// next flush ([`TaskCx::flush_events`](crate::stage::TaskCx), the
+    /// sources' [`events_gate`](Self::events_gate)) sends, waiting for the
+    /// consumer; every driver flushes at least once a chunk, so the queue
+    /// stays about a chunk's worth of events long.
+    pub(crate) fn emit_now(&self, kind: EventKind) {
+        if !self.listening() {
+            return;
+        }
+        let Some(mut event) = self.broadcast(self.event(kind)) else {
+            return;
+        };
+        let Some(tx) = &self.events else { return };
+        let mut overflow = self.overflow.lock().unwrap_or_else(|p| p.into_inner());
+        if overflow.is_empty() {
+            match tx.try_send(event) {
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => return,
+                Err(mpsc::error::TrySendError::Full(e)) => event = e,
+            }
+        }
+        overflow.push_back(event);
+        self.overflowing.store(true, Ordering::Release);
+    }
+
+    /// Whether [`emit_now`](Self::emit_now) left events to send.
+    pub(crate) fn has_overflow(&self) -> bool {
+        self.overflowing.load(Ordering::Acquire)
+    }
+
+    /// Sends the events [`emit_now`](Self::emit_now) could not, waiting
+    /// for the consumer.
+    pub(crate) async fn flush_overflow(&self) {
+        let Some(tx) = &self.events else { return };
+        while self.has_overflow() {
+            let permit = tx.reserve().await;
+            // Popped and sent under the lock: an `emit_now` meanwhile
+            // queues behind it instead of overtaking it.
+            let mut overflow = self.overflow.lock().unwrap_or_else(|p| p.into_inner());
+            match permit {
+                Ok(permit) => {
+                    if let Some(event) = overflow.pop_front() {
+                        permit.send(event);
+                    }
+                }
+                // The consumer went away: nobody will read these.
+                Err(_) => overflow.clear(),
+            }
+            if overflow.is_empty() {
+                self.overflowing.store(false, Ordering::Release);
+            }
         }
     }
 
@@ -239,10 +354,43 @@ impl Shared {
     /// stops reading stops the sources instead of growing a queue.
     pub(crate) async fn events_gate(&self) {
         if let Some(tx) = &self.events {
+            self.flush_overflow().await;
             if tx.capacity() == 0 {
                 let _ = tx.reserve().await;
             }
         }
+    }
+
+    /// Whether per-item events are wanted now (see
+    /// [`EventLevel::Items`]).
+    #[inline]
+    pub(crate) fn items_on(&self) -> bool {
+        self.config.event_level >= EventLevel::Items && self.listening()
+    }
+
+    /// Emits [`ItemStarted`](EventKind::ItemStarted) if per-item events
+    /// are on, returning when, for the matching
+    /// [`item_completed`](Self::item_completed).
+    #[inline]
+    pub(crate) fn item_started(&self, stage: usize, item: u64) -> Option<Instant> {
+        if !self.items_on() {
+            return None;
+        }
+        self.emit_now(EventKind::ItemStarted {
+            stage: self.stages[stage].spec.name.clone(),
+            item,
+        });
+        Some(Instant::now())
+    }
+
+    /// Emits [`ItemCompleted`](EventKind::ItemCompleted) for an item
+    /// [`item_started`](Self::item_started) returned `started` for.
+    pub(crate) fn item_completed(&self, stage: usize, item: u64, started: Instant) {
+        self.emit_now(EventKind::ItemCompleted {
+            stage: self.stages[stage].spec.name.clone(),
+            item,
+            duration_us: started.elapsed().as_micros() as u64,
+        });
     }
 
     pub(crate) fn report(&self, outcome: Outcome) -> Report {
@@ -364,15 +512,15 @@ impl Shared {
             .collect()
     }
 
+    /// The progress now; records a sample of the rate's window.
     pub(crate) fn progress(&self) -> Progress {
         let r = self.report(Outcome::Running);
-        Progress::compute(
-            r.finished(),
-            r.failed,
-            r.unfinalized,
-            self.estimated_total,
-            r.duration.as_secs_f64(),
-        )
+        let rate = self
+            .rate
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(r.duration, r.finished());
+        Progress::compute(r.finished(), r.failed, r.unfinalized, self.estimated_total, rate)
     }
 }
 
@@ -393,6 +541,7 @@ pub(crate) async fn supervise(
     tasks: Vec<Task>,
     consumer: Option<tokio::sync::oneshot::Receiver<()>>,
 ) -> Result<Report, Error> {
+    shared.context.attach(&shared);
     shared
         .emit(EventKind::PipelineStarted {
             stages: shared.stages.iter().map(|s| s.spec.name.clone()).collect(),
@@ -409,14 +558,20 @@ pub(crate) async fn supervise(
     for task in tasks {
         set.spawn(task);
     }
-    let progress_on = shared.events.is_some();
+    let progress_on = shared.config.event_level >= EventLevel::Progress;
     let period = shared.config.progress_interval.max(Duration::from_millis(1));
-    // Only built when someone listens: runs without events need no timer.
-    let mut ticker = progress_on.then(|| {
-        let mut t = tokio::time::interval_at(Instant::now() + period, period);
+    let start = shared.started;
+    let make_ticker = || {
+        // On the run's own beat, whenever the first listener came.
+        let ticks = start.elapsed().as_nanos() / period.as_nanos() + 1;
+        let first = start + period * u32::try_from(ticks).unwrap_or(u32::MAX);
+        let mut t = tokio::time::interval_at(first, period);
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t
-    });
+    };
+    // Only built when someone listens: runs without events need no timer
+    // (nor a runtime with timers).
+    let mut ticker = (progress_on && shared.listening()).then(make_ticker);
     let mut aborted = false;
     loop {
         tokio::select! {
@@ -431,8 +586,13 @@ pub(crate) async fn supervise(
                 aborted = true;
                 set.abort_all();
             }
+            () = shared.subscribed.raised(), if progress_on && ticker.is_none() => {
+                ticker = Some(make_ticker());
+            }
             Some(_) = tick(&mut ticker) => {
-                shared.emit(EventKind::Progress(shared.progress())).await;
+                if shared.listening() {
+                    shared.emit(EventKind::Progress(shared.progress())).await;
+                }
             }
         }
     }
@@ -479,7 +639,7 @@ pub(crate) async fn supervise(
         // An internal or hook error after the outcome was settled.
         report.outcome = Outcome::Failed;
     }
-    if progress_on {
+    if progress_on && shared.listening() {
         shared.emit(EventKind::Progress(shared.progress())).await;
     }
     shared

@@ -1,5 +1,6 @@
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::atomic::Ordering;
 
 use super::{settle, ship};
 use crate::metrics::Counters;
@@ -41,6 +42,7 @@ where
 {
     let shared = cx.shared.clone();
     let mut closing = false;
+    let mut ran_out = false;
     'run: loop {
         let chunk = if closing {
             rx.recv().await
@@ -55,7 +57,11 @@ where
                 }
             }
         };
-        let Some(chunk) = chunk else { break };
+        let Some(chunk) = chunk else {
+            // Every pusher is gone (closing on a drain is no running out).
+            ran_out = !closing;
+            break;
+        };
         shared.events_gate().await;
         for (item, token) in chunk {
             c.items_in += 1;
@@ -70,5 +76,9 @@ where
         }
     }
     settle(&mut down, &mut c);
+    if ran_out {
+        let taken = shared.stages[c.stage()].metrics.items_in.load(Ordering::Relaxed);
+        shared.source_exhausted(taken).await;
+    }
     down.finish(&mut cx).await;
 }

@@ -98,6 +98,7 @@ where
     let shared = cx.shared.clone();
     let chunk = chunk as u64;
     let mut seq = 0u64;
+    let mut ran_out = false;
     loop {
         if shared.stop_pulling() {
             break;
@@ -106,6 +107,7 @@ where
         let start = seq;
         let (it, d, next, pulled) = pull_chunk(iter, down, &mut cx, seq, start + chunk);
         (iter, down, seq) = (it, d, next);
+        ran_out = matches!(pulled, Ok(true));
         let exhausted = match pulled {
             Ok(exhausted) => exhausted,
             Err(e) => {
@@ -121,5 +123,8 @@ where
         tokio::task::consume_budget().await;
     }
     settle(&mut down, &mut c);
+    if ran_out {
+        shared.source_exhausted(seq).await;
+    }
     down.finish(&mut cx).await;
 }

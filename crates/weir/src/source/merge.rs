@@ -155,6 +155,8 @@ enum Pulled<T> {
 struct Input<S: Source> {
     name: String,
     state: State<S>,
+    /// Initialized, and not announced yet (a `SourceConnected` event).
+    connected: bool,
 }
 
 fn close<S: Source>(mut source: S) -> BoxFuture<'static, ()> {
@@ -182,6 +184,7 @@ impl<S: Source> Input<S> {
         Input {
             name,
             state: State::Starting(init.boxed()),
+            connected: false,
         }
     }
 
@@ -213,7 +216,10 @@ impl<S: Source> Input<S> {
                         return Poll::Ready(Pulled::Failed(self.failed("failed to initialize", &e)));
                     }
                     match guard(|| source.stream()) {
-                        Ok(stream) => self.state = State::Running(source, Box::pin(stream)),
+                        Ok(stream) => {
+                            self.state = State::Running(source, Box::pin(stream));
+                            self.connected = true;
+                        }
                         Err(e) => {
                             self.state = State::Closing(close(source));
                             return Poll::Ready(Pulled::Failed(self.failed("panicked", &e)));
@@ -278,6 +284,17 @@ async fn report(cx: &TaskCx, input: String, error: Error) {
     }
 }
 
+/// Announces the inputs that initialized since the last call.
+async fn announce<S: Source>(cx: &TaskCx, inputs: &mut [Input<S>]) {
+    for input in inputs {
+        if std::mem::take(&mut input.connected) {
+            let stage = cx.shared.stages[0].spec.name.clone();
+            let input = input.name.clone();
+            cx.shared.emit(EventKind::SourceConnected { stage, input }).await;
+        }
+    }
+}
+
 /// Reads the sources in rounds: each open source gives up to a chunk of
 /// what it has ready, in turn; when none has anything ready, waits for
 /// the first that does.
@@ -334,6 +351,7 @@ where
                 }
             }
         }
+        announce(&cx, &mut open).await;
         open.retain(|input| !input.is_done());
         for (name, e) in failures.drain(..) {
             report(&cx, name, e).await;
@@ -372,8 +390,12 @@ where
     for (name, e) in failures.drain(..) {
         report(&cx, name, e).await;
     }
+    announce(&cx, &mut open).await;
     c.items_in += seq - counted;
     settle(&mut down, &mut c);
+    if open.is_empty() && waiting.len() == 0 && !shared.drain.is_raised() {
+        shared.source_exhausted(seq).await;
+    }
     futures::future::join_all(open.into_iter().map(Input::shut)).await;
     down.finish(&mut cx).await;
 }

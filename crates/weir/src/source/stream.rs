@@ -84,6 +84,7 @@ async fn drive<S, G, T, D>(
     let mut stream = pin!(stream);
     let chunk = chunk as u64;
     let mut seq = 0u64;
+    let mut ran_out = false;
     let source_failed = |seq: u64, p: Box<dyn std::any::Any + Send>| {
         shared.source_panicked(seq, Error::panicked(&*p).message());
     };
@@ -107,6 +108,7 @@ async fn drive<S, G, T, D>(
                 }
                 Poll::Ready(Ok(None)) => {
                     exhausted = true;
+                    ran_out = true;
                     break;
                 }
                 Poll::Ready(Err(p)) => {
@@ -128,7 +130,7 @@ async fn drive<S, G, T, D>(
                         down.push(item, token, &mut cx);
                         seq += 1;
                     }
-                    Ok(None) => exhausted = true,
+                    Ok(None) => (exhausted, ran_out) = (true, true),
                     Err(p) => {
                         source_failed(seq, p);
                         exhausted = true;
@@ -147,5 +149,8 @@ async fn drive<S, G, T, D>(
         tokio::task::consume_budget().await;
     }
     settle(&mut down, &mut c);
+    if ran_out {
+        shared.source_exhausted(seq).await;
+    }
     down.finish(&mut cx).await;
 }

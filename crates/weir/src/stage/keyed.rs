@@ -14,6 +14,7 @@ use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
 use std::pin::pin;
+use std::sync::Arc;
 use std::task::Poll;
 
 use futures::stream::FuturesUnordered;
@@ -27,7 +28,7 @@ use crate::error::{BoxError, Error};
 use crate::metrics::Counters;
 use crate::pipeline::InfallibleFuture;
 use crate::runtime::channel::Receiver;
-use crate::runtime::{flush_all, route, settle, ChannelOut, Work};
+use crate::runtime::{flush_all, route, settle, traced, ChannelOut, Shared, Work};
 use crate::Pipeline;
 
 impl<T, P> Pipeline<T, P>
@@ -259,6 +260,7 @@ impl<T, P, KF, F> Pipeline<T, KeyedThen<P, KF, F>> {
 /// Starts `item`'s work; the future gives the key back when it is done.
 fn start<T, K, W: Work<T>>(
     work: &mut W,
+    (shared, stage): (&Arc<Shared>, usize),
     item: T,
     token: Token,
     key: K,
@@ -266,7 +268,7 @@ fn start<T, K, W: Work<T>>(
 where
     K: Send + 'static,
 {
-    let fut = work.start(item, token.seq());
+    let fut = traced(shared, stage, token.seq(), work.start(item, token.seq()));
     async move { (fut.await, token, key) }
 }
 
@@ -330,6 +332,8 @@ async fn run_keyed<T, K, KF, W, D>(
     // Output is counted as it is routed: items held are neither out nor
     // failed yet.
     let mut c = c.into_explicit();
+    let shared = cx.shared.clone();
+    let trace = (&shared, c.stage());
     let mut running = FuturesUnordered::new();
     let mut parked = Parked {
         queues: HashMap::new(),
@@ -344,7 +348,7 @@ async fn run_keyed<T, K, KF, W, D>(
             let (result, token, key) = $finished;
             done.push_back((result, token));
             if let Some((item, token, key)) = parked.release(key) {
-                running.push(start(&mut work, item, token, key));
+                running.push(start(&mut work, trace, item, token, key));
             }
         }};
     }
@@ -356,7 +360,7 @@ async fn run_keyed<T, K, KF, W, D>(
                 match guard(|| key_fn(&item)) {
                     Ok(key) => {
                         if let Some((item, token, key)) = parked.admit(key, item, token) {
-                            running.push(start(&mut work, item, token, key));
+                            running.push(start(&mut work, trace, item, token, key));
                         }
                     }
                     Err(e) => {

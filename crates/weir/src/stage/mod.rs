@@ -298,7 +298,7 @@ impl TaskCx {
         let attempt = error.attempt().max(1);
         let error = error.at(&entry.spec.name, token.seq(), attempt);
         token.finish(Status::Failed);
-        if self.shared.events.is_some() {
+        if self.shared.listening() {
             self.pending.push(EventKind::ItemFailed {
                 stage: entry.spec.name.clone(),
                 item: error.item().unwrap_or_default(),
@@ -318,7 +318,7 @@ impl TaskCx {
 
     /// Whether events are waiting to be sent.
     pub(crate) fn has_events(&self) -> bool {
-        !self.pending.is_empty() || !self.errors.is_empty()
+        !self.pending.is_empty() || !self.errors.is_empty() || self.shared.has_overflow()
     }
 
     /// Sends the buffered events, waiting for the consumer (lossless).
@@ -326,6 +326,9 @@ impl TaskCx {
         if !self.errors.is_empty() {
             self.run_error_hooks().await;
         }
+        // Events sent without waiting (custom, per item) go first: they
+        // happened before this task's buffered ones were sent.
+        self.shared.flush_overflow().await;
         if self.pending.is_empty() {
             return;
         }

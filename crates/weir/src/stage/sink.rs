@@ -143,6 +143,8 @@ async fn run_sink<T, S, D>(
     while let Some(mut chunk) = rx.recv().await {
         for (item, token) in chunk.drain(..) {
             c.items_in += 1;
+            // Per-item events time the write; delivery waits for the flush.
+            let item_started = cx.shared.item_started(c.stage(), token.seq());
             let started = tokio::time::Instant::now();
             let result = match &retry {
                 None => write(&mut sink, item).await,
@@ -150,7 +152,12 @@ async fn run_sink<T, S, D>(
             };
             c.record_latency(started.elapsed());
             match result {
-                Ok(()) => written.push(token),
+                Ok(()) => {
+                    if let Some(at) = item_started {
+                        cx.shared.item_completed(c.stage(), token.seq(), at);
+                    }
+                    written.push(token)
+                }
                 Err(error) => {
                     c.failed += 1;
                     cx.fail(c.stage(), token, error);
