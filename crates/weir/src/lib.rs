@@ -38,7 +38,7 @@ mod context;
 mod error;
 mod event;
 mod hooks;
-mod metrics;
+pub mod metrics;
 mod pipeline;
 mod policy;
 mod runtime;

@@ -4,10 +4,17 @@
 //! Stages count into plain local fields on the hot path and publish the
 //! totals to shared atomics once per chunk (and when their task ends, even
 //! by abort), so a snapshot taken at any time is at most one chunk behind.
+//!
+//! Exposition: [`prometheus::render`] turns a [`Report`] into the
+//! Prometheus/OpenMetrics text format and [`serve`] answers `/metrics` and
+//! `/health` over HTTP.
 
+pub mod prometheus;
 mod report;
+mod serve;
 
 pub use report::{Outcome, Report, StageReport};
+pub use serve::{serve, serve_on, MetricsServer};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
