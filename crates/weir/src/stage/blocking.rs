@@ -4,10 +4,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use super::timeout::Timed;
+use super::trace::spawn_concurrent;
 use super::{guard, Plan, Push, Wiring};
 use crate::error::{BoxError, Error, ErrorKind};
-use crate::runtime::{channel, run_concurrent, ChannelOut, Work};
+use crate::runtime::{channel, ChannelOut, Work};
 
 /// The plan node of [`Pipeline::blocking`](crate::Pipeline::blocking) and
 /// [`Pipeline::try_blocking`](crate::Pipeline::try_blocking): a synchronous
@@ -39,21 +39,7 @@ where
 
     fn attach<D: Push<U>>(self, down: D, w: &mut Wiring<P::Intake>) {
         let (tx, rx) = channel::channel(w.capacity());
-        let spec = w.spec(self.idx);
-        let (n, ordered, limit) = (spec.concurrency, spec.ordered, spec.timeout);
-        let (c, cx, work) = (w.counters(self.idx), w.cx(), BlockingWork(Arc::new(self.f)));
-        match limit {
-            None => w.spawn(run_concurrent(rx, work, down, c, cx, n, ordered)),
-            Some(limit) => w.spawn(run_concurrent(
-                rx,
-                Timed::new(work, limit),
-                down,
-                c,
-                cx,
-                n,
-                ordered,
-            )),
-        }
+        spawn_concurrent(w, self.idx, rx, BlockingWork(Arc::new(self.f)), down);
         let out = ChannelOut::new(tx, w.chunk_size());
         self.prev.attach(out, w);
     }

@@ -203,8 +203,11 @@ where
         let (n, limit) = (spec.concurrency, spec.timeout);
         let (c, cx, work) = (w.counters(self.idx), w.cx(), ThenWork(self.f));
         match limit {
-            None => w.spawn(run_keyed(rx, self.key, work, down, c, cx, n)),
-            Some(limit) => w.spawn(run_keyed(rx, self.key, Timed::new(work, limit), down, c, cx, n)),
+            None => w.spawn_stage(self.idx, run_keyed(rx, self.key, work, down, c, cx, n)),
+            Some(limit) => w.spawn_stage(
+                self.idx,
+                run_keyed(rx, self.key, Timed::new(work, limit), down, c, cx, n),
+            ),
         }
         let out = ChannelOut::new(tx, w.chunk_size());
         self.prev.attach(out, w);

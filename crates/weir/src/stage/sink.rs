@@ -116,7 +116,7 @@ where
     fn attach<D: Push<()>>(self, down: D, w: &mut Wiring<P::Intake>) {
         let (tx, rx) = channel::channel(w.capacity());
         let c = Counters::explicit(w.shared.clone(), self.idx);
-        w.spawn(run_sink(rx, self.sink, down, c, w.cx()));
+        w.spawn_stage(self.idx, run_sink(rx, self.sink, down, c, w.cx()));
         let out = ChannelOut::new(tx, w.chunk_size());
         self.prev.attach(out, w);
     }
