@@ -39,6 +39,8 @@ mod error;
 mod event;
 mod hooks;
 pub mod metrics;
+#[cfg(feature = "otel")]
+pub mod otel;
 mod pipeline;
 mod policy;
 mod runtime;

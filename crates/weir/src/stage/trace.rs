@@ -121,7 +121,10 @@ impl<T, W: Work<T>> Work<T> for Traced<W> {
         let position = self.started;
         self.started += 1;
         let span = if self.sampler.sample() {
-            tracing::debug_span!(target: "weir", "weir.item", stage = self.stage.as_str(), item = position)
+            // An i64, which OpenTelemetry exports as an integer (a u64
+            // becomes a string).
+            let item = i64::try_from(position).unwrap_or(i64::MAX);
+            tracing::debug_span!(target: "weir", "weir.item", stage = self.stage.as_str(), item)
         } else {
             Span::none()
         };
