@@ -38,7 +38,9 @@ mod context;
 mod error;
 pub mod event;
 mod hooks;
-mod metrics;
+pub mod metrics;
+#[cfg(feature = "otel")]
+pub mod otel;
 mod pipeline;
 mod policy;
 mod runtime;

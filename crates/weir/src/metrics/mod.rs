@@ -4,13 +4,20 @@
 //! Stages count into plain local fields on the hot path and publish the
 //! totals to shared atomics once per chunk (and when their task ends, even
 //! by abort), so a snapshot taken at any time is at most one chunk behind.
+//!
+//! Exposition: [`prometheus::render`] turns a [`Report`] into the
+//! Prometheus/OpenMetrics text format and [`serve`] answers `/metrics` and
+//! `/health` over HTTP.
 
 mod latency;
+pub mod prometheus;
 mod report;
+mod serve;
 
 pub use latency::Latency;
 pub(crate) use latency::Recorder;
 pub use report::{Outcome, Report, StageReport, Utilization};
+pub use serve::{serve, serve_on, MetricsServer};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

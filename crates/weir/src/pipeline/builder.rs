@@ -21,6 +21,7 @@ use crate::stage::{AckedSource, IntakeSource, IterSource, StageSpec, StreamSourc
 /// | [`subscribe_capacity`](Self::subscribe_capacity) | 256 events |
 /// | [`error_policy`](Self::error_policy) | [`ErrorPolicy::FailFast`] |
 /// | [`estimated_total`](Self::estimated_total) | the source's size hint |
+/// | [`trace_items`](Self::trace_items) | 0 (no item spans) |
 ///
 /// # Examples
 ///
@@ -215,6 +216,37 @@ impl PipelineBuilder {
     /// (see there). By default, none.
     pub fn hooks(mut self, hooks: crate::Hooks) -> Self {
         self.config.hooks = hooks;
+        self
+    }
+
+    /// The share of items (0 to 1) that the concurrent stages (`then`,
+    /// `try_then`, `blocking`) trace in a `weir.item` span (DEBUG level,
+    /// target `weir`, fields `stage` and `item`: the item's position in
+    /// the stage's input), a child of the stage's `weir.stage` span.
+    /// Sampling is steady: one item in `1 / rate`, starting with the
+    /// first. Fused synchronous stages never trace items (a span costs more
+    /// than their work on an item). By default 0: no item spans, and no
+    /// cost.
+    ///
+    /// Every stage task runs in a `weir.stage` span (INFO level, fields
+    /// `pipeline`, `stage`, `kind`) whatever this setting.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let report = weir::PipelineBuilder::new()
+    ///     .trace_items(0.01) // one item in a hundred
+    ///     .from_iter(0..1000u32)
+    ///     .then(|x| async move { x + 1 })
+    ///     .run()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(report.delivered, 1000);
+    /// # });
+    /// ```
+    pub fn trace_items(mut self, sample_rate: f64) -> Self {
+        self.config.trace_items = sample_rate;
         self
     }
 

@@ -25,6 +25,8 @@ pub(crate) struct Config {
     /// The caller's context; each run makes its own otherwise.
     pub(crate) context: Option<Context>,
     pub(crate) hooks: Hooks,
+    /// The share of items traced in a `weir.item` span (0 = none).
+    pub(crate) trace_items: f64,
 }
 
 impl Default for Config {
@@ -42,6 +44,7 @@ impl Default for Config {
             estimated_total: None,
             context: None,
             hooks: Hooks::default(),
+            trace_items: 0.0,
         }
     }
 }

@@ -28,7 +28,7 @@ impl<T: Send + 'static> Plan for IntakeSource<T> {
         let (tx, rx) = w.input_channel(0);
         w.intake = Some(tx);
         let task = drive(rx, down, w.counters(0), w.cx());
-        w.spawn(task);
+        w.spawn_stage(0, task);
     }
 }
 

@@ -28,7 +28,7 @@ where
 
     fn attach<D: Push<I::Item>>(self, down: D, w: &mut Wiring<Self::Intake>) {
         let task = drive(self.iter, down, w.counters(0), w.cx(), w.chunk_size());
-        w.spawn(task);
+        w.spawn_stage(0, task);
     }
 }
 

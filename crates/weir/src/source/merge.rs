@@ -133,7 +133,7 @@ impl<S: Source> Plan for Merge<S> {
             w.cx(),
             w.chunk_size(),
         );
-        w.spawn(task);
+        w.spawn_stage(0, task);
     }
 }
 

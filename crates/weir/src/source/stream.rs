@@ -46,7 +46,7 @@ where
     fn attach<D: Push<S::Item>>(self, down: D, w: &mut Wiring<Self::Intake>) {
         let split = |item, seq| (item, Token::plain(seq));
         let task = drive(self.stream, split, down, w.counters(0), w.cx(), w.chunk_size());
-        w.spawn(task);
+        w.spawn_stage(0, task);
     }
 }
 
@@ -61,7 +61,7 @@ where
     fn attach<D: Push<T>>(self, down: D, w: &mut Wiring<Self::Intake>) {
         let split = |acked: Acked<T>, seq| (acked.item, Token::acked(seq, acked.ack));
         let task = drive(self.stream, split, down, w.counters(0), w.cx(), w.chunk_size());
-        w.spawn(task);
+        w.spawn_stage(0, task);
     }
 }
 

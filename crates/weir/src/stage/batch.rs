@@ -43,7 +43,7 @@ impl<P: Plan> Plan for Batch<P> {
             reserve: self.max_items.min(w.chunk_size()),
         };
         let c = w.counters(self.idx);
-        w.spawn(run_batch(rx, batcher, self.max_wait, down, c, w.cx()));
+        w.spawn_stage(self.idx, run_batch(rx, batcher, self.max_wait, down, c, w.cx()));
         let out = ChannelOut::new(tx, w.chunk_size());
         self.prev.attach(out, w);
     }

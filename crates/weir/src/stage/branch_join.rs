@@ -287,7 +287,7 @@ where
         let fns = self.arms.arms.into_iter().map(|(_, f)| f).collect();
         let work = JoinWork { names, fns };
         let task = run_concurrent(rx, work, down, w.counters(self.idx), w.cx(), n, ordered);
-        w.spawn(task);
+        w.spawn_stage(self.idx, task);
         let out = ChannelOut::new(tx, w.chunk_size());
         self.prev.attach(out, w);
     }

@@ -470,7 +470,7 @@ impl<T: Send + 'static> Plan for BranchSource<T> {
     fn attach<D: Push<T>>(self, down: D, w: &mut Wiring<NoIntake>) {
         let rx = self.inlet.lock().unwrap_or_else(|p| p.into_inner()).take();
         let c = Counters::explicit(w.shared.clone(), self.idx);
-        w.spawn(drive(rx, down, c, w.cx()));
+        w.spawn_stage(self.idx, drive(rx, down, c, w.cx()));
     }
 }
 

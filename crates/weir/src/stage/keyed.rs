@@ -203,7 +203,7 @@ where
         let n = w.spec(self.idx).concurrency;
         let (c, cx, work, key) = (w.counters(self.idx), w.cx(), ThenWork(self.f), self.key);
         with_policies!(w, self.idx, P::Out, work, |work| w
-            .spawn(run_keyed(rx, key, work, down, c, cx, n)));
+            .spawn_stage(self.idx, run_keyed(rx, key, work, down, c, cx, n)));
         let out = ChannelOut::new(tx, w.chunk_size());
         self.prev.attach(out, w);
     }

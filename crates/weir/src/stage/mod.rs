@@ -42,6 +42,7 @@ mod tap;
 mod tap_async;
 mod throttle;
 mod timeout;
+mod trace;
 mod validate;
 
 pub(crate) use sink::FnSink;
@@ -231,8 +232,12 @@ impl<I> std::fmt::Debug for Wiring<I> {
 }
 
 impl<I> Wiring<I> {
-    pub(crate) fn spawn(&mut self, task: impl Future<Output = ()> + Send + 'static) {
-        self.tasks.push(Box::pin(task));
+    /// Adds the task that runs `stage` (and the fused stages after it)
+    /// inside a `weir.stage` tracing span.
+    pub(crate) fn spawn_stage(&mut self, stage: usize, task: impl Future<Output = ()> + Send + 'static) {
+        let span = trace::stage_span(&self.shared, stage);
+        self.tasks
+            .push(Box::pin(tracing::Instrument::instrument(task, span)));
     }
 
     pub(crate) fn counters(&self, stage: usize) -> Counters {

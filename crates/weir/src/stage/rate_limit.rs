@@ -96,7 +96,10 @@ impl<P: Plan> Plan for RateLimit<P> {
     fn attach<D: Push<P::Out>>(self, down: D, w: &mut Wiring<P::Intake>) {
         let (tx, rx) = w.input_channel(self.idx);
         let quota = Quota::per_second(self.per_second).allow_burst(self.burst);
-        w.spawn(run_rate_limit(rx, quota, down, w.counters(self.idx), w.cx()));
+        w.spawn_stage(
+            self.idx,
+            run_rate_limit(rx, quota, down, w.counters(self.idx), w.cx()),
+        );
         let out = ChannelOut::new(tx, w.chunk_size());
         self.prev.attach(out, w);
     }

@@ -122,7 +122,7 @@ where
             .retry
             .as_ref()
             .and_then(RetrySpec::start::<P::Out>);
-        w.spawn(run_sink(rx, self.sink, down, c, w.cx(), retry));
+        w.spawn_stage(self.idx, run_sink(rx, self.sink, down, c, w.cx(), retry));
         let out = ChannelOut::new(tx, w.chunk_size());
         self.prev.attach(out, w);
     }

@@ -47,7 +47,7 @@ where
             n,
             ordered,
         );
-        w.spawn(task);
+        w.spawn_stage(self.idx, task);
         let out = ChannelOut::new(tx, w.chunk_size());
         self.prev.attach(out, w);
     }

@@ -4,9 +4,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use super::resilience::with_policies;
+use super::trace::spawn_concurrent;
 use super::{guard, Plan, Push, Wiring};
 use crate::error::{BoxError, Error, ErrorKind};
-use crate::runtime::{run_concurrent, ChannelOut, Work};
+use crate::runtime::{ChannelOut, Work};
 
 /// The plan node of [`Pipeline::then`](crate::Pipeline::then) and
 /// [`Pipeline::try_then`](crate::Pipeline::try_then): an async stage in a
@@ -39,11 +40,9 @@ where
 
     fn attach<D: Push<U>>(self, down: D, w: &mut Wiring<P::Intake>) {
         let (tx, rx) = w.input_channel(self.idx);
-        let spec = w.spec(self.idx);
-        let (n, ordered) = (spec.concurrency, spec.ordered);
-        let (c, cx, work) = (w.counters(self.idx), w.cx(), ThenWork(self.f));
-        with_policies!(w, self.idx, P::Out, work, |work| w
-            .spawn(run_concurrent(rx, work, down, c, cx, n, ordered)));
+        with_policies!(w, self.idx, P::Out, ThenWork(self.f), |work| spawn_concurrent(
+            w, self.idx, rx, work, down
+        ));
         let out = ChannelOut::new(tx, w.chunk_size());
         self.prev.attach(out, w);
     }

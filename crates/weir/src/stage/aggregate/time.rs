@@ -42,7 +42,7 @@ where
         let (tx, rx) = w.input_channel(self.idx);
         let window = Window::new(self.agg, self.idx);
         let c = w.counters(self.idx);
-        w.spawn(run_windows(rx, window, self.every, down, c, w.cx()));
+        w.spawn_stage(self.idx, run_windows(rx, window, self.every, down, c, w.cx()));
         let out = ChannelOut::new(tx, w.chunk_size());
         self.prev.attach(out, w);
     }
