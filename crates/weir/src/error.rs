@@ -85,6 +85,10 @@ struct Inner {
     attempt: u32,
     message: String,
     source: Option<BoxError>,
+    /// Where the failure goes next (a dead-letter copy of the item, a
+    /// handler's decision); taken by the failure router, never shown.
+    /// Behind a mutex so that `Error` stays `Sync` whatever the item is.
+    routing: Option<std::sync::Mutex<crate::policy::Routing>>,
 }
 
 impl Error {
@@ -97,6 +101,7 @@ impl Error {
                 attempt: 0,
                 message: message.into(),
                 source: None,
+                routing: None,
             }),
         }
     }
@@ -118,6 +123,45 @@ impl Error {
         self.inner.item = Some(item);
         self.inner.attempt = attempt;
         self
+    }
+
+    /// The same error, failed on attempt `attempt` (1 for the first).
+    pub(crate) fn on_attempt(mut self, attempt: u32) -> Error {
+        self.inner.attempt = attempt;
+        self
+    }
+
+    pub(crate) fn routed(mut self, routing: crate::policy::Routing) -> Error {
+        self.inner.routing = Some(std::sync::Mutex::new(routing));
+        self
+    }
+
+    pub(crate) fn take_routing(&mut self) -> Option<crate::policy::Routing> {
+        self.inner
+            .routing
+            .take()
+            .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The messages of the causes, outermost first (the chain of
+    /// [`source`](std::error::Error::source)s).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let err = weir::Pipeline::from_iter(["x"]).try_map(|s| s.parse::<u8>()).run().await.unwrap_err();
+    /// assert_eq!(err.causes(), ["invalid digit found in string"]);
+    /// # });
+    /// ```
+    pub fn causes(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut next = std::error::Error::source(self);
+        while let Some(e) = next {
+            out.push(e.to_string());
+            next = e.source();
+        }
+        out
     }
 
     /// What kind of failure this is.
@@ -158,6 +202,7 @@ impl Error {
                 attempt: i.attempt,
                 message: i.message.clone(),
                 source: None,
+                routing: None,
             }),
         }
     }

@@ -26,6 +26,11 @@ pub(crate) struct StageMetrics {
     /// Items folded into another beyond one per output (the members of a
     /// `batch` or a window but one): finished when that output is.
     pub(crate) merged: AtomicU64,
+    /// Failed items whose dead letter was accepted (counted in `failed`
+    /// by the stage too, and taken out of it in reports).
+    pub(crate) dead_lettered: AtomicU64,
+    /// Failed items a handler replaced with another output.
+    pub(crate) replaced: AtomicU64,
 }
 
 /// A stage's local counters. Publishes on [`publish`](Self::publish) and on

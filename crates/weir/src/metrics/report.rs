@@ -38,8 +38,15 @@ pub struct StageReport {
     pub items_out: u64,
     /// Items the stage filtered out on purpose.
     pub dropped: u64,
-    /// Items that failed in the stage.
+    /// Items that failed in the stage (and were not dead-lettered).
     pub failed: u64,
+    /// Failed items the stage's dead-letter sink accepted.
+    #[serde(default)]
+    pub dead_lettered: u64,
+    /// Failed items the stage's failure handler replaced with another
+    /// output (counted in `items_out`).
+    #[serde(default)]
+    pub replaced: u64,
 }
 
 /// What a pipeline did: totals, per-stage counts and timing.
@@ -85,6 +92,9 @@ pub struct Report {
     pub dropped: u64,
     /// Items that failed.
     pub failed: u64,
+    /// Failed items accepted by a dead-letter sink.
+    #[serde(default)]
+    pub dead_lettered: u64,
     /// Items taken in but not finished (in flight while running; lost to
     /// an abort at the end, to be redelivered by an at-least-once source).
     pub unfinalized: u64,
@@ -113,7 +123,8 @@ impl Report {
         }
     }
 
-    /// Items finished one way or another: delivered + dropped + failed.
+    /// Items finished one way or another: delivered + dropped + failed +
+    /// dead-lettered.
     ///
     /// # Examples
     ///
@@ -125,7 +136,7 @@ impl Report {
     /// # });
     /// ```
     pub fn finished(&self) -> u64 {
-        self.delivered + self.dropped + self.failed
+        self.delivered + self.dropped + self.failed + self.dead_lettered
     }
 
     /// The counts of the stage called `name`.
@@ -138,7 +149,7 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "pipeline `{}` {:?} in {:.3}s: {} pulled, {} delivered, {} dropped, {} failed, {} unfinalized ({:.0} items/s)",
+            "pipeline `{}` {:?} in {:.3}s: {} pulled, {} delivered, {} dropped, {} failed, {} dead-lettered, {} unfinalized ({:.0} items/s)",
             self.pipeline,
             self.outcome,
             self.duration.as_secs_f64(),
@@ -146,20 +157,21 @@ impl fmt::Display for Report {
             self.delivered,
             self.dropped,
             self.failed,
+            self.dead_lettered,
             self.unfinalized,
             self.items_per_sec()
         )?;
         let w = self.stages.iter().map(|s| s.name.len()).max().unwrap_or(5).max(5);
         writeln!(
             f,
-            "  {:<w$}  {:<10} {:>12} {:>12} {:>10} {:>10}",
-            "stage", "kind", "in", "out", "dropped", "failed"
+            "  {:<w$}  {:<10} {:>12} {:>12} {:>10} {:>10} {:>13}",
+            "stage", "kind", "in", "out", "dropped", "failed", "dead-lettered"
         )?;
         for s in &self.stages {
             writeln!(
                 f,
-                "  {:<w$}  {:<10} {:>12} {:>12} {:>10} {:>10}",
-                s.name, s.kind, s.items_in, s.items_out, s.dropped, s.failed
+                "  {:<w$}  {:<10} {:>12} {:>12} {:>10} {:>10} {:>13}",
+                s.name, s.kind, s.items_in, s.items_out, s.dropped, s.failed, s.dead_lettered
             )?;
         }
         Ok(())

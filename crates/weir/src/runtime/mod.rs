@@ -27,6 +27,7 @@ use crate::error::{Error, ErrorKind};
 use crate::event::{now_ms, Event, EventKind, Progress, EVENT_VERSION};
 use crate::metrics::{Outcome, Report, StageMetrics, StageReport};
 use crate::pipeline::Config;
+use crate::policy::ErrorPolicy;
 use crate::stage::StageSpec;
 
 pub(crate) type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -152,6 +153,22 @@ impl Shared {
         }
     }
 
+    /// A configuration error found once every stage's policy is known.
+    fn misconfigured(&self) -> Option<Error> {
+        let s = self
+            .stages
+            .iter()
+            .find(|s| s.policy == ErrorPolicy::DeadLetter && !s.spec.dead_letter)?;
+        Some(Error::new(
+            ErrorKind::Config,
+            format!(
+                "stage `{}` has the error policy DeadLetter but no dead-letter sink \
+                 (set one with `dead_letter(sink)`, or give the stage another policy)",
+                s.spec.name
+            ),
+        ))
+    }
+
     /// Records that the source panicked after pulling `seq` items.
     pub(crate) fn source_panicked(&self, seq: u64, message: &str) {
         let name = &self.stages[0].spec.name;
@@ -203,13 +220,17 @@ impl Shared {
             .iter()
             .map(|s| {
                 let m = &s.metrics;
+                let dead_lettered = m.dead_lettered.load(Ordering::Relaxed);
                 StageReport {
                     name: s.spec.name.clone(),
                     kind: s.spec.kind.to_owned(),
                     items_in: m.items_in.load(Ordering::Relaxed),
                     items_out: m.items_out.load(Ordering::Relaxed),
                     dropped: m.dropped.load(Ordering::Relaxed),
-                    failed: m.failed.load(Ordering::Relaxed),
+                    // The stage counted its dead letters as failed.
+                    failed: m.failed.load(Ordering::Relaxed).saturating_sub(dead_lettered),
+                    dead_lettered,
+                    replaced: m.replaced.load(Ordering::Relaxed),
                 }
             })
             .collect();
@@ -232,9 +253,11 @@ impl Shared {
             .sum();
         let dropped = stages.iter().map(|s| s.dropped).sum();
         let failed = stages.iter().map(|s| s.failed).sum();
+        let dead_lettered = stages.iter().map(|s| s.dead_lettered).sum();
         // A batch of n finishes with its one output: n - 1 of its members
         // are `merged`, finished by the output's count.
-        let unfinalized = (pulled + expanded).saturating_sub(delivered + dropped + failed + merged);
+        let unfinalized =
+            (pulled + expanded).saturating_sub(delivered + dropped + failed + dead_lettered + merged);
         Report {
             pipeline: self.config.name.clone(),
             outcome,
@@ -243,6 +266,7 @@ impl Shared {
             delivered,
             dropped,
             failed,
+            dead_lettered,
             unfinalized,
             stages,
         }
@@ -290,8 +314,14 @@ pub(crate) async fn supervise(
         }
     }
     let mut set = JoinSet::new();
-    for task in tasks {
-        set.spawn(task);
+    match shared.misconfigured() {
+        // Nothing was pulled yet: dropping the tasks loses no item.
+        Some(e) => shared.fail(e),
+        None => {
+            for task in tasks {
+                set.spawn(task);
+            }
+        }
     }
     let progress_on = shared.events.is_some();
     let period = shared.config.progress_interval.max(Duration::from_millis(1));

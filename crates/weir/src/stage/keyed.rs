@@ -21,7 +21,7 @@ use futures::StreamExt;
 
 use super::then::ThenWork;
 use super::timeout::Timed;
-use super::{guard, Flow, Plan, Push, TaskCx, Wiring};
+use super::{guard, with_recovery, Flow, Plan, Push, SpawnWork, TaskCx, Wiring};
 use crate::ack::Token;
 use crate::error::{BoxError, Error};
 use crate::metrics::Counters;
@@ -202,9 +202,17 @@ where
         let spec = w.spec(self.idx);
         let (n, limit) = (spec.concurrency, spec.timeout);
         let (c, cx, work) = (w.counters(self.idx), w.cx(), ThenWork(self.f));
+        let driver = Keyed {
+            rx,
+            key: self.key,
+            down,
+            c,
+            cx,
+            n,
+        };
         match limit {
-            None => w.spawn(run_keyed(rx, self.key, work, down, c, cx, n)),
-            Some(limit) => w.spawn(run_keyed(rx, self.key, Timed::new(work, limit), down, c, cx, n)),
+            None => with_recovery(w, self.idx, work, driver),
+            Some(limit) => with_recovery(w, self.idx, Timed::new(work, limit), driver),
         }
         let out = ChannelOut::new(tx, w.chunk_size());
         self.prev.attach(out, w);
@@ -312,6 +320,37 @@ impl<K: Hash + Eq + Clone, T> Parked<K, T> {
                 None
             }
         }
+    }
+}
+
+/// Spawns [`run_keyed`] over a stage's work, recovered or not.
+struct Keyed<T, KF, D> {
+    rx: Receiver<T>,
+    key: KF,
+    down: D,
+    c: Counters,
+    cx: TaskCx,
+    n: usize,
+}
+
+impl<T, K, KF, U, D> SpawnWork<T, U> for Keyed<T, KF, D>
+where
+    T: Send + 'static,
+    KF: FnMut(&T) -> K + Send + 'static,
+    K: Hash + Eq + Clone + Send + 'static,
+    U: Send + 'static,
+    D: Push<U>,
+{
+    fn spawn<I, W: Work<T, Out = U>>(self, w: &mut Wiring<I>, work: W) {
+        let Keyed {
+            rx,
+            key,
+            down,
+            c,
+            cx,
+            n,
+        } = self;
+        w.spawn(run_keyed(rx, key, work, down, c, cx, n));
     }
 }
 

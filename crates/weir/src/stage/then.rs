@@ -4,9 +4,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use super::timeout::Timed;
-use super::{guard, Plan, Push, Wiring};
+use super::{guard, with_recovery, Concurrent, Plan, Push, Wiring};
 use crate::error::{BoxError, Error, ErrorKind};
-use crate::runtime::{channel, run_concurrent, ChannelOut, Work};
+use crate::runtime::{channel, ChannelOut, Work};
 
 /// The plan node of [`Pipeline::then`](crate::Pipeline::then) and
 /// [`Pipeline::try_then`](crate::Pipeline::try_then): an async stage in a
@@ -42,17 +42,17 @@ where
         let spec = w.spec(self.idx);
         let (n, ordered, limit) = (spec.concurrency, spec.ordered, spec.timeout);
         let (c, cx, work) = (w.counters(self.idx), w.cx(), ThenWork(self.f));
+        let driver = Concurrent {
+            rx,
+            down,
+            c,
+            cx,
+            n,
+            ordered,
+        };
         match limit {
-            None => w.spawn(run_concurrent(rx, work, down, c, cx, n, ordered)),
-            Some(limit) => w.spawn(run_concurrent(
-                rx,
-                Timed::new(work, limit),
-                down,
-                c,
-                cx,
-                n,
-                ordered,
-            )),
+            None => with_recovery(w, self.idx, work, driver),
+            Some(limit) => with_recovery(w, self.idx, Timed::new(work, limit), driver),
         }
         let out = ChannelOut::new(tx, w.chunk_size());
         self.prev.attach(out, w);
