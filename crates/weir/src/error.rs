@@ -143,20 +143,34 @@ impl Error {
             .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// The messages of the causes, outermost first (the chain of
-    /// [`source`](std::error::Error::source)s).
+    /// The messages of the causes below the [`message`](Self::message),
+    /// outermost first: the chain of
+    /// [`source`](std::error::Error::source)s, without the user's error
+    /// whose text the message already is.
     ///
     /// # Examples
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-    /// let err = weir::Pipeline::from_iter(["x"]).try_map(|s| s.parse::<u8>()).run().await.unwrap_err();
-    /// assert_eq!(err.causes(), ["invalid digit found in string"]);
+    /// #[derive(Debug, thiserror::Error)]
+    /// #[error("lookup failed")]
+    /// struct Lookup(#[source] std::io::Error);
+    ///
+    /// let err = weir::Pipeline::from_iter([1])
+    ///     .try_map(|_| Err::<u8, _>(Lookup(std::io::Error::other("timed out"))))
+    ///     .run()
+    ///     .await
+    ///     .unwrap_err();
+    /// assert_eq!(err.message(), "lookup failed");
+    /// assert_eq!(err.causes(), ["timed out"]);
     /// # });
     /// ```
     pub fn causes(&self) -> Vec<String> {
         let mut out = Vec::new();
         let mut next = std::error::Error::source(self);
+        if next.is_some_and(|e| e.to_string() == self.inner.message) {
+            next = next.and_then(|e| e.source());
+        }
         while let Some(e) = next {
             out.push(e.to_string());
             next = e.source();

@@ -26,9 +26,14 @@ pub(crate) struct StageMetrics {
     /// Items folded into another beyond one per output (the members of a
     /// `batch` or a window but one): finished when that output is.
     pub(crate) merged: AtomicU64,
-    /// Failed items whose dead letter was accepted (counted in `failed`
-    /// by the stage too, and taken out of it in reports).
+    /// Failed items sent towards the stage's dead-letter sink. The stage
+    /// counts them in `failed` too; reports take them out of it, and put
+    /// back those the sink refused.
+    pub(crate) dead_letter_sent: AtomicU64,
+    /// Dead letters the sink accepted: the items are finalized.
     pub(crate) dead_lettered: AtomicU64,
+    /// Dead letters the sink refused: the items failed after all.
+    pub(crate) dead_letter_refused: AtomicU64,
     /// Failed items a handler replaced with another output.
     pub(crate) replaced: AtomicU64,
 }

@@ -189,7 +189,7 @@ pub(crate) async fn run_dead_letters<T, S>(
             };
             match outcome {
                 Ok(()) => written.push((token, attempts)),
-                Err(e) => refused(&shared, &name, token, attempts, e).await,
+                Err(e) => refused(&shared, stage, &name, token, attempts, e).await,
             }
             if written.len() < chunk {
                 next = rx.try_recv().ok();
@@ -233,15 +233,23 @@ async fn flush<T, S: Sink<DeadLetter<T>>>(
         Ok(Err(e)) => Error::caused_by(ErrorKind::Sink, e.into()),
         Err(p) => Error::panicked(&*p),
     };
+    // The first keeps the cause: it is the one a fail-fast run returns.
+    let copy = error.shallow_clone();
+    let mut first = Some(error);
     for (token, attempts) in written.drain(..) {
-        refused(shared, name, token, attempts, error.shallow_clone()).await;
+        let e = first.take().unwrap_or_else(|| copy.shallow_clone());
+        refused(shared, stage, name, token, attempts, e).await;
     }
 }
 
 /// The dead-letter sink refused an item's record: the item fails for good
 /// and the run stops with an error naming the dead-letter sink.
-async fn refused(shared: &Shared, name: &str, token: Token, attempts: u32, error: Error) {
+async fn refused(shared: &Shared, stage: usize, name: &str, token: Token, attempts: u32, error: Error) {
     let error = error.at(name, token.seq(), attempts);
+    shared.stages[stage]
+        .metrics
+        .dead_letter_refused
+        .fetch_add(1, Ordering::Relaxed);
     token.finish(Status::Failed);
     shared
         .emit(EventKind::ItemFailed {

@@ -227,8 +227,11 @@ impl Shared {
                     items_in: m.items_in.load(Ordering::Relaxed),
                     items_out: m.items_out.load(Ordering::Relaxed),
                     dropped: m.dropped.load(Ordering::Relaxed),
-                    // The stage counted its dead letters as failed.
-                    failed: m.failed.load(Ordering::Relaxed).saturating_sub(dead_lettered),
+                    // The stage counted its dead letters as failed; those
+                    // still on their way are not finalized yet.
+                    failed: (m.failed.load(Ordering::Relaxed)
+                        + m.dead_letter_refused.load(Ordering::Relaxed))
+                    .saturating_sub(m.dead_letter_sent.load(Ordering::Relaxed)),
                     dead_lettered,
                     replaced: m.replaced.load(Ordering::Relaxed),
                 }

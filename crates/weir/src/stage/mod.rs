@@ -308,7 +308,7 @@ impl TaskCx {
         let policy = routing.as_ref().and_then(|r| r.policy).unwrap_or(entry.policy);
         match policy {
             ErrorPolicy::Skip => token.finish(Status::Failed),
-            ErrorPolicy::DeadLetter => self.dead_letter(token, error, routing),
+            ErrorPolicy::DeadLetter => self.dead_letter(stage, token, error, routing),
             ErrorPolicy::FailFast => {
                 token.finish(Status::Failed);
                 self.shared.fail(error);
@@ -317,7 +317,7 @@ impl TaskCx {
     }
 
     #[cold]
-    fn dead_letter(&mut self, token: Token, error: Error, routing: Option<Routing>) {
+    fn dead_letter(&mut self, stage: usize, token: Token, error: Error, routing: Option<Routing>) {
         let Some(Routing {
             item: Some(item),
             to: Some(to),
@@ -346,6 +346,10 @@ impl TaskCx {
             last_failure_ms: now,
             token,
         };
+        self.shared.stages[stage]
+            .metrics
+            .dead_letter_sent
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.letters.push((to, letter));
     }
 
