@@ -96,6 +96,10 @@ struct Inner {
     retryable: Option<bool>,
     message: String,
     source: Option<BoxError>,
+    /// Where the failure goes next (a dead-letter copy of the item, a
+    /// handler's decision); taken by the failure router, never shown.
+    /// Behind a mutex so that `Error` stays `Sync` whatever the item is.
+    routing: Option<std::sync::Mutex<crate::policy::Routing>>,
 }
 
 impl Error {
@@ -109,6 +113,7 @@ impl Error {
                 retryable: None,
                 message: message.into(),
                 source: None,
+                routing: None,
             }),
         }
     }
@@ -238,6 +243,53 @@ impl Error {
         }
     }
 
+    pub(crate) fn routed(mut self, routing: crate::policy::Routing) -> Error {
+        self.inner.routing = Some(std::sync::Mutex::new(routing));
+        self
+    }
+
+    pub(crate) fn take_routing(&mut self) -> Option<crate::policy::Routing> {
+        self.inner
+            .routing
+            .take()
+            .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The messages of the causes below the [`message`](Self::message),
+    /// outermost first: the chain of
+    /// [`source`](std::error::Error::source)s, without the user's error
+    /// whose text the message already is.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// #[derive(Debug, thiserror::Error)]
+    /// #[error("lookup failed")]
+    /// struct Lookup(#[source] std::io::Error);
+    ///
+    /// let err = weir::Pipeline::from_iter([1])
+    ///     .try_map(|_| Err::<u8, _>(Lookup(std::io::Error::other("timed out"))))
+    ///     .run()
+    ///     .await
+    ///     .unwrap_err();
+    /// assert_eq!(err.message(), "lookup failed");
+    /// assert_eq!(err.causes(), ["timed out"]);
+    /// # });
+    /// ```
+    pub fn causes(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut next = std::error::Error::source(self);
+        if next.is_some_and(|e| e.to_string() == self.inner.message) {
+            next = next.and_then(|e| e.source());
+        }
+        while let Some(e) = next {
+            out.push(e.to_string());
+            next = e.source();
+        }
+        out
+    }
+
     /// What kind of failure this is.
     pub fn kind(&self) -> ErrorKind {
         self.inner.kind
@@ -277,6 +329,7 @@ impl Error {
                 retryable: i.retryable,
                 message: i.message.clone(),
                 source: None,
+                routing: None,
             }),
         }
     }

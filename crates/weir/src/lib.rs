@@ -54,10 +54,11 @@ pub use event::{Event, EventKind, EventLevel, Progress, EVENT_VERSION, RATE_WIND
 pub use hooks::Hooks;
 pub use metrics::{Latency, Outcome, Report, StageReport, Utilization};
 pub use pipeline::{InfallibleFuture, Pipeline, PipelineBuilder};
-pub use policy::ErrorPolicy;
-pub use policy::{Breaker, Retry, Retryable, WhenOpen};
+pub use policy::{
+    Breaker, DeadLetter, Decision, ErrorPolicy, Failure, Retry, Retryable, WhenOpen, MAX_HANDLER_ATTEMPTS,
+};
 pub use runtime::{
     Controller, Events, Handle, Lagged, PushError, Pusher, Results, Shutdown, Subscription, TryPushError,
 };
 pub use source::Source;
-pub use stage::{aggregate, Sink};
+pub use stage::{aggregate, sink_fn, Sink};

@@ -129,6 +129,19 @@ pub enum EventKind {
         /// closed; `None` for other changes.
         failure_rate: Option<f64>,
     },
+    /// An item failed in a stage and its
+    /// [`on_failure`](crate::Pipeline::on_failure) handler replaced it with
+    /// another output, which went on downstream.
+    ItemReplaced {
+        /// The stage.
+        stage: String,
+        /// The error message of the last failure.
+        error: String,
+        /// `error`, `panic`, `timeout`, … ([`ErrorKind::as_str`](crate::ErrorKind::as_str)).
+        error_type: String,
+        /// Which attempt failed (1 for the first).
+        attempt: u32,
+    },
     /// One input of a [`merge`](crate::Pipeline::merge) failed (to
     /// initialize, or while it was read); the other inputs go on unless the
     /// source's error policy is fail-fast.

@@ -54,6 +54,16 @@ pub(crate) struct StageMetrics {
     /// The breaker's state: 0 without a breaker, else
     /// [`BreakerState`](crate::policy::BreakerState) as `u8`.
     pub(crate) breaker_state: std::sync::atomic::AtomicU8,
+    /// Failed items sent towards the stage's dead-letter sink. The stage
+    /// counts them in `failed` too; reports take them out of it, and put
+    /// back those the sink refused.
+    pub(crate) dead_letter_sent: AtomicU64,
+    /// Dead letters the sink accepted: the items are finalized.
+    pub(crate) dead_lettered: AtomicU64,
+    /// Dead letters the sink refused: the items failed after all.
+    pub(crate) dead_letter_refused: AtomicU64,
+    /// Failed items a handler replaced with another output.
+    pub(crate) replaced: AtomicU64,
 }
 
 impl Default for StageMetrics {
@@ -72,6 +82,10 @@ impl Default for StageMetrics {
             retried: AtomicU64::new(0),
             breaker_trips: AtomicU64::new(0),
             breaker_state: std::sync::atomic::AtomicU8::new(0),
+            dead_letter_sent: AtomicU64::new(0),
+            dead_lettered: AtomicU64::new(0),
+            dead_letter_refused: AtomicU64::new(0),
+            replaced: AtomicU64::new(0),
         }
     }
 }

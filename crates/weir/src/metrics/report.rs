@@ -40,7 +40,7 @@ pub struct StageReport {
     pub items_out: u64,
     /// Items the stage filtered out on purpose.
     pub dropped: u64,
-    /// Items that failed in the stage.
+    /// Items that failed in the stage (and were not dead-lettered).
     pub failed: u64,
     /// Retries scheduled: attempts after the first, over all items
     /// ([`retry`](crate::Pipeline::retry)).
@@ -53,6 +53,13 @@ pub struct StageReport {
     /// stage has one.
     #[serde(default)]
     pub breaker: Option<String>,
+    /// Failed items the stage's dead-letter sink accepted.
+    #[serde(default)]
+    pub dead_lettered: u64,
+    /// Failed items the stage's failure handler replaced with another
+    /// output (counted in `items_out`).
+    #[serde(default)]
+    pub replaced: u64,
     /// Items inside the stage now: taken in and not yet out, dropped or
     /// failed (in a concurrent window, a batch, a sink's unflushed writes).
     pub in_flight: u64,
@@ -135,6 +142,9 @@ pub struct Report {
     pub dropped: u64,
     /// Items that failed.
     pub failed: u64,
+    /// Failed items accepted by a dead-letter sink.
+    #[serde(default)]
+    pub dead_lettered: u64,
     /// Items taken in but not finished (in flight while running; lost to
     /// an abort at the end, to be redelivered by an at-least-once source).
     pub unfinalized: u64,
@@ -170,7 +180,8 @@ impl Report {
         }
     }
 
-    /// Items finished one way or another: delivered + dropped + failed.
+    /// Items finished one way or another: delivered + dropped + failed +
+    /// dead-lettered.
     ///
     /// # Examples
     ///
@@ -182,7 +193,7 @@ impl Report {
     /// # });
     /// ```
     pub fn finished(&self) -> u64 {
-        self.delivered + self.dropped + self.failed
+        self.delivered + self.dropped + self.failed + self.dead_lettered
     }
 
     /// The counts of the stage called `name`.
@@ -195,7 +206,7 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "pipeline `{}` {:?} in {:.3}s: {} pulled, {} delivered, {} dropped, {} failed, {} unfinalized ({:.0} items/s)",
+            "pipeline `{}` {:?} in {:.3}s: {} pulled, {} delivered, {} dropped, {} failed, {} dead-lettered, {} unfinalized ({:.0} items/s)",
             self.pipeline,
             self.outcome,
             self.duration.as_secs_f64(),
@@ -203,14 +214,15 @@ impl fmt::Display for Report {
             self.delivered,
             self.dropped,
             self.failed,
+            self.dead_lettered,
             self.unfinalized,
             self.items_per_sec()
         )?;
         let w = self.stages.iter().map(|s| s.name.len()).max().unwrap_or(5).max(5);
         writeln!(
             f,
-            "  {:<w$}  {:<10} {:>12} {:>12} {:>10} {:>10} {:>8} {:>10} {:>6}",
-            "stage", "kind", "in", "out", "dropped", "failed", "retried", "p99", "busy"
+            "  {:<w$}  {:<10} {:>12} {:>12} {:>10} {:>10} {:>8} {:>8} {:>10} {:>6}",
+            "stage", "kind", "in", "out", "dropped", "failed", "dead-l.", "retried", "p99", "busy"
         )?;
         for s in &self.stages {
             let p99 = s.latency.map_or("-".to_owned(), |l| format!("{:.3?}", l.p99));
@@ -219,8 +231,17 @@ impl fmt::Display for Report {
                 .map_or("-".to_owned(), |u| format!("{:.0}%", u.busy * 100.0));
             write!(
                 f,
-                "  {:<w$}  {:<10} {:>12} {:>12} {:>10} {:>10} {:>8} {:>10} {:>6}",
-                s.name, s.kind, s.items_in, s.items_out, s.dropped, s.failed, s.retried, p99, busy
+                "  {:<w$}  {:<10} {:>12} {:>12} {:>10} {:>10} {:>8} {:>8} {:>10} {:>6}",
+                s.name,
+                s.kind,
+                s.items_in,
+                s.items_out,
+                s.dropped,
+                s.failed,
+                s.dead_lettered,
+                s.retried,
+                p99,
+                busy
             )?;
             match &s.breaker {
                 Some(state) => writeln!(f, "  breaker {state} ({} trips)", s.breaker_trips)?,

@@ -8,6 +8,12 @@ pub use breaker::{Breaker, WhenOpen};
 pub(crate) use breaker::{BreakerState, CircuitBreaker, Ticket};
 pub(crate) use retry::Backoff;
 pub use retry::{Retry, Retryable};
+mod dead_letter;
+mod handler;
+
+pub use dead_letter::DeadLetter;
+pub(crate) use dead_letter::{run_dead_letters, Letter, Routing};
+pub use handler::{Decision, Failure, MAX_HANDLER_ATTEMPTS};
 
 /// What happens to the pipeline when an item fails in a stage.
 ///
@@ -47,4 +53,15 @@ pub enum ErrorPolicy {
     FailFast,
     /// Record the failure and go on with the next item.
     Skip,
+    /// Send the item and its failure to the stage's dead-letter sink (set
+    /// with [`Pipeline::dead_letter`](crate::Pipeline::dead_letter), which
+    /// also sets this policy) and go on. The item is finalized
+    /// [`DeadLettered`](crate::Status::DeadLettered) once the sink took
+    /// the record. A stage with this policy but no dead-letter sink (e.g.
+    /// set for every stage with
+    /// [`PipelineBuilder::error_policy`](crate::PipelineBuilder::error_policy))
+    /// makes [`run`](crate::Pipeline::run) return an
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) error before
+    /// anything is pulled.
+    DeadLetter,
 }

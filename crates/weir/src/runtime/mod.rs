@@ -33,6 +33,7 @@ use crate::error::{Error, ErrorKind};
 use crate::event::{now_ms, Event, EventKind, EventLevel, Progress, RateWindow, EVENT_VERSION, RATE_WINDOW};
 use crate::metrics::{Outcome, Report, StageMetrics, StageReport, Utilization};
 use crate::pipeline::Config;
+use crate::policy::ErrorPolicy;
 use crate::stage::StageSpec;
 
 pub(crate) type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -228,6 +229,22 @@ impl Shared {
         self.emit(EventKind::SourceExhausted { stage, items }).await;
     }
 
+    /// A configuration error found once every stage's policy is known.
+    fn misconfigured(&self) -> Option<Error> {
+        let s = self
+            .stages
+            .iter()
+            .find(|s| s.policy == ErrorPolicy::DeadLetter && !s.spec.dead_letter)?;
+        Some(Error::new(
+            ErrorKind::Config,
+            format!(
+                "stage `{}` has the error policy DeadLetter but no dead-letter sink \
+                 (set one with `dead_letter(sink)`, or give the stage another policy)",
+                s.spec.name
+            ),
+        ))
+    }
+
     /// Records that the source panicked after pulling `seq` items.
     pub(crate) fn source_panicked(&self, seq: u64, message: &str) {
         let name = &self.stages[0].spec.name;
@@ -420,7 +437,12 @@ impl Shared {
                     items_in,
                     items_out: outs[i],
                     dropped,
-                    failed,
+                    // The stage counted its dead letters as failed; those
+                    // still on their way are not finalized yet.
+                    failed: (failed + m.dead_letter_refused.load(Ordering::Relaxed))
+                        .saturating_sub(m.dead_letter_sent.load(Ordering::Relaxed)),
+                    dead_lettered: m.dead_lettered.load(Ordering::Relaxed),
+                    replaced: m.replaced.load(Ordering::Relaxed),
                     in_flight: inside,
                     active: (active != u64::MAX).then_some(active),
                     queue_depth: (capacity > 0).then(|| load(&m.channel.depth)),
@@ -459,9 +481,11 @@ impl Shared {
             .sum();
         let dropped = stages.iter().map(|s| s.dropped).sum();
         let failed = stages.iter().map(|s| s.failed).sum();
+        let dead_lettered = stages.iter().map(|s| s.dead_lettered).sum();
         // A batch of n finishes with its one output: n - 1 of its members
         // are `merged`, finished by the output's count.
-        let unfinalized = (pulled + expanded).saturating_sub(delivered + dropped + failed + merged);
+        let unfinalized =
+            (pulled + expanded).saturating_sub(delivered + dropped + failed + dead_lettered + merged);
         Report {
             pipeline: self.config.name.clone(),
             outcome,
@@ -470,6 +494,7 @@ impl Shared {
             delivered,
             dropped,
             failed,
+            dead_lettered,
             unfinalized,
             stages,
             bottleneck,
@@ -555,8 +580,14 @@ pub(crate) async fn supervise(
         }
     }
     let mut set = JoinSet::new();
-    for task in tasks {
-        set.spawn(task);
+    match shared.misconfigured() {
+        // Nothing was pulled yet: dropping the tasks loses no item.
+        Some(e) => shared.fail(e),
+        None => {
+            for task in tasks {
+                set.spawn(task);
+            }
+        }
     }
     let progress_on = shared.config.event_level >= EventLevel::Progress;
     let period = shared.config.progress_interval.max(Duration::from_millis(1));

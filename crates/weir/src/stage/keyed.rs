@@ -22,7 +22,7 @@ use futures::StreamExt;
 
 use super::resilience::with_policies;
 use super::then::ThenWork;
-use super::{guard, Flow, Plan, Push, TaskCx, Wiring};
+use super::{guard, with_recovery, Flow, Plan, Push, SpawnWork, TaskCx, Wiring};
 use crate::ack::Token;
 use crate::error::{BoxError, Error};
 use crate::metrics::Counters;
@@ -201,9 +201,19 @@ where
     fn attach<D: Push<U>>(self, down: D, w: &mut Wiring<P::Intake>) {
         let (tx, rx) = w.input_channel(self.idx);
         let n = w.spec(self.idx).concurrency;
-        let (c, cx, work, key) = (w.counters(self.idx), w.cx(), ThenWork(self.f), self.key);
-        with_policies!(w, self.idx, P::Out, work, |work| w
-            .spawn_stage(self.idx, run_keyed(rx, key, work, down, c, cx, n)));
+        let (c, cx, work) = (w.counters(self.idx), w.cx(), ThenWork(self.f));
+        let driver = Keyed {
+            rx,
+            key: self.key,
+            down,
+            c,
+            cx,
+            n,
+            idx: self.idx,
+        };
+        with_policies!(w, self.idx, P::Out, work, |work| with_recovery(
+            w, self.idx, work, driver
+        ));
         let out = ChannelOut::new(tx, w.chunk_size());
         self.prev.attach(out, w);
     }
@@ -311,6 +321,39 @@ impl<K: Hash + Eq + Clone, T> Parked<K, T> {
                 None
             }
         }
+    }
+}
+
+/// Spawns [`run_keyed`] over a stage's work, recovered or not.
+struct Keyed<T, KF, D> {
+    rx: Receiver<T>,
+    key: KF,
+    down: D,
+    c: Counters,
+    cx: TaskCx,
+    n: usize,
+    idx: usize,
+}
+
+impl<T, K, KF, U, D> SpawnWork<T, U> for Keyed<T, KF, D>
+where
+    T: Send + 'static,
+    KF: FnMut(&T) -> K + Send + 'static,
+    K: Hash + Eq + Clone + Send + 'static,
+    U: Send + 'static,
+    D: Push<U>,
+{
+    fn spawn<I, W: Work<T, Out = U>>(self, w: &mut Wiring<I>, work: W) {
+        let Keyed {
+            rx,
+            key,
+            down,
+            c,
+            cx,
+            n,
+            idx,
+        } = self;
+        w.spawn_stage(idx, run_keyed(rx, key, work, down, c, cx, n));
     }
 }
 

@@ -30,6 +30,7 @@ mod keyed;
 mod map;
 mod map_batch;
 mod rate_limit;
+mod recover;
 mod resilience;
 mod route;
 mod scan;
@@ -66,8 +67,11 @@ pub use keyed::{KeyBy, KeyedThen};
 pub use map::{Map, TryMap};
 pub use map_batch::MapBatch;
 pub use rate_limit::RateLimit;
+pub use recover::Recoverable;
+pub(crate) use recover::{with_recovery, Concurrent, RecoverSpec, SpawnWork};
 pub use route::Route;
 pub use scan::Scan;
+pub use sink::sink_fn;
 pub use sink::{Sink, SinkStage};
 pub use skip::Skip;
 pub use skip_while::SkipWhile;
@@ -85,11 +89,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::mpsc;
+
 use crate::ack::{Status, Token};
-use crate::error::Error;
-use crate::event::EventKind;
+use crate::error::{Error, ErrorKind};
+use crate::event::{now_ms, EventKind};
 use crate::metrics::Counters;
-use crate::policy::ErrorPolicy;
+use crate::policy::{ErrorPolicy, Letter, Routing};
 use crate::runtime::channel::Sender;
 use crate::runtime::Shared;
 
@@ -198,6 +204,10 @@ pub(crate) struct StageSpec {
     pub(crate) retry: Option<resilience::RetrySpec>,
     /// The stage's circuit breaker (concurrent stages).
     pub(crate) breaker: Option<crate::policy::Breaker>,
+    /// Dead-letter sink and failure handler, if set.
+    pub(crate) recovery: Option<RecoverSpec>,
+    /// Whether `dead_letter` gave the stage a dead-letter sink.
+    pub(crate) dead_letter: bool,
 }
 
 impl StageSpec {
@@ -211,6 +221,8 @@ impl StageSpec {
             timeout: None,
             retry: None,
             breaker: None,
+            recovery: None,
+            dead_letter: false,
         }
     }
 }
@@ -283,6 +295,8 @@ pub struct TaskCx {
     pending: Vec<EventKind>,
     /// Failures waiting for the `on_error` hooks.
     errors: Vec<Error>,
+    /// Dead letters waiting to be sent to their stage's dead-letter task.
+    letters: Vec<(mpsc::Sender<Letter>, Letter)>,
 }
 
 impl TaskCx {
@@ -291,18 +305,20 @@ impl TaskCx {
             shared,
             pending: Vec::new(),
             errors: Vec::new(),
+            letters: Vec::new(),
         }
     }
 
-    /// Routes a failed item: finalizes it as failed, records the event and
-    /// applies the stage's error policy. The caller counts the failure.
+    /// Routes a failed item: records the event and applies the stage's
+    /// error policy (or its handler's decision): finalizes it as failed,
+    /// or queues its dead letter. The caller counts the failure.
     #[cold]
-    pub(crate) fn fail(&mut self, stage: usize, token: Token, error: Error) {
+    pub(crate) fn fail(&mut self, stage: usize, token: Token, mut error: Error) {
         let entry = &self.shared.stages[stage];
+        let routing = error.take_routing();
         // A retried item's error already says which attempt failed.
         let attempt = error.attempt().max(1);
         let error = error.at(&entry.spec.name, token.seq(), attempt);
-        token.finish(Status::Failed);
         if self.shared.listening() {
             self.pending.push(EventKind::ItemFailed {
                 stage: entry.spec.name.clone(),
@@ -316,18 +332,69 @@ impl TaskCx {
         if self.shared.config.hooks.has_on_error() {
             self.errors.push(error.shallow_clone());
         }
-        if entry.policy == ErrorPolicy::FailFast {
-            self.shared.fail(error);
+        let policy = routing.as_ref().and_then(|r| r.policy).unwrap_or(entry.policy);
+        match policy {
+            ErrorPolicy::Skip => token.finish(Status::Failed),
+            ErrorPolicy::DeadLetter => self.dead_letter(stage, token, error, routing),
+            ErrorPolicy::FailFast => {
+                token.finish(Status::Failed);
+                self.shared.fail(error);
+            }
         }
+    }
+
+    #[cold]
+    fn dead_letter(&mut self, stage: usize, token: Token, error: Error, routing: Option<Routing>) {
+        let Some(Routing {
+            item: Some(item),
+            to: Some(to),
+            first_failure_ms,
+            ..
+        }) = routing
+        else {
+            // Unreachable through the public API (a stage gets the policy
+            // with its sink): fail loudly rather than lose the item.
+            token.finish(Status::Failed);
+            let name = error.stage().unwrap_or_default().to_owned();
+            return self.shared.fail(Error::new(
+                ErrorKind::Config,
+                format!("stage `{name}` has no dead-letter sink for its failure: {error}"),
+            ));
+        };
+        let now = now_ms();
+        let letter = Letter {
+            item: std::sync::Mutex::new(item),
+            error: error.message().to_owned(),
+            causes: error.causes(),
+            error_type: error.kind().as_str(),
+            item_seq: token.seq(),
+            attempts: error.attempt(),
+            first_failure_ms: first_failure_ms.unwrap_or(now),
+            last_failure_ms: now,
+            token,
+        };
+        self.shared.stages[stage]
+            .metrics
+            .dead_letter_sent
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.letters.push((to, letter));
     }
 
     /// Whether events are waiting to be sent.
     pub(crate) fn has_events(&self) -> bool {
-        !self.pending.is_empty() || !self.errors.is_empty() || self.shared.has_overflow()
+        !self.pending.is_empty()
+            || !self.errors.is_empty()
+            || !self.letters.is_empty()
+            || self.shared.has_overflow()
     }
 
     /// Sends the buffered events, waiting for the consumer (lossless).
     pub(crate) async fn flush_events(&mut self) {
+        for (to, letter) in std::mem::take(&mut self.letters) {
+            // Refused only when the dead-letter task was aborted: the
+            // letter's token then reports `Aborted`.
+            let _ = to.send(letter).await;
+        }
         if !self.errors.is_empty() {
             self.run_error_hooks().await;
         }

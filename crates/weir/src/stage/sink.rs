@@ -89,6 +89,33 @@ where
     }
 }
 
+/// A [`Sink`] from an async closure that writes one item per call (flush
+/// and close do nothing). Handy for [`dead_letter`](crate::Pipeline::dead_letter)
+/// sinks and tests.
+///
+/// # Examples
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+/// let s = seen.clone();
+/// let sink = weir::sink_fn(move |x: u8| {
+///     s.lock().unwrap().push(x);
+///     async { Ok::<_, std::io::Error>(()) }
+/// });
+/// weir::Pipeline::from_iter([1u8, 2]).sink(sink).run().await.unwrap();
+/// assert_eq!(*seen.lock().unwrap(), [1, 2]);
+/// # });
+/// ```
+pub fn sink_fn<T, F, Fut, E>(f: F) -> impl Sink<T>
+where
+    F: FnMut(T) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), E>> + Send,
+    E: Into<BoxError>,
+{
+    FnSink(f)
+}
+
 /// The plan node of [`Pipeline::sink`](crate::Pipeline::sink) and
 /// [`Pipeline::for_each_async`](crate::Pipeline::for_each_async).
 #[must_use]

@@ -4,8 +4,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use super::resilience::with_policies;
-use super::trace::spawn_concurrent;
-use super::{guard, Plan, Push, Wiring};
+use super::{guard, with_recovery, Concurrent, Plan, Push, Wiring};
 use crate::error::{BoxError, Error, ErrorKind};
 use crate::runtime::{ChannelOut, Work};
 
@@ -40,8 +39,13 @@ where
 
     fn attach<D: Push<U>>(self, down: D, w: &mut Wiring<P::Intake>) {
         let (tx, rx) = w.input_channel(self.idx);
-        with_policies!(w, self.idx, P::Out, ThenWork(self.f), |work| spawn_concurrent(
-            w, self.idx, rx, work, down
+        let driver = Concurrent {
+            rx,
+            down,
+            idx: self.idx,
+        };
+        with_policies!(w, self.idx, P::Out, ThenWork(self.f), |work| with_recovery(
+            w, self.idx, work, driver
         ));
         let out = ChannelOut::new(tx, w.chunk_size());
         self.prev.attach(out, w);

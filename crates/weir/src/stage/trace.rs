@@ -91,11 +91,7 @@ struct Traced<W> {
 
 impl<W> Traced<W> {
     fn new(work: W, sampler: Sampler, stage: String) -> Traced<W> {
-        Traced {
-            work,
-            sampler,
-            stage,
-        }
+        Traced { work, sampler, stage }
     }
 }
 

@@ -1,0 +1,69 @@
+//! Custom failure handlers: a function that looks at each failure of its
+//! stage and decides what happens to the item.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::error::Error;
+
+/// The most attempts a [`Decision::RetryAfter`] loop makes on one item;
+/// the next failure after that goes to the stage's error policy.
+pub const MAX_HANDLER_ATTEMPTS: u32 = 100;
+
+/// One failure of an item, as shown to an
+/// [`on_failure`](crate::Pipeline::on_failure) handler.
+#[non_exhaustive]
+pub struct Failure<'a, T> {
+    /// The item as it entered the stage.
+    pub item: &'a T,
+    /// What went wrong (its [`kind`](Error::kind) says whether it was a
+    /// panic, a timeout, …).
+    pub error: &'a Error,
+    /// Which attempt failed: 1 for the first, more after
+    /// [`Decision::RetryAfter`].
+    pub attempt: u32,
+}
+
+impl<T: fmt::Debug> fmt::Debug for Failure<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Failure")
+            .field("item", self.item)
+            .field("error", self.error)
+            .field("attempt", &self.attempt)
+            .finish()
+    }
+}
+
+/// What an [`on_failure`](crate::Pipeline::on_failure) handler wants done
+/// with a failed item.
+///
+/// # Examples
+///
+/// ```
+/// use weir::{Decision, Failure};
+///
+/// fn decide(f: &Failure<'_, String>) -> Decision<usize> {
+///     if f.item.is_empty() { Decision::Replace(0) } else { Decision::Skip }
+/// }
+/// # let _ = decide;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Decision<U> {
+    /// Finalize the item as failed and go on, whatever the stage's error
+    /// policy (as [`ErrorPolicy::Skip`](crate::ErrorPolicy::Skip)):
+    /// counted and reported, never fatal.
+    Skip,
+    /// Hand the failure to the stage's error policy: fail-fast by default,
+    /// the dead-letter sink if the stage has one.
+    Fail,
+    /// Wait this long, then run the stage's function again on a copy of
+    /// the item. Waiting happens inside the item's work, so other items
+    /// keep flowing through an unordered or keyed stage. After
+    /// [`MAX_HANDLER_ATTEMPTS`] attempts the failure goes to the stage's
+    /// error policy as with [`Fail`](Decision::Fail).
+    RetryAfter(Duration),
+    /// Send this item downstream instead: it counts as the stage's output
+    /// (and in the stage's `replaced` count), not as a failure.
+    Replace(U),
+}

@@ -1,0 +1,375 @@
+//! Failure recovery for the stages that run an item's work as a future
+//! (`then`, `try_then`, `blocking`, `try_blocking`, keyed `then`):
+//! [`dead_letter`](crate::Pipeline::dead_letter) and
+//! [`on_failure`](crate::Pipeline::on_failure).
+//!
+//! Both are settings of the stage, kept type-erased in its `StageSpec`
+//! until `attach`, where the stage wraps its work in [`Recover`]. Stages
+//! without them run their work unwrapped and pay nothing.
+
+use std::any::Any;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+
+use super::{guard, Blocking, KeyedThen, Plan, Push, Sink, Then, Wiring};
+use crate::error::Error;
+use crate::event::{now_ms, EventKind};
+use crate::policy::{
+    run_dead_letters, DeadLetter, Decision, ErrorPolicy, Failure, Letter, Routing, MAX_HANDLER_ATTEMPTS,
+};
+use crate::runtime::channel::Receiver;
+use crate::runtime::{Shared, Task, Work};
+use crate::Pipeline;
+
+/// Stages whose failures can be dead-lettered or handled: `then`,
+/// `try_then`, `blocking`, `try_blocking` and keyed `then`/`try_then`.
+pub trait Recoverable: Plan + sealed::Sealed {
+    /// The items the stage takes in.
+    type In: Send + 'static;
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+impl<P, F> sealed::Sealed for Then<P, F> {}
+impl<P, F> sealed::Sealed for Blocking<P, F> {}
+impl<P, K, F> sealed::Sealed for KeyedThen<P, K, F> {}
+
+impl<P: Plan, F> Recoverable for Then<P, F>
+where
+    Then<P, F>: Plan,
+{
+    type In = P::Out;
+}
+
+impl<P: Plan, F> Recoverable for Blocking<P, F>
+where
+    Blocking<P, F>: Plan,
+{
+    type In = P::Out;
+}
+
+impl<P: Plan, K, F> Recoverable for KeyedThen<P, K, F>
+where
+    KeyedThen<P, K, F>: Plan,
+{
+    type In = P::Out;
+}
+
+type Handler<T, U> = Arc<dyn Fn(&Failure<'_, T>) -> Decision<U> + Send + Sync>;
+type Install = Box<dyn FnOnce(Arc<Shared>, usize) -> (Task, mpsc::Sender<Letter>) + Send>;
+
+/// A stage's recovery settings: a `Recovery<In, Out>` without its types.
+#[derive(Clone, Default)]
+pub(crate) struct RecoverSpec(Arc<Mutex<Option<Box<dyn Any + Send>>>>);
+
+impl fmt::Debug for RecoverSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RecoverSpec")
+    }
+}
+
+struct Recovery<T, U> {
+    keep: fn(&T) -> T,
+    dead_letter: Option<Install>,
+    handler: Option<Handler<T, U>>,
+}
+
+impl RecoverSpec {
+    fn update<T: Clone + Send + 'static, U: 'static>(&self, f: impl FnOnce(&mut Recovery<T, U>)) {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let boxed = slot.get_or_insert_with(|| {
+            Box::new(Recovery::<T, U> {
+                keep: T::clone,
+                dead_letter: None,
+                handler: None,
+            })
+        });
+        if let Some(r) = boxed.downcast_mut::<Recovery<T, U>>() {
+            f(r);
+        }
+    }
+
+    fn take<T: 'static, U: 'static>(&self) -> Option<Recovery<T, U>> {
+        let boxed = self.0.lock().unwrap_or_else(|p| p.into_inner()).take()?;
+        boxed.downcast::<Recovery<T, U>>().ok().map(|r| *r)
+    }
+}
+
+/// Wraps `work` in [`Recover`] when stage `idx` has recovery settings and
+/// hands the (wrapped or bare) work to `spawn`.
+pub(crate) fn with_recovery<T, W, I>(w: &mut Wiring<I>, idx: usize, work: W, spawn: impl SpawnWork<T, W::Out>)
+where
+    T: Send + 'static,
+    W: Work<T>,
+{
+    let recovery = w.spec(idx).recovery.as_ref().and_then(|r| r.take::<T, W::Out>());
+    let Some(r) = recovery else {
+        return spawn.spawn(w, work);
+    };
+    let to = r.dead_letter.map(|install| {
+        let (task, tx) = install(w.shared.clone(), idx);
+        w.tasks.push(task);
+        tx
+    });
+    let work = Recover {
+        work: Arc::new(Mutex::new(work)),
+        keep: r.keep,
+        to,
+        handler: r.handler,
+        shared: w.shared.clone(),
+        stage: idx,
+    };
+    spawn.spawn(w, work);
+}
+
+/// Spawns a stage's driver over some work (a generic closure, which Rust
+/// does not have).
+pub(crate) trait SpawnWork<T, U> {
+    fn spawn<I, W: Work<T, Out = U>>(self, w: &mut Wiring<I>, work: W);
+}
+
+/// Spawns the concurrent driver (`then`, `blocking`), with its item spans.
+pub(crate) struct Concurrent<T, D> {
+    pub(crate) rx: Receiver<T>,
+    pub(crate) down: D,
+    pub(crate) idx: usize,
+}
+
+impl<T: Send + 'static, U: Send + 'static, D: Push<U>> SpawnWork<T, U> for Concurrent<T, D> {
+    fn spawn<I, W: Work<T, Out = U>>(self, w: &mut Wiring<I>, work: W) {
+        super::trace::spawn_concurrent(w, self.idx, self.rx, work, self.down);
+    }
+}
+
+/// A stage's work that keeps a copy of each input, asks the stage's
+/// handler what to do on failure, and sends what still fails to the
+/// failure router with its copy (for the dead-letter sink).
+pub(crate) struct Recover<W, T, U> {
+    work: Arc<Mutex<W>>,
+    keep: fn(&T) -> T,
+    to: Option<mpsc::Sender<Letter>>,
+    handler: Option<Handler<T, U>>,
+    shared: Arc<Shared>,
+    stage: usize,
+}
+
+impl<W, T, U> Work<T> for Recover<W, T, U>
+where
+    W: Work<T, Out = U>,
+    T: Send + 'static,
+    U: Send + 'static,
+{
+    type Out = U;
+    type Fut = Pin<Box<dyn Future<Output = Result<U, Error>> + Send>>;
+
+    fn start(&mut self, item: T, seq: u64) -> Self::Fut {
+        let copy = (self.keep)(&item);
+        let first = lock(&self.work).start(item, seq);
+        let (work, keep, to) = (self.work.clone(), self.keep, self.to.clone());
+        let (handler, shared, stage) = (self.handler.clone(), self.shared.clone(), self.stage);
+        Box::pin(async move {
+            let mut fut = first;
+            let mut attempt = 1;
+            let mut first_failure = None;
+            loop {
+                let error = match fut.await {
+                    Ok(out) => return Ok(out),
+                    Err(e) => e,
+                };
+                let now = now_ms();
+                let first_ms = *first_failure.get_or_insert(now);
+                let decision = match &handler {
+                    None => Decision::Fail,
+                    Some(h) => {
+                        let failure = Failure {
+                            item: &copy,
+                            error: &error,
+                            attempt,
+                        };
+                        match guard(|| h(&failure)) {
+                            Ok(d) => d,
+                            // A panicking handler fails the item with its panic.
+                            Err(panic) => return Err(routed(panic, copy, to, None, attempt, first_ms)),
+                        }
+                    }
+                };
+                let policy = match decision {
+                    Decision::Replace(out) => {
+                        replaced(&shared, stage, &error, attempt).await;
+                        return Ok(out);
+                    }
+                    Decision::RetryAfter(delay) if attempt < MAX_HANDLER_ATTEMPTS => {
+                        tokio::time::sleep(delay).await;
+                        attempt += 1;
+                        fut = lock(&work).start(keep(&copy), seq);
+                        continue;
+                    }
+                    Decision::Skip => Some(ErrorPolicy::Skip),
+                    Decision::Fail | Decision::RetryAfter(_) => None,
+                };
+                return Err(routed(error, copy, to, policy, attempt, first_ms));
+            }
+        })
+    }
+}
+
+fn lock<W>(m: &Mutex<W>) -> std::sync::MutexGuard<'_, W> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn routed<T: Send + 'static>(
+    error: Error,
+    copy: T,
+    to: Option<mpsc::Sender<Letter>>,
+    policy: Option<ErrorPolicy>,
+    attempt: u32,
+    first_failure_ms: u64,
+) -> Error {
+    let item = to.is_some().then(|| Box::new(copy) as Box<dyn Any + Send>);
+    // A retry policy inside may have made attempts of its own already.
+    let attempt = attempt.max(error.attempt());
+    error.with_attempt(attempt).routed(Routing {
+        item,
+        to,
+        policy,
+        first_failure_ms: Some(first_failure_ms),
+    })
+}
+
+/// Counts and reports an item its handler replaced.
+async fn replaced(shared: &Shared, stage: usize, error: &Error, attempt: u32) {
+    let entry = &shared.stages[stage];
+    entry
+        .metrics
+        .replaced
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    shared
+        .emit(EventKind::ItemReplaced {
+            stage: entry.spec.name.clone(),
+            error: error.message().to_owned(),
+            error_type: error.kind().as_str().to_owned(),
+            attempt,
+        })
+        .await;
+}
+
+impl<U, N> Pipeline<U, N>
+where
+    U: Send + 'static,
+    N: Recoverable<Out = U>,
+{
+    /// Sends the items that fail in the last stage to `sink`, as
+    /// [`DeadLetter`] records (the item as it entered the stage, the error
+    /// and its causes, the stage, attempts and times), and sets the stage's
+    /// [`ErrorPolicy`] to [`DeadLetter`](ErrorPolicy::DeadLetter). Panics
+    /// in the stage are dead-lettered too, with `error_type` `"panic"`.
+    ///
+    /// The stage keeps a clone of each input while it works on it. A failed
+    /// item is finalized [`DeadLettered`](crate::Status::DeadLettered) only
+    /// once a [`flush`](Sink::flush) after its record's write succeeded; it
+    /// counts in the stage's `dead_lettered`, not in `failed`. A dead-letter
+    /// sink that refuses a record (write or flush error, or a panic) fails
+    /// the item ([`Failed`](crate::Status::Failed), an
+    /// [`ItemFailed`](crate::EventKind::ItemFailed) event for stage
+    /// `<stage>/dead_letter`) and stops the run with an error naming it.
+    /// A slow dead-letter sink slows its stage. By default, no dead-letter
+    /// sink.
+    ///
+    /// An [`on_error`](Pipeline::on_error) after `dead_letter` overrides the
+    /// policy (the records are then no longer sent).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use weir::{DeadLetter, Pipeline};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let letters = Arc::new(Mutex::new(Vec::new()));
+    /// let kept = letters.clone();
+    /// let out = Pipeline::from_iter([1u32, 0, 4])
+    ///     .then(|x| async move { 12 / x }) // panics on 0
+    ///     .dead_letter(weir::sink_fn(move |l: DeadLetter<u32>| {
+    ///         kept.lock().unwrap().push((l.item, l.error_type));
+    ///         async { Ok::<_, std::io::Error>(()) }
+    ///     }))
+    ///     .collect()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(out, [12, 3]);
+    /// assert_eq!(*letters.lock().unwrap(), [(0, "panic".to_owned())]);
+    /// # });
+    /// ```
+    pub fn dead_letter<S>(mut self, sink: S) -> Self
+    where
+        N::In: Clone,
+        S: Sink<DeadLetter<N::In>>,
+    {
+        let spec = self.last();
+        let install: Install = Box::new(move |shared: Arc<Shared>, idx: usize| {
+            let (tx, rx) = mpsc::channel(shared.config.capacity.max(1));
+            let chunk = shared.config.chunk_size.max(1);
+            let task: Task = Box::pin(run_dead_letters(rx, sink, shared, idx, chunk));
+            (task, tx)
+        });
+        spec.recovery
+            .get_or_insert_with(RecoverSpec::default)
+            .update::<N::In, U>(|r| r.dead_letter = Some(install));
+        spec.policy = Some(ErrorPolicy::DeadLetter);
+        spec.dead_letter = true;
+        self
+    }
+
+    /// Lets `handler` decide what happens to each item that fails in the
+    /// last stage: [`Decision::Skip`] it, [`Fail`](Decision::Fail) it (the
+    /// stage's [`ErrorPolicy`] applies), [`RetryAfter`](Decision::RetryAfter)
+    /// a delay, or [`Replace`](Decision::Replace) it with another output.
+    /// The handler sees the item as it entered the stage (the stage keeps a
+    /// clone of each input while it works), the error and the attempt.
+    /// Panics in the stage reach the handler as errors of kind
+    /// [`Panic`](crate::ErrorKind::Panic); a panic in the handler fails the
+    /// item. Replaced items are counted in the stage's `replaced` and
+    /// reported by an [`ItemReplaced`](crate::EventKind::ItemReplaced)
+    /// event. By default, no handler: every failure goes to the error
+    /// policy.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weir::{Decision, ErrorKind, Pipeline};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let out = Pipeline::from_iter(["1", "x", "", "4"])
+    ///     .try_then(|s: &str| async move { s.parse::<i32>() })
+    ///     .on_failure(|f| match *f.item {
+    ///         "" => Decision::Replace(0),
+    ///         _ if f.attempt < 3 => Decision::RetryAfter(Duration::from_secs(1)),
+    ///         _ => Decision::Skip,
+    ///     })
+    ///     .collect()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(out, [1, 0, 4]);
+    /// # let _ = ErrorKind::Panic;
+    /// # });
+    /// ```
+    pub fn on_failure<H>(mut self, handler: H) -> Self
+    where
+        N::In: Clone,
+        H: Fn(&Failure<'_, N::In>) -> Decision<U> + Send + Sync + 'static,
+    {
+        let handler: Handler<N::In, U> = Arc::new(handler);
+        self.last()
+            .recovery
+            .get_or_insert_with(RecoverSpec::default)
+            .update::<N::In, U>(|r| r.handler = Some(handler));
+        self
+    }
+}

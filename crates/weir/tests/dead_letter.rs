@@ -1,0 +1,441 @@
+//! Dead letters: every failed item reaches its stage's dead-letter sink as
+//! a full record, is finalized only once the sink accepted it, and a
+//! failing dead-letter sink is reported, never silent.
+
+mod common;
+
+use std::error::Error as _;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::Ledger;
+use futures::StreamExt;
+use weir::{
+    Context, DeadLetter, ErrorKind, ErrorPolicy, EventKind, Outcome, Pipeline, PipelineBuilder, Shutdown,
+    Sink, Status,
+};
+
+/// An error with a cause, to check that cause chains are kept.
+#[derive(Debug, thiserror::Error)]
+#[error("enrich failed")]
+struct Enrich(#[source] std::io::Error);
+
+/// A dead-letter sink that buffers records until flushed; it can wait in
+/// its flush, refuse one item's write, or refuse every flush.
+#[derive(Clone, Default)]
+struct Letters {
+    buffered: Vec<DeadLetter<u64>>,
+    flushed: Arc<Mutex<Vec<DeadLetter<u64>>>>,
+    flush_delay: Option<Duration>,
+    refuse_item: Option<u64>,
+    refuse_flush: bool,
+    /// Checked at each flush: nothing buffered is finalized yet.
+    ledger: Option<Ledger>,
+}
+
+impl Letters {
+    fn flushed(&self) -> Vec<DeadLetter<u64>> {
+        self.flushed.lock().unwrap().clone()
+    }
+}
+
+impl Sink<DeadLetter<u64>> for Letters {
+    type Error = std::io::Error;
+
+    async fn write(&mut self, letter: DeadLetter<u64>) -> Result<(), Self::Error> {
+        if self.refuse_item == Some(letter.item) {
+            return Err(std::io::Error::other("dead-letter table is full"));
+        }
+        self.buffered.push(letter);
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), Self::Error> {
+        if let Some(d) = self.flush_delay {
+            tokio::time::sleep(d).await;
+        }
+        if let Some(ledger) = &self.ledger {
+            let calls = ledger.calls();
+            for l in &self.buffered {
+                assert!(
+                    !calls.iter().any(|(id, _)| *id == l.item_seq),
+                    "item {} finalized before its dead letter was flushed",
+                    l.item_seq
+                );
+            }
+        }
+        if self.refuse_flush {
+            return Err(std::io::Error::other("dead-letter store is down"));
+        }
+        self.flushed.lock().unwrap().append(&mut self.buffered);
+        Ok(())
+    }
+}
+
+fn enrich(x: u64) -> Result<u64, Enrich> {
+    if x % 3 == 0 {
+        Err(Enrich(std::io::Error::other(format!("no such user {x}"))))
+    } else {
+        Ok(x * 10)
+    }
+}
+
+#[tokio::test]
+async fn records_carry_every_field_and_serialize_to_json() {
+    let ledger = Ledger::default();
+    let sink = Letters::default();
+    let context = Context::new("orders");
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let report = PipelineBuilder::new()
+        .context(context.clone())
+        .from_acked(ledger.source(10))
+        .try_then(|x| async move { enrich(x) })
+        .name("enrich")
+        .concurrency(4)
+        .dead_letter(sink.clone())
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Completed);
+    assert_eq!((report.delivered, report.dead_lettered, report.failed), (6, 4, 0));
+    let stage = report.stage("enrich").unwrap();
+    assert_eq!(
+        (stage.items_in, stage.items_out, stage.failed, stage.dead_lettered),
+        (10, 6, 0, 4)
+    );
+    assert_eq!(report.unfinalized, 0);
+    assert!(report.to_string().contains("4 dead-lettered"), "{report}");
+
+    let mut letters = sink.flushed();
+    letters.sort_by_key(|l| l.item);
+    assert_eq!(letters.iter().map(|l| l.item).collect::<Vec<_>>(), [0, 3, 6, 9]);
+    for l in &letters {
+        assert_eq!(l.error, "enrich failed");
+        assert_eq!(l.causes, [format!("no such user {}", l.item)]);
+        assert_eq!(l.error_type, "error");
+        assert_eq!(l.stage, "enrich");
+        assert_eq!(l.item_seq, l.item);
+        assert_eq!(l.attempts, 1);
+        assert!(l.first_failure_ms >= before && l.first_failure_ms <= l.last_failure_ms);
+        assert_eq!(l.pipeline, context.id());
+    }
+    let json = serde_json::to_value(&letters[1]).unwrap();
+    let mut keys: Vec<_> = json.as_object().unwrap().keys().cloned().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "attempts",
+            "causes",
+            "error",
+            "error_type",
+            "first_failure_ms",
+            "item",
+            "item_seq",
+            "last_failure_ms",
+            "pipeline",
+            "stage"
+        ]
+    );
+    assert_eq!(json["item"], 3);
+
+    let statuses = ledger.assert_exactly_once();
+    for (id, status) in statuses {
+        let want = if id % 3 == 0 {
+            Status::DeadLettered
+        } else {
+            Status::Delivered
+        };
+        assert_eq!(status, want, "item {id}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn items_are_dead_lettered_only_once_the_sink_flushed_them() {
+    let ledger = Ledger::default();
+    let sink = Letters {
+        flush_delay: Some(Duration::from_secs(5)),
+        ledger: Some(ledger.clone()),
+        ..Letters::default()
+    };
+    let report = Pipeline::from_acked(ledger.source(300))
+        .try_then(|x| async move { enrich(x) })
+        .unordered()
+        .concurrency(8)
+        .dead_letter(sink.clone())
+        .run()
+        .await
+        .unwrap();
+    assert_eq!((report.delivered, report.dead_lettered), (200, 100));
+    assert_eq!(sink.flushed().len(), 100);
+    ledger.assert_exactly_once();
+    assert_eq!(ledger.count(Status::DeadLettered), 100);
+}
+
+#[tokio::test]
+async fn empty_input_and_a_single_failed_item() {
+    let sink = Letters::default();
+    let report = Pipeline::from_iter(Vec::<u64>::new())
+        .try_then(|x| async move { enrich(x) })
+        .dead_letter(sink.clone())
+        .run()
+        .await
+        .unwrap();
+    assert_eq!((report.pulled, report.dead_lettered), (0, 0));
+
+    let ledger = Ledger::default();
+    let sink = Letters::default();
+    let report = Pipeline::from_acked(ledger.source(1))
+        .try_then(|x| async move { enrich(x) })
+        .dead_letter(sink.clone())
+        .run()
+        .await
+        .unwrap();
+    assert_eq!((report.pulled, report.dead_lettered, report.failed), (1, 1, 0));
+    assert_eq!(ledger.calls(), [(0, Status::DeadLettered)]);
+}
+
+#[tokio::test]
+async fn a_refused_write_fails_the_item_and_the_run_naming_the_dead_letter_sink() {
+    let ledger = Ledger::default();
+    let sink = Letters {
+        refuse_item: Some(6),
+        ..Letters::default()
+    };
+    let mut error = None;
+    let mut failed_events = Vec::new();
+    let mut events = Pipeline::from_acked(ledger.source(100))
+        .try_then(|x| async move { enrich(x) })
+        .name("enrich")
+        .dead_letter(sink.clone())
+        .events();
+    while let Some(e) = events.next().await {
+        match e.kind {
+            EventKind::ItemFailed {
+                stage,
+                item,
+                error_type,
+                ..
+            } => failed_events.push((stage, item, error_type)),
+            EventKind::PipelineFinished { error: e, report } => {
+                assert_eq!(report.outcome, Outcome::Failed);
+                error = e;
+            }
+            _ => {}
+        }
+    }
+    let error = error.expect("the run failed");
+    assert!(
+        error.contains("enrich/dead_letter") && error.contains("item 6"),
+        "{error}"
+    );
+    assert!(error.contains("dead-letter table is full"), "{error}");
+    assert!(failed_events.contains(&("enrich/dead_letter".to_owned(), 6, "sink".to_owned())));
+    let statuses = ledger.assert_exactly_once();
+    assert_eq!(statuses[&6], Status::Failed);
+    assert_eq!(statuses[&3], Status::DeadLettered);
+}
+
+#[tokio::test]
+async fn a_refused_flush_fails_its_items_and_run_returns_the_sink_error() {
+    let ledger = Ledger::default();
+    let sink = Letters {
+        refuse_flush: true,
+        ..Letters::default()
+    };
+    let err = Pipeline::from_acked(ledger.source(50))
+        .try_then(|x| async move { enrich(x) })
+        .name("enrich")
+        .dead_letter(sink)
+        .run()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Sink);
+    assert_eq!(err.stage(), Some("enrich/dead_letter"));
+    assert_eq!(err.source().unwrap().to_string(), "dead-letter store is down");
+    let statuses = ledger.assert_exactly_once();
+    assert!(statuses.values().all(|s| *s != Status::DeadLettered));
+    assert_eq!(statuses[&0], Status::Failed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panics_are_dead_lettered_with_error_type_panic_and_the_message() {
+    let sink = Letters::default();
+    let report = Pipeline::from_iter(0..20u64)
+        .blocking(|x| if x == 7 { panic!("corrupt record {x}") } else { x })
+        .concurrency(3)
+        .dead_letter(sink.clone())
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.delivered, report.dead_lettered, report.failed),
+        (19, 1, 0)
+    );
+    let letters = sink.flushed();
+    assert_eq!(letters.len(), 1);
+    assert_eq!((letters[0].item, letters[0].error_type.as_str()), (7, "panic"));
+    assert_eq!(letters[0].error, "corrupt record 7");
+    assert_eq!(letters[0].stage, "blocking#1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn keyed_stages_and_timeouts_are_dead_lettered() {
+    let sink = Letters::default();
+    let report = Pipeline::from_iter(0..12u64)
+        .key_by(|x| x % 3)
+        .then(|x| async move {
+            if x == 4 {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+            x
+        })
+        .concurrency(3)
+        .timeout(Duration::from_secs(1))
+        .dead_letter(sink.clone())
+        .run()
+        .await
+        .unwrap();
+    assert_eq!((report.delivered, report.dead_lettered), (11, 1));
+    let letters = sink.flushed();
+    assert_eq!((letters[0].item, letters[0].error_type.as_str()), (4, "timeout"));
+}
+
+#[tokio::test]
+async fn per_stage_policies_differ_from_the_pipeline_default() {
+    let sink = Letters::default();
+    let report = PipelineBuilder::new()
+        .error_policy(ErrorPolicy::Skip)
+        .from_iter(0..10u64)
+        .try_map(|x| if x == 1 { Err("one") } else { Ok(x) })
+        .try_then(|x| async move { enrich(x) })
+        .dead_letter(sink.clone())
+        .run()
+        .await
+        .unwrap();
+    // `1` fails in the map (Skip); 0, 3, 6, 9 are dead-lettered by the then.
+    assert_eq!((report.delivered, report.failed, report.dead_lettered), (5, 1, 4));
+    assert_eq!(sink.flushed().len(), 4);
+
+    // `on_error` after `dead_letter` wins.
+    let report = Pipeline::from_iter(0..10u64)
+        .try_then(|x| async move { enrich(x) })
+        .dead_letter(sink.clone())
+        .on_error(ErrorPolicy::Skip)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!((report.failed, report.dead_lettered), (4, 0));
+}
+
+#[tokio::test]
+async fn a_dead_letter_policy_without_a_sink_is_a_config_error_before_anything_is_pulled() {
+    let ledger = Ledger::default();
+    let err = PipelineBuilder::new()
+        .error_policy(ErrorPolicy::DeadLetter)
+        .from_acked(ledger.source(10))
+        .map(|x| x + 1)
+        .name("inc")
+        .run()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert!(err.to_string().contains("no dead-letter sink"), "{err}");
+    assert_eq!(ledger.pulled(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_drain_with_dead_letters_in_flight_finalizes_everything_once() {
+    let ledger = Ledger::default();
+    let sink = Letters {
+        flush_delay: Some(Duration::from_secs(1)),
+        ..Letters::default()
+    };
+    let handle = Pipeline::from_acked(ledger.source(100_000))
+        .try_then(|x| async move { enrich(x) })
+        .concurrency(4)
+        .dead_letter(sink.clone())
+        .start();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let report = handle
+        .shutdown(Shutdown::Drain, Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Drained);
+    assert_eq!(report.unfinalized, 0);
+    let statuses = ledger.assert_exactly_once();
+    assert!(ledger.pulled() < 100_000);
+    let dead = statuses.values().filter(|s| **s == Status::DeadLettered).count() as u64;
+    assert_eq!(dead, report.dead_lettered);
+    assert_eq!(sink.flushed().len() as u64, dead);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_abort_with_dead_letters_stuck_in_the_sink_reports_them_aborted() {
+    let ledger = Ledger::default();
+    let sink = Letters {
+        flush_delay: Some(Duration::from_secs(1_000_000)),
+        ..Letters::default()
+    };
+    let handle = Pipeline::from_acked(ledger.source(1000))
+        .try_then(|x| async move { enrich(x) })
+        .dead_letter(sink)
+        .start();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let report = handle
+        .shutdown(Shutdown::Abort, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Aborted);
+    let statuses = ledger.assert_exactly_once();
+    let aborted = statuses.values().filter(|s| **s == Status::Aborted).count() as u64;
+    assert!(aborted > 0);
+    assert_eq!(report.unfinalized, aborted);
+    assert_eq!(ledger.count(Status::DeadLettered), 0);
+}
+
+#[tokio::test]
+async fn fail_fast_names_stage_item_attempt_and_keeps_the_cause_chain() {
+    let ledger = Ledger::default();
+    let err = Pipeline::from_acked(ledger.source(100))
+        .try_then(|x| async move {
+            if x == 3 {
+                enrich(x)
+            } else {
+                Ok(x)
+            }
+        })
+        .name("enrich")
+        .run()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.kind(), err.stage(), err.item(), err.attempt()),
+        (ErrorKind::Stage, Some("enrich"), Some(3), 1)
+    );
+    assert_eq!(
+        err.to_string(),
+        "stage `enrich` failed on item 3 (attempt 1): enrich failed"
+    );
+    assert_eq!(err.causes(), ["no such user 3"]);
+    assert_eq!(err.source().unwrap().to_string(), "enrich failed");
+    let statuses = ledger.assert_exactly_once();
+    assert_eq!(statuses[&3], Status::Failed);
+
+    let err = Pipeline::from_iter(0..10u64)
+        .then(|x| async move {
+            assert_ne!(x, 4, "bad record");
+            x
+        })
+        .run()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.kind(), err.kind().as_str(), err.item()),
+        (ErrorKind::Panic, "panic", Some(4))
+    );
+    assert!(err.message().contains("bad record"), "{err}");
+}
