@@ -439,3 +439,47 @@ async fn fail_fast_names_stage_item_attempt_and_keeps_the_cause_chain() {
     );
     assert!(err.message().contains("bad record"), "{err}");
 }
+
+/// Retries run inside the dead-letter wrapper: an item that fails every
+/// attempt is dead-lettered once, with the attempts the retry policy made.
+#[tokio::test(start_paused = true)]
+async fn items_that_exhaust_their_retries_are_dead_lettered_with_their_attempts() {
+    let letters = Arc::new(Mutex::new(Vec::new()));
+    let l = letters.clone();
+    let ledger = Ledger::default();
+    let report = weir::PipelineBuilder::new()
+        .from_acked(ledger.source(10))
+        .try_then(|x: u64| async move {
+            if x % 5 == 0 {
+                Err(format!("{x} always fails"))
+            } else {
+                Ok(x)
+            }
+        })
+        .retry(weir::Retry::fixed(Duration::from_millis(10)).max_attempts(3))
+        .dead_letter(weir::sink_fn(move |d: weir::DeadLetter<u64>| {
+            l.lock().unwrap().push((d.item, d.attempts, d.error.clone()));
+            async { Ok::<_, std::io::Error>(()) }
+        }))
+        .run()
+        .await
+        .unwrap();
+    let letters = letters.lock().unwrap().clone();
+    assert_eq!(
+        letters,
+        [
+            (0, 3, "0 always fails".to_owned()),
+            (5, 3, "5 always fails".to_owned())
+        ]
+    );
+    assert_eq!((report.delivered, report.dead_lettered, report.failed), (8, 2, 0));
+    assert_eq!(report.stages[1].retried, 4);
+    let statuses = ledger.assert_exactly_once();
+    assert_eq!(
+        statuses
+            .values()
+            .filter(|s| **s == weir::Status::DeadLettered)
+            .count(),
+        2
+    );
+}

@@ -311,15 +311,29 @@ impl<I: Send + 'static> Handle<I> {
         }
     }
 
-    /// A snapshot of the counters now (outcome [`Outcome::Running`] until
-    /// the end); at most one chunk behind the truth.
+    /// A snapshot of the counters now: outcome [`Outcome::Running`] until
+    /// the end, then how the run ended; at most one chunk behind the truth.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::{Outcome, Pipeline};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let handle = Pipeline::from_iter(["1", "x"]).try_map(|s| s.parse::<u8>()).start();
+    /// while !handle.is_finished() {
+    ///     tokio::task::yield_now().await;
+    /// }
+    /// assert_eq!(handle.metrics().outcome, Outcome::Failed);
+    /// # });
+    /// ```
     pub fn metrics(&self) -> Report {
-        let outcome = if self.task.is_finished() {
-            Outcome::Completed
-        } else {
-            Outcome::Running
-        };
-        self.pusher.shared.report(outcome)
+        let ended = *self
+            .pusher
+            .shared
+            .outcome
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        self.pusher.shared.report(ended.unwrap_or(Outcome::Running))
     }
 
     /// Subscribes to the run's events from now on, lossily: see

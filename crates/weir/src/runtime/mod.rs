@@ -100,6 +100,8 @@ pub(crate) struct Shared {
     pub(crate) satisfied: Signal,
     /// Raised when the run has ended.
     pub(crate) finished: Signal,
+    /// How the run ended, once it has.
+    pub(crate) outcome: Mutex<Option<Outcome>>,
     /// Raised when a [`Subscription`] is taken while the run goes on.
     pub(crate) subscribed: Signal,
     error: Mutex<Option<Error>>,
@@ -193,6 +195,7 @@ impl Shared {
             error: Mutex::new(None),
             next_seq: AtomicU64::new(0),
             rates: StageRates::default(),
+            outcome: Mutex::new(None),
             births: births::Births::default(),
         }
     }
@@ -679,6 +682,7 @@ pub(crate) async fn supervise(
             error: error.as_ref().map(|e| e.to_string()),
         })
         .await;
+    *shared.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(report.outcome);
     shared.finished.raise();
     match error {
         Some(e) => Err(e),
