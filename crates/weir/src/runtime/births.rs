@@ -61,7 +61,8 @@ impl Births {
     fn delivered_sampled(&self, seq: u64) {
         let born = {
             let mut recent = self.lock();
-            let at = recent.iter().rposition(|(s, _)| *s == seq);
+            // Sources stamp in increasing order: the buffer is sorted.
+            let at = recent.binary_search_by_key(&seq, |(s, _)| *s).ok();
             at.and_then(|i| recent.remove(i)).map(|(_, t)| t)
         };
         if let Some(born) = born {

@@ -16,9 +16,10 @@ use futures::{Stream, StreamExt};
 use tokio::time::Instant;
 
 use super::channel::Receiver;
-use super::trace::{traced, Traced};
+use super::trace::ItemEvents;
 use crate::ack::Token;
 use crate::error::Error;
+use crate::event::EventLevel;
 use crate::metrics::Counters;
 use crate::stage::{Flow, Push, TaskCx};
 
@@ -123,6 +124,31 @@ pub(crate) async fn run_concurrent<T, W, D>(
     // nor failed yet.
     let c = c.into_explicit();
     c.set_active(0);
+    if cx.shared.config.event_level >= EventLevel::Items {
+        let work = ItemEvents {
+            work,
+            shared: cx.shared.clone(),
+            stage: c.stage(),
+        };
+        drive(rx, work, down, c, cx, concurrency, ordered).await
+    } else {
+        drive(rx, work, down, c, cx, concurrency, ordered).await
+    }
+}
+
+async fn drive<T, W, D>(
+    rx: Receiver<T>,
+    work: W,
+    down: D,
+    c: Counters,
+    cx: TaskCx,
+    concurrency: usize,
+    ordered: bool,
+) where
+    T: Send + 'static,
+    W: Work<T>,
+    D: Push<W::Out>,
+{
     if concurrency <= 1 {
         serial(rx, work, down, c, cx).await
     } else {
@@ -130,9 +156,11 @@ pub(crate) async fn run_concurrent<T, W, D>(
     }
 }
 
-/// The serial driver times one item in this many when futures are ready
-/// at once (pending ones are always timed).
-const TIME_EVERY: u64 = 32;
+/// The serial driver times one item in this many (and the first of each
+/// chunk) when futures are ready at once; pending ones are always timed.
+/// Reading the clock costs ~30 ns on this KVM guest: one in 32 items made
+/// a chain of ready `then` stages 2× slower (docs/BENCHMARKS.md).
+const TIME_EVERY: u64 = 1024;
 
 /// A pinned place for one in-flight future, allocated once per task.
 type Slot<F> = Pin<Box<Option<F>>>;
@@ -155,7 +183,7 @@ enum Ready {
 #[inline(never)]
 fn run_ready<T, W, D>(
     items: &mut impl Iterator<Item = (T, Token)>,
-    slot: &mut Slot<Traced<W::Fut>>,
+    slot: &mut Slot<W::Fut>,
     work: &mut W,
     down: &mut D,
     c: &mut Counters,
@@ -171,7 +199,7 @@ where
         // One item in `TIME_EVERY` is timed: reading the clock per item
         // would cost as much as a ready future's whole trip.
         let started = (c.items_in % TIME_EVERY == 1).then(Instant::now);
-        let fut = traced(&cx.shared, c.stage(), token.seq(), work.start(item, token.seq()));
+        let fut = work.start(item, token.seq());
         slot.set(Some(fut));
         let fut = slot.as_mut().as_pin_mut().expect("just set");
         match fut.poll(task) {
@@ -208,7 +236,7 @@ where
     W: Work<T>,
     D: Push<W::Out>,
 {
-    let mut slot: Slot<Traced<W::Fut>> = Box::pin(None);
+    let mut slot: Slot<W::Fut> = Box::pin(None);
     'run: while let Some(mut chunk) = rx.recv().await {
         let mut items = chunk.drain(..);
         loop {
@@ -282,7 +310,7 @@ async fn windowed<T, W, D>(
         while set.len() + done.len() < n {
             if let Some((item, token)) = input.next() {
                 c.items_in += 1;
-                let fut = traced(&cx.shared, c.stage(), token.seq(), work.start(item, token.seq()));
+                let fut = work.start(item, token.seq());
                 let started = Instant::now();
                 set.push(async move { (fut.await, token, started.elapsed()) });
             } else if input_done {

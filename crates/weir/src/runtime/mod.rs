@@ -15,7 +15,7 @@ pub use subscription::{Lagged, Subscription};
 
 pub(crate) use concurrent::{flush_all, route, run_concurrent, settle, Work};
 pub(crate) use terminal::{ChannelOut, Collect, Discard, Fold};
-pub(crate) use trace::traced;
+pub(crate) use trace::ItemEvents;
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -383,7 +383,7 @@ impl Shared {
 
     /// Whether per-item events are wanted now (see
     /// [`EventLevel::Items`]).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn items_on(&self) -> bool {
         self.config.event_level >= EventLevel::Items && self.listening()
     }
@@ -391,11 +391,17 @@ impl Shared {
     /// Emits [`ItemStarted`](EventKind::ItemStarted) if per-item events
     /// are on, returning when, for the matching
     /// [`item_completed`](Self::item_completed).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn item_started(&self, stage: usize, item: u64) -> Option<Instant> {
         if !self.items_on() {
             return None;
         }
+        self.item_started_now(stage, item)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn item_started_now(&self, stage: usize, item: u64) -> Option<Instant> {
         self.emit_now(EventKind::ItemStarted {
             stage: self.stages[stage].spec.name.clone(),
             item,

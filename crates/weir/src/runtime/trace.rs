@@ -33,8 +33,31 @@ pin_project_lite::pin_project! {
     }
 }
 
-/// Wraps `item`'s work `fut` in stage `stage`.
-#[inline]
+/// A concurrent stage's work with per-item events: drivers use it only when
+/// the run's event level is [`EventLevel::Items`], so that other runs pay
+/// nothing per item (measured: the wrapper's drop glue alone was 8% of a
+/// chain of ready `then` stages).
+///
+/// [`EventLevel::Items`]: crate::EventLevel::Items
+pub(crate) struct ItemEvents<W> {
+    pub(crate) work: W,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) stage: usize,
+}
+
+impl<T, W: crate::runtime::Work<T>> crate::runtime::Work<T> for ItemEvents<W> {
+    type Out = W::Out;
+    type Fut = Traced<W::Fut>;
+
+    fn start(&mut self, item: T, seq: u64) -> Traced<W::Fut> {
+        traced(&self.shared, self.stage, seq, self.work.start(item, seq))
+    }
+}
+
+/// Wraps `item`'s work `fut` in stage `stage`. Inlined: on the per-item
+/// path of every concurrent stage, where per-item events are usually off
+/// (out of line it cost 20% of a chain of ready `then` stages).
+#[inline(always)]
 pub(crate) fn traced<F>(shared: &Arc<Shared>, stage: usize, item: u64, fut: F) -> Traced<F> {
     let trace = shared.item_started(stage, item).map(|started| {
         Box::new(Trace {
@@ -47,18 +70,26 @@ pub(crate) fn traced<F>(shared: &Arc<Shared>, stage: usize, item: u64, fut: F) -
     Traced { inner: fut, trace }
 }
 
+#[cold]
+#[inline(never)]
+fn completed<U>(out: &Result<U, Error>, t: Box<Trace>) {
+    if out.is_ok() {
+        t.shared.item_completed(t.stage, t.item, t.started);
+    }
+}
+
 impl<F, U> Future for Traced<F>
 where
     F: Future<Output = Result<U, Error>>,
 {
     type Output = F::Output;
 
-    #[inline]
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
         let out = ready!(this.inner.poll(cx));
-        if let (Ok(_), Some(t)) = (&out, this.trace.take()) {
-            t.shared.item_completed(t.stage, t.item, t.started);
+        if let Some(t) = this.trace.take() {
+            completed(&out, t);
         }
         Poll::Ready(out)
     }

@@ -14,7 +14,6 @@ use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
 use std::pin::pin;
-use std::sync::Arc;
 use std::task::Poll;
 
 use futures::stream::FuturesUnordered;
@@ -28,7 +27,7 @@ use crate::error::{BoxError, Error};
 use crate::metrics::Counters;
 use crate::pipeline::InfallibleFuture;
 use crate::runtime::channel::Receiver;
-use crate::runtime::{flush_all, route, settle, traced, ChannelOut, Shared, Work};
+use crate::runtime::{flush_all, route, settle, ChannelOut, ItemEvents, Work};
 use crate::Pipeline;
 
 impl<T, P> Pipeline<T, P>
@@ -270,7 +269,6 @@ impl<T, P, KF, F> Pipeline<T, KeyedThen<P, KF, F>> {
 /// Starts `item`'s work; the future gives the key back when it is done.
 fn start<T, K, W: Work<T>>(
     work: &mut W,
-    (shared, stage): (&Arc<Shared>, usize),
     item: T,
     token: Token,
     key: K,
@@ -278,7 +276,7 @@ fn start<T, K, W: Work<T>>(
 where
     K: Send + 'static,
 {
-    let fut = traced(shared, stage, token.seq(), work.start(item, token.seq()));
+    let fut = work.start(item, token.seq());
     async move { (fut.await, token, key) }
 }
 
@@ -353,7 +351,16 @@ where
             n,
             idx,
         } = self;
-        w.spawn_stage(idx, run_keyed(rx, key, work, down, c, cx, n));
+        if w.shared.config.event_level >= crate::event::EventLevel::Items {
+            let work = ItemEvents {
+                work,
+                shared: w.shared.clone(),
+                stage: idx,
+            };
+            w.spawn_stage(idx, run_keyed(rx, key, work, down, c, cx, n));
+        } else {
+            w.spawn_stage(idx, run_keyed(rx, key, work, down, c, cx, n));
+        }
     }
 }
 
@@ -375,8 +382,6 @@ async fn run_keyed<T, K, KF, W, D>(
     // Output is counted as it is routed: items held are neither out nor
     // failed yet.
     let mut c = c.into_explicit();
-    let shared = cx.shared.clone();
-    let trace = (&shared, c.stage());
     let mut running = FuturesUnordered::new();
     let mut parked = Parked {
         queues: HashMap::new(),
@@ -391,7 +396,7 @@ async fn run_keyed<T, K, KF, W, D>(
             let (result, token, key) = $finished;
             done.push_back((result, token));
             if let Some((item, token, key)) = parked.release(key) {
-                running.push(start(&mut work, trace, item, token, key));
+                running.push(start(&mut work, item, token, key));
             }
         }};
     }
@@ -403,7 +408,7 @@ async fn run_keyed<T, K, KF, W, D>(
                 match guard(|| key_fn(&item)) {
                     Ok(key) => {
                         if let Some((item, token, key)) = parked.admit(key, item, token) {
-                            running.push(start(&mut work, trace, item, token, key));
+                            running.push(start(&mut work, item, token, key));
                         }
                     }
                     Err(e) => {
