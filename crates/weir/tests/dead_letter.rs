@@ -483,3 +483,378 @@ async fn items_that_exhaust_their_retries_are_dead_lettered_with_their_attempts(
         2
     );
 }
+
+/// `enrich`, but panicking on 7: a synchronous stage's panics are
+/// dead-lettered like its errors.
+fn enrich_or_panic(x: u64) -> Result<u64, Enrich> {
+    if x == 7 {
+        panic!("corrupt record {x}");
+    }
+    enrich(x)
+}
+
+#[tokio::test]
+async fn try_map_failures_and_panics_are_dead_lettered_with_every_field() {
+    let ledger = Ledger::default();
+    let sink = Letters {
+        ledger: Some(ledger.clone()),
+        ..Letters::default()
+    };
+    let context = Context::new("orders");
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let o = out.clone();
+    let report = PipelineBuilder::new()
+        .context(context.clone())
+        .from_acked(ledger.source(10))
+        .try_map(enrich_or_panic)
+        .name("enrich")
+        .dead_letter(sink.clone())
+        .map(|x| x + 1)
+        .for_each(move |x| o.lock().unwrap().push(x))
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Completed);
+    assert_eq!(*out.lock().unwrap(), [11, 21, 41, 51, 81]);
+    assert_eq!((report.delivered, report.dead_lettered, report.failed), (5, 5, 0));
+    let stage = report.stage("enrich").unwrap();
+    assert_eq!(
+        (stage.items_in, stage.items_out, stage.failed, stage.dead_lettered),
+        (10, 5, 0, 5)
+    );
+    assert_eq!(report.unfinalized, 0);
+
+    let letters = sink.flushed();
+    assert_eq!(
+        letters.iter().map(|l| l.item).collect::<Vec<_>>(),
+        [0, 3, 6, 7, 9]
+    );
+    for l in &letters {
+        if l.item == 7 {
+            assert_eq!(
+                (l.error.as_str(), l.error_type.as_str()),
+                ("corrupt record 7", "panic")
+            );
+            assert!(l.causes.is_empty(), "{:?}", l.causes);
+        } else {
+            assert_eq!(
+                (l.error.as_str(), l.error_type.as_str()),
+                ("enrich failed", "error")
+            );
+            assert_eq!(l.causes, [format!("no such user {}", l.item)]);
+        }
+        assert_eq!((l.stage.as_str(), l.item_seq, l.attempts), ("enrich", l.item, 1));
+        assert!(l.first_failure_ms >= before && l.first_failure_ms <= l.last_failure_ms);
+        assert_eq!(l.pipeline, context.id());
+    }
+    for (id, status) in ledger.assert_exactly_once() {
+        let want = if id % 3 == 0 || id == 7 {
+            Status::DeadLettered
+        } else {
+            Status::Delivered
+        };
+        assert_eq!(status, want, "item {id}");
+    }
+}
+
+#[tokio::test]
+async fn try_map_dead_letters_on_empty_input_and_a_single_item() {
+    let sink = Letters::default();
+    let report = Pipeline::from_iter(Vec::<u64>::new())
+        .try_map(enrich)
+        .dead_letter(sink.clone())
+        .run()
+        .await
+        .unwrap();
+    assert_eq!((report.pulled, report.dead_lettered), (0, 0));
+
+    let ledger = Ledger::default();
+    let report = Pipeline::from_acked(ledger.source(1))
+        .try_map(enrich)
+        .dead_letter(sink.clone())
+        .run()
+        .await
+        .unwrap();
+    assert_eq!((report.pulled, report.dead_lettered, report.failed), (1, 1, 0));
+    assert_eq!(ledger.calls(), [(0, Status::DeadLettered)]);
+    assert_eq!(sink.flushed()[0].item, 0);
+}
+
+#[tokio::test]
+async fn try_map_per_stage_policies_differ_from_the_pipeline_default() {
+    let sink = Letters::default();
+    let ledger = Ledger::default();
+    let report = PipelineBuilder::new()
+        .error_policy(ErrorPolicy::Skip)
+        .from_acked(ledger.source(10))
+        .try_map(|x| if x == 1 { Err("one") } else { Ok(x) })
+        .try_map(enrich)
+        .dead_letter(sink.clone())
+        .run()
+        .await
+        .unwrap();
+    // `1` fails in the first map (Skip); 0, 3, 6, 9 are dead-lettered.
+    assert_eq!((report.delivered, report.failed, report.dead_lettered), (5, 1, 4));
+    assert_eq!(report.stages[1].failed, 1);
+    assert_eq!(sink.flushed().len(), 4);
+    let statuses = ledger.assert_exactly_once();
+    assert_eq!(
+        (statuses[&1], statuses[&3]),
+        (Status::Failed, Status::DeadLettered)
+    );
+
+    // Under the default fail-fast policy, the dead-lettering stage keeps
+    // the run going while a stage without a sink still stops it.
+    let err = Pipeline::from_iter(0..10u64)
+        .try_map(enrich)
+        .dead_letter(sink.clone())
+        .try_map(|x| if x == 40 { Err("forty") } else { Ok(x) })
+        .name("check")
+        .run()
+        .await
+        .unwrap_err();
+    assert_eq!((err.stage(), err.item()), (Some("check"), Some(4)));
+
+    // `on_error` after `dead_letter` wins.
+    let report = Pipeline::from_iter(0..10u64)
+        .try_map(enrich)
+        .dead_letter(sink.clone())
+        .on_error(ErrorPolicy::Skip)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!((report.failed, report.dead_lettered), (4, 0));
+}
+
+#[tokio::test]
+async fn a_refused_write_from_try_map_fails_the_item_and_the_run() {
+    let ledger = Ledger::default();
+    let sink = Letters {
+        refuse_item: Some(6),
+        ..Letters::default()
+    };
+    let err = Pipeline::from_acked(ledger.source(100))
+        .try_map(enrich)
+        .name("enrich")
+        .dead_letter(sink.clone())
+        .run()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.kind(), err.stage(), err.item()),
+        (ErrorKind::Sink, Some("enrich/dead_letter"), Some(6))
+    );
+    assert_eq!(err.source().unwrap().to_string(), "dead-letter table is full");
+    let statuses = ledger.assert_exactly_once();
+    assert_eq!(statuses[&6], Status::Failed);
+    assert_eq!(statuses[&3], Status::DeadLettered);
+}
+
+#[tokio::test]
+async fn validate_failures_are_dead_lettered_as_validation_errors() {
+    let ledger = Ledger::default();
+    let sink = Letters::default();
+    let report = Pipeline::from_acked(ledger.source(6))
+        .validate(|x| {
+            if x % 2 == 0 {
+                Ok(())
+            } else {
+                Err(format!("odd {x}"))
+            }
+        })
+        .name("even")
+        .dead_letter(sink.clone())
+        .run()
+        .await
+        .unwrap();
+    assert_eq!((report.delivered, report.dead_lettered, report.failed), (3, 3, 0));
+    let letters = sink.flushed();
+    let got: Vec<_> = letters
+        .iter()
+        .map(|l| (l.item, l.error.as_str(), l.error_type.as_str(), l.stage.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (1, "odd 1", "validation", "even"),
+            (3, "odd 3", "validation", "even"),
+            (5, "odd 5", "validation", "even")
+        ]
+    );
+    assert_eq!(ledger.count(Status::DeadLettered), 3);
+    ledger.assert_exactly_once();
+
+    // A handler on `validate` can repair an item.
+    let out = Pipeline::from_iter(0..4u64)
+        .validate(|x| if x % 2 == 0 { Ok(()) } else { Err("odd") })
+        .on_failure(|f| weir::Decision::Replace(*f.item * 100))
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(out, [0, 100, 2, 300]);
+}
+
+#[tokio::test]
+async fn try_map_handler_replace_and_skip() {
+    let ledger = Ledger::default();
+    let events: Vec<_> = Pipeline::from_acked(ledger.source(10))
+        .try_map(enrich)
+        .name("enrich")
+        .on_failure(|f| match *f.item {
+            0 => weir::Decision::Skip,
+            x => weir::Decision::Replace(x + 1000),
+        })
+        .events()
+        .collect()
+        .await;
+    let replaced: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::ItemReplaced {
+                stage,
+                error,
+                error_type,
+                attempt,
+            } => Some((stage.clone(), error.clone(), error_type.clone(), *attempt)),
+            _ => None,
+        })
+        .collect();
+    let want = (
+        "enrich".to_owned(),
+        "enrich failed".to_owned(),
+        "error".to_owned(),
+        1,
+    );
+    assert_eq!(replaced, [want.clone(), want.clone(), want]);
+    let failed = events
+        .iter()
+        .filter(|e| matches!(&e.kind, EventKind::ItemFailed { item: 0, .. }))
+        .count();
+    assert_eq!(failed, 1);
+    let EventKind::PipelineFinished { report, error } = &events.last().unwrap().kind else {
+        panic!("no finish event")
+    };
+    assert!(error.is_none());
+    let stage = report.stage("enrich").unwrap();
+    assert_eq!(
+        (stage.items_in, stage.items_out, stage.failed, stage.replaced),
+        (10, 9, 1, 3)
+    );
+    let statuses = ledger.assert_exactly_once();
+    assert_eq!((statuses[&0], statuses[&3]), (Status::Failed, Status::Delivered));
+
+    let out = Pipeline::from_iter(0..7u64)
+        .try_map(enrich)
+        .on_failure(|f| match *f.item {
+            0 => weir::Decision::Skip,
+            x => weir::Decision::Replace(x + 1000),
+        })
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(out, [10, 20, 1003, 40, 50, 1006]);
+}
+
+/// A synchronous stage cannot wait: `RetryAfter` runs it again at once,
+/// up to `MAX_HANDLER_ATTEMPTS` times, then the stage's policy applies.
+#[tokio::test(start_paused = true)]
+async fn try_map_handler_retries_at_once_up_to_the_maximum() {
+    let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let c = calls.clone();
+    let start = tokio::time::Instant::now();
+    let out = Pipeline::from_iter([1u64, 2, 3])
+        .try_map(move |x| {
+            let n = c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // Item 2 fails twice, then succeeds.
+            if x == 2 && n < 3 {
+                Err("busy")
+            } else {
+                Ok(x)
+            }
+        })
+        .on_failure(|f| {
+            assert_eq!(*f.item, 2);
+            weir::Decision::RetryAfter(Duration::from_secs(3600))
+        })
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(out, [1, 2, 3]);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 5);
+    assert_eq!(start.elapsed(), Duration::ZERO);
+
+    let ledger = Ledger::default();
+    let sink = Letters::default();
+    let attempts = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let a = attempts.clone();
+    let report = Pipeline::from_acked(ledger.source(3))
+        .try_map(move |x| {
+            if x == 1 {
+                a.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Err("always")
+            } else {
+                Ok(x)
+            }
+        })
+        .on_failure(|_| weir::Decision::RetryAfter(Duration::from_secs(1)))
+        .dead_letter(sink.clone())
+        .run()
+        .await
+        .unwrap();
+    assert_eq!((report.delivered, report.dead_lettered), (2, 1));
+    let max = weir::MAX_HANDLER_ATTEMPTS;
+    assert_eq!(attempts.load(std::sync::atomic::Ordering::Relaxed), max);
+    let letters = sink.flushed();
+    assert_eq!((letters[0].item, letters[0].attempts), (1, max));
+    assert!(letters[0].first_failure_ms <= letters[0].last_failure_ms);
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert_eq!(ledger.assert_exactly_once()[&1], Status::DeadLettered);
+}
+
+#[tokio::test]
+async fn a_panicking_handler_on_try_map_fails_the_item_and_the_run() {
+    let ledger = Ledger::default();
+    let err = Pipeline::from_acked(ledger.source(10))
+        .try_map(enrich)
+        .on_failure(|_| -> weir::Decision<u64> { panic!("handler bug") })
+        .run()
+        .await
+        .unwrap_err();
+    assert_eq!((err.kind(), err.item()), (ErrorKind::Panic, Some(0)));
+    assert_eq!(err.message(), "handler bug");
+    ledger.assert_exactly_once();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_drain_with_try_map_dead_letters_in_flight_finalizes_everything_once() {
+    let ledger = Ledger::default();
+    let sink = Letters {
+        flush_delay: Some(Duration::from_secs(1)),
+        ..Letters::default()
+    };
+    let handle = Pipeline::from_acked(ledger.source(100_000))
+        .try_map(enrich)
+        .dead_letter(sink.clone())
+        .then(|x| async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            x
+        })
+        .start();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let report = handle
+        .shutdown(Shutdown::Drain, Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Drained);
+    assert_eq!(report.unfinalized, 0);
+    let statuses = ledger.assert_exactly_once();
+    assert!(ledger.pulled() < 100_000);
+    let dead = statuses.values().filter(|s| **s == Status::DeadLettered).count() as u64;
+    assert!(dead > 0);
+    assert_eq!(dead, report.dead_lettered);
+    assert_eq!(sink.flushed().len() as u64, dead);
+}

@@ -59,7 +59,8 @@ pub enum Decision<U> {
     Fail,
     /// Wait this long, then run the stage's function again on a copy of
     /// the item. Waiting happens inside the item's work, so other items
-    /// keep flowing through an unordered or keyed stage. After
+    /// keep flowing through an unordered or keyed stage (the synchronous
+    /// `try_map` and `validate` cannot wait: they run again at once). After
     /// [`MAX_HANDLER_ATTEMPTS`] attempts the failure goes to the stage's
     /// error policy as with [`Fail`](Decision::Fail).
     RetryAfter(Duration),

@@ -1,6 +1,6 @@
 use std::fmt;
 
-use super::{forward_flush, guard, Plan, Push, TaskCx, Wiring};
+use super::{forward_flush, guard, Plan, Push, SyncRecover, TaskCx, Wiring};
 use crate::ack::Token;
 use crate::error::{BoxError, Error, ErrorKind};
 use crate::metrics::Counters;
@@ -64,7 +64,18 @@ where
 
     fn attach<D: Push<U>>(self, down: D, w: &mut Wiring<P::Intake>) {
         let c = w.counters(self.idx);
-        self.prev.attach(TryMapStep { f: self.f, down, c }, w);
+        match SyncRecover::take(w, self.idx) {
+            None => self.prev.attach(TryMapStep { f: self.f, down, c }, w),
+            Some(r) => self.prev.attach(
+                TryMapRecoverStep {
+                    f: self.f,
+                    down,
+                    c,
+                    r,
+                },
+                w,
+            ),
+        }
     }
 }
 
@@ -114,6 +125,42 @@ where
         };
         self.c.failed += 1;
         cx.fail(self.c.stage(), token, error);
+    }
+
+    forward_flush!();
+}
+
+/// `try_map` with a dead-letter sink or a failure handler.
+struct TryMapRecoverStep<F, D, T, U> {
+    f: F,
+    down: D,
+    c: Counters,
+    r: SyncRecover<T, U>,
+}
+
+impl<T, U, E, F, D> Push<T> for TryMapRecoverStep<F, D, T, U>
+where
+    T: Send + 'static,
+    U: Send + 'static,
+    F: FnMut(T) -> Result<U, E> + Send + 'static,
+    E: Into<BoxError>,
+    D: Push<U>,
+{
+    #[inline]
+    fn push(&mut self, item: T, token: Token, cx: &mut TaskCx) {
+        let f = &mut self.f;
+        let run = |item| match guard(|| f(item)) {
+            Ok(Ok(out)) => Ok(out),
+            Ok(Err(e)) => Err(Error::caused_by(ErrorKind::Stage, e.into())),
+            Err(e) => Err(e),
+        };
+        match self.r.run(item, cx, run) {
+            Ok(out) => self.down.push(out, token, cx),
+            Err(error) => {
+                self.c.failed += 1;
+                cx.fail(self.c.stage(), token, error);
+            }
+        }
     }
 
     forward_flush!();

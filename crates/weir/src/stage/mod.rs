@@ -68,7 +68,7 @@ pub use map::{Map, TryMap};
 pub use map_batch::MapBatch;
 pub use rate_limit::RateLimit;
 pub use recover::Recoverable;
-pub(crate) use recover::{with_recovery, Concurrent, RecoverSpec, SpawnWork};
+pub(crate) use recover::{with_recovery, Concurrent, RecoverSpec, SpawnWork, SyncRecover};
 pub use route::Route;
 pub use scan::Scan;
 pub use sink::sink_fn;
@@ -378,6 +378,13 @@ impl TaskCx {
             .dead_letter_sent
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.letters.push((to, letter));
+    }
+
+    /// Buffers an event, sent at the task's next flush.
+    pub(crate) fn event(&mut self, kind: EventKind) {
+        if self.shared.listening() {
+            self.pending.push(kind);
+        }
     }
 
     /// Whether events are waiting to be sent.

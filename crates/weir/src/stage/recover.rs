@@ -1,11 +1,13 @@
 //! Failure recovery for the stages that run an item's work as a future
-//! (`then`, `try_then`, `blocking`, `try_blocking`, keyed `then`):
+//! (`then`, `try_then`, `blocking`, `try_blocking`, keyed `then`) and for
+//! the fused `try_map` and `validate`:
 //! [`dead_letter`](crate::Pipeline::dead_letter) and
 //! [`on_failure`](crate::Pipeline::on_failure).
 //!
 //! Both are settings of the stage, kept type-erased in its `StageSpec`
-//! until `attach`, where the stage wraps its work in [`Recover`]. Stages
-//! without them run their work unwrapped and pay nothing.
+//! until `attach`, where the stage wraps its work in [`Recover`] (or, for
+//! a fused stage, picks its recovering step). Stages without them run
+//! their work unwrapped and pay nothing.
 
 use std::any::Any;
 use std::fmt;
@@ -15,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
-use super::{guard, Blocking, KeyedThen, Plan, Push, Sink, Then, Wiring};
+use super::{guard, Blocking, KeyedThen, Plan, Push, Sink, TaskCx, Then, TryMap, Validate, Wiring};
 use crate::error::Error;
 use crate::event::{now_ms, EventKind};
 use crate::policy::{
@@ -26,7 +28,8 @@ use crate::runtime::{Shared, Task, Work};
 use crate::Pipeline;
 
 /// Stages whose failures can be dead-lettered or handled: `then`,
-/// `try_then`, `blocking`, `try_blocking` and keyed `then`/`try_then`.
+/// `try_then`, `blocking`, `try_blocking`, keyed `then`/`try_then`,
+/// `try_map` and `validate`.
 pub trait Recoverable: Plan + sealed::Sealed {
     /// The items the stage takes in.
     type In: Send + 'static;
@@ -39,6 +42,8 @@ mod sealed {
 impl<P, F> sealed::Sealed for Then<P, F> {}
 impl<P, F> sealed::Sealed for Blocking<P, F> {}
 impl<P, K, F> sealed::Sealed for KeyedThen<P, K, F> {}
+impl<P, F> sealed::Sealed for TryMap<P, F> {}
+impl<P, F> sealed::Sealed for Validate<P, F> {}
 
 impl<P: Plan, F> Recoverable for Then<P, F>
 where
@@ -61,7 +66,21 @@ where
     type In = P::Out;
 }
 
-type Handler<T, U> = Arc<dyn Fn(&Failure<'_, T>) -> Decision<U> + Send + Sync>;
+impl<P: Plan, F> Recoverable for TryMap<P, F>
+where
+    TryMap<P, F>: Plan,
+{
+    type In = P::Out;
+}
+
+impl<P: Plan, F> Recoverable for Validate<P, F>
+where
+    Validate<P, F>: Plan,
+{
+    type In = P::Out;
+}
+
+pub(crate) type Handler<T, U> = Arc<dyn Fn(&Failure<'_, T>) -> Decision<U> + Send + Sync>;
 type Install = Box<dyn FnOnce(Arc<Shared>, usize) -> (Task, mpsc::Sender<Letter>) + Send>;
 
 /// A stage's recovery settings: a `Recovery<In, Out>` without its types.
@@ -74,10 +93,22 @@ impl fmt::Debug for RecoverSpec {
     }
 }
 
-struct Recovery<T, U> {
-    keep: fn(&T) -> T,
+pub(crate) struct Recovery<T, U> {
+    pub(crate) keep: fn(&T) -> T,
     dead_letter: Option<Install>,
-    handler: Option<Handler<T, U>>,
+    pub(crate) handler: Option<Handler<T, U>>,
+}
+
+impl<T, U> Recovery<T, U> {
+    /// Adds the stage's dead-letter task, if it has a dead-letter sink,
+    /// and returns the way to it.
+    pub(crate) fn install<I>(&mut self, w: &mut Wiring<I>, idx: usize) -> Option<mpsc::Sender<Letter>> {
+        self.dead_letter.take().map(|install| {
+            let (task, tx) = install(w.shared.clone(), idx);
+            w.tasks.push(task);
+            tx
+        })
+    }
 }
 
 impl RecoverSpec {
@@ -95,7 +126,7 @@ impl RecoverSpec {
         }
     }
 
-    fn take<T: 'static, U: 'static>(&self) -> Option<Recovery<T, U>> {
+    pub(crate) fn take<T: 'static, U: 'static>(&self) -> Option<Recovery<T, U>> {
         let boxed = self.0.lock().unwrap_or_else(|p| p.into_inner()).take()?;
         boxed.downcast::<Recovery<T, U>>().ok().map(|r| *r)
     }
@@ -109,14 +140,10 @@ where
     W: Work<T>,
 {
     let recovery = w.spec(idx).recovery.as_ref().and_then(|r| r.take::<T, W::Out>());
-    let Some(r) = recovery else {
+    let Some(mut r) = recovery else {
         return spawn.spawn(w, work);
     };
-    let to = r.dead_letter.map(|install| {
-        let (task, tx) = install(w.shared.clone(), idx);
-        w.tasks.push(task);
-        tx
-    });
+    let to = r.install(w, idx);
     let work = Recover {
         work: Arc::new(Mutex::new(work)),
         keep: r.keep,
@@ -126,6 +153,86 @@ where
         stage: idx,
     };
     spawn.spawn(w, work);
+}
+
+/// The recovery of a fused synchronous stage (`try_map`, `validate`):
+/// the same handler decisions and dead letters as [`Recover`], without
+/// waiting.
+pub(crate) struct SyncRecover<T, U> {
+    keep: fn(&T) -> T,
+    to: Option<mpsc::Sender<Letter>>,
+    handler: Option<Handler<T, U>>,
+    stage: usize,
+}
+
+impl<T: Send + 'static, U> SyncRecover<T, U> {
+    /// Takes stage `idx`'s recovery settings, if it has any, and adds its
+    /// dead-letter task.
+    pub(crate) fn take<I>(w: &mut Wiring<I>, idx: usize) -> Option<Self>
+    where
+        U: 'static,
+    {
+        let mut r = w.spec(idx).recovery.as_ref()?.take::<T, U>()?;
+        let to = r.install(w, idx);
+        Some(SyncRecover {
+            keep: r.keep,
+            to,
+            handler: r.handler,
+            stage: idx,
+        })
+    }
+
+    /// Runs `f` on `item`, and on failure does what the handler decides; a
+    /// [`RetryAfter`](Decision::RetryAfter) runs `f` again on a copy at
+    /// once, as a synchronous stage cannot wait. Returns the output, or the
+    /// error (routed with a copy of the item) to fail the item with.
+    pub(crate) fn run(
+        &self,
+        item: T,
+        cx: &mut TaskCx,
+        mut f: impl FnMut(T) -> Result<U, Error>,
+    ) -> Result<U, Error> {
+        let copy = (self.keep)(&item);
+        let mut input = item;
+        let mut attempt = 1;
+        let mut first_failure = None;
+        loop {
+            let error = match f(input) {
+                Ok(out) => return Ok(out),
+                Err(e) => e,
+            };
+            let first_ms = *first_failure.get_or_insert_with(now_ms);
+            let to = self.to.clone();
+            let decision = match &self.handler {
+                None => Decision::Fail,
+                Some(h) => {
+                    let failure = Failure {
+                        item: &copy,
+                        error: &error,
+                        attempt,
+                    };
+                    match guard(|| h(&failure)) {
+                        Ok(d) => d,
+                        Err(panic) => return Err(routed(panic, copy, to, None, attempt, first_ms)),
+                    }
+                }
+            };
+            let policy = match decision {
+                Decision::Replace(out) => {
+                    cx.event(replaced(&cx.shared, self.stage, &error, attempt));
+                    return Ok(out);
+                }
+                Decision::RetryAfter(_) if attempt < MAX_HANDLER_ATTEMPTS => {
+                    attempt += 1;
+                    input = (self.keep)(&copy);
+                    continue;
+                }
+                Decision::Skip => Some(ErrorPolicy::Skip),
+                Decision::Fail | Decision::RetryAfter(_) => None,
+            };
+            return Err(routed(error, copy, to, policy, attempt, first_ms));
+        }
+    }
 }
 
 /// Spawns a stage's driver over some work (a generic closure, which Rust
@@ -201,7 +308,7 @@ where
                 };
                 let policy = match decision {
                     Decision::Replace(out) => {
-                        replaced(&shared, stage, &error, attempt).await;
+                        shared.emit(replaced(&shared, stage, &error, attempt)).await;
                         return Ok(out);
                     }
                     Decision::RetryAfter(delay) if attempt < MAX_HANDLER_ATTEMPTS => {
@@ -223,7 +330,9 @@ fn lock<W>(m: &Mutex<W>) -> std::sync::MutexGuard<'_, W> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn routed<T: Send + 'static>(
+/// Puts `copy` (for the dead-letter task `to`, if any), the handler's
+/// `policy` and the attempts on a failure's `error`, for `TaskCx::fail`.
+pub(crate) fn routed<T: Send + 'static>(
     error: Error,
     copy: T,
     to: Option<mpsc::Sender<Letter>>,
@@ -242,21 +351,19 @@ fn routed<T: Send + 'static>(
     })
 }
 
-/// Counts and reports an item its handler replaced.
-async fn replaced(shared: &Shared, stage: usize, error: &Error, attempt: u32) {
+/// Counts an item its handler replaced and returns the event reporting it.
+pub(crate) fn replaced(shared: &Shared, stage: usize, error: &Error, attempt: u32) -> EventKind {
     let entry = &shared.stages[stage];
     entry
         .metrics
         .replaced
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    shared
-        .emit(EventKind::ItemReplaced {
-            stage: entry.spec.name.clone(),
-            error: error.message().to_owned(),
-            error_type: error.kind().as_str().to_owned(),
-            attempt,
-        })
-        .await;
+    EventKind::ItemReplaced {
+        stage: entry.spec.name.clone(),
+        error: error.message().to_owned(),
+        error_type: error.kind().as_str().to_owned(),
+        attempt,
+    }
 }
 
 impl<U, N> Pipeline<U, N>
@@ -269,6 +376,10 @@ where
     /// and its causes, the stage, attempts and times), and sets the stage's
     /// [`ErrorPolicy`] to [`DeadLetter`](ErrorPolicy::DeadLetter). Panics
     /// in the stage are dead-lettered too, with `error_type` `"panic"`.
+    /// The last stage is one that runs an item's work as a future (`then`,
+    /// `try_then`, `blocking`, `try_blocking`, keyed `then`/`try_then`) or
+    /// the synchronous [`try_map`](Pipeline::try_map) or
+    /// [`validate`](Pipeline::validate) (see [`Recoverable`]).
     ///
     /// The stage keeps a clone of each input while it works on it. A failed
     /// item is finalized [`DeadLettered`](crate::Status::DeadLettered) only
@@ -304,6 +415,20 @@ where
     ///     .unwrap();
     /// assert_eq!(out, [12, 3]);
     /// assert_eq!(*letters.lock().unwrap(), [(0, "panic".to_owned())]);
+    ///
+    /// // The same on a synchronous stage.
+    /// let kept = letters.clone();
+    /// let out = Pipeline::from_iter(["1", "x", "3"])
+    ///     .try_map(|s: &str| s.parse::<u8>())
+    ///     .dead_letter(weir::sink_fn(move |l: DeadLetter<&str>| {
+    ///         kept.lock().unwrap().push((l.item.len() as u32, l.error));
+    ///         async { Ok::<_, std::io::Error>(()) }
+    ///     }))
+    ///     .collect()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(out, [1, 3]);
+    /// assert_eq!(letters.lock().unwrap()[1], (1, "invalid digit found in string".to_owned()));
     /// # });
     /// ```
     pub fn dead_letter<S>(mut self, sink: S) -> Self
@@ -339,6 +464,13 @@ where
     /// event. By default, no handler: every failure goes to the error
     /// policy.
     ///
+    /// The synchronous stages [`try_map`](Pipeline::try_map) and
+    /// [`validate`](Pipeline::validate) cannot wait: there a
+    /// [`RetryAfter`](Decision::RetryAfter) ignores its delay and runs the
+    /// function again at once, still at most
+    /// [`MAX_HANDLER_ATTEMPTS`](crate::MAX_HANDLER_ATTEMPTS) times. Use an
+    /// async stage (`try_then`) for failures that need time to clear.
+    ///
     /// # Examples
     ///
     /// ```
@@ -358,6 +490,18 @@ where
     ///     .unwrap();
     /// assert_eq!(out, [1, 0, 4]);
     /// # let _ = ErrorKind::Panic;
+    ///
+    /// // On `try_map`, a retry runs again at once.
+    /// let out = Pipeline::from_iter([1u32, 2, 3])
+    ///     .try_map(|x| if x == 2 { Err("busy") } else { Ok(x * 10) })
+    ///     .on_failure(|f| match f.attempt {
+    ///         1 | 2 => Decision::RetryAfter(Duration::from_secs(60)),
+    ///         _ => Decision::Replace(f.attempt),
+    ///     })
+    ///     .collect()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(out, [10, 3, 30]);
     /// # });
     /// ```
     pub fn on_failure<H>(mut self, handler: H) -> Self

@@ -1,6 +1,6 @@
 use std::fmt;
 
-use super::{forward_flush, guard, Plan, Push, TaskCx, Wiring};
+use super::{forward_flush, guard, Plan, Push, SyncRecover, TaskCx, Wiring};
 use crate::ack::Token;
 use crate::error::{Error, ErrorKind};
 use crate::metrics::Counters;
@@ -33,7 +33,18 @@ where
 
     fn attach<D: Push<P::Out>>(self, down: D, w: &mut Wiring<P::Intake>) {
         let c = w.counters(self.idx);
-        self.prev.attach(ValidateStep { f: self.f, down, c }, w);
+        match SyncRecover::take(w, self.idx) {
+            None => self.prev.attach(ValidateStep { f: self.f, down, c }, w),
+            Some(r) => self.prev.attach(
+                ValidateRecoverStep {
+                    f: self.f,
+                    down,
+                    c,
+                    r,
+                },
+                w,
+            ),
+        }
     }
 }
 
@@ -63,6 +74,41 @@ where
     forward_flush!();
 }
 
+/// `validate` with a dead-letter sink or a failure handler.
+struct ValidateRecoverStep<F, D, T> {
+    f: F,
+    down: D,
+    c: Counters,
+    r: SyncRecover<T, T>,
+}
+
+impl<T, F, E, D> Push<T> for ValidateRecoverStep<F, D, T>
+where
+    T: Send + 'static,
+    F: FnMut(&T) -> Result<(), E> + Send + 'static,
+    E: Into<String>,
+    D: Push<T>,
+{
+    #[inline]
+    fn push(&mut self, item: T, token: Token, cx: &mut TaskCx) {
+        let f = &mut self.f;
+        let run = |item| match guard(|| f(&item)) {
+            Ok(Ok(())) => Ok(item),
+            Ok(Err(message)) => Err(Error::new(ErrorKind::Validation, message)),
+            Err(panic) => Err(panic),
+        };
+        match self.r.run(item, cx, run) {
+            Ok(out) => self.down.push(out, token, cx),
+            Err(error) => {
+                self.c.failed += 1;
+                cx.fail(self.c.stage(), token, error);
+            }
+        }
+    }
+
+    forward_flush!();
+}
+
 impl<T, P> Pipeline<T, P>
 where
     T: Send + 'static,
@@ -75,7 +121,9 @@ where
     /// [`on_error`](Self::on_error)). Put it early, to reject bad data
     /// before any work is spent on it.
     ///
-    /// A panic in `f` fails that item too (error type `panic`).
+    /// A panic in `f` fails that item too (error type `panic`). Failed
+    /// items can go to a [`dead_letter`](Self::dead_letter) sink or an
+    /// [`on_failure`](Self::on_failure) handler.
     ///
     /// # Examples
     ///
