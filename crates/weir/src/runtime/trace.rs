@@ -72,7 +72,7 @@ pub(crate) fn traced<F>(shared: &Arc<Shared>, stage: usize, item: u64, fut: F) -
 
 #[cold]
 #[inline(never)]
-fn completed<U>(out: &Result<U, Error>, t: Box<Trace>) {
+fn completed<U>(out: &Result<U, Error>, t: &Trace) {
     if out.is_ok() {
         t.shared.item_completed(t.stage, t.item, t.started);
     }
@@ -89,7 +89,7 @@ where
         let this = self.project();
         let out = ready!(this.inner.poll(cx));
         if let Some(t) = this.trace.take() {
-            completed(&out, t);
+            completed(&out, &t);
         }
         Poll::Ready(out)
     }
