@@ -72,7 +72,7 @@ async fn render_from_a_run_parses_with_every_family() {
         .iter()
         .map(|s| (s.name.as_str(), s.kind.as_str()))
         .collect();
-    assert_eq!(stage.len(), 4 * kinds.len(), "{text}");
+    assert_eq!(stage.len(), 7 * kinds.len(), "{text}");
     let at = |name: &str, kind: &str, outcome: &str| {
         stage[&format!("kind={kind},outcome={outcome},pipeline=etl,stage={name}")]
     };
@@ -336,4 +336,38 @@ async fn http_server_stops_when_dropped() {
         }
     }
     assert!(refused, "the listener outlived its server");
+}
+
+#[tokio::test(start_paused = true)]
+async fn latency_utilization_queue_and_bottleneck_are_exposed() {
+    let report = PipelineBuilder::new()
+        .name("slow")
+        .from_iter(0..128u64)
+        .then(|x| async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            x
+        })
+        .name("wait")
+        .concurrency(4)
+        .for_each_async(|_| async { Ok::<_, std::io::Error>(()) })
+        .run()
+        .await
+        .unwrap();
+    let scrape = parse(&render(&report));
+    let latency = samples(&scrape, "weir_stage_latency_seconds");
+    let p50 = latency["pipeline=slow,quantile=0.5,stage=wait"];
+    assert!((0.0099..0.0102).contains(&p50), "{latency:?}");
+    assert!(latency.contains_key("pipeline=slow,quantile=1,stage=wait"));
+    let busy = samples(&scrape, "weir_stage_utilization_ratio");
+    let sum: f64 = ["busy", "backpressured", "idle"]
+        .iter()
+        .map(|state| busy[&format!("pipeline=slow,stage=wait,state={state}")])
+        .sum();
+    assert!((sum - 1.0).abs() < 1e-9, "{busy:?}");
+    let capacity = samples(&scrape, "weir_stage_queue_capacity_items");
+    assert_eq!(capacity["pipeline=slow,stage=wait"], 4096.0);
+    let bottleneck = samples(&scrape, "weir_pipeline_bottleneck");
+    assert_eq!(bottleneck["pipeline=slow,stage=wait"], 1.0, "{bottleneck:?}");
+    let e2e = samples(&scrape, "weir_pipeline_latency_seconds");
+    assert!(e2e["pipeline=slow,quantile=0.99"] >= 0.01, "{e2e:?}");
 }

@@ -25,7 +25,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::{Outcome, Report};
+use super::{Latency, Outcome, Report, StageReport};
 
 /// The content type of [`render`]'s output, for an HTTP response.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -133,7 +133,7 @@ impl Values<'_> {
 
 /// Every family weir exports: the one place that maps report fields to
 /// metrics.
-fn families(r: &Report) -> Vec<Family<'_>> {
+fn families<'a>(r: &'a Report) -> Vec<Family<'a>> {
     let p = r.pipeline.as_str();
     let pipeline = || vec![("pipeline", p)];
     let stage_items = r
@@ -145,6 +145,9 @@ fn families(r: &Report) -> Vec<Family<'_>> {
                 ("out", s.items_out),
                 ("dropped", s.dropped),
                 ("failed", s.failed),
+                ("dead_lettered", s.dead_lettered),
+                ("retried", s.retried),
+                ("replaced", s.replaced),
             ]
             .map(|(outcome, v)| {
                 let labels = vec![
@@ -179,7 +182,106 @@ fn families(r: &Report) -> Vec<Family<'_>> {
         (vec![("pipeline", p), ("outcome", outcome_label(o))], v)
     })
     .collect();
+    let stage = |s: &'a StageReport| vec![("pipeline", p), ("stage", s.name.as_str())];
+    let quantiles = |l: Option<Latency>, labels: Labels<'a>| {
+        l.into_iter().flat_map(move |l| {
+            let labels = labels.clone();
+            [("0.5", l.p50), ("0.95", l.p95), ("0.99", l.p99), ("1", l.max)].map(move |(q, d)| {
+                let mut labels = labels.clone();
+                labels.push(("quantile", q));
+                (labels, d.as_secs_f64())
+            })
+        })
+    };
+    let stage_latency = r
+        .stages
+        .iter()
+        .flat_map(|s| quantiles(s.latency, stage(s)))
+        .collect();
+    let utilization = r
+        .stages
+        .iter()
+        .filter_map(|s| Some((s, s.utilization?)))
+        .flat_map(|(s, u)| {
+            [
+                ("busy", u.busy),
+                ("backpressured", u.backpressured),
+                ("idle", u.idle),
+            ]
+            .map(|(state, v)| {
+                let mut labels = stage(s);
+                labels.push(("state", state));
+                (labels, v)
+            })
+        })
+        .collect();
+    let queue = r
+        .stages
+        .iter()
+        .filter_map(|s| Some((stage(s), gauge(s.queue_depth?))))
+        .collect();
+    let queue_capacity = r
+        .stages
+        .iter()
+        .filter_map(|s| Some((stage(s), gauge(s.queue_capacity?))))
+        .collect();
+    let in_flight = r.stages.iter().map(|s| (stage(s), gauge(s.in_flight))).collect();
+    let throughput = r.stages.iter().map(|s| (stage(s), s.throughput)).collect();
+    let bottleneck = r
+        .bottleneck
+        .iter()
+        .map(|b| (vec![("pipeline", p), ("stage", b.as_str())], 1))
+        .collect();
+    let e2e = quantiles(r.latency, pipeline()).collect();
     vec![
+        Family {
+            name: "weir_stage_latency",
+            help: "Time per item in the stage (concurrent stages and sinks), by quantile (1 = max).",
+            unit: Some(Unit::Seconds),
+            values: Values::Gauge(stage_latency),
+        },
+        Family {
+            name: "weir_stage_utilization_ratio",
+            help: "Fraction of the run the stage's task was busy, backpressured or idle.",
+            unit: None,
+            values: Values::Gauge(utilization),
+        },
+        Family {
+            name: "weir_stage_queue_items",
+            help: "Items waiting in the stage's input channel.",
+            unit: None,
+            values: Values::IntGauge(queue),
+        },
+        Family {
+            name: "weir_stage_queue_capacity_items",
+            help: "Capacity of the stage's input channel, in items.",
+            unit: None,
+            values: Values::IntGauge(queue_capacity),
+        },
+        Family {
+            name: "weir_stage_in_flight_items",
+            help: "Items inside the stage: taken in, not yet out, dropped or failed.",
+            unit: None,
+            values: Values::IntGauge(in_flight),
+        },
+        Family {
+            name: "weir_stage_throughput_items_per_second",
+            help: "Output items per second over the last ten seconds.",
+            unit: None,
+            values: Values::Gauge(throughput),
+        },
+        Family {
+            name: "weir_pipeline_bottleneck",
+            help: "1 for the stage that limits throughput (busy for the largest part of the run).",
+            unit: None,
+            values: Values::IntGauge(bottleneck),
+        },
+        Family {
+            name: "weir_pipeline_latency",
+            help: "End-to-end latency from the source to a sink (one item in 64), by quantile (1 = max).",
+            unit: Some(Unit::Seconds),
+            values: Values::Gauge(e2e),
+        },
         Family {
             name: "weir_stage_items",
             help: "Items per stage: taken in, emitted (for sinks: delivered), dropped on purpose, failed.",
