@@ -121,3 +121,56 @@ async fn ordered_window_holds_back_at_most_concurrency_items() {
     assert_eq!(started.load(Ordering::SeqCst), 4);
     assert_eq!(handle.await.unwrap().unwrap(), (0..10).collect::<Vec<_>>());
 }
+
+/// Guards the windowed driver's fast path: futures that are ready at once
+/// are routed without entering the window, which must not let them pass
+/// earlier items still in flight in an ordered stage.
+#[tokio::test(start_paused = true)]
+async fn ordered_stage_keeps_order_when_ready_futures_follow_pending_ones() {
+    use futures::future::{ready, Either};
+    let out = Pipeline::from_iter(0..600u64)
+        .then(|i| {
+            if i % 3 == 0 {
+                Either::Left(async move {
+                    tokio::time::sleep(delay(i) + Duration::from_millis(1)).await;
+                    i
+                })
+            } else {
+                Either::Right(ready(i))
+            }
+        })
+        .concurrency(8)
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(out, (0..600).collect::<Vec<_>>());
+}
+
+/// The same fast path in an unordered stage: ready items are emitted at
+/// once, ahead of slower pending ones, and none is lost or doubled.
+#[tokio::test(start_paused = true)]
+async fn unordered_stage_emits_ready_futures_ahead_of_pending_ones() {
+    use futures::future::{ready, Either};
+    let out = Pipeline::from_iter(0..600u64)
+        .then(|i| {
+            if i % 3 == 0 {
+                Either::Left(async move {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    i
+                })
+            } else {
+                Either::Right(ready(i))
+            }
+        })
+        .concurrency(8)
+        .unordered()
+        .collect()
+        .await
+        .unwrap();
+    let mut sorted = out.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (0..600).collect::<Vec<_>>());
+    // Item 1 is ready at once; item 0 sleeps: 1 comes out first.
+    assert_eq!(out[0], 1);
+    assert!(out.iter().position(|&i| i == 0).unwrap() > 0);
+}

@@ -156,10 +156,11 @@ async fn drive<T, W, D>(
     }
 }
 
-/// The serial driver times one item in this many (and the first of each
-/// chunk) when futures are ready at once; pending ones are always timed.
-/// Reading the clock costs ~30 ns on this KVM guest: one in 32 items made
-/// a chain of ready `then` stages 2× slower (docs/BENCHMARKS.md).
+/// The windowed driver times one item in this many when futures are ready
+/// at once (the serial driver times the first of each run of ready items);
+/// pending ones are always timed. Reading the clock costs ~30 ns on this
+/// KVM guest: one in 32 items made a chain of ready `then` stages 2×
+/// slower (docs/BENCHMARKS.md).
 const TIME_EVERY: u64 = 1024;
 
 /// A pinned place for one in-flight future, allocated once per task.
@@ -180,43 +181,58 @@ enum Ready {
 /// plain loop (no trip through the task's state machine per item), each
 /// future set into the task's one pinned slot and polled there. Stops at
 /// the first pending future, which stays in the slot.
+///
+/// Like the source's `pull_chunk`, it takes the downstream chain and the
+/// counters *by value* and hands them back: as locals whose address never
+/// escapes, the counters and the output buffer's length stay in registers
+/// for the whole chunk. Behind `&mut` they were stored back on every item,
+/// because LLVM may not sink a store past the loop's early exits
+/// (docs/BENCHMARKS.md, "What was found and fixed").
 #[inline(never)]
-fn run_ready<T, W, D>(
-    items: &mut impl Iterator<Item = (T, Token)>,
+fn run_ready<T, W, D, I>(
+    mut items: I,
     slot: &mut Slot<W::Fut>,
     work: &mut W,
-    down: &mut D,
-    c: &mut Counters,
+    mut down: D,
+    mut c: Counters,
     cx: &mut TaskCx,
     task: &mut Context<'_>,
-) -> Ready
+) -> (I, D, Counters, Ready)
 where
     W: Work<T>,
     D: Push<W::Out>,
+    I: Iterator<Item = (T, Token)>,
 {
-    for (item, token) in items.by_ref() {
-        c.items_in += 1;
-        // One item in `TIME_EVERY` is timed: reading the clock per item
-        // would cost as much as a ready future's whole trip.
-        let started = (c.items_in % TIME_EVERY == 1).then(Instant::now);
-        let fut = work.start(item, token.seq());
-        slot.set(Some(fut));
+    let mut taken = 0u64;
+    // The first item of each run is timed (a run is up to a chunk, 1024
+    // items by default): reading the clock per item would cost as much as
+    // a ready future's whole trip, and even a per-item "is this one
+    // sampled?" test was 10% of it (callgrind).
+    let mut started = Some(Instant::now());
+    let ready = loop {
+        let Some((item, token)) = items.next() else {
+            break Ready::Done;
+        };
+        taken += 1;
+        // The finished future of the previous item stays in the slot until
+        // this one replaces it: one `set` per item, not two.
+        slot.set(Some(work.start(item, token.seq())));
         let fut = slot.as_mut().as_pin_mut().expect("just set");
         match fut.poll(task) {
             Poll::Ready(result) => {
-                slot.set(None);
-                if let Some(t) = started {
+                if let Some(t) = started.take() {
                     c.record_latency(t.elapsed());
                 }
-                route(result, token, c, down, cx);
+                route(result, token, &mut c, &mut down, cx);
             }
-            Poll::Pending => return Ready::Pending(token, started),
+            Poll::Pending => break Ready::Pending(token, started),
         }
         if down.wants_flush() {
-            return Ready::Flush;
+            break Ready::Flush;
         }
-    }
-    Ready::Done
+    };
+    c.items_in += taken;
+    (items, down, c, ready)
 }
 
 /// Polls the future in the slot to completion.
@@ -226,6 +242,13 @@ async fn finish_slot<F: Future>(slot: &mut Slot<F>) -> F::Output {
             .await;
     slot.set(None);
     out
+}
+
+/// The current task's waker, to poll ready futures with outside the
+/// state machine ([`run_ready`]). Taken afresh for every run, so it is the
+/// waker of the poll in progress.
+async fn current_waker() -> std::task::Waker {
+    futures::future::poll_fn(|task| Poll::Ready(task.waker().clone())).await
 }
 
 /// One item at a time: no set, no allocation per item. While an item's
@@ -240,12 +263,15 @@ where
     'run: while let Some(mut chunk) = rx.recv().await {
         let mut items = chunk.drain(..);
         loop {
-            let step = futures::future::poll_fn(|task| {
-                Poll::Ready(run_ready(
-                    &mut items, &mut slot, &mut work, &mut down, &mut c, &mut cx, task,
-                ))
-            })
-            .await;
+            let waker = current_waker().await;
+            let step = {
+                let mut task = Context::from_waker(&waker);
+                let (it, d, counters, step) =
+                    run_ready(items, &mut slot, &mut work, down, c, &mut cx, &mut task);
+                (items, down, c) = (it, d, counters);
+                step
+            };
+            drop(waker);
             match step {
                 Ready::Done => break,
                 Ready::Flush => {}
@@ -284,6 +310,62 @@ where
     down.finish(&mut cx).await;
 }
 
+/// An item's work that was pending when it started, in the window: its
+/// pinned slot (given back to the driver's pool when it is done), its token
+/// and when it started.
+struct Running<F> {
+    slot: Option<Slot<F>>,
+    token: Option<Token>,
+    started: Instant,
+}
+
+/// Work in the window: running, or (ordered stages only) finished at once
+/// but waiting behind earlier items.
+enum Entry<F: Future> {
+    Running(Running<F>),
+    Ready(Option<(F::Output, Token)>),
+}
+
+/// A finished item: its result, its token, how long it took (if timed)
+/// and the slot it ran in (to reuse).
+type Finished<F> = (
+    <F as Future>::Output,
+    Token,
+    Option<std::time::Duration>,
+    Option<Slot<F>>,
+);
+
+impl<F: Future> Unpin for Entry<F> {}
+
+impl<F: Future> Future for Entry<F> {
+    type Output = Finished<F>;
+
+    fn poll(self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<Finished<F>> {
+        match self.get_mut() {
+            Entry::Running(r) => {
+                let slot = r.slot.as_mut().expect("polled after completion");
+                let out = std::task::ready!(slot.as_mut().as_pin_mut().expect("a running future").poll(task));
+                slot.set(None);
+                let token = r.token.take().expect("polled after completion");
+                Poll::Ready((out, token, Some(r.started.elapsed()), r.slot.take()))
+            }
+            Entry::Ready(r) => {
+                let (out, token) = r.take().expect("polled after completion");
+                Poll::Ready((out, token, None, None))
+            }
+        }
+    }
+}
+
+/// Up to `n` items in flight, emitted in input order or as they finish.
+///
+/// Every item's future is first polled in place, in a pinned slot from a
+/// pool: one that is ready at once is routed without entering the window
+/// (no allocation, no trip through `FuturesOrdered`; measured: a chain of
+/// ready `then`s with `concurrency(16)` cost ~370 ns/item before), unless
+/// an ordered stage still has earlier items in flight, in which case it
+/// waits in the window as a finished entry. Pending futures enter the
+/// window in their slot.
 async fn windowed<T, W, D>(
     mut rx: Receiver<T>,
     mut work: W,
@@ -302,29 +384,66 @@ async fn windowed<T, W, D>(
     } else {
         InFlight::Unordered(FuturesUnordered::new())
     };
+    let mut pool: Vec<Slot<W::Fut>> = Vec::new();
     let mut done = VecDeque::new();
     let mut input = Vec::<(T, Token)>::new().into_iter();
     let mut input_done = false;
     loop {
-        // 1. Start what the window allows from input already here.
-        while set.len() + done.len() < n {
-            if let Some((item, token)) = input.next() {
-                c.items_in += 1;
-                let fut = work.start(item, token.seq());
-                let started = Instant::now();
-                set.push(async move { (fut.await, token, started.elapsed()) });
-            } else if input_done {
-                break;
-            } else {
-                match rx.try_recv() {
-                    Ok(chunk) => input = chunk.into_iter(),
-                    Err(finished) => {
-                        input_done = finished;
-                        break;
+        // 1. Start what the window allows from input already here; route
+        // what is ready at once.
+        let waker = current_waker().await;
+        {
+            let mut task = Context::from_waker(&waker);
+            while set.len() + done.len() < n {
+                if let Some((item, token)) = input.next() {
+                    c.items_in += 1;
+                    // Ready work is timed one item in `TIME_EVERY`;
+                    // pending work always.
+                    let started = (c.items_in % TIME_EVERY == 1).then(Instant::now);
+                    let mut slot = pool.pop().unwrap_or_else(|| Box::pin(None));
+                    slot.set(Some(work.start(item, token.seq())));
+                    let fut = slot.as_mut().as_pin_mut().expect("just set");
+                    match fut.poll(&mut task) {
+                        Poll::Ready(result) => {
+                            slot.set(None);
+                            pool.push(slot);
+                            let took = started.map(|t| t.elapsed());
+                            if done.is_empty() && (!ordered || set.is_empty()) {
+                                if let Some(took) = took {
+                                    c.record_latency(took);
+                                }
+                                route(result, token, &mut c, &mut down, &mut cx);
+                                if down.wants_flush() {
+                                    break;
+                                }
+                            } else if ordered {
+                                // Behind earlier items still in flight.
+                                set.push(Entry::Ready(Some((result, token))));
+                            } else {
+                                // Behind results that finished earlier.
+                                done.push_back((result, token, took, None));
+                            }
+                        }
+                        Poll::Pending => set.push(Entry::Running(Running {
+                            slot: Some(slot),
+                            token: Some(token),
+                            started: started.unwrap_or_else(Instant::now),
+                        })),
+                    }
+                } else if input_done {
+                    break;
+                } else {
+                    match rx.try_recv() {
+                        Ok(chunk) => input = chunk.into_iter(),
+                        Err(finished) => {
+                            input_done = finished;
+                            break;
+                        }
                     }
                 }
             }
         }
+        drop(waker);
         // 2. Collect what finished, without waiting.
         futures::future::poll_fn(|task| {
             while let Poll::Ready(Some(r)) = Pin::new(&mut set).poll_next(task) {
@@ -334,8 +453,13 @@ async fn windowed<T, W, D>(
         })
         .await;
         // 3. Route it downstream, up to a chunk.
-        while let Some((result, token, took)) = done.pop_front() {
-            c.record_latency(took);
+        while let Some((result, token, took, slot)) = done.pop_front() {
+            if let Some(took) = took {
+                c.record_latency(took);
+            }
+            if let Some(slot) = slot {
+                pool.push(slot);
+            }
             route(result, token, &mut c, &mut down, &mut cx);
             if down.wants_flush() {
                 break;
