@@ -716,20 +716,25 @@ async fn try_map_handler_replace_and_skip() {
         .filter_map(|e| match &e.kind {
             EventKind::ItemReplaced {
                 stage,
+                item,
                 error,
                 error_type,
                 attempt,
-            } => Some((stage.clone(), error.clone(), error_type.clone(), *attempt)),
+            } => Some((*item, stage.clone(), error.clone(), error_type.clone(), *attempt)),
             _ => None,
         })
         .collect();
-    let want = (
-        "enrich".to_owned(),
-        "enrich failed".to_owned(),
-        "error".to_owned(),
-        1,
-    );
-    assert_eq!(replaced, [want.clone(), want.clone(), want]);
+    let want = |item| {
+        (
+            item,
+            "enrich".to_owned(),
+            "enrich failed".to_owned(),
+            "error".to_owned(),
+            1,
+        )
+    };
+    // The events name their items (a regression: they once had no `item`).
+    assert_eq!(replaced, [want(3), want(6), want(9)]);
     let failed = events
         .iter()
         .filter(|e| matches!(&e.kind, EventKind::ItemFailed { item: 0, .. }))

@@ -27,6 +27,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::metrics::Report;
 
 /// The schema version of [`Event`]'s JSON form.
+///
+/// A field added to an event keeps the version: it reads with a default
+/// from logs written before it (as [`Event::run_id`] and the `item` of
+/// [`ItemReplaced`](EventKind::ItemReplaced) do), and readers ignore
+/// fields they do not know. A new event type keeps it too
+/// ([`replay`] keeps such events in [`Replay::unknown`]). The version goes
+/// up when a field is renamed, removed or changes its meaning or type.
 pub const EVENT_VERSION: u32 = 1;
 
 /// One thing that happened in a pipeline.
@@ -135,6 +142,10 @@ pub enum EventKind {
     ItemReplaced {
         /// The stage.
         stage: String,
+        /// The item's sequence number at its source. 0 in logs written
+        /// before the field existed.
+        #[serde(default)]
+        item: u64,
         /// The error message of the last failure.
         error: String,
         /// `error`, `panic`, `timeout`, … ([`ErrorKind::as_str`](crate::ErrorKind::as_str)).
@@ -385,6 +396,40 @@ mod tests {
         assert!(s.contains(r#""type":"item_failed""#), "{s}");
         let back: Event = serde_json::from_str(&s).unwrap();
         assert_eq!(back, e);
+    }
+
+    /// Guards the JSON form of `ItemReplaced`: it carries `item` like the
+    /// other item events, and a line from before the field reads as item 0
+    /// under the same version.
+    #[test]
+    fn item_replaced_json_has_its_item_and_reads_older_lines() {
+        let e = Event {
+            version: EVENT_VERSION,
+            pipeline: "p".into(),
+            run_id: "p-1-0".into(),
+            ts_ms: 1,
+            elapsed_ms: 2,
+            kind: EventKind::ItemReplaced {
+                stage: "parse".into(),
+                item: 7,
+                error: "bad".into(),
+                error_type: "error".into(),
+                attempt: 2,
+            },
+        };
+        let golden = r#"{"version":1,"pipeline":"p","run_id":"p-1-0","ts_ms":1,"elapsed_ms":2,"type":"item_replaced","stage":"parse","item":7,"error":"bad","error_type":"error","attempt":2}"#;
+        assert_eq!(serde_json::to_string(&e).unwrap(), golden);
+        assert_eq!(serde_json::from_str::<Event>(golden).unwrap(), e);
+        let older = golden.replace(r#""item":7,"#, "");
+        let back: Event = serde_json::from_str(&older).unwrap();
+        assert!(matches!(
+            back.kind,
+            EventKind::ItemReplaced {
+                item: 0,
+                attempt: 2,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -194,13 +194,14 @@ impl<T: Send + 'static, U> SyncRecover<T, U> {
         })
     }
 
-    /// Runs `f` on `item`, and on failure does what the handler decides; a
+    /// Runs `f` on `item` (number `seq` at its source), and on failure does what the handler decides; a
     /// [`RetryAfter`](Decision::RetryAfter) runs `f` again on a copy at
     /// once, as a synchronous stage cannot wait. Returns the output, or the
     /// error (routed with a copy of the item) to fail the item with.
     pub(crate) fn run(
         &self,
         item: T,
+        seq: u64,
         cx: &mut TaskCx,
         mut f: impl FnMut(T) -> Result<U, Error>,
     ) -> Result<U, Error> {
@@ -231,7 +232,7 @@ impl<T: Send + 'static, U> SyncRecover<T, U> {
             };
             let policy = match decision {
                 Decision::Replace(out) => {
-                    cx.event(replaced(&cx.shared, self.stage, &error, attempt));
+                    cx.event(replaced(&cx.shared, self.stage, seq, &error, attempt));
                     return Ok(out);
                 }
                 Decision::RetryAfter(_) if attempt < MAX_HANDLER_ATTEMPTS => {
@@ -320,7 +321,7 @@ where
                 };
                 let policy = match decision {
                     Decision::Replace(out) => {
-                        shared.emit(replaced(&shared, stage, &error, attempt)).await;
+                        shared.emit(replaced(&shared, stage, seq, &error, attempt)).await;
                         return Ok(out);
                     }
                     Decision::RetryAfter(delay) if attempt < MAX_HANDLER_ATTEMPTS => {
@@ -364,7 +365,7 @@ pub(crate) fn routed<T: Send + 'static>(
 }
 
 /// Counts an item its handler replaced and returns the event reporting it.
-pub(crate) fn replaced(shared: &Shared, stage: usize, error: &Error, attempt: u32) -> EventKind {
+pub(crate) fn replaced(shared: &Shared, stage: usize, item: u64, error: &Error, attempt: u32) -> EventKind {
     let entry = &shared.stages[stage];
     entry
         .metrics
@@ -372,6 +373,7 @@ pub(crate) fn replaced(shared: &Shared, stage: usize, error: &Error, attempt: u3
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     EventKind::ItemReplaced {
         stage: entry.spec.name.clone(),
+        item,
         error: error.message().to_owned(),
         error_type: error.kind().as_str().to_owned(),
         attempt,

@@ -378,7 +378,12 @@ impl<T: Send + 'static> Flush<'_, T> {
             };
             let attempt = e.attempt().max(1);
             let decided = recover.decide(&copy, &e, attempt);
-            match recover.settle(copy, e, decided, attempt, first_ms, self.cx) {
+            let tried = Tried {
+                seq: token.seq(),
+                attempt,
+                first_ms,
+            };
+            match recover.settle(copy, e, decided, tried, self.cx) {
                 None => deliver(token, self.c, self.cx),
                 Some(e) => {
                     self.c.failed += 1;
@@ -450,7 +455,12 @@ impl<T: Send + 'static> SinkRecover<T> {
                     continue;
                 }
             }
-            return match self.settle(copy, error, decided, attempt, first_ms, cx) {
+            let tried = Tried {
+                seq,
+                attempt,
+                first_ms,
+            };
+            return match self.settle(copy, error, decided, tried, cx) {
                 None => Ok(None),
                 Some(e) => Err(e),
             };
@@ -481,15 +491,19 @@ impl<T: Send + 'static> SinkRecover<T> {
         copy: T,
         error: Error,
         decided: Result<Decision<()>, Error>,
-        attempt: u32,
-        first_ms: u64,
+        tried: Tried,
         cx: &mut TaskCx,
     ) -> Option<Error> {
+        let Tried {
+            seq,
+            attempt,
+            first_ms,
+        } = tried;
         let to = self.to.clone();
         let policy = match decided {
             Err(panic) => return Some(routed(panic, copy, to, None, attempt, first_ms)),
             Ok(Decision::Replace(())) => {
-                cx.event(replaced(&cx.shared, self.stage, &error, attempt));
+                cx.event(replaced(&cx.shared, self.stage, seq, &error, attempt));
                 return None;
             }
             Ok(Decision::Skip) => Some(ErrorPolicy::Skip),
@@ -497,6 +511,14 @@ impl<T: Send + 'static> SinkRecover<T> {
         };
         Some(routed(error, copy, to, policy, attempt, first_ms))
     }
+}
+
+/// Which item failed, at which attempt, first when.
+#[derive(Clone, Copy)]
+struct Tried {
+    seq: u64,
+    attempt: u32,
+    first_ms: u64,
 }
 
 /// A failure of the sink itself (close), not of one item: it stops the run.
