@@ -153,6 +153,25 @@ pub enum EventKind {
         /// Which attempt failed (1 for the first).
         attempt: u32,
     },
+    /// A stage dropped items on purpose, reported once for a batch of
+    /// them rather than per item: a
+    /// [`drop_newest`](crate::stage::Branches::drop_newest) branch of a
+    /// [`broadcast`](crate::Pipeline::broadcast) or
+    /// [`route`](crate::Pipeline::route) whose buffer had no room for
+    /// `count` of the items the fan-out shipped to it at once (one event
+    /// per such shipment). The items are finalized
+    /// [`Dropped`](crate::Status::Dropped) for that branch and counted in
+    /// the `dropped` of the stage named `branch`.
+    ItemsDropped {
+        /// The stage that dropped them (the `broadcast` or `route`).
+        stage: String,
+        /// The branch they were for (also the name of the branch's stage).
+        branch: String,
+        /// How many items were dropped.
+        count: u64,
+        /// Why: `buffer_full`.
+        reason: String,
+    },
     /// One input of a [`merge`](crate::Pipeline::merge) failed (to
     /// initialize, or while it was read); the other inputs go on unless the
     /// source's error policy is fail-fast.
@@ -254,8 +273,8 @@ pub enum EventKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventLevel {
-    /// Started, finished, failures, state changes and custom events; no
-    /// progress ticks.
+    /// Started, finished, failures, replacements, drops, state changes and
+    /// custom events; no progress ticks.
     Lifecycle,
     /// Lifecycle events and a [`Progress`] event every
     /// [`progress_interval`](crate::PipelineBuilder::progress_interval).
