@@ -346,7 +346,7 @@ impl<T: Send + 'static> Flush<'_, T> {
             return;
         };
         let seq = first.seq();
-        let mut error = match flush_once(sink, self.retry, self.c, seq).await {
+        let error = match flush_once(sink, self.retry, self.c, seq).await {
             Ok(()) => {
                 *self.c.out.get_or_insert(0) += self.written.len() as u64;
                 for token in self.written.drain(..) {
@@ -368,14 +368,14 @@ impl<T: Send + 'static> Flush<'_, T> {
             return;
         };
         let kept = std::mem::take(&mut recover.kept);
+        debug_assert_eq!(kept.len(), self.written.len(), "one copy per written item");
         let first_ms = now_ms();
-        let mut failed = self.written.drain(..).zip(kept).peekable();
-        while let Some((token, copy)) = failed.next() {
-            // The last keeps the cause object, the others a copy of its chain.
-            let e = match failed.peek() {
-                Some(_) => error.clone_with_causes(),
-                None => std::mem::replace(&mut error, Error::new(ErrorKind::Internal, "")),
-            };
+        let mut failed: Vec<(Token, T)> = self.written.drain(..).zip(kept).collect();
+        // The last keeps the cause object, the others a copy of its chain.
+        let last = failed.pop();
+        let mut errors: Vec<Error> = failed.iter().map(|_| error.clone_with_causes()).collect();
+        errors.push(error);
+        for ((token, copy), e) in failed.into_iter().chain(last).zip(errors) {
             let attempt = e.attempt().max(1);
             let decided = recover.decide(&copy, &e, attempt);
             let tried = Tried {
