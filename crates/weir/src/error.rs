@@ -316,6 +316,20 @@ impl Error {
         &self.inner.message
     }
 
+    /// A copy with the same kind, context and message whose source is a
+    /// chain of the causes' messages, so that [`causes`](Self::causes)
+    /// gives the same list (sources are not `Clone`).
+    pub(crate) fn clone_with_causes(&self) -> Error {
+        let mut copy = self.shallow_clone();
+        let chain = self
+            .causes()
+            .into_iter()
+            .rev()
+            .fold(None, |next, message| Some(Box::new(Cause { message, next })));
+        copy.inner.source = chain.map(|c| c as BoxError);
+        copy
+    }
+
     /// A copy with the same kind, context and message but no source object
     /// (sources are not `Clone`); the source's message is kept.
     pub(crate) fn shallow_clone(&self) -> Error {
@@ -370,6 +384,27 @@ impl std::error::Error for Error {
 }
 
 /// Turns a caught panic's payload into its message.
+/// One cause's message in a copied cause chain.
+#[derive(Debug)]
+struct Cause {
+    message: String,
+    next: Option<Box<Cause>>,
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.next
+            .as_deref()
+            .map(|c| c as &(dyn std::error::Error + 'static))
+    }
+}
+
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&'static str>() {
         (*s).to_owned()

@@ -716,20 +716,25 @@ async fn try_map_handler_replace_and_skip() {
         .filter_map(|e| match &e.kind {
             EventKind::ItemReplaced {
                 stage,
+                item,
                 error,
                 error_type,
                 attempt,
-            } => Some((stage.clone(), error.clone(), error_type.clone(), *attempt)),
+            } => Some((*item, stage.clone(), error.clone(), error_type.clone(), *attempt)),
             _ => None,
         })
         .collect();
-    let want = (
-        "enrich".to_owned(),
-        "enrich failed".to_owned(),
-        "error".to_owned(),
-        1,
-    );
-    assert_eq!(replaced, [want.clone(), want.clone(), want]);
+    let want = |item| {
+        (
+            item,
+            "enrich".to_owned(),
+            "enrich failed".to_owned(),
+            "error".to_owned(),
+            1,
+        )
+    };
+    // The events name their items (a regression: they once had no `item`).
+    assert_eq!(replaced, [want(3), want(6), want(9)]);
     let failed = events
         .iter()
         .filter(|e| matches!(&e.kind, EventKind::ItemFailed { item: 0, .. }))
@@ -857,4 +862,242 @@ async fn a_drain_with_try_map_dead_letters_in_flight_finalizes_everything_once()
     assert!(dead > 0);
     assert_eq!(dead, report.dead_lettered);
     assert_eq!(sink.flushed().len() as u64, dead);
+}
+
+/// A primary sink that fails the writes of multiples of 3 (with a cause),
+/// and can fail every flush; it records what it delivered.
+#[derive(Clone, Default)]
+struct Store {
+    buffered: Vec<u64>,
+    stored: Arc<Mutex<Vec<u64>>>,
+    writes: Arc<Mutex<Vec<u64>>>,
+    refuse_flush: bool,
+}
+
+impl Sink<u64> for Store {
+    type Error = Enrich;
+
+    async fn write(&mut self, x: u64) -> Result<(), Self::Error> {
+        self.writes.lock().unwrap().push(x);
+        if x % 3 == 0 {
+            return Err(Enrich(std::io::Error::other(format!("row {x} rejected"))));
+        }
+        self.buffered.push(x);
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), Self::Error> {
+        if self.refuse_flush {
+            self.buffered.clear();
+            return Err(Enrich(std::io::Error::other("table is locked")));
+        }
+        self.stored.lock().unwrap().append(&mut self.buffered);
+        Ok(())
+    }
+}
+
+/// Guards against sink failures bypassing the dead-letter sink: a write
+/// that fails for good (after the retry policy) is dead-lettered with
+/// every field, and finalized only once the dead-letter sink flushed it.
+#[tokio::test(start_paused = true)]
+async fn sink_write_failures_are_dead_lettered_after_their_retries() {
+    let ledger = Ledger::default();
+    let letters = Letters {
+        flush_delay: Some(Duration::from_secs(1)),
+        ledger: Some(ledger.clone()),
+        ..Letters::default()
+    };
+    let store = Store::default();
+    let report = Pipeline::from_acked(ledger.source(10))
+        .sink(store.clone())
+        .name("store")
+        .retry(weir::Retry::fixed(Duration::from_millis(10)).max_attempts(2))
+        .dead_letter(letters.clone())
+        .run()
+        .await
+        .unwrap();
+    assert_eq!((report.delivered, report.dead_lettered, report.failed), (6, 4, 0));
+    let stage = report.stage("store").unwrap();
+    assert_eq!(
+        (stage.items_in, stage.failed, stage.dead_lettered, stage.retried),
+        (10, 0, 4, 4)
+    );
+    assert_eq!(*store.stored.lock().unwrap(), [1, 2, 4, 5, 7, 8]);
+    // Each refused row was written twice (the retry), then dead-lettered.
+    assert_eq!(store.writes.lock().unwrap().len(), 14);
+
+    let records = letters.flushed();
+    assert_eq!(records.iter().map(|l| l.item).collect::<Vec<_>>(), [0, 3, 6, 9]);
+    for l in &records {
+        assert_eq!((l.stage.as_str(), l.error.as_str()), ("store", "enrich failed"));
+        assert_eq!(l.causes, [format!("row {} rejected", l.item)]);
+        assert_eq!(
+            (l.error_type.as_str(), l.attempts, l.item_seq),
+            ("sink", 2, l.item)
+        );
+        assert!(l.first_failure_ms <= l.last_failure_ms);
+    }
+    let statuses = ledger.assert_exactly_once();
+    for (id, status) in statuses {
+        let want = if id % 3 == 0 {
+            Status::DeadLettered
+        } else {
+            Status::Delivered
+        };
+        assert_eq!(status, want, "item {id}");
+    }
+}
+
+/// Guards against a failed flush dead-lettering only one record (or none):
+/// every item written since the last flush gets its own record, each with
+/// the flush error's cause chain, and the sink's own failures too.
+#[tokio::test]
+async fn a_failed_sink_flush_dead_letters_each_item_of_the_batch() {
+    let ledger = Ledger::default();
+    let letters = Letters::default();
+    let store = Store {
+        refuse_flush: true,
+        ..Store::default()
+    };
+    let report = PipelineBuilder::new()
+        .chunk_size(4)
+        .from_acked(ledger.source(8))
+        .sink(store.clone())
+        .dead_letter(letters.clone())
+        .run()
+        .await
+        .unwrap();
+    assert_eq!((report.delivered, report.dead_lettered, report.failed), (0, 8, 0));
+    assert!(store.stored.lock().unwrap().is_empty());
+    let mut records = letters.flushed();
+    records.sort_by_key(|l| l.item);
+    assert_eq!(
+        records.iter().map(|l| l.item).collect::<Vec<_>>(),
+        (0..8).collect::<Vec<_>>()
+    );
+    for l in &records {
+        let (error, causes) = if l.item % 3 == 0 {
+            ("enrich failed", vec![format!("row {} rejected", l.item)])
+        } else {
+            ("enrich failed", vec!["table is locked".to_owned()])
+        };
+        assert_eq!((l.error.as_str(), &l.causes), (error, &causes), "item {}", l.item);
+        assert_eq!((l.stage.as_str(), l.error_type.as_str()), ("sink#1", "sink"));
+    }
+    let statuses = ledger.assert_exactly_once();
+    assert!(
+        statuses.values().all(|s| *s == Status::DeadLettered),
+        "{statuses:?}"
+    );
+}
+
+/// Guards against a `batch` whose write fails losing its members: the
+/// batch is one record, and every member is finalized dead-lettered.
+#[tokio::test]
+async fn a_batch_whose_sink_write_fails_is_dead_lettered_with_all_its_members() {
+    let ledger = Ledger::default();
+    let records = Arc::new(Mutex::new(Vec::new()));
+    let r = records.clone();
+    let report = Pipeline::from_acked(ledger.source(6))
+        .batch(3, Duration::from_secs(60))
+        .for_each_async(|batch: Vec<u64>| async move {
+            match batch.contains(&4) {
+                true => Err("batch too large"),
+                false => Ok(()),
+            }
+        })
+        .dead_letter(weir::sink_fn(move |l: DeadLetter<Vec<u64>>| {
+            r.lock().unwrap().push(l.item);
+            async { Ok::<_, std::io::Error>(()) }
+        }))
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(*records.lock().unwrap(), [vec![3, 4, 5]]);
+    // Reports count batches (their members are `merged`); the source sees each.
+    assert_eq!(
+        (report.delivered, report.dead_lettered, report.unfinalized),
+        (1, 1, 0)
+    );
+    let statuses = ledger.assert_exactly_once();
+    for id in 0..6 {
+        let want = if id < 3 {
+            Status::Delivered
+        } else {
+            Status::DeadLettered
+        };
+        assert_eq!(statuses[&id], want, "item {id}");
+    }
+}
+
+/// Guards against sink handlers being ignored: `RetryAfter` writes the
+/// item again after its delay, `Replace(())` delivers it, `Skip` fails it
+/// without stopping the run, `Fail` goes to the dead-letter sink.
+#[tokio::test(start_paused = true)]
+async fn sink_handlers_retry_replace_skip_and_fail_to_the_dead_letter_sink() {
+    let ledger = Ledger::default();
+    let letters = Letters::default();
+    let store = Store::default();
+    let started = tokio::time::Instant::now();
+    let report = Pipeline::from_acked(ledger.source(10))
+        .sink(store.clone())
+        .on_failure(|f| match *f.item {
+            0 if f.attempt < 3 => weir::Decision::RetryAfter(Duration::from_secs(1)),
+            3 => weir::Decision::Replace(()),
+            6 => weir::Decision::Skip,
+            _ => weir::Decision::Fail,
+        })
+        .dead_letter(letters.clone())
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(started.elapsed(), Duration::from_secs(2));
+    let writes = store.writes.lock().unwrap().clone();
+    assert_eq!(writes.iter().filter(|x| **x == 0).count(), 3);
+    let records: Vec<_> = letters.flushed().iter().map(|l| (l.item, l.attempts)).collect();
+    assert_eq!(records, [(0, 3), (9, 1)]);
+    assert_eq!(
+        (
+            report.delivered,
+            report.dead_lettered,
+            report.failed,
+            report.stages[1].replaced
+        ),
+        (7, 2, 1, 1)
+    );
+    let statuses = ledger.assert_exactly_once();
+    assert_eq!(
+        [statuses[&0], statuses[&3], statuses[&6], statuses[&9]],
+        [
+            Status::DeadLettered,
+            Status::Delivered,
+            Status::Failed,
+            Status::DeadLettered
+        ]
+    );
+}
+
+/// Guards against a dead-letter sink that refuses a sink's record being
+/// silent: the item fails and the run stops naming `<sink>/dead_letter`.
+#[tokio::test]
+async fn a_refused_dead_letter_from_a_sink_fails_the_item_and_the_run() {
+    let ledger = Ledger::default();
+    let letters = Letters {
+        refuse_item: Some(3),
+        ..Letters::default()
+    };
+    let err = Pipeline::from_acked(ledger.source(5))
+        .sink(Store::default())
+        .name("store")
+        .dead_letter(letters)
+        .run()
+        .await
+        .unwrap_err();
+    assert_eq!(err.stage(), Some("store/dead_letter"));
+    assert_eq!(err.item(), Some(3));
+    let statuses = ledger.assert_exactly_once();
+    assert_eq!(
+        (statuses[&0], statuses[&3]),
+        (Status::DeadLettered, Status::Failed)
+    );
 }

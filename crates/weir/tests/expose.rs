@@ -371,3 +371,69 @@ async fn latency_utilization_queue_and_bottleneck_are_exposed() {
     let e2e = samples(&scrape, "weir_pipeline_latency_seconds");
     assert!(e2e["pipeline=slow,quantile=0.99"] >= 0.01, "{e2e:?}");
 }
+
+/// Guards against the circuit breaker's state and trips, and a concurrent
+/// stage's active workers, missing from the exposition (they are in the
+/// report): one state series per breaker state, 1 for the current one.
+#[tokio::test(start_paused = true)]
+async fn breaker_state_trips_and_active_workers_are_exposed() {
+    let report = PipelineBuilder::new()
+        .name("calls")
+        .from_iter(0..10)
+        .try_then(|_: i32| async { Err::<(), _>("down") })
+        .name("api")
+        .concurrency(2)
+        .circuit_breaker(
+            weir::Breaker::new()
+                .window_count(4)
+                .min_calls(4)
+                .when_open(weir::WhenOpen::Fail),
+        )
+        .on_error(ErrorPolicy::Skip)
+        .run()
+        .await
+        .unwrap();
+    let text = render(&report);
+    let scrape = parse(&text);
+    let state = samples(&scrape, "weir_stage_breaker_state");
+    assert_eq!(state.len(), 3, "only the stage with a breaker: {state:?}");
+    assert_eq!(state["pipeline=calls,stage=api,state=open"], 1.0);
+    assert_eq!(state["pipeline=calls,stage=api,state=closed"], 0.0);
+    assert_eq!(state["pipeline=calls,stage=api,state=half_open"], 0.0);
+    let trips = samples(&scrape, "weir_stage_breaker_trips_total");
+    assert_eq!(trips.len(), 1);
+    assert_eq!(trips["pipeline=calls,stage=api"], 1.0);
+    let active = samples(&scrape, "weir_stage_active_workers");
+    assert_eq!(active["pipeline=calls,stage=api"], 0.0, "{active:?}");
+    for line in [
+        "# TYPE weir_stage_breaker_state gauge",
+        "# TYPE weir_stage_breaker_trips counter",
+        "# TYPE weir_stage_active_workers gauge",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing `{line}` in\n{text}");
+    }
+
+    // While running: four items asleep in a stage of concurrency 4.
+    let handle = PipelineBuilder::new()
+        .name("live")
+        .intake::<u32>()
+        .then(|x| async move {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            x
+        })
+        .name("wait")
+        .concurrency(4)
+        .start();
+    handle.push_batch(0..4).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let scrape = parse(&render(&handle.metrics()));
+    assert_eq!(
+        samples(&scrape, "weir_stage_active_workers")["pipeline=live,stage=wait"],
+        4.0
+    );
+    assert!(samples(&scrape, "weir_stage_breaker_state").is_empty());
+    handle
+        .shutdown(Shutdown::Drain, Duration::from_secs(60))
+        .await
+        .unwrap();
+}

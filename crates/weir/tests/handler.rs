@@ -163,15 +163,18 @@ async fn replace_sends_the_replacement_downstream_counted_and_evented() {
         .filter_map(|e| match &e.kind {
             EventKind::ItemReplaced {
                 stage,
+                item,
                 error,
                 attempt,
                 ..
-            } => Some((stage.clone(), error.clone(), *attempt)),
+            } => Some((*item, stage.clone(), error.clone(), *attempt)),
             _ => None,
         })
         .collect();
     assert_eq!(replaced.len(), 2);
-    assert!(replaced.contains(&("parse".to_owned(), "bad 5".to_owned(), 1)));
+    // Each event names its item (a regression: they once had no `item`).
+    assert!(replaced.contains(&(1, "parse".to_owned(), "bad 1".to_owned(), 1)));
+    assert!(replaced.contains(&(5, "parse".to_owned(), "bad 5".to_owned(), 1)));
     let EventKind::PipelineFinished { report, .. } = &events.last().unwrap().kind else {
         panic!("no finish event")
     };
@@ -228,4 +231,51 @@ async fn panics_reach_the_handler_and_a_panicking_handler_fails_the_item() {
     assert_eq!((err.kind(), err.item()), (ErrorKind::Panic, Some(1)));
     assert_eq!(err.message(), "handler bug");
     ledger.assert_exactly_once();
+}
+
+/// Guards against `ItemReplaced` events without the item they are about,
+/// on every kind of stage that can replace: async, sync and sink.
+#[tokio::test]
+async fn item_replaced_events_name_their_item_on_every_stage_kind() {
+    fn replaced_items(events: &[weir::Event]) -> Vec<(String, u64)> {
+        let mut out: Vec<_> = events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::ItemReplaced { stage, item, .. } => Some((stage.clone(), *item)),
+                _ => None,
+            })
+            .collect();
+        out.sort();
+        out
+    }
+    let events: Vec<_> = Pipeline::from_iter(0..6u64)
+        .try_then(|x| async move { parse(x) })
+        .name("async")
+        .on_failure(|_| Decision::Replace(0))
+        .try_map(|x| if x == 4 { Err("four") } else { Ok(x) })
+        .name("sync")
+        .on_failure(|_| Decision::Replace(0))
+        .for_each_async(|x| async move {
+            if x == 3 {
+                Err("three")
+            } else {
+                Ok(())
+            }
+        })
+        .name("sink")
+        .on_failure(|_| Decision::Replace(()))
+        .events()
+        .collect()
+        .await;
+    let want = [("async", 1), ("async", 5), ("sink", 3), ("sync", 4)].map(|(s, i)| (s.to_owned(), i));
+    assert_eq!(replaced_items(&events), want);
+    let json = serde_json::to_value(
+        events
+            .iter()
+            .find(|e| matches!(e.kind, EventKind::ItemReplaced { .. }))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(json["type"], "item_replaced");
+    assert!(json["item"].is_u64(), "{json}");
 }

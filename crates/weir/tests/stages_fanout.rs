@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::Ledger;
+use futures::StreamExt;
 use weir::{ErrorKind, ErrorPolicy, Outcome, Pipeline, PipelineBuilder, Status};
 
 type Seen<T> = Arc<Mutex<Vec<T>>>;
@@ -176,6 +177,128 @@ async fn a_slow_drop_newest_branch_drops_and_counts_while_others_get_everything(
     // Each item was delivered by the `all` branch: that outranks a drop.
     let statuses = ledger.assert_exactly_once();
     assert!(statuses.values().all(|s| *s == Status::Delivered));
+}
+
+/// The `ItemsDropped` events of a run: `(stage, branch, count)`.
+fn drop_events(events: &[weir::Event]) -> Vec<(String, String, u64)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            weir::EventKind::ItemsDropped {
+                stage,
+                branch,
+                count,
+                reason,
+            } => {
+                assert_eq!(reason, "buffer_full");
+                Some((stage.clone(), branch.clone(), *count))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn final_report(events: &[weir::Event]) -> weir::Report {
+    match &events.last().expect("events").kind {
+        weir::EventKind::PipelineFinished { report, .. } => (**report).clone(),
+        other => panic!("the last event is {other:?}"),
+    }
+}
+
+/// Guards against drop-newest drops that are counted but never evented,
+/// and against one event per dropped item: each flush that drops reports
+/// once, with the fan-out stage, the branch and how many.
+#[tokio::test(start_paused = true)]
+async fn drop_newest_drops_are_evented_once_per_flush_with_branch_and_count() {
+    const N: u64 = 2000;
+    let events: Vec<_> = PipelineBuilder::new()
+        .capacity(64)
+        .chunk_size(16)
+        .from_iter(0..N)
+        .broadcast(|b| {
+            b.branch("all", |p| p.for_each(|_| {}))
+                .branch("some", |p| p.for_each_async(|_| slow(100)))
+                .buffer(8)
+                .drop_newest()
+        })
+        .name("fan")
+        .events()
+        .collect()
+        .await;
+    let report = final_report(&events);
+    let dropped = report.stage("some").unwrap().dropped;
+    assert!(dropped > N / 2, "{dropped}");
+    let drops = drop_events(&events);
+    assert!(
+        drops
+            .iter()
+            .all(|(stage, branch, _)| stage == "fan" && branch == "some"),
+        "{drops:?}"
+    );
+    assert_eq!(drops.iter().map(|d| d.2).sum::<u64>(), dropped);
+    // Aggregated: at most a chunk's worth per event, far fewer events than drops.
+    assert!(drops.iter().all(|d| (1..=16).contains(&d.2)), "{drops:?}");
+    assert!(
+        (drops.len() as u64) < dropped / 4,
+        "{} events for {dropped} drops",
+        drops.len()
+    );
+
+    // A branch whose buffer has room drops nothing and says nothing.
+    let events: Vec<_> = PipelineBuilder::new()
+        .chunk_size(16)
+        .from_iter(0..N)
+        .broadcast(|b| {
+            b.branch("fast", |p| p.for_each(|_| {}))
+                .buffer(N as usize)
+                .drop_newest()
+        })
+        .events()
+        .collect()
+        .await;
+    assert_eq!(final_report(&events).stage("fast").unwrap().dropped, 0);
+    assert!(drop_events(&events).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn route_drop_newest_drops_are_evented_for_their_branch() {
+    let events: Vec<_> = PipelineBuilder::new()
+        .capacity(64)
+        .chunk_size(16)
+        .from_iter(0..1000u64)
+        .route(
+            |x| if x % 2 == 0 { "even" } else { "odd" },
+            |r| {
+                r.branch("even", |p| p.for_each(|_| {}))
+                    .branch("odd", |p| p.for_each_async(|_| slow(100)).name("slow"))
+                    .buffer(4)
+                    .drop_newest()
+            },
+        )
+        .events()
+        .collect()
+        .await;
+    let report = final_report(&events);
+    let route = report
+        .stages
+        .iter()
+        .find(|s| s.kind == "route")
+        .unwrap()
+        .name
+        .clone();
+    let drops = drop_events(&events);
+    assert!(!drops.is_empty());
+    assert!(
+        drops
+            .iter()
+            .all(|(stage, branch, _)| *stage == route && branch == "odd"),
+        "{drops:?}"
+    );
+    assert_eq!(
+        drops.iter().map(|d| d.2).sum::<u64>(),
+        report.stage("odd").unwrap().dropped
+    );
+    assert_eq!(report.stage("even").unwrap().dropped, 0);
 }
 
 #[tokio::test]

@@ -27,6 +27,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::metrics::Report;
 
 /// The schema version of [`Event`]'s JSON form.
+///
+/// A field added to an event keeps the version: it reads with a default
+/// from logs written before it (as [`Event::run_id`] and the `item` of
+/// [`ItemReplaced`](EventKind::ItemReplaced) do), and readers ignore
+/// fields they do not know. A new event type keeps it too
+/// ([`replay`] keeps such events in [`Replay::unknown`]). The version goes
+/// up when a field is renamed, removed or changes its meaning or type.
 pub const EVENT_VERSION: u32 = 1;
 
 /// One thing that happened in a pipeline.
@@ -135,12 +142,35 @@ pub enum EventKind {
     ItemReplaced {
         /// The stage.
         stage: String,
+        /// The item's sequence number at its source. 0 in logs written
+        /// before the field existed.
+        #[serde(default)]
+        item: u64,
         /// The error message of the last failure.
         error: String,
         /// `error`, `panic`, `timeout`, … ([`ErrorKind::as_str`](crate::ErrorKind::as_str)).
         error_type: String,
         /// Which attempt failed (1 for the first).
         attempt: u32,
+    },
+    /// A stage dropped items on purpose, reported once for a batch of
+    /// them rather than per item: a
+    /// [`drop_newest`](crate::stage::Branches::drop_newest) branch of a
+    /// [`broadcast`](crate::Pipeline::broadcast) or
+    /// [`route`](crate::Pipeline::route) whose buffer had no room for
+    /// `count` of the items the fan-out shipped to it at once (one event
+    /// per such shipment). The items are finalized
+    /// [`Dropped`](crate::Status::Dropped) for that branch and counted in
+    /// the `dropped` of the stage named `branch`.
+    ItemsDropped {
+        /// The stage that dropped them (the `broadcast` or `route`).
+        stage: String,
+        /// The branch they were for (also the name of the branch's stage).
+        branch: String,
+        /// How many items were dropped.
+        count: u64,
+        /// Why: `buffer_full`.
+        reason: String,
     },
     /// One input of a [`merge`](crate::Pipeline::merge) failed (to
     /// initialize, or while it was read); the other inputs go on unless the
@@ -243,8 +273,8 @@ pub enum EventKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventLevel {
-    /// Started, finished, failures, state changes and custom events; no
-    /// progress ticks.
+    /// Started, finished, failures, replacements, drops, state changes and
+    /// custom events; no progress ticks.
     Lifecycle,
     /// Lifecycle events and a [`Progress`] event every
     /// [`progress_interval`](crate::PipelineBuilder::progress_interval).
@@ -385,6 +415,40 @@ mod tests {
         assert!(s.contains(r#""type":"item_failed""#), "{s}");
         let back: Event = serde_json::from_str(&s).unwrap();
         assert_eq!(back, e);
+    }
+
+    /// Guards the JSON form of `ItemReplaced`: it carries `item` like the
+    /// other item events, and a line from before the field reads as item 0
+    /// under the same version.
+    #[test]
+    fn item_replaced_json_has_its_item_and_reads_older_lines() {
+        let e = Event {
+            version: EVENT_VERSION,
+            pipeline: "p".into(),
+            run_id: "p-1-0".into(),
+            ts_ms: 1,
+            elapsed_ms: 2,
+            kind: EventKind::ItemReplaced {
+                stage: "parse".into(),
+                item: 7,
+                error: "bad".into(),
+                error_type: "error".into(),
+                attempt: 2,
+            },
+        };
+        let golden = r#"{"version":1,"pipeline":"p","run_id":"p-1-0","ts_ms":1,"elapsed_ms":2,"type":"item_replaced","stage":"parse","item":7,"error":"bad","error_type":"error","attempt":2}"#;
+        assert_eq!(serde_json::to_string(&e).unwrap(), golden);
+        assert_eq!(serde_json::from_str::<Event>(golden).unwrap(), e);
+        let older = golden.replace(r#""item":7,"#, "");
+        let back: Event = serde_json::from_str(&older).unwrap();
+        assert!(matches!(
+            back.kind,
+            EventKind::ItemReplaced {
+                item: 0,
+                attempt: 2,
+                ..
+            }
+        ));
     }
 
     #[test]

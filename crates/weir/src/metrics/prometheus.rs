@@ -5,14 +5,28 @@
 //! `prometheus-client` collector, so nothing accumulates between renders
 //! and two renders of one report are identical.
 //!
-//! | family | type | labels |
-//! | --- | --- | --- |
-//! | `weir_stage_items_total` | counter | `pipeline`, `stage`, `kind`, `outcome` = `in`, `out`, `dropped`, `failed` |
-//! | `weir_pipeline_items_total` | counter | `pipeline`, `outcome` = `pulled`, `delivered`, `dropped`, `failed` |
-//! | `weir_pipeline_unfinalized_items` | gauge | `pipeline` |
-//! | `weir_pipeline_duration_seconds` | gauge | `pipeline` |
-//! | `weir_pipeline_items_per_second` | gauge | `pipeline` |
-//! | `weir_pipeline_outcome` | gauge (1 for the current outcome, 0 for the others) | `pipeline`, `outcome` = `running`, `completed`, `drained`, `aborted`, `failed` |
+//! Every family, as exposed (`pipeline` is the pipeline's name, `stage`
+//! the stage's; families with no value in a report have no series):
+//!
+//! | family | type | labels | value |
+//! | --- | --- | --- | --- |
+//! | `weir_stage_items_total` | counter | `pipeline`, `stage`, `kind`, `outcome` = `in`, `out`, `dropped`, `failed`, `dead_lettered`, `retried`, `replaced` | items per stage and outcome |
+//! | `weir_stage_latency_seconds` | gauge | `pipeline`, `stage`, `quantile` = `0.5`, `0.95`, `0.99`, `1` (max) | time per item, for stages that time their items |
+//! | `weir_stage_utilization_ratio` | gauge | `pipeline`, `stage`, `state` = `busy`, `backpressured`, `idle` | fraction of the run, for stages with a task of their own |
+//! | `weir_stage_queue_items` | gauge | `pipeline`, `stage` | items waiting in the stage's input channel |
+//! | `weir_stage_queue_capacity_items` | gauge | `pipeline`, `stage` | that channel's capacity |
+//! | `weir_stage_in_flight_items` | gauge | `pipeline`, `stage` | items inside the stage |
+//! | `weir_stage_active_workers` | gauge | `pipeline`, `stage` | items being worked on now, for concurrent stages (`then`, `blocking`) |
+//! | `weir_stage_throughput_items_per_second` | gauge | `pipeline`, `stage` | output over the last ten seconds |
+//! | `weir_stage_breaker_state` | gauge (1 for the current state, 0 for the others) | `pipeline`, `stage`, `state` = `closed`, `open`, `half_open` | for stages with a circuit breaker |
+//! | `weir_stage_breaker_trips_total` | counter | `pipeline`, `stage` | times the breaker opened, for stages with one |
+//! | `weir_pipeline_items_total` | counter | `pipeline`, `outcome` = `pulled`, `delivered`, `dropped`, `failed` | items |
+//! | `weir_pipeline_unfinalized_items` | gauge | `pipeline` | items taken in, not finished |
+//! | `weir_pipeline_duration_seconds` | gauge | `pipeline` | time since the start |
+//! | `weir_pipeline_items_per_second` | gauge | `pipeline` | finished items per second over the run |
+//! | `weir_pipeline_outcome` | gauge (1 for the current outcome, 0 for the others) | `pipeline`, `outcome` = `running`, `completed`, `drained`, `aborted`, `failed` | |
+//! | `weir_pipeline_bottleneck` | gauge (1) | `pipeline`, `stage` | the stage busy for the largest part of the run |
+//! | `weir_pipeline_latency_seconds` | gauge | `pipeline`, `quantile` = `0.5`, `0.95`, `0.99`, `1` (max) | end-to-end latency, sampled |
 //!
 //! Unfinalized items are a gauge, not an outcome of the items counter:
 //! they are the items in flight while the pipeline runs, a number that
@@ -26,6 +40,30 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::{Latency, Outcome, Report, StageReport};
+
+// Family names as registered: the encoder appends the unit (`_seconds`)
+// and, for counters, `_total`.
+const STAGE_ITEMS: &str = "weir_stage_items";
+const STAGE_LATENCY: &str = "weir_stage_latency";
+const STAGE_UTILIZATION: &str = "weir_stage_utilization_ratio";
+const STAGE_QUEUE: &str = "weir_stage_queue_items";
+const STAGE_QUEUE_CAPACITY: &str = "weir_stage_queue_capacity_items";
+const STAGE_IN_FLIGHT: &str = "weir_stage_in_flight_items";
+const STAGE_ACTIVE: &str = "weir_stage_active_workers";
+const STAGE_THROUGHPUT: &str = "weir_stage_throughput_items_per_second";
+const STAGE_BREAKER_STATE: &str = "weir_stage_breaker_state";
+const STAGE_BREAKER_TRIPS: &str = "weir_stage_breaker_trips";
+const PIPELINE_ITEMS: &str = "weir_pipeline_items";
+const PIPELINE_UNFINALIZED: &str = "weir_pipeline_unfinalized_items";
+const PIPELINE_DURATION: &str = "weir_pipeline_duration";
+const PIPELINE_ITEMS_PER_SECOND: &str = "weir_pipeline_items_per_second";
+const PIPELINE_OUTCOME: &str = "weir_pipeline_outcome";
+const PIPELINE_BOTTLENECK: &str = "weir_pipeline_bottleneck";
+const PIPELINE_LATENCY: &str = "weir_pipeline_latency";
+
+/// The breaker states, as the `state` label and [`StageReport::breaker`]
+/// name them.
+const BREAKER_STATES: [&str; 3] = ["closed", "open", "half_open"];
 
 /// The content type of [`render`]'s output, for an HTTP response.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -227,6 +265,22 @@ fn families<'a>(r: &'a Report) -> Vec<Family<'a>> {
         .collect();
     let in_flight = r.stages.iter().map(|s| (stage(s), gauge(s.in_flight))).collect();
     let throughput = r.stages.iter().map(|s| (stage(s), s.throughput)).collect();
+    let active = r
+        .stages
+        .iter()
+        .filter_map(|s| Some((stage(s), gauge(s.active?))))
+        .collect();
+    let breakers = || r.stages.iter().filter_map(|s| Some((s, s.breaker.as_deref()?)));
+    let breaker_state = breakers()
+        .flat_map(|(s, now)| {
+            BREAKER_STATES.map(|state| {
+                let mut labels = stage(s);
+                labels.push(("state", state));
+                (labels, i64::from(state == now))
+            })
+        })
+        .collect();
+    let breaker_trips = breakers().map(|(s, _)| (stage(s), s.breaker_trips)).collect();
     let bottleneck = r
         .bottleneck
         .iter()
@@ -235,85 +289,103 @@ fn families<'a>(r: &'a Report) -> Vec<Family<'a>> {
     let e2e = quantiles(r.latency, pipeline()).collect();
     vec![
         Family {
-            name: "weir_stage_latency",
+            name: STAGE_LATENCY,
             help: "Time per item in the stage (concurrent stages and sinks), by quantile (1 = max).",
             unit: Some(Unit::Seconds),
             values: Values::Gauge(stage_latency),
         },
         Family {
-            name: "weir_stage_utilization_ratio",
+            name: STAGE_UTILIZATION,
             help: "Fraction of the run the stage's task was busy, backpressured or idle.",
             unit: None,
             values: Values::Gauge(utilization),
         },
         Family {
-            name: "weir_stage_queue_items",
+            name: STAGE_QUEUE,
             help: "Items waiting in the stage's input channel.",
             unit: None,
             values: Values::IntGauge(queue),
         },
         Family {
-            name: "weir_stage_queue_capacity_items",
+            name: STAGE_QUEUE_CAPACITY,
             help: "Capacity of the stage's input channel, in items.",
             unit: None,
             values: Values::IntGauge(queue_capacity),
         },
         Family {
-            name: "weir_stage_in_flight_items",
+            name: STAGE_IN_FLIGHT,
             help: "Items inside the stage: taken in, not yet out, dropped or failed.",
             unit: None,
             values: Values::IntGauge(in_flight),
         },
         Family {
-            name: "weir_stage_throughput_items_per_second",
+            name: STAGE_ACTIVE,
+            help: "Items being worked on now in a concurrent stage (then, blocking): its busy workers.",
+            unit: None,
+            values: Values::IntGauge(active),
+        },
+        Family {
+            name: STAGE_BREAKER_STATE,
+            help: "1 for the state the stage's circuit breaker is in (closed, open, half_open), 0 for the others.",
+            unit: None,
+            values: Values::IntGauge(breaker_state),
+        },
+        Family {
+            name: STAGE_BREAKER_TRIPS,
+            help: "Times the stage's circuit breaker opened.",
+            unit: None,
+            values: Values::Counter(breaker_trips),
+        },
+        Family {
+            name: STAGE_THROUGHPUT,
             help: "Output items per second over the last ten seconds.",
             unit: None,
             values: Values::Gauge(throughput),
         },
         Family {
-            name: "weir_pipeline_bottleneck",
+            name: PIPELINE_BOTTLENECK,
             help: "1 for the stage that limits throughput (busy for the largest part of the run).",
             unit: None,
             values: Values::IntGauge(bottleneck),
         },
         Family {
-            name: "weir_pipeline_latency",
+            name: PIPELINE_LATENCY,
             help: "End-to-end latency from the source to a sink (one item in 64), by quantile (1 = max).",
             unit: Some(Unit::Seconds),
             values: Values::Gauge(e2e),
         },
         Family {
-            name: "weir_stage_items",
+            name: STAGE_ITEMS,
             help: "Items per stage: taken in, emitted (for sinks: delivered), dropped on purpose, failed.",
             unit: None,
             values: Values::Counter(stage_items),
         },
         Family {
-            name: "weir_pipeline_items",
+            name: PIPELINE_ITEMS,
             help: "Items pulled from the sources and finished as delivered, dropped or failed.",
             unit: None,
             values: Values::Counter(pipeline_items),
         },
         Family {
-            name: "weir_pipeline_unfinalized_items",
+            name: PIPELINE_UNFINALIZED,
             help: "Items taken in but not finished: in flight while running, lost to an abort at the end.",
             unit: None,
             values: Values::IntGauge(vec![(pipeline(), gauge(r.unfinalized))]),
         },
         Family {
-            name: "weir_pipeline_duration",
+            name: PIPELINE_DURATION,
             help: "Time since the pipeline started (its whole run once it ended).",
             unit: Some(Unit::Seconds),
             values: Values::Gauge(vec![(pipeline(), r.duration.as_secs_f64())]),
         },
         Family {
-            name: "weir_pipeline_items_per_second",
+            name: PIPELINE_ITEMS_PER_SECOND,
             help: "Finished items per second over the whole run.",
             unit: None,
             values: Values::Gauge(vec![(pipeline(), r.items_per_sec())]),
         },
         Family {
-            name: "weir_pipeline_outcome",
+            name: PIPELINE_OUTCOME,
             help: "1 for how the pipeline stands (running) or ended, 0 for the other outcomes.",
             unit: None,
             values: Values::IntGauge(outcomes),
@@ -333,5 +405,37 @@ fn outcome_label(o: Outcome) -> &'static str {
         Outcome::Drained => "drained",
         Outcome::Aborted => "aborted",
         Outcome::Failed => "failed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Guards against a family added without its row in the module's doc
+    /// table.
+    #[test]
+    fn the_doc_table_lists_every_family() {
+        let report: Report = serde_json::from_value(serde_json::json!({
+            "pipeline": "p", "outcome": "completed", "duration": 0.0,
+            "pulled": 0, "delivered": 0, "dropped": 0, "failed": 0, "unfinalized": 0,
+            "stages": [], "bottleneck": null,
+        }))
+        .expect("a minimal report");
+        let docs = include_str!("prometheus.rs");
+        let families = families(&report);
+        assert_eq!(families.len(), 17);
+        for f in families {
+            let unit = match f.unit {
+                Some(Unit::Seconds) => "_seconds",
+                _ => "",
+            };
+            let total = match f.values {
+                Values::Counter(_) => "_total",
+                _ => "",
+            };
+            let row = format!("//! | `{}{unit}{total}` |", f.name);
+            assert!(docs.contains(&row), "no doc row {row}");
+        }
     }
 }

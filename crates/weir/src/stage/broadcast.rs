@@ -97,7 +97,7 @@ where
     type Intake = P::Intake;
 
     fn attach<D: Push<()>>(self, down: D, w: &mut Wiring<P::Intake>) {
-        let outs = wire(self.branches, w);
+        let outs = wire(self.branches, w, self.idx);
         let c = w.counters(self.idx);
         self.prev.attach(
             BroadcastStep {

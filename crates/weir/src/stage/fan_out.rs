@@ -17,10 +17,11 @@ use std::sync::{Arc, Mutex};
 
 use super::{NoIntake, Plan, Push, StageSpec, TaskCx, Wiring};
 use crate::ack::{Status, Token};
+use crate::event::EventKind;
 use crate::metrics::Counters;
 use crate::pipeline::{Config, Pipeline};
 use crate::runtime::channel::{self, Chunk, Receiver, Sender};
-use crate::runtime::{flush_all, settle, Discard};
+use crate::runtime::{flush_all, settle, Discard, Shared};
 use crate::stage::Flow;
 
 /// Marks the [`Branches`] of a [`broadcast`](crate::Pipeline::broadcast):
@@ -224,7 +225,10 @@ impl<T: Send + 'static, M> Branches<T, M> {
     /// [`buffer`](Self::buffer) instead of making the fan-out wait: a slow
     /// branch then loses items rather than slowing the others. Each
     /// dropped item is counted (`dropped` of the branch's stage) and
-    /// finalized as dropped for that branch only.
+    /// finalized as dropped for that branch only; each time the fan-out
+    /// ships its buffered items and some do not fit, one
+    /// [`ItemsDropped`](crate::EventKind::ItemsDropped) event says how
+    /// many (not one event per item).
     ///
     /// # Panics
     ///
@@ -256,6 +260,42 @@ impl<T: Send + 'static, M> Branches<T, M> {
     /// assert!(preview.dropped > 0);
     /// assert_eq!(report.stage("store/sink#2").unwrap().items_out, 1000);
     /// assert_eq!(report.stage("preview/sink#4").unwrap().items_out + preview.dropped, 1000);
+    /// # });
+    /// ```
+    ///
+    /// The drops as events:
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// use std::time::Duration;
+    /// use weir::EventKind;
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let events: Vec<_> = weir::PipelineBuilder::new()
+    ///     .chunk_size(10)
+    ///     .from_iter(0..100u32)
+    ///     .broadcast(|b| {
+    ///         b.branch("preview", |p| {
+    ///             p.for_each_async(|_| async {
+    ///                 tokio::time::sleep(Duration::from_millis(10)).await;
+    ///                 Ok::<_, std::io::Error>(())
+    ///             })
+    ///         })
+    ///         .buffer(10)
+    ///         .drop_newest()
+    ///     })
+    ///     .events()
+    ///     .collect()
+    ///     .await;
+    /// let dropped: u64 = events
+    ///     .iter()
+    ///     .filter_map(|e| match &e.kind {
+    ///         EventKind::ItemsDropped { branch, count, .. } if branch == "preview" => Some(*count),
+    ///         _ => None,
+    ///     })
+    ///     .sum();
+    /// let EventKind::PipelineFinished { report, .. } = &events.last().unwrap().kind else { panic!() };
+    /// assert!(dropped > 0);
+    /// assert_eq!(dropped, report.stage("preview").unwrap().dropped);
     /// # });
     /// ```
     #[track_caller]
@@ -348,8 +388,13 @@ where
     }
 }
 
-/// Wires each branch: its channel, its task and its stages' tasks.
-pub(crate) fn wire<T: Send + 'static, I>(branches: Vec<Branch<T>>, w: &mut Wiring<I>) -> Vec<BranchOut<T>> {
+/// Wires each branch of fan-out stage `fan_out`: its channel, its task and
+/// its stages' tasks.
+pub(crate) fn wire<T: Send + 'static, I>(
+    branches: Vec<Branch<T>>,
+    w: &mut Wiring<I>,
+    fan_out: usize,
+) -> Vec<BranchOut<T>> {
     branches
         .into_iter()
         .map(|b| {
@@ -369,6 +414,7 @@ pub(crate) fn wire<T: Send + 'static, I>(branches: Vec<Branch<T>>, w: &mut Wirin
                 buf: Vec::with_capacity(chunk),
                 chunk,
                 drop_newest: b.drop_newest,
+                fan_out,
                 c: Counters::explicit(w.shared.clone(), b.entry),
             }
         })
@@ -377,12 +423,15 @@ pub(crate) fn wire<T: Send + 'static, I>(branches: Vec<Branch<T>>, w: &mut Wirin
 
 /// The fan-out's end of one branch: a chunk buffer and the branch's
 /// channel. Counts the branch stage's input and drops (its output is
-/// counted by the branch's task).
+/// counted by the branch's task), and reports each flush's drops as one
+/// [`ItemsDropped`](EventKind::ItemsDropped) event.
 pub(crate) struct BranchOut<T> {
     tx: Sender<T>,
     buf: Chunk<T>,
     chunk: usize,
     drop_newest: bool,
+    /// The fan-out stage (`broadcast`, `route`) the branch belongs to.
+    fan_out: usize,
     c: Counters,
 }
 
@@ -413,8 +462,9 @@ impl<T: Send + 'static> BranchOut<T> {
             // A refused buffer is dropped with the branch: its items were
             // not delivered and their tokens report `Aborted`.
             let open = self.tx.send_fitting(&mut self.buf);
-            if open && !self.buf.is_empty() {
-                self.c.dropped += self.buf.len() as u64;
+            let dropped = self.buf.len() as u64;
+            if open && dropped > 0 {
+                self.c.dropped += dropped;
                 for (_, token) in self.buf.drain(..) {
                     token.finish(Status::Dropped);
                 }
@@ -424,6 +474,11 @@ impl<T: Send + 'static> BranchOut<T> {
             if self.buf.capacity() == 0 {
                 self.buf = self.tx.spare().unwrap_or_else(|| Vec::with_capacity(self.chunk));
             }
+            if open && dropped > 0 {
+                if let Some((shared, kind)) = self.dropped_event(dropped) {
+                    shared.emit(kind).await;
+                }
+            }
             return open;
         }
         let fresh = self.tx.spare().unwrap_or_else(|| Vec::with_capacity(self.chunk));
@@ -431,6 +486,29 @@ impl<T: Send + 'static> BranchOut<T> {
         self.tx.send(chunk).await.is_ok()
     }
 }
+
+impl<T> BranchOut<T> {
+    /// The one event for the `count` items a flush dropped, if anyone
+    /// listens.
+    #[cold]
+    fn dropped_event(&self, count: u64) -> Option<(Arc<Shared>, EventKind)> {
+        let shared = self.c.shared();
+        if !shared.listening() {
+            return None;
+        }
+        let kind = EventKind::ItemsDropped {
+            stage: shared.stages[self.fan_out].spec.name.clone(),
+            branch: shared.stages[self.c.stage()].spec.name.clone(),
+            count,
+            reason: DROPPED_BUFFER_FULL.to_owned(),
+        };
+        Some((shared.clone(), kind))
+    }
+}
+
+/// The [`ItemsDropped`](EventKind::ItemsDropped) reason of a drop-newest
+/// branch whose buffer was full.
+const DROPPED_BUFFER_FULL: &str = "buffer_full";
 
 /// Ships every branch's buffer in turn (so the slowest branch paces the
 /// fan-out); `Stop` once no branch takes items.

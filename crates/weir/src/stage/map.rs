@@ -154,7 +154,7 @@ where
             Ok(Err(e)) => Err(Error::caused_by(ErrorKind::Stage, e.into())),
             Err(e) => Err(e),
         };
-        match self.r.run(item, cx, run) {
+        match self.r.run(item, token.seq(), cx, run) {
             Ok(out) => self.down.push(out, token, cx),
             Err(error) => {
                 self.c.failed += 1;

@@ -1,6 +1,7 @@
 //! Failure recovery for the stages that run an item's work as a future
-//! (`then`, `try_then`, `blocking`, `try_blocking`, keyed `then`) and for
-//! the fused `try_map` and `validate`:
+//! (`then`, `try_then`, `blocking`, `try_blocking`, keyed `then`), for
+//! the fused `try_map` and `validate`, and for sinks (`sink`,
+//! `for_each_async`, whose own loop applies it: see `sink.rs`):
 //! [`dead_letter`](crate::Pipeline::dead_letter) and
 //! [`on_failure`](crate::Pipeline::on_failure).
 //!
@@ -17,7 +18,9 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
-use super::{guard, Blocking, KeyedThen, Plan, Push, Sink, TaskCx, Then, TryMap, Validate, Wiring};
+use super::{
+    guard, Blocking, KeyedThen, Plan, Push, Sink, SinkStage, TaskCx, Then, TryMap, Validate, Wiring,
+};
 use crate::error::Error;
 use crate::event::{now_ms, EventKind};
 use crate::policy::{
@@ -29,7 +32,8 @@ use crate::Pipeline;
 
 /// Stages whose failures can be dead-lettered or handled: `then`,
 /// `try_then`, `blocking`, `try_blocking`, keyed `then`/`try_then`,
-/// `try_map` and `validate`.
+/// `try_map`, `validate`, and the [`Sink`] stages
+/// ([`sink`](Pipeline::sink), [`for_each_async`](Pipeline::for_each_async)).
 pub trait Recoverable: Plan + sealed::Sealed {
     /// The items the stage takes in.
     type In: Send + 'static;
@@ -44,6 +48,7 @@ impl<P, F> sealed::Sealed for Blocking<P, F> {}
 impl<P, K, F> sealed::Sealed for KeyedThen<P, K, F> {}
 impl<P, F> sealed::Sealed for TryMap<P, F> {}
 impl<P, F> sealed::Sealed for Validate<P, F> {}
+impl<P, S> sealed::Sealed for SinkStage<P, S> {}
 
 impl<P: Plan, F> Recoverable for Then<P, F>
 where
@@ -76,6 +81,13 @@ where
 impl<P: Plan, F> Recoverable for Validate<P, F>
 where
     Validate<P, F>: Plan,
+{
+    type In = P::Out;
+}
+
+impl<P: Plan, S> Recoverable for SinkStage<P, S>
+where
+    SinkStage<P, S>: Plan,
 {
     type In = P::Out;
 }
@@ -182,13 +194,14 @@ impl<T: Send + 'static, U> SyncRecover<T, U> {
         })
     }
 
-    /// Runs `f` on `item`, and on failure does what the handler decides; a
+    /// Runs `f` on `item` (number `seq` at its source), and on failure does what the handler decides; a
     /// [`RetryAfter`](Decision::RetryAfter) runs `f` again on a copy at
     /// once, as a synchronous stage cannot wait. Returns the output, or the
     /// error (routed with a copy of the item) to fail the item with.
     pub(crate) fn run(
         &self,
         item: T,
+        seq: u64,
         cx: &mut TaskCx,
         mut f: impl FnMut(T) -> Result<U, Error>,
     ) -> Result<U, Error> {
@@ -219,7 +232,7 @@ impl<T: Send + 'static, U> SyncRecover<T, U> {
             };
             let policy = match decision {
                 Decision::Replace(out) => {
-                    cx.event(replaced(&cx.shared, self.stage, &error, attempt));
+                    cx.event(replaced(&cx.shared, self.stage, seq, &error, attempt));
                     return Ok(out);
                 }
                 Decision::RetryAfter(_) if attempt < MAX_HANDLER_ATTEMPTS => {
@@ -308,7 +321,7 @@ where
                 };
                 let policy = match decision {
                     Decision::Replace(out) => {
-                        shared.emit(replaced(&shared, stage, &error, attempt)).await;
+                        shared.emit(replaced(&shared, stage, seq, &error, attempt)).await;
                         return Ok(out);
                     }
                     Decision::RetryAfter(delay) if attempt < MAX_HANDLER_ATTEMPTS => {
@@ -352,7 +365,7 @@ pub(crate) fn routed<T: Send + 'static>(
 }
 
 /// Counts an item its handler replaced and returns the event reporting it.
-pub(crate) fn replaced(shared: &Shared, stage: usize, error: &Error, attempt: u32) -> EventKind {
+pub(crate) fn replaced(shared: &Shared, stage: usize, item: u64, error: &Error, attempt: u32) -> EventKind {
     let entry = &shared.stages[stage];
     entry
         .metrics
@@ -360,6 +373,7 @@ pub(crate) fn replaced(shared: &Shared, stage: usize, error: &Error, attempt: u3
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     EventKind::ItemReplaced {
         stage: entry.spec.name.clone(),
+        item,
         error: error.message().to_owned(),
         error_type: error.kind().as_str().to_owned(),
         attempt,
@@ -379,7 +393,15 @@ where
     /// The last stage is one that runs an item's work as a future (`then`,
     /// `try_then`, `blocking`, `try_blocking`, keyed `then`/`try_then`) or
     /// the synchronous [`try_map`](Pipeline::try_map) or
-    /// [`validate`](Pipeline::validate) (see [`Recoverable`]).
+    /// [`validate`](Pipeline::validate), or a sink
+    /// ([`sink`](Pipeline::sink), [`for_each_async`](Pipeline::for_each_async);
+    /// see [`Recoverable`]).
+    ///
+    /// On a sink, an item is dead-lettered once its write has failed for
+    /// good (after the stage's [`retry`](Pipeline::retry) policy, if any);
+    /// a flush that fails for good fails every item written since the last
+    /// successful flush, and each of them is sent as its own record. The
+    /// sink keeps a clone of each item until the flush after its write.
     ///
     /// The stage keeps a clone of each input while it works on it. A failed
     /// item is finalized [`DeadLettered`](crate::Status::DeadLettered) only
@@ -429,6 +451,20 @@ where
     ///     .unwrap();
     /// assert_eq!(out, [1, 3]);
     /// assert_eq!(letters.lock().unwrap()[1], (1, "invalid digit found in string".to_owned()));
+    ///
+    /// // And on a sink: the write of 2 fails, its record goes to the dead-letter sink.
+    /// let kept = letters.clone();
+    /// let report = Pipeline::from_iter([1u32, 2, 3])
+    ///     .for_each_async(|x| async move { if x == 2 { Err("disk full") } else { Ok(()) } })
+    ///     .dead_letter(weir::sink_fn(move |l: DeadLetter<u32>| {
+    ///         kept.lock().unwrap().push((l.item, l.error));
+    ///         async { Ok::<_, std::io::Error>(()) }
+    ///     }))
+    ///     .run()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!((report.delivered, report.dead_lettered, report.failed), (2, 1, 0));
+    /// assert_eq!(letters.lock().unwrap()[2], (2, "disk full".to_owned()));
     /// # });
     /// ```
     pub fn dead_letter<S>(mut self, sink: S) -> Self
@@ -471,6 +507,16 @@ where
     /// [`MAX_HANDLER_ATTEMPTS`](crate::MAX_HANDLER_ATTEMPTS) times. Use an
     /// async stage (`try_then`) for failures that need time to clear.
     ///
+    /// On a sink the handler sees each item whose write failed for good
+    /// (after the stage's [`retry`](Pipeline::retry) policy), and each item
+    /// of a flush that failed for good. [`Replace(())`](Decision::Replace)
+    /// finalizes the item as delivered (the handler vouches for it, having
+    /// stored it elsewhere, say); [`RetryAfter`](Decision::RetryAfter)
+    /// writes a copy again after the delay (the sink takes no other item
+    /// meanwhile), but after a failed flush it goes to the error policy as
+    /// [`Fail`](Decision::Fail) does: the flushed batch cannot be retried
+    /// per item (use [`retry`](Pipeline::retry) to flush again).
+    ///
     /// # Examples
     ///
     /// ```
@@ -502,6 +548,15 @@ where
     ///     .await
     ///     .unwrap();
     /// assert_eq!(out, [10, 3, 30]);
+    ///
+    /// // On a sink, `Replace(())` counts the item as delivered.
+    /// let report = Pipeline::from_iter([1u32, 2])
+    ///     .for_each_async(|x| async move { if x == 2 { Err("refused") } else { Ok(()) } })
+    ///     .on_failure(|f| if *f.item == 2 { Decision::Replace(()) } else { Decision::Fail })
+    ///     .run()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!((report.delivered, report.failed, report.stages[1].replaced), (2, 0, 1));
     /// # });
     /// ```
     pub fn on_failure<H>(mut self, handler: H) -> Self

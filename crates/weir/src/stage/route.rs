@@ -108,7 +108,7 @@ where
             .enumerate()
             .map(|(i, b)| (b.name().to_owned(), i))
             .collect();
-        let outs = wire(self.branches, w);
+        let outs = wire(self.branches, w, self.idx);
         let c = w.counters(self.idx);
         self.prev.attach(
             RouteStep {

@@ -3,12 +3,16 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 
 use futures::FutureExt;
+use tokio::sync::mpsc;
 
+use super::recover::{replaced, routed, Handler};
 use super::resilience::{Retrier, RetrySpec};
-use super::{Plan, Push, TaskCx, Wiring};
+use super::{guard, Plan, Push, TaskCx, Wiring};
 use crate::ack::{Status, Token};
 use crate::error::{BoxError, Error, ErrorKind};
+use crate::event::now_ms;
 use crate::metrics::Counters;
+use crate::policy::{Decision, ErrorPolicy, Failure, Letter, MAX_HANDLER_ATTEMPTS};
 use crate::runtime::channel::Receiver;
 use crate::runtime::ChannelOut;
 
@@ -23,7 +27,11 @@ use crate::runtime::ChannelOut;
 ///
 /// A write error fails that item; a flush error fails every item written
 /// since the last successful flush. Both go through the stage's
-/// [`ErrorPolicy`](crate::ErrorPolicy).
+/// [`ErrorPolicy`](crate::ErrorPolicy), after its
+/// [`retry`](crate::Pipeline::retry) policy if it has one; with a
+/// [`dead_letter`](crate::Pipeline::dead_letter) sink or an
+/// [`on_failure`](crate::Pipeline::on_failure) handler, each such item
+/// goes there (a failed flush sends one record per item it failed).
 ///
 /// # Examples
 ///
@@ -149,7 +157,9 @@ where
             .retry
             .as_ref()
             .and_then(RetrySpec::start::<P::Out>);
-        w.spawn_stage(self.idx, run_sink(rx, self.sink, down, c, w.cx(), retry));
+        let recover = SinkRecover::take(w, self.idx);
+        let task = run_sink(rx, self.sink, down, c, w.cx(), retry, recover);
+        w.spawn_stage(self.idx, task);
         let out = ChannelOut::new(tx, w.chunk_size());
         self.prev.attach(out, w);
     }
@@ -162,7 +172,9 @@ async fn run_sink<T, S, D>(
     mut c: Counters,
     mut cx: TaskCx,
     retry: Option<Retrier<T>>,
+    mut recover: Option<SinkRecover<T>>,
 ) where
+    T: Send + 'static,
     S: Sink<T>,
     D: Push<()>,
 {
@@ -173,9 +185,30 @@ async fn run_sink<T, S, D>(
             // Per-item events time the write; delivery waits for the flush.
             let item_started = cx.shared.item_started(c.stage(), token.seq());
             let started = tokio::time::Instant::now();
-            let result = match &retry {
-                None => write(&mut sink, item).await,
-                Some(retry) => write_retrying(&mut sink, item, token.seq(), retry, &mut c).await,
+            let result = match &mut recover {
+                None => match &retry {
+                    None => write(&mut sink, item).await,
+                    Some(retry) => write_retrying(&mut sink, item, token.seq(), retry, &mut c).await,
+                },
+                Some(recover) => {
+                    let seq = token.seq();
+                    match recover
+                        .write(&mut sink, item, seq, retry.as_ref(), &mut c, &mut cx)
+                        .await
+                    {
+                        Ok(Some(copy)) => {
+                            recover.kept.push(copy);
+                            Ok(())
+                        }
+                        Ok(None) => {
+                            // Replaced by the handler: done, nothing to flush.
+                            c.record_latency(started.elapsed());
+                            deliver(token, &mut c, &cx);
+                            continue;
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
             };
             c.record_latency(started.elapsed());
             match result {
@@ -192,11 +225,25 @@ async fn run_sink<T, S, D>(
             }
         }
         rx.recycle(chunk);
-        flush_sink(&mut sink, &mut written, &mut c, &mut cx, retry.as_ref()).await;
+        let mut flush = Flush {
+            written: &mut written,
+            c: &mut c,
+            cx: &mut cx,
+            retry: retry.as_ref(),
+            recover: recover.as_mut(),
+        };
+        flush.run(&mut sink).await;
         c.publish();
         cx.flush_events().await;
     }
-    flush_sink(&mut sink, &mut written, &mut c, &mut cx, retry.as_ref()).await;
+    let mut flush = Flush {
+        written: &mut written,
+        c: &mut c,
+        cx: &mut cx,
+        retry: retry.as_ref(),
+        recover: recover.as_mut(),
+    };
+    flush.run(&mut sink).await;
     match AssertUnwindSafe(sink.close()).catch_unwind().await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => sink_failed(&c, Error::caused_by(ErrorKind::Sink, e.into())),
@@ -204,7 +251,16 @@ async fn run_sink<T, S, D>(
     }
     c.publish();
     cx.flush_events().await;
+    // The dead-letter task ends once the last sender is gone.
+    drop(recover);
     down.finish(&mut cx).await;
+}
+
+/// Finalizes an item the sink took care of.
+fn deliver(token: Token, c: &mut Counters, cx: &TaskCx) {
+    *c.out.get_or_insert(0) += 1;
+    cx.shared.births.delivered(token.seq());
+    token.finish(Status::Delivered);
 }
 
 /// One write, its panic caught.
@@ -271,34 +327,198 @@ async fn flush_once<T, S: Sink<T>>(
     }
 }
 
-/// Flushes the sink; on success every written item is delivered, on
-/// failure each of them fails with the flush error.
-async fn flush_sink<T, S: Sink<T>>(
-    sink: &mut S,
-    written: &mut Vec<Token>,
-    c: &mut Counters,
-    cx: &mut TaskCx,
-    retry: Option<&Retrier<T>>,
-) {
-    let Some(first) = written.first() else {
-        return;
-    };
-    let seq = first.seq();
-    let error = match flush_once(sink, retry, c, seq).await {
-        Ok(()) => {
-            *c.out.get_or_insert(0) += written.len() as u64;
-            for token in written.drain(..) {
-                cx.shared.births.delivered(token.seq());
-                token.finish(Status::Delivered);
+/// What a flush settles: the items written since the last one.
+struct Flush<'a, T> {
+    written: &'a mut Vec<Token>,
+    c: &'a mut Counters,
+    cx: &'a mut TaskCx,
+    retry: Option<&'a Retrier<T>>,
+    /// With copies of the written items, in `written`'s order.
+    recover: Option<&'a mut SinkRecover<T>>,
+}
+
+impl<T: Send + 'static> Flush<'_, T> {
+    /// Flushes the sink; on success every written item is delivered, on
+    /// failure each of them fails with the flush error (and goes to the
+    /// stage's recovery, if it has one, with its own copy).
+    async fn run<S: Sink<T>>(&mut self, sink: &mut S) {
+        let Some(first) = self.written.first() else {
+            return;
+        };
+        let seq = first.seq();
+        let error = match flush_once(sink, self.retry, self.c, seq).await {
+            Ok(()) => {
+                *self.c.out.get_or_insert(0) += self.written.len() as u64;
+                for token in self.written.drain(..) {
+                    self.cx.shared.births.delivered(token.seq());
+                    token.finish(Status::Delivered);
+                }
+                if let Some(r) = self.recover.as_deref_mut() {
+                    r.kept.clear();
+                }
+                return;
+            }
+            Err(e) => e,
+        };
+        let Some(recover) = self.recover.as_deref_mut() else {
+            for token in self.written.drain(..) {
+                self.c.failed += 1;
+                self.cx.fail(self.c.stage(), token, error.shallow_clone());
             }
             return;
+        };
+        let kept = std::mem::take(&mut recover.kept);
+        debug_assert_eq!(kept.len(), self.written.len(), "one copy per written item");
+        let first_ms = now_ms();
+        let mut failed: Vec<(Token, T)> = self.written.drain(..).zip(kept).collect();
+        // The last keeps the cause object, the others a copy of its chain.
+        let last = failed.pop();
+        let mut errors: Vec<Error> = failed.iter().map(|_| error.clone_with_causes()).collect();
+        errors.push(error);
+        for ((token, copy), e) in failed.into_iter().chain(last).zip(errors) {
+            let attempt = e.attempt().max(1);
+            let decided = recover.decide(&copy, &e, attempt);
+            let tried = Tried {
+                seq: token.seq(),
+                attempt,
+                first_ms,
+            };
+            match recover.settle(copy, e, decided, tried, self.cx) {
+                None => deliver(token, self.c, self.cx),
+                Some(e) => {
+                    self.c.failed += 1;
+                    self.cx.fail(self.c.stage(), token, e);
+                }
+            }
         }
-        Err(e) => e,
-    };
-    for token in written.drain(..) {
-        c.failed += 1;
-        cx.fail(c.stage(), token, error.shallow_clone());
     }
+}
+
+/// A sink's recovery: its dead-letter task and failure handler, and copies
+/// of the items written but not yet flushed (a failed flush fails them).
+pub(crate) struct SinkRecover<T> {
+    keep: fn(&T) -> T,
+    to: Option<mpsc::Sender<Letter>>,
+    handler: Option<Handler<T, ()>>,
+    stage: usize,
+    kept: Vec<T>,
+}
+
+impl<T: Send + 'static> SinkRecover<T> {
+    /// Takes stage `idx`'s recovery settings, if it has any, and adds its
+    /// dead-letter task.
+    fn take<I>(w: &mut Wiring<I>, idx: usize) -> Option<Self> {
+        let mut r = w.spec(idx).recovery.as_ref()?.take::<T, ()>()?;
+        let to = r.install(w, idx);
+        Some(SinkRecover {
+            keep: r.keep,
+            to,
+            handler: r.handler,
+            stage: idx,
+            kept: Vec::new(),
+        })
+    }
+
+    /// Writes `item` (with the stage's retry policy), and on a failure for
+    /// good does what the handler decides. `Ok(Some(copy))`: written, to
+    /// be flushed; `Ok(None)`: replaced, done; `Err`: the routed error.
+    async fn write<S: Sink<T>>(
+        &mut self,
+        sink: &mut S,
+        item: T,
+        seq: u64,
+        retry: Option<&Retrier<T>>,
+        c: &mut Counters,
+        cx: &mut TaskCx,
+    ) -> Result<Option<T>, Error> {
+        let copy = (self.keep)(&item);
+        let mut input = item;
+        let mut attempt = 1;
+        let mut first_failure = None;
+        loop {
+            let result = match retry {
+                None => write(sink, input).await,
+                Some(retry) => write_retrying(sink, input, seq, retry, c).await,
+            };
+            let error = match result {
+                Ok(()) => return Ok(Some(copy)),
+                Err(e) => e,
+            };
+            let first_ms = *first_failure.get_or_insert_with(now_ms);
+            let decided = self.decide(&copy, &error, attempt);
+            if let Ok(Decision::RetryAfter(delay)) = decided {
+                if attempt < MAX_HANDLER_ATTEMPTS {
+                    c.publish();
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                    input = (self.keep)(&copy);
+                    continue;
+                }
+            }
+            let tried = Tried {
+                seq,
+                attempt,
+                first_ms,
+            };
+            return match self.settle(copy, error, decided, tried, cx) {
+                None => Ok(None),
+                Some(e) => Err(e),
+            };
+        }
+    }
+
+    /// The handler's decision on a failure ([`Fail`](Decision::Fail)
+    /// without a handler), or its panic.
+    fn decide(&self, copy: &T, error: &Error, attempt: u32) -> Result<Decision<()>, Error> {
+        let Some(h) = &self.handler else {
+            return Ok(Decision::Fail);
+        };
+        let failure = Failure {
+            item: copy,
+            error,
+            attempt,
+        };
+        guard(|| h(&failure))
+    }
+
+    /// Settles a failure for good as `decided`: `None` if the handler
+    /// replaced the item (counted and evented), else the error to fail it
+    /// with, routed with its copy. A [`RetryAfter`](Decision::RetryAfter)
+    /// here (after the maximum, or on a failed flush) goes to the error
+    /// policy; a panicking handler fails the item with its panic.
+    fn settle(
+        &self,
+        copy: T,
+        error: Error,
+        decided: Result<Decision<()>, Error>,
+        tried: Tried,
+        cx: &mut TaskCx,
+    ) -> Option<Error> {
+        let Tried {
+            seq,
+            attempt,
+            first_ms,
+        } = tried;
+        let to = self.to.clone();
+        let policy = match decided {
+            Err(panic) => return Some(routed(panic, copy, to, None, attempt, first_ms)),
+            Ok(Decision::Replace(())) => {
+                cx.event(replaced(&cx.shared, self.stage, seq, &error, attempt));
+                return None;
+            }
+            Ok(Decision::Skip) => Some(ErrorPolicy::Skip),
+            Ok(Decision::Fail | Decision::RetryAfter(_)) => None,
+        };
+        Some(routed(error, copy, to, policy, attempt, first_ms))
+    }
+}
+
+/// Which item failed, at which attempt, first when.
+#[derive(Clone, Copy)]
+struct Tried {
+    seq: u64,
+    attempt: u32,
+    first_ms: u64,
 }
 
 /// A failure of the sink itself (close), not of one item: it stops the run.

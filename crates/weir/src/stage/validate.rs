@@ -97,7 +97,7 @@ where
             Ok(Err(message)) => Err(Error::new(ErrorKind::Validation, message)),
             Err(panic) => Err(panic),
         };
-        match self.r.run(item, cx, run) {
+        match self.r.run(item, token.seq(), cx, run) {
             Ok(out) => self.down.push(out, token, cx),
             Err(error) => {
                 self.c.failed += 1;
