@@ -478,7 +478,7 @@ impl PipelineBuilder {
 
     /// A pipeline over a stream of items that carry acknowledgement
     /// references: each [`Ack`](crate::Ack) is finalized exactly once.
-    /// See [`Ack`](crate::Ack) for an example.
+    /// See also [`Ack`](crate::Ack).
     ///
     /// # Examples
     ///

@@ -805,7 +805,7 @@ where
     /// push items (for [`intake`](Pipeline::intake) pipelines), read
     /// metrics, shut down. Must be called within a tokio runtime.
     ///
-    /// See [`Handle`] for an example.
+    /// See also [`Handle`].
     ///
     /// # Examples
     ///
