@@ -141,7 +141,14 @@ impl<I: Iterator> Streamed<stream::Iter<I>> {
     ///
     /// # Examples
     ///
-    /// See [`Streamed`].
+    /// ```
+    /// use weir::{stage::Streamed, Pipeline};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let backlog = Streamed::from_iter(vec!["old-1", "old-2"]).named("backlog");
+    /// let out = Pipeline::merge([backlog]).collect().await.unwrap();
+    /// assert_eq!(out, ["old-1", "old-2"]);
+    /// # });
+    /// ```
     #[allow(clippy::should_implement_trait)]
     pub fn from_iter<T: IntoIterator<IntoIter = I>>(items: T) -> Streamed<stream::Iter<I>> {
         Streamed::new(stream::iter(items))
