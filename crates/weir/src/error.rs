@@ -3,9 +3,44 @@
 use std::fmt;
 
 /// A boxed error from a user's stage, sink or source.
+///
+/// # Examples
+///
+/// ```
+/// use weir::{BoxError, Pipeline};
+///
+/// fn parse(line: &str) -> Result<u32, BoxError> {
+///     if line.is_empty() {
+///         return Err("empty line".into());
+///     }
+///     Ok(line.trim().parse()?) // any error type converts
+/// }
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let err = Pipeline::from_iter(["1", ""]).try_map(parse).run().await.unwrap_err();
+/// assert_eq!(err.message(), "empty line");
+/// # });
+/// ```
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// What kind of thing went wrong.
+///
+/// # Examples
+///
+/// ```
+/// use weir::{ErrorKind, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let err = Pipeline::from_iter([-1i32])
+///     .validate(|x| if *x >= 0 { Ok(()) } else { Err("negative") })
+///     .run()
+///     .await
+///     .unwrap_err();
+/// match err.kind() {
+///     ErrorKind::Validation => {} // bad data: report it, do not retry
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// assert!(!err.is_retryable());
+/// # });
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {

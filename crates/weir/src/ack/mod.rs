@@ -174,6 +174,19 @@ pub struct Ack {
 
 impl Ack {
     /// A reference for source item `id`, reported to `acker` when finished.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use weir::{Ack, Status};
+    /// let seen = Arc::new(Mutex::new(None));
+    /// let s = seen.clone();
+    /// let ack = Ack::new(42, Arc::new(move |id: u64, status: Status| *s.lock().unwrap() = Some((id, status))));
+    /// assert_eq!(ack.id(), 42);
+    /// drop(ack); // never finished by a pipeline
+    /// assert_eq!(*seen.lock().unwrap(), Some((42, Status::Aborted)));
+    /// ```
     pub fn new(id: u64, acker: Arc<dyn Acker>) -> Ack {
         Ack {
             node: Some(Arc::new(Node {
@@ -230,6 +243,14 @@ pub struct Acked<T> {
 
 impl<T> Acked<T> {
     /// Pairs `item` with `ack`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::{Ack, Acked};
+    /// let acked = Acked::new("payload", Ack::new(7, std::sync::Arc::new(|_, _| {})));
+    /// assert_eq!((acked.item, acked.ack.id()), ("payload", 7));
+    /// ```
     pub fn new(item: T, ack: Ack) -> Acked<T> {
         Acked { item, ack }
     }

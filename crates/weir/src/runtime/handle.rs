@@ -15,6 +15,18 @@ use crate::error::Error;
 use crate::metrics::{Outcome, Report};
 
 /// How to stop a running pipeline.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use weir::{Outcome, Pipeline, Shutdown};
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let handle = Pipeline::from_stream(futures::stream::repeat(1u8)).start();
+/// let report = handle.shutdown(Shutdown::Abort, Duration::from_secs(1)).await.unwrap();
+/// assert_eq!(report.outcome, Outcome::Aborted);
+/// # });
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shutdown {
     /// Stop intake, finish every item already taken in, flush the sinks.
@@ -26,11 +38,41 @@ pub enum Shutdown {
 
 /// `push` failed: the pipeline no longer takes items (it was drained,
 /// aborted, failed, or has no intake). The item comes back.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use weir::{Pipeline, Shutdown};
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let handle = Pipeline::intake::<String>().start();
+/// let pusher = handle.pusher();
+/// handle.shutdown(Shutdown::Drain, Duration::from_secs(1)).await.unwrap();
+/// let err = pusher.push("late".to_owned()).await.unwrap_err();
+/// assert_eq!(err.to_string(), "the pipeline no longer accepts items");
+/// assert_eq!(err.0, "late"); // the item comes back
+/// # });
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the pipeline no longer accepts items")]
 pub struct PushError<T>(pub T);
 
 /// `try_push` failed; the item comes back.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use weir::{PipelineBuilder, Shutdown, TryPushError};
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let handle = PipelineBuilder::new().capacity(1).intake::<u32>().start();
+/// let pusher = handle.pusher();
+/// assert_eq!(pusher.try_push(1), Ok(()));
+/// assert_eq!(pusher.try_push(2), Err(TryPushError::Full(2))); // try later
+/// handle.shutdown(Shutdown::Drain, Duration::from_secs(1)).await.unwrap();
+/// assert_eq!(pusher.try_push(3), Err(TryPushError::Closed(3))); // never again
+/// # });
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TryPushError<T> {
     /// The intake is at capacity: backpressure, made visible. Retry later
@@ -69,6 +111,22 @@ impl<T> TryPushError<T> {
 /// [`Pipeline::intake`](crate::Pipeline::intake). Clone it to push from
 /// several tasks; the intake closes when the handle and every pusher are
 /// dropped (or on shutdown).
+///
+/// # Examples
+///
+/// ```
+/// use weir::{Pipeline, Pusher};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let handle = Pipeline::intake::<u32>().start();
+/// let pusher: Pusher<u32> = handle.pusher();
+/// let other = pusher.clone();
+/// let a = tokio::spawn(async move { pusher.push(1).await.unwrap() });
+/// let b = tokio::spawn(async move { other.push_batch([2, 3]).await.unwrap() });
+/// a.await.unwrap();
+/// b.await.unwrap();
+/// assert_eq!(handle.wait().await.unwrap().delivered, 3);
+/// # });
+/// ```
 pub struct Pusher<I> {
     tx: Option<Sender<I>>,
     shared: Arc<Shared>,
