@@ -220,6 +220,31 @@ impl EventLog {
 }
 
 /// A [`Progress`] event of a replayed run, with when it was sent.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use weir::event::{replay, EventLog};
+/// use weir::PipelineBuilder;
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let path = std::env::temp_dir().join(format!("weir-doc-progress-at-{}.jsonl", std::process::id()));
+/// let events = PipelineBuilder::new()
+///     .progress_interval(Duration::from_millis(100))
+///     .from_iter(0..5u64)
+///     .then(|x| async move {
+///         tokio::time::sleep(Duration::from_millis(100)).await;
+///         x
+///     })
+///     .events();
+/// EventLog::write_all(events, &path).await.unwrap();
+/// let history = replay(&path).unwrap().progress;
+/// assert!(!history.is_empty());
+/// assert!(history.windows(2).all(|w| w[0].elapsed_ms <= w[1].elapsed_ms));
+/// assert!(history.iter().all(|p| p.progress.estimated_total == Some(5)));
+/// # std::fs::remove_file(&path).unwrap();
+/// # });
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProgressAt {
     /// Milliseconds since the run started.
@@ -229,6 +254,17 @@ pub struct ProgressAt {
 }
 
 /// A line [`replay`] could not use, or something missing from the log.
+///
+/// # Examples
+///
+/// ```
+/// let path = std::env::temp_dir().join(format!("weir-doc-warning-{}.jsonl", std::process::id()));
+/// std::fs::write(&path, "not json\n").unwrap();
+/// let warnings = weir::event::replay(&path).unwrap().warnings;
+/// assert_eq!(warnings[0].line, 1);
+/// assert!(warnings[0].message.contains(":1:"), "{}", warnings[0].message); // file:line:column
+/// # std::fs::remove_file(&path).unwrap();
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplayWarning {
     /// The line (from 1) it is about.
@@ -239,6 +275,21 @@ pub struct ReplayWarning {
 
 /// An event of a type this weir does not know (written by a newer one),
 /// kept as it was.
+///
+/// # Examples
+///
+/// ```
+/// let path = std::env::temp_dir().join(format!("weir-doc-unknown-{}.jsonl", std::process::id()));
+/// std::fs::write(
+///     &path,
+///     r#"{"version":1,"pipeline":"p","run_id":"p-1","ts_ms":1,"elapsed_ms":0,"type":"from_the_future"}"#,
+/// )
+/// .unwrap();
+/// let replay = weir::event::replay(&path).unwrap();
+/// assert_eq!(replay.unknown[0].line, 1);
+/// assert_eq!(replay.unknown[0].raw["type"], "from_the_future");
+/// # std::fs::remove_file(&path).unwrap();
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UnknownEvent {
     /// The line (from 1).
@@ -248,6 +299,24 @@ pub struct UnknownEvent {
 }
 
 /// What [`replay`] rebuilt from an event log.
+///
+/// # Examples
+///
+/// ```
+/// use weir::event::{replay, EventLog};
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let path = std::env::temp_dir().join(format!("weir-doc-replay-struct-{}.jsonl", std::process::id()));
+/// let events = weir::Pipeline::from_iter(["1", "x"]).try_map(|s| s.parse::<u8>()).events();
+/// EventLog::write_all(events, &path).await.unwrap();
+///
+/// // The post-mortem:
+/// let r = replay(&path).unwrap();
+/// assert_eq!(r.report.unwrap().failed, 1);
+/// assert!(r.error.unwrap().contains("invalid digit"));
+/// assert!(r.warnings.is_empty() && r.unknown.is_empty());
+/// # std::fs::remove_file(&path).unwrap();
+/// # });
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Replay {
