@@ -135,6 +135,17 @@ pub trait Stage<In>: Send + 'static {
 
 /// A stage's failure, naming the stage: what [`Stage::run_on`] returns
 /// and what a [`Chain`] wraps its parts' errors in.
+///
+/// # Examples
+///
+/// ```
+/// use weir::compose::{self, Stage, StageError};
+/// let mut parse = compose::try_map("parse", |s: &str| s.parse::<u8>());
+/// let err: StageError = parse.run_on(["1", "x"]).unwrap_err();
+/// assert_eq!(err.stage(), "parse");
+/// assert_eq!(err.to_string(), "stage `parse`: invalid digit found in string");
+/// assert!(std::error::Error::source(&err).is_some());
+/// ```
 #[derive(Debug)]
 pub struct StageError {
     stage: String,
@@ -186,6 +197,16 @@ fn name_error(stage: &str, e: BoxError) -> BoxError {
 }
 
 /// Two stages in a row: made by `a >> b` or [`Stage::chain`].
+///
+/// # Examples
+///
+/// ```
+/// use weir::compose::{self, Chain, Stage};
+/// let mut clean: Chain<&str, _, _> =
+///     compose::map("trim", |s: &str| s.trim()) >> compose::filter("non-empty", |s: &&str| !s.is_empty());
+/// assert_eq!(clean.name(), "trim >> non-empty");
+/// assert_eq!(clean.run_on([" a ", "  "]).unwrap(), ["a"]);
+/// ```
 pub struct Chain<In, A: Stage<In>, B> {
     first: A,
     second: B,
