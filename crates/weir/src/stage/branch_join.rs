@@ -239,6 +239,17 @@ impl<T, V> Joined<T, V> {
 
 /// The plan node of [`Pipeline::branch_join`]: in a task of its own, with
 /// up to `concurrency` items in flight.
+///
+/// # Examples
+///
+/// ```
+/// use weir::{stage::{Arms, BranchJoin, IterSource, Joined}, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let p: Pipeline<Joined<u32, u32>, BranchJoin<IterSource<_>, Arms<u32, u32>>> =
+///     Pipeline::from_iter([3u32]).branch_join(|j| j.arm("next", |x: &u32| std::future::ready(x + 1)));
+/// assert_eq!(p.collect().await.unwrap()[0].get("next"), Some(&4));
+/// # });
+/// ```
 #[must_use]
 pub struct BranchJoin<P, A> {
     prev: P,

@@ -118,6 +118,17 @@ where
 
 /// The plan node of [`Pipeline::sink`](crate::Pipeline::sink) and
 /// [`Pipeline::for_each_async`](crate::Pipeline::for_each_async).
+///
+/// # Examples
+///
+/// ```
+/// use weir::{stage::{IterSource, SinkStage}, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let sink = weir::sink_fn(|_: u32| async { Ok::<_, std::io::Error>(()) });
+/// let p: Pipeline<(), SinkStage<IterSource<_>, _>> = Pipeline::from_iter(0..3u32).sink(sink);
+/// assert_eq!(p.run().await.unwrap().delivered, 3);
+/// # });
+/// ```
 #[must_use]
 pub struct SinkStage<P, S> {
     pub(crate) prev: P,
