@@ -113,6 +113,34 @@ impl fmt::Display for Status {
 /// ```
 pub trait Acker: Send + Sync + 'static {
     /// Item `id` ended with `status`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use weir::{Ack, Acked, Acker, Pipeline, Status};
+    ///
+    /// /// Collects the ids a broker may acknowledge.
+    /// #[derive(Default)]
+    /// struct Acks(Mutex<Vec<u64>>);
+    ///
+    /// impl Acker for Acks {
+    ///     fn finalize(&self, id: u64, status: Status) {
+    ///         if status.is_final() {
+    ///             self.0.lock().unwrap().push(id);
+    ///         }
+    ///     }
+    /// }
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let acks = Arc::new(Acks::default());
+    /// let acker: Arc<dyn Acker> = acks.clone();
+    /// let messages = (0..3u64).map(move |i| Acked::new(i, Ack::new(i, acker.clone())));
+    /// Pipeline::from_acked(futures::stream::iter(messages)).run().await.unwrap();
+    /// let mut ids = acks.0.lock().unwrap().clone();
+    /// ids.sort();
+    /// assert_eq!(ids, [0, 1, 2]);
+    /// # });
+    /// ```
     fn finalize(&self, id: u64, status: Status);
 }
 

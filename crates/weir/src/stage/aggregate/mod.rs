@@ -88,10 +88,56 @@ pub trait Aggregator<T>: Send + 'static {
     type Out: Send + 'static;
 
     /// A fresh accumulator, for a window's first item.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::aggregate::{Aggregator, Sum};
+    /// let acc = Aggregator::<u32>::init(&Sum); // a window's fresh start
+    /// assert_eq!(acc, 0);
+    /// ```
     fn init(&self) -> Self::Acc;
     /// Adds one item.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::aggregate::{Aggregator, Sum};
+    /// let mut acc = Aggregator::<f64>::init(&Sum);
+    /// Sum.add(&mut acc, 1.5);
+    /// Sum.add(&mut acc, 2.0);
+    /// assert_eq!(Sum.finish(acc), 3.5);
+    /// ```
     fn add(&self, acc: &mut Self::Acc, item: T);
     /// The window's output.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::aggregate::Aggregator;
+    ///
+    /// /// The mean of each window: a sum and a count, divided at the end.
+    /// struct Mean;
+    ///
+    /// impl Aggregator<u32> for Mean {
+    ///     type Acc = (u64, u64);
+    ///     type Out = f64;
+    ///     fn init(&self) -> (u64, u64) {
+    ///         (0, 0)
+    ///     }
+    ///     fn add(&self, acc: &mut (u64, u64), x: u32) {
+    ///         acc.0 += u64::from(x);
+    ///         acc.1 += 1;
+    ///     }
+    ///     fn finish(&self, (sum, n): (u64, u64)) -> f64 {
+    ///         sum as f64 / n as f64
+    ///     }
+    /// }
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let means = weir::Pipeline::from_iter([1u32, 2, 3, 5]).aggregate_count(2, Mean).collect().await.unwrap();
+    /// assert_eq!(means, [1.5, 4.0]);
+    /// # });
+    /// ```
     fn finish(&self, acc: Self::Acc) -> Self::Out;
 }
 
