@@ -50,6 +50,17 @@ impl<T> Key<T> {
     }
 
     /// The key's name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::{Context, Key};
+    /// const ROWS: Key<u64> = Key::new("rows");
+    /// assert_eq!(ROWS.name(), "rows");
+    /// let ctx = Context::new("import");
+    /// ctx.set(&ROWS, 10);
+    /// assert_eq!(ctx.keys(), [ROWS.name()]);
+    /// ```
     pub const fn name(&self) -> &'static str {
         self.name
     }
@@ -137,6 +148,18 @@ impl Context {
     }
 
     /// The run's unique id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let ctx = weir::Context::new("nightly");
+    /// assert!(ctx.id().starts_with("nightly-"));
+    /// let events: Vec<_> = weir::PipelineBuilder::new().context(ctx.clone()).from_iter(0..3).events().collect().await;
+    /// assert!(events.iter().all(|e| e.run_id == ctx.id())); // tells this run's events apart in a shared log
+    /// # });
+    /// ```
     pub fn id(&self) -> &str {
         &self.inner.id
     }
@@ -266,12 +289,36 @@ impl Context {
     }
 
     /// Sets `key` to `value`, replacing what was there.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::{Context, Key};
+    /// const BATCH: Key<String> = Key::new("batch");
+    /// let ctx = Context::new("import");
+    /// ctx.set(&BATCH, "2024-06-01".to_owned());
+    /// ctx.set(&BATCH, "2024-06-02".to_owned()); // replaces the first
+    /// assert_eq!(ctx.get(&BATCH).as_deref(), Some("2024-06-02"));
+    /// ```
     pub fn set<T: Send + Sync + 'static>(&self, key: &Key<T>, value: T) {
         self.map().insert(key.name, (TypeId::of::<T>(), Box::new(value)));
     }
 
     /// A copy of `key`'s value; `None` if unset or set with another type
     /// under the same name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::{Context, Key};
+    /// const COUNT: Key<u64> = Key::new("count");
+    /// const COUNT_TEXT: Key<String> = Key::new("count");
+    /// let ctx = Context::new("x");
+    /// assert_eq!(ctx.get(&COUNT), None);
+    /// ctx.set(&COUNT, 5);
+    /// assert_eq!(ctx.get(&COUNT), Some(5));
+    /// assert_eq!(ctx.get(&COUNT_TEXT), None); // the same name with another type
+    /// ```
     pub fn get<T: Clone + Send + Sync + 'static>(&self, key: &Key<T>) -> Option<T> {
         self.map()
             .get(key.name)

@@ -3,9 +3,44 @@
 use std::fmt;
 
 /// A boxed error from a user's stage, sink or source.
+///
+/// # Examples
+///
+/// ```
+/// use weir::{BoxError, Pipeline};
+///
+/// fn parse(line: &str) -> Result<u32, BoxError> {
+///     if line.is_empty() {
+///         return Err("empty line".into());
+///     }
+///     Ok(line.trim().parse()?) // any error type converts
+/// }
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let err = Pipeline::from_iter(["1", ""]).try_map(parse).run().await.unwrap_err();
+/// assert_eq!(err.message(), "empty line");
+/// # });
+/// ```
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// What kind of thing went wrong.
+///
+/// # Examples
+///
+/// ```
+/// use weir::{ErrorKind, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let err = Pipeline::from_iter([-1i32])
+///     .validate(|x| if *x >= 0 { Ok(()) } else { Err("negative") })
+///     .run()
+///     .await
+///     .unwrap_err();
+/// match err.kind() {
+///     ErrorKind::Validation => {} // bad data: report it, do not retry
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// assert!(!err.is_retryable());
+/// # });
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -291,27 +326,98 @@ impl Error {
     }
 
     /// What kind of failure this is.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::{ErrorKind, Pipeline};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let err = Pipeline::from_iter([1, 2])
+    ///     .map(|x: i32| if x == 2 { panic!("unexpected input") } else { x })
+    ///     .run()
+    ///     .await
+    ///     .unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Panic);
+    /// assert_eq!(err.kind().as_str(), "panic");
+    /// # });
+    /// ```
     pub fn kind(&self) -> ErrorKind {
         self.inner.kind
     }
 
     /// The stage where it happened, if a stage is to blame.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::Pipeline;
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let err = Pipeline::from_iter([1]).try_for_each(|_| Err("disk full")).name("store").run().await.unwrap_err();
+    /// assert_eq!(err.stage(), Some("store"));
+    ///
+    /// // Not every error has a stage to blame:
+    /// let registry = weir::compose::Registry::<u8>::new();
+    /// assert_eq!(registry.build("nope", &serde_json::Value::Null).unwrap_err().stage(), None);
+    /// # });
+    /// ```
     pub fn stage(&self) -> Option<&str> {
         self.inner.stage.as_deref()
     }
 
     /// The item's sequence number at its source (0-based), if an item is
     /// to blame.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::Pipeline;
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let err = Pipeline::from_iter(0..10u32)
+    ///     .filter(|x| x % 2 == 1)
+    ///     .try_map(|x| if x == 7 { Err("unlucky") } else { Ok(x) })
+    ///     .run()
+    ///     .await
+    ///     .unwrap_err();
+    /// assert_eq!(err.item(), Some(7)); // the position at the source, not in the stage's input
+    /// # });
+    /// ```
     pub fn item(&self) -> Option<u64> {
         self.inner.item
     }
 
     /// Which attempt failed (1 for the first), or 0 when no item is to blame.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weir::{Pipeline, Retry};
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let err = Pipeline::from_iter([1])
+    ///     .try_then(|_: i32| async { Err::<i32, _>("connection reset") })
+    ///     .retry(Retry::fixed(Duration::from_millis(100)).max_attempts(3))
+    ///     .run()
+    ///     .await
+    ///     .unwrap_err();
+    /// assert_eq!(err.attempt(), 3);
+    /// # });
+    /// ```
     pub fn attempt(&self) -> u32 {
         self.inner.attempt
     }
 
     /// The message, without the context.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::Pipeline;
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let err = Pipeline::from_iter(["x"]).try_map(|s| s.parse::<u8>()).name("parse").run().await.unwrap_err();
+    /// assert_eq!(err.message(), "invalid digit found in string");
+    /// assert_eq!(err.to_string(), "stage `parse` failed on item 0 (attempt 1): invalid digit found in string");
+    /// # });
+    /// ```
     pub fn message(&self) -> &str {
         &self.inner.message
     }

@@ -121,17 +121,66 @@ fn boxed<F: Future<Output = ()> + Send + 'static>(f: F) -> BoxFuture<'static, ()
 
 impl Hooks {
     /// No hooks.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::{Hooks, PipelineBuilder};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let hooks = Hooks::new();
+    /// assert_eq!(
+    ///     format!("{hooks:?}"),
+    ///     "Hooks { before_stage: 0, after_stage: 0, on_error: 0, on_complete: 0 }"
+    /// );
+    /// let report = PipelineBuilder::new().hooks(hooks).from_iter(0..3).run().await.unwrap();
+    /// assert_eq!(report.delivered, 3);
+    /// # });
+    /// ```
     pub fn new() -> Hooks {
         Hooks::default()
     }
 
     /// Runs `f` with each stage's name before any item flows.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use weir::{Hooks, PipelineBuilder};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let started = Arc::new(Mutex::new(Vec::new()));
+    /// let s = started.clone();
+    /// let hooks = Hooks::new().before_stage(move |stage, _ctx| s.lock().unwrap().push(stage.to_owned()));
+    /// PipelineBuilder::new().hooks(hooks).from_iter(0..3).map(|x| x + 1).name("inc").run().await.unwrap();
+    /// assert_eq!(*started.lock().unwrap(), ["source#0", "inc", "run#2"]);
+    /// # });
+    /// ```
     pub fn before_stage(mut self, f: impl Fn(&str, &Context) + Send + Sync + 'static) -> Self {
         self.before_stage.push(Hook::Sync(Arc::new(f)));
         self
     }
 
     /// Async [`before_stage`](Self::before_stage).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use weir::{Hooks, PipelineBuilder};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let warmed = Arc::new(Mutex::new(Vec::new()));
+    /// let w = warmed.clone();
+    /// let hooks = Hooks::new().before_stage_async(move |stage, _ctx| {
+    ///     let w = w.clone();
+    ///     async move {
+    ///         tokio::task::yield_now().await; // e.g. warm a cache for the stage
+    ///         w.lock().unwrap().push(stage);
+    ///     }
+    /// });
+    /// PipelineBuilder::new().hooks(hooks).from_iter(0..3).name("rows").run().await.unwrap();
+    /// assert_eq!(*warmed.lock().unwrap(), ["rows", "run#1"]);
+    /// # });
+    /// ```
     pub fn before_stage_async<Fut>(
         mut self,
         f: impl Fn(String, Context) -> Fut + Send + Sync + 'static,
@@ -146,12 +195,58 @@ impl Hooks {
     }
 
     /// Runs `f` with each stage's report when the run has ended.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use weir::{Hooks, PipelineBuilder};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let counts = Arc::new(Mutex::new(Vec::new()));
+    /// let c = counts.clone();
+    /// let hooks = Hooks::new().after_stage(move |r, _ctx| c.lock().unwrap().push((r.name.clone(), r.items_out)));
+    /// PipelineBuilder::new().hooks(hooks).from_iter(0..10).filter(|x| x % 2 == 0).name("even").run().await.unwrap();
+    /// assert_eq!(
+    ///     *counts.lock().unwrap(),
+    ///     [("source#0".to_owned(), 10), ("even".to_owned(), 5), ("run#2".to_owned(), 5)]
+    /// );
+    /// # });
+    /// ```
     pub fn after_stage(mut self, f: impl Fn(&StageReport, &Context) + Send + Sync + 'static) -> Self {
         self.after_stage.push(Hook::Sync(Arc::new(f)));
         self
     }
 
     /// Async [`after_stage`](Self::after_stage).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use weir::{ErrorPolicy, Hooks, PipelineBuilder};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let alerts = Arc::new(Mutex::new(Vec::new()));
+    /// let a = alerts.clone();
+    /// let hooks = Hooks::new().after_stage_async(move |r, _ctx| {
+    ///     let a = a.clone();
+    ///     async move {
+    ///         if r.failed > 0 {
+    ///             a.lock().unwrap().push(format!("{}: {} failed", r.name, r.failed)); // e.g. page someone
+    ///         }
+    ///     }
+    /// });
+    /// PipelineBuilder::new()
+    ///     .hooks(hooks)
+    ///     .error_policy(ErrorPolicy::Skip)
+    ///     .from_iter(["1", "x", "y"])
+    ///     .try_map(|s| s.parse::<u8>())
+    ///     .name("parse")
+    ///     .run()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(*alerts.lock().unwrap(), ["parse: 2 failed"]);
+    /// # });
+    /// ```
     pub fn after_stage_async<Fut>(
         mut self,
         f: impl Fn(StageReport, Context) -> Fut + Send + Sync + 'static,
@@ -168,6 +263,30 @@ impl Hooks {
 
     /// Runs `f` for every failed item, whatever the error policy does
     /// with it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use weir::{ErrorPolicy, Hooks, PipelineBuilder};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let failures = Arc::new(Mutex::new(Vec::new()));
+    /// let f = failures.clone();
+    /// let hooks = Hooks::new().on_error(move |e, _ctx| {
+    ///     f.lock().unwrap().push((e.stage().unwrap().to_owned(), e.item().unwrap()));
+    /// });
+    /// PipelineBuilder::new()
+    ///     .hooks(hooks)
+    ///     .error_policy(ErrorPolicy::Skip)
+    ///     .from_iter(["1", "x", "3", "y"])
+    ///     .try_map(|s| s.parse::<u8>())
+    ///     .name("parse")
+    ///     .run()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(*failures.lock().unwrap(), [("parse".to_owned(), 1), ("parse".to_owned(), 3)]);
+    /// # });
+    /// ```
     pub fn on_error(mut self, f: impl Fn(&Error, &Context) + Send + Sync + 'static) -> Self {
         self.on_error.push(Hook::Sync(Arc::new(f)));
         self
@@ -175,6 +294,37 @@ impl Hooks {
 
     /// Async [`on_error`](Self::on_error). The error it gets has the
     /// original's kind, context and message, not its source object.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use weir::{ErrorKind, ErrorPolicy, Hooks, PipelineBuilder};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let reported = Arc::new(Mutex::new(Vec::new()));
+    /// let r = reported.clone();
+    /// let hooks = Hooks::new().on_error_async(move |e, _ctx| {
+    ///     let r = r.clone();
+    ///     async move {
+    ///         // e.g. send to an error tracker
+    ///         let has_source = std::error::Error::source(&e).is_some();
+    ///         r.lock().unwrap().push((e.kind(), e.message().to_owned(), has_source));
+    ///     }
+    /// });
+    /// PipelineBuilder::new()
+    ///     .hooks(hooks)
+    ///     .error_policy(ErrorPolicy::Skip)
+    ///     .from_iter(["x"])
+    ///     .try_map(|s| s.parse::<u8>())
+    ///     .run()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(
+    ///     *reported.lock().unwrap(),
+    ///     [(ErrorKind::Stage, "invalid digit found in string".to_owned(), false)]
+    /// );
+    /// # });
+    /// ```
     pub fn on_error_async<Fut>(mut self, f: impl Fn(Error, Context) -> Fut + Send + Sync + 'static) -> Self
     where
         Fut: Future<Output = ()> + Send + 'static,
@@ -186,12 +336,47 @@ impl Hooks {
     }
 
     /// Runs `f` with the report when the run ended without error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use weir::{Hooks, PipelineBuilder};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let done = Arc::new(Mutex::new(None));
+    /// let d = done.clone();
+    /// let hooks = Hooks::new().on_complete(move |report, _ctx| *d.lock().unwrap() = Some(report.delivered));
+    /// let failed = PipelineBuilder::new().hooks(hooks.clone()).from_iter(["x"]).try_map(|s| s.parse::<u8>()).run().await;
+    /// assert!(failed.is_err());
+    /// assert_eq!(*done.lock().unwrap(), None); // not after a failed run
+    /// PipelineBuilder::new().hooks(hooks).from_iter(0..3).run().await.unwrap();
+    /// assert_eq!(*done.lock().unwrap(), Some(3));
+    /// # });
+    /// ```
     pub fn on_complete(mut self, f: impl Fn(&Report, &Context) + Send + Sync + 'static) -> Self {
         self.on_complete.push(Hook::Sync(Arc::new(f)));
         self
     }
 
     /// Async [`on_complete`](Self::on_complete).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use weir::{Hooks, PipelineBuilder};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let log = Arc::new(Mutex::new(Vec::new()));
+    /// let l = log.clone();
+    /// let hooks = Hooks::new().on_complete_async(move |report, ctx| {
+    ///     let l = l.clone();
+    ///     async move { l.lock().unwrap().push(format!("{}: {} rows", ctx.id(), report.delivered)) }
+    /// });
+    /// PipelineBuilder::new().name("nightly").hooks(hooks).from_iter(0..3).run().await.unwrap();
+    /// let log = log.lock().unwrap();
+    /// assert!(log[0].starts_with("nightly-") && log[0].ends_with(": 3 rows"), "{}", log[0]);
+    /// # });
+    /// ```
     pub fn on_complete_async<Fut>(
         mut self,
         f: impl Fn(Report, Context) -> Fut + Send + Sync + 'static,

@@ -113,6 +113,34 @@ impl fmt::Display for Status {
 /// ```
 pub trait Acker: Send + Sync + 'static {
     /// Item `id` ended with `status`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use weir::{Ack, Acked, Acker, Pipeline, Status};
+    ///
+    /// /// Collects the ids a broker may acknowledge.
+    /// #[derive(Default)]
+    /// struct Acks(Mutex<Vec<u64>>);
+    ///
+    /// impl Acker for Acks {
+    ///     fn finalize(&self, id: u64, status: Status) {
+    ///         if status.is_final() {
+    ///             self.0.lock().unwrap().push(id);
+    ///         }
+    ///     }
+    /// }
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let acks = Arc::new(Acks::default());
+    /// let acker: Arc<dyn Acker> = acks.clone();
+    /// let messages = (0..3u64).map(move |i| Acked::new(i, Ack::new(i, acker.clone())));
+    /// Pipeline::from_acked(futures::stream::iter(messages)).run().await.unwrap();
+    /// let mut ids = acks.0.lock().unwrap().clone();
+    /// ids.sort();
+    /// assert_eq!(ids, [0, 1, 2]);
+    /// # });
+    /// ```
     fn finalize(&self, id: u64, status: Status);
 }
 
@@ -174,6 +202,19 @@ pub struct Ack {
 
 impl Ack {
     /// A reference for source item `id`, reported to `acker` when finished.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use weir::{Ack, Status};
+    /// let seen = Arc::new(Mutex::new(None));
+    /// let s = seen.clone();
+    /// let ack = Ack::new(42, Arc::new(move |id: u64, status: Status| *s.lock().unwrap() = Some((id, status))));
+    /// assert_eq!(ack.id(), 42);
+    /// drop(ack); // never finished by a pipeline
+    /// assert_eq!(*seen.lock().unwrap(), Some((42, Status::Aborted)));
+    /// ```
     pub fn new(id: u64, acker: Arc<dyn Acker>) -> Ack {
         Ack {
             node: Some(Arc::new(Node {
@@ -230,6 +271,14 @@ pub struct Acked<T> {
 
 impl<T> Acked<T> {
     /// Pairs `item` with `ack`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::{Ack, Acked};
+    /// let acked = Acked::new("payload", Ack::new(7, std::sync::Arc::new(|_, _| {})));
+    /// assert_eq!((acked.item, acked.ack.id()), ("payload", 7));
+    /// ```
     pub fn new(item: T, ack: Ack) -> Acked<T> {
         Acked { item, ack }
     }

@@ -38,6 +38,14 @@ pub struct OffsetTracker {
 impl OffsetTracker {
     /// A tracker whose committed position starts at `start` (where the
     /// source resumed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let t = weir::OffsetTracker::new(1024); // the source resumed at byte 1024
+    /// assert_eq!(t.committed(), 1024);
+    /// assert_eq!(t.pending(), 0);
+    /// ```
     pub fn new(start: u64) -> OffsetTracker {
         OffsetTracker {
             window: VecDeque::new(),
@@ -52,6 +60,17 @@ impl OffsetTracker {
     /// If `begin` is before the end of the previously tracked item or `end <
     /// begin`: positions must be registered in source order. That is a
     /// source's programming error, not bad data.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut t = weir::OffsetTracker::new(0);
+    /// t.track(0, 4);
+    /// t.track(8, 12); // bytes 4..8 were skipped by the source on purpose
+    /// assert_eq!(t.pending(), 2);
+    /// t.finish(0);
+    /// assert_eq!(t.committed(), 8);
+    /// ```
     #[track_caller]
     pub fn track(&mut self, begin: u64, end: u64) {
         let last_end = self.window.back().map_or(self.committed, |w| w.1);
@@ -64,6 +83,17 @@ impl OffsetTracker {
 
     /// Marks the item that starts at `begin` as finished. Returns `false` if
     /// no unfinished item starts there (already finished, or never tracked).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut t = weir::OffsetTracker::new(0);
+    /// t.track(0, 10);
+    /// assert!(t.finish(0));
+    /// assert!(!t.finish(0)); // already finished
+    /// assert!(!t.finish(5)); // no item starts there
+    /// assert_eq!(t.committed(), 10);
+    /// ```
     pub fn finish(&mut self, begin: u64) -> bool {
         let Ok(i) = self.window.binary_search_by_key(&begin, |w| w.0) else {
             return false;
@@ -79,12 +109,37 @@ impl OffsetTracker {
     }
 
     /// The position below which every tracked item is finished.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut t = weir::OffsetTracker::new(100);
+    /// t.track(100, 150);
+    /// t.track(150, 190);
+    /// t.finish(150);
+    /// assert_eq!(t.committed(), 100); // the line at 100 is still in flight
+    /// t.finish(100);
+    /// assert_eq!(t.committed(), 190); // resume there after a restart
+    /// ```
     pub fn committed(&self) -> u64 {
         self.window.front().map_or(self.committed, |w| w.0)
     }
 
     /// Tracked items not yet retired (unfinished, or finished behind an
     /// unfinished one).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut t = weir::OffsetTracker::new(0);
+    /// t.track(0, 1);
+    /// t.track(1, 2);
+    /// t.track(2, 3);
+    /// t.finish(1);
+    /// assert_eq!(t.pending(), 3); // 1 is finished, behind the unfinished 0
+    /// t.finish(0);
+    /// assert_eq!(t.pending(), 1); // 0 and 1 retired; 2 is left
+    /// ```
     pub fn pending(&self) -> usize {
         self.window.len()
     }

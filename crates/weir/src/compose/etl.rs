@@ -5,6 +5,25 @@ use crate::pipeline::Pipeline;
 use crate::stage::{IterSource, Sink, SinkStage};
 
 /// The plan of an [`etl`] pipeline.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use weir::compose::{self, etl, Etl};
+/// use weir::Pipeline;
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let loaded = Arc::new(Mutex::new(Vec::new()));
+/// let l = loaded.clone();
+/// let load = weir::sink_fn(move |x: u32| {
+///     l.lock().unwrap().push(x);
+///     async { Ok::<_, std::io::Error>(()) }
+/// });
+/// let p: Pipeline<(), Etl<_, _, _>> = etl(1..=3u32, compose::map("square", |x: u32| x * x), load);
+/// p.run().await.unwrap();
+/// assert_eq!(*loaded.lock().unwrap(), [1, 4, 9]);
+/// # });
+/// ```
 pub type Etl<I, S, L> = SinkStage<Piped<IterSource<I>, S>, L>;
 
 /// An extract → transform → load pipeline, ready to run: `extract` is any

@@ -79,16 +79,50 @@ pub trait Stage<In>: Send + 'static {
 
     /// The stage's name, used for the pipeline stage it becomes and in
     /// errors from composed stages.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::compose::{self, Stage};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let double = compose::map("double", |x: u8| x * 2);
+    /// assert_eq!(double.name(), "double");
+    /// let r = weir::Pipeline::from_iter([1u8, 2]).pipe(double).run().await.unwrap();
+    /// assert_eq!(r.stage("double").unwrap().items_out, 2); // the pipeline stage's name
+    /// # });
+    /// ```
     fn name(&self) -> &str;
 
     /// Processes one item, pushing its outputs (none, one or many) onto
     /// `out`. An `Err` fails the item: outputs pushed before it are
     /// discarded.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::compose::{self, Stage};
+    /// use weir::Context;
+    /// let mut split = compose::flat_map("split", |s: &str| s.split(',').collect::<Vec<_>>());
+    /// let mut out = Vec::new();
+    /// split.process("a,b", &Context::new("test"), &mut out).unwrap();
+    /// split.process("c", &Context::new("test"), &mut out).unwrap();
+    /// assert_eq!(out, ["a", "b", "c"]);
+    /// ```
     fn process(&mut self, item: In, ctx: &Context, out: &mut Vec<Self::Out>) -> Result<(), BoxError>;
 
     /// Runs the stage over `items` outside any pipeline, with a fresh
     /// context: the unit-test entry point. Stops at the first error,
     /// which names the stage.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::compose::{self, Stage};
+    /// let mut parse = compose::try_map("parse", |s: &str| s.parse::<u8>());
+    /// assert_eq!(parse.run_on(["1", "2"]).unwrap(), [1, 2]);
+    /// let err = parse.run_on(["1", "x", "3"]).unwrap_err(); // stops at the first error
+    /// assert_eq!(err.stage(), "parse");
+    /// ```
     fn run_on<I>(&mut self, items: I) -> Result<Vec<Self::Out>, StageError>
     where
         I: IntoIterator<Item = In>,
@@ -135,6 +169,17 @@ pub trait Stage<In>: Send + 'static {
 
 /// A stage's failure, naming the stage: what [`Stage::run_on`] returns
 /// and what a [`Chain`] wraps its parts' errors in.
+///
+/// # Examples
+///
+/// ```
+/// use weir::compose::{self, Stage, StageError};
+/// let mut parse = compose::try_map("parse", |s: &str| s.parse::<u8>());
+/// let err: StageError = parse.run_on(["1", "x"]).unwrap_err();
+/// assert_eq!(err.stage(), "parse");
+/// assert_eq!(err.to_string(), "stage `parse`: invalid digit found in string");
+/// assert!(std::error::Error::source(&err).is_some());
+/// ```
 #[derive(Debug)]
 pub struct StageError {
     stage: String,
@@ -186,6 +231,16 @@ fn name_error(stage: &str, e: BoxError) -> BoxError {
 }
 
 /// Two stages in a row: made by `a >> b` or [`Stage::chain`].
+///
+/// # Examples
+///
+/// ```
+/// use weir::compose::{self, Chain, Stage};
+/// let mut clean: Chain<&str, _, _> =
+///     compose::map("trim", |s: &str| s.trim()) >> compose::filter("non-empty", |s: &&str| !s.is_empty());
+/// assert_eq!(clean.name(), "trim >> non-empty");
+/// assert_eq!(clean.run_on([" a ", "  "]).unwrap(), ["a"]);
+/// ```
 pub struct Chain<In, A: Stage<In>, B> {
     first: A,
     second: B,

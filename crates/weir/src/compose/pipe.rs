@@ -11,6 +11,17 @@ use crate::pipeline::Pipeline;
 use crate::stage::{forward_flush, guard, Plan, Push, TaskCx, Wiring};
 
 /// The plan node of [`Pipeline::pipe`].
+///
+/// # Examples
+///
+/// ```
+/// use weir::{compose::{self, Piped}, stage::IterSource, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let p: Pipeline<u32, Piped<IterSource<_>, _>> =
+///     Pipeline::from_iter(["1", "2"]).pipe(compose::try_map("parse", |s: &str| s.parse::<u32>()));
+/// assert_eq!(p.collect().await.unwrap(), [1, 2]);
+/// # });
+/// ```
 #[must_use]
 pub struct Piped<P, S> {
     prev: P,

@@ -25,6 +25,19 @@ pub struct BoxStage<In, Out>(Box<dyn Stage<In, Out = Out>>);
 
 impl<In, Out> BoxStage<In, Out> {
     /// Erases `stage`'s type.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::compose::{self, BoxStage, Stage};
+    /// // Two stages of different types, one type once boxed.
+    /// let stages: Vec<BoxStage<i32, i32>> = vec![
+    ///     BoxStage::new(compose::map("neg", |x: i32| -x)),
+    ///     BoxStage::new(compose::filter("pos", |x: &i32| *x > 0)),
+    /// ];
+    /// let out: Vec<_> = stages.into_iter().map(|mut s| s.run_on([-1, 2]).unwrap()).collect();
+    /// assert_eq!(out, [vec![1, -2], vec![2]]);
+    /// ```
     pub fn new<S: Stage<In, Out = Out>>(stage: S) -> BoxStage<In, Out> {
         BoxStage(Box::new(stage))
     }
@@ -100,6 +113,14 @@ impl<T> fmt::Debug for Registry<T> {
 
 impl<T: 'static> Registry<T> {
     /// An empty registry.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let registry: weir::compose::Registry<serde_json::Value> = weir::compose::Registry::new();
+    /// assert!(registry.names().is_empty());
+    /// assert!(!registry.contains("map"));
+    /// ```
     pub fn new() -> Registry<T> {
         Registry::default()
     }
@@ -131,6 +152,34 @@ impl<T: 'static> Registry<T> {
     }
 
     /// Builds a stage of type `name` from `config`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use serde_json::{json, Value};
+    /// use weir::compose::{self, BoxStage, Registry};
+    /// use weir::ErrorKind;
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let mut registry: Registry<Value> = Registry::new();
+    /// registry
+    ///     .register("tag", |config: &Value| {
+    ///         let key = config["key"].as_str().ok_or("`key` must be a string")?.to_owned();
+    ///         Ok(BoxStage::new(compose::map("tag", move |mut v: Value| {
+    ///             v[key.as_str()] = json!(true);
+    ///             v
+    ///         })))
+    ///     })
+    ///     .unwrap();
+    /// // From a configuration file, say:
+    /// let tag = registry.build("tag", &json!({"key": "seen"})).unwrap();
+    /// let out = weir::Pipeline::from_iter([json!({"id": 1})]).pipe(tag).collect().await.unwrap();
+    /// assert_eq!(out, [json!({"id": 1, "seen": true})]);
+    ///
+    /// let err = registry.build("untag", &json!({})).unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Config);
+    /// assert_eq!(err.to_string(), "unknown stage type `untag` (known: tag)");
+    /// # });
+    /// ```
     pub fn build(&self, name: &str, config: &serde_json::Value) -> Result<BoxStage<T, T>, Error> {
         let Some(factory) = self.factories.get(name) else {
             return Err(Error::new(
@@ -149,11 +198,32 @@ impl<T: 'static> Registry<T> {
     }
 
     /// Whether `name` is registered.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::compose::{self, BoxStage, Registry};
+    /// let mut r: Registry<u8> = Registry::new();
+    /// r.register("id", |_: &serde_json::Value| Ok(BoxStage::new(compose::map("id", |x: u8| x)))).unwrap();
+    /// assert!(r.contains("id"));
+    /// assert!(!r.contains("ID"));
+    /// ```
     pub fn contains(&self, name: &str) -> bool {
         self.factories.contains_key(name)
     }
 
     /// The registered names, sorted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::compose::{self, BoxStage, Registry};
+    /// let mut r: Registry<u8> = Registry::new();
+    /// for name in ["zero", "inc", "dec"] {
+    ///     r.register(name, |_: &serde_json::Value| Ok(BoxStage::new(compose::map("id", |x: u8| x)))).unwrap();
+    /// }
+    /// assert_eq!(r.names(), ["dec", "inc", "zero"]);
+    /// ```
     pub fn names(&self) -> Vec<&str> {
         self.factories.keys().map(String::as_str).collect()
     }

@@ -54,6 +54,21 @@ impl EventLog {
     /// # Errors
     ///
     /// An [`ErrorKind::Io`] error if the file cannot be created.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::{event::EventLog, ErrorKind};
+    ///
+    /// let path = std::env::temp_dir().join(format!("weir-doc-create-{}.jsonl", std::process::id()));
+    /// let log = EventLog::create(&path).unwrap();
+    /// assert_eq!(log.close().unwrap(), 0);
+    /// assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+    /// # std::fs::remove_file(&path).unwrap();
+    ///
+    /// let err = EventLog::create("/no/such/dir/run.jsonl").unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Io);
+    /// ```
     pub fn create(path: impl AsRef<Path>) -> Result<EventLog, Error> {
         let path = path.as_ref().to_owned();
         let file = File::create(&path).map_err(|e| io_error(&path, "cannot create the event log", e))?;
@@ -102,6 +117,25 @@ impl EventLog {
     /// # Errors
     ///
     /// An [`ErrorKind::Io`] error if the write fails.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// use weir::event::EventLog;
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let path = std::env::temp_dir().join(format!("weir-doc-flush-{}.jsonl", std::process::id()));
+    /// let mut log = EventLog::create(&path).unwrap();
+    /// let mut events = weir::Pipeline::from_iter([1u8]).events();
+    /// let started = events.next().await.unwrap();
+    /// log.write(&started).unwrap();
+    /// log.flush().unwrap(); // on disk now, for a `tail -f`
+    /// let text = std::fs::read_to_string(&path).unwrap();
+    /// assert_eq!(text.lines().count(), 1);
+    /// assert!(text.contains(r#""type":"pipeline_started""#));
+    /// # std::fs::remove_file(&path).unwrap();
+    /// # });
+    /// ```
     pub fn flush(&mut self) -> Result<(), Error> {
         self.out
             .flush()
@@ -113,6 +147,24 @@ impl EventLog {
     /// # Errors
     ///
     /// An [`ErrorKind::Io`] error if the write fails.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// use weir::event::EventLog;
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let path = std::env::temp_dir().join(format!("weir-doc-close-{}.jsonl", std::process::id()));
+    /// let mut log = EventLog::create(&path).unwrap();
+    /// let mut events = weir::Pipeline::from_iter(0..3u8).events();
+    /// while let Some(event) = events.next().await {
+    ///     log.write(&event).unwrap();
+    /// }
+    /// let written = log.close().unwrap();
+    /// assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count() as u64, written);
+    /// # std::fs::remove_file(&path).unwrap();
+    /// # });
+    /// ```
     pub fn close(mut self) -> Result<u64, Error> {
         self.flush()?;
         Ok(self.written)
@@ -130,6 +182,30 @@ impl EventLog {
     ///
     /// An [`ErrorKind::Io`] error if the file cannot be created or
     /// written; the stream is dropped then (which aborts a pipeline's run).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::event::{replay, EventLog};
+    /// use weir::{ErrorKind, ErrorPolicy, PipelineBuilder};
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let path = std::env::temp_dir().join(format!("weir-doc-write-all-{}.jsonl", std::process::id()));
+    /// let events = PipelineBuilder::new()
+    ///     .error_policy(ErrorPolicy::Skip)
+    ///     .from_iter(["1", "x", "3"])
+    ///     .try_map(|s| s.parse::<u8>())
+    ///     .events();
+    /// let written = EventLog::write_all(events, &path).await.unwrap();
+    /// let replay = replay(&path).unwrap();
+    /// assert_eq!(replay.events.len() as u64, written);
+    /// assert_eq!(replay.report.unwrap().failed, 1);
+    /// # std::fs::remove_file(&path).unwrap();
+    ///
+    /// let events = weir::Pipeline::from_iter(0..3u8).events();
+    /// let err = EventLog::write_all(events, "/no/such/dir/run.jsonl").await.unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Io);
+    /// # });
+    /// ```
     pub async fn write_all(events: impl Stream<Item = Event>, path: impl AsRef<Path>) -> Result<u64, Error> {
         let mut log = EventLog::create(path)?;
         let mut events = std::pin::pin!(events);
@@ -144,6 +220,31 @@ impl EventLog {
 }
 
 /// A [`Progress`] event of a replayed run, with when it was sent.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use weir::event::{replay, EventLog};
+/// use weir::PipelineBuilder;
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let path = std::env::temp_dir().join(format!("weir-doc-progress-at-{}.jsonl", std::process::id()));
+/// let events = PipelineBuilder::new()
+///     .progress_interval(Duration::from_millis(100))
+///     .from_iter(0..5u64)
+///     .then(|x| async move {
+///         tokio::time::sleep(Duration::from_millis(100)).await;
+///         x
+///     })
+///     .events();
+/// EventLog::write_all(events, &path).await.unwrap();
+/// let history = replay(&path).unwrap().progress;
+/// assert!(!history.is_empty());
+/// assert!(history.windows(2).all(|w| w[0].elapsed_ms <= w[1].elapsed_ms));
+/// assert!(history.iter().all(|p| p.progress.estimated_total == Some(5)));
+/// # std::fs::remove_file(&path).unwrap();
+/// # });
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProgressAt {
     /// Milliseconds since the run started.
@@ -153,6 +254,17 @@ pub struct ProgressAt {
 }
 
 /// A line [`replay`] could not use, or something missing from the log.
+///
+/// # Examples
+///
+/// ```
+/// let path = std::env::temp_dir().join(format!("weir-doc-warning-{}.jsonl", std::process::id()));
+/// std::fs::write(&path, "not json\n").unwrap();
+/// let warnings = weir::event::replay(&path).unwrap().warnings;
+/// assert_eq!(warnings[0].line, 1);
+/// assert!(warnings[0].message.contains(":1:"), "{}", warnings[0].message); // file:line:column
+/// # std::fs::remove_file(&path).unwrap();
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplayWarning {
     /// The line (from 1) it is about.
@@ -163,6 +275,21 @@ pub struct ReplayWarning {
 
 /// An event of a type this weir does not know (written by a newer one),
 /// kept as it was.
+///
+/// # Examples
+///
+/// ```
+/// let path = std::env::temp_dir().join(format!("weir-doc-unknown-{}.jsonl", std::process::id()));
+/// std::fs::write(
+///     &path,
+///     r#"{"version":1,"pipeline":"p","run_id":"p-1","ts_ms":1,"elapsed_ms":0,"type":"from_the_future"}"#,
+/// )
+/// .unwrap();
+/// let replay = weir::event::replay(&path).unwrap();
+/// assert_eq!(replay.unknown[0].line, 1);
+/// assert_eq!(replay.unknown[0].raw["type"], "from_the_future");
+/// # std::fs::remove_file(&path).unwrap();
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UnknownEvent {
     /// The line (from 1).
@@ -172,6 +299,24 @@ pub struct UnknownEvent {
 }
 
 /// What [`replay`] rebuilt from an event log.
+///
+/// # Examples
+///
+/// ```
+/// use weir::event::{replay, EventLog};
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let path = std::env::temp_dir().join(format!("weir-doc-replay-struct-{}.jsonl", std::process::id()));
+/// let events = weir::Pipeline::from_iter(["1", "x"]).try_map(|s| s.parse::<u8>()).events();
+/// EventLog::write_all(events, &path).await.unwrap();
+///
+/// // The post-mortem:
+/// let r = replay(&path).unwrap();
+/// assert_eq!(r.report.unwrap().failed, 1);
+/// assert!(r.error.unwrap().contains("invalid digit"));
+/// assert!(r.warnings.is_empty() && r.unknown.is_empty());
+/// # std::fs::remove_file(&path).unwrap();
+/// # });
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Replay {

@@ -34,6 +34,18 @@ use crate::metrics::Report;
 /// fields they do not know. A new event type keeps it too
 /// ([`replay`] keeps such events in [`Replay::unknown`]). The version goes
 /// up when a field is renamed, removed or changes its meaning or type.
+///
+/// # Examples
+///
+/// ```
+/// use futures::StreamExt;
+/// use weir::EVENT_VERSION;
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let events: Vec<_> = weir::Pipeline::from_iter(0..3).events().collect().await;
+/// assert!(events.iter().all(|e| e.version == EVENT_VERSION));
+/// assert_eq!(serde_json::to_value(&events[0]).unwrap()["version"], EVENT_VERSION);
+/// # });
+/// ```
 pub const EVENT_VERSION: u32 = 1;
 
 /// One thing that happened in a pipeline.
@@ -76,6 +88,32 @@ pub struct Event {
 
 /// What happened, with its details. Serialized inline in [`Event`] with a
 /// `type` tag.
+///
+/// # Examples
+///
+/// ```
+/// use futures::StreamExt;
+/// use weir::{ErrorPolicy, EventKind, PipelineBuilder};
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let events: Vec<_> = PipelineBuilder::new()
+///     .error_policy(ErrorPolicy::Skip)
+///     .from_iter(["1", "x"])
+///     .try_map(|s| s.parse::<u8>())
+///     .events()
+///     .collect()
+///     .await;
+/// let failures: Vec<_> = events
+///     .iter()
+///     .filter_map(|e| match &e.kind {
+///         EventKind::ItemFailed { item, error_type, .. } => Some((*item, error_type.clone())),
+///         _ => None, // the enum is non-exhaustive: new kinds may come
+///     })
+///     .collect();
+/// assert_eq!(failures, [(1, "error".to_owned())]);
+/// let json = serde_json::to_value(events.iter().find(|e| matches!(e.kind, EventKind::ItemFailed { .. })).unwrap()).unwrap();
+/// assert_eq!(json["type"], "item_failed");
+/// # });
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
@@ -291,6 +329,35 @@ pub enum EventLevel {
 }
 
 /// Progress of a running pipeline.
+///
+/// # Examples
+///
+/// ```
+/// use futures::StreamExt;
+/// use std::time::Duration;
+/// use weir::{EventKind, PipelineBuilder};
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let events: Vec<_> = PipelineBuilder::new()
+///     .progress_interval(Duration::from_millis(100))
+///     .from_iter(0..10u64)
+///     .then(|x| async move {
+///         tokio::time::sleep(Duration::from_millis(50)).await;
+///         x
+///     })
+///     .events()
+///     .collect()
+///     .await;
+/// let p = events
+///     .iter()
+///     .find_map(|e| match &e.kind {
+///         EventKind::Progress(p) => Some(p.clone()),
+///         _ => None,
+///     })
+///     .unwrap();
+/// assert_eq!(p.estimated_total, Some(10)); // `from_iter` knows its length
+/// assert!(p.completed + p.in_flight <= 10);
+/// # });
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Progress {
     /// Items finished (delivered, dropped or failed).
@@ -346,6 +413,13 @@ impl Progress {
 
 /// How far back [`Progress::rate`] looks: long enough to smooth out
 /// chunking, short enough to follow a pipeline that slows down.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(weir::RATE_WINDOW, Duration::from_secs(10));
+/// ```
 pub const RATE_WINDOW: Duration = Duration::from_secs(10);
 
 /// Samples of the finished count, for a rate over the last

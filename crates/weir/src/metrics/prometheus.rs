@@ -66,6 +66,22 @@ const PIPELINE_LATENCY: &str = "weir_pipeline_latency";
 const BREAKER_STATES: [&str; 3] = ["closed", "open", "half_open"];
 
 /// The content type of [`render`]'s output, for an HTTP response.
+///
+/// # Examples
+///
+/// ```
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// use weir::metrics::prometheus::CONTENT_TYPE;
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let handle = weir::Pipeline::intake::<u32>().start();
+/// let server = weir::metrics::serve(0, move || handle.metrics()).await.unwrap();
+/// let mut conn = tokio::net::TcpStream::connect(server.local_addr()).await.unwrap();
+/// conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+/// let mut response = String::new();
+/// conn.read_to_string(&mut response).await.unwrap();
+/// assert!(response.contains(&format!("\r\nContent-Type: {CONTENT_TYPE}\r\n")));
+/// # });
+/// ```
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Renders `report` in the OpenMetrics text format (which Prometheus

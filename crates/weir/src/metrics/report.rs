@@ -5,6 +5,19 @@ use std::time::Duration;
 use super::Latency;
 
 /// How a pipeline run ended (or that it is still running, for snapshots).
+///
+/// # Examples
+///
+/// ```
+/// use weir::{Outcome, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let handle = Pipeline::intake::<u32>().start();
+/// assert_eq!(handle.metrics().outcome, Outcome::Running); // a snapshot
+/// handle.push(1).await.unwrap();
+/// assert_eq!(handle.wait().await.unwrap().outcome, Outcome::Completed);
+/// assert_eq!(serde_json::to_string(&Outcome::Drained).unwrap(), r#""drained""#);
+/// # });
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -28,6 +41,29 @@ pub enum Outcome {
 ///
 /// `items_out = items_in - dropped - failed (+ flat_map children)` once the
 /// stage is idle; sinks count out what their flush confirmed.
+///
+/// # Examples
+///
+/// ```
+/// use weir::{ErrorPolicy, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let r = Pipeline::from_iter(["1", "x", "3"])
+///     .try_map(|s| s.parse::<u32>())
+///     .name("parse")
+///     .on_error(ErrorPolicy::Skip)
+///     .then(|x| async move { x * 2 })
+///     .name("enrich")
+///     .run()
+///     .await
+///     .unwrap();
+/// let parse = r.stage("parse").unwrap();
+/// assert_eq!((parse.kind.as_str(), parse.items_in, parse.items_out, parse.failed), ("map", 3, 2, 1));
+/// assert_eq!(parse.queue_capacity, None); // fused with the source: no channel
+/// let enrich = r.stage("enrich").unwrap();
+/// assert_eq!((enrich.kind.as_str(), enrich.items_in, enrich.items_out), ("then", 2, 2));
+/// assert!(enrich.queue_capacity.is_some()); // a task of its own
+/// # });
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageReport {
     /// The stage's name (default: its kind and position, e.g. `map#2`).
@@ -89,6 +125,17 @@ pub struct StageReport {
 /// to 1): the measure of which stage limits throughput. A stage that is
 /// busy most of the time while its upstream is backpressured and its
 /// downstream idle is the bottleneck.
+///
+/// # Examples
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let r = weir::Pipeline::from_iter(0..1000u32).then(|x| async move { x }).run().await.unwrap();
+/// let u = r.stages[1].utilization.unwrap();
+/// assert!((u.busy + u.backpressured + u.idle - 1.0).abs() < 1e-6);
+/// assert!(r.stages.iter().any(|s| s.utilization.is_none())); // the fused `run` end shares a task
+/// # });
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Utilization {
     /// Working: running its stages, or waiting for its items' futures.
@@ -197,6 +244,16 @@ impl Report {
     }
 
     /// The counts of the stage called `name`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let r = weir::Pipeline::from_iter(0..4).filter(|x| x % 2 == 0).name("even").run().await.unwrap();
+    /// assert_eq!(r.stage("even").unwrap().dropped, 2);
+    /// assert!(r.stage("odd").is_none());
+    /// # });
+    /// ```
     pub fn stage(&self, name: &str) -> Option<&StageReport> {
         self.stages.iter().find(|s| s.name == name)
     }

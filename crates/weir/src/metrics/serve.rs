@@ -27,6 +27,24 @@ const MAX_CONNECTIONS: usize = 64;
 
 /// A running metrics endpoint, made by [`serve`] or [`serve_on`]. Dropping
 /// it stops the server and closes its open connections.
+///
+/// # Examples
+///
+/// ```
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let handle = weir::PipelineBuilder::new().name("ingest").intake::<u32>().start();
+/// handle.push_batch(0..5).await.unwrap();
+/// let server: weir::metrics::MetricsServer = weir::metrics::serve(0, move || handle.metrics()).await.unwrap();
+/// let mut conn = tokio::net::TcpStream::connect(server.local_addr()).await.unwrap();
+/// conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+/// let mut response = String::new();
+/// conn.read_to_string(&mut response).await.unwrap();
+/// assert!(response.starts_with("HTTP/1.1 200 OK\r\n"));
+/// assert!(response.contains(r#"weir_pipeline_items_total{pipeline="ingest",outcome="pulled"} "#));
+/// drop(server); // stops serving
+/// # });
+/// ```
 #[derive(Debug)]
 pub struct MetricsServer {
     addr: SocketAddr,

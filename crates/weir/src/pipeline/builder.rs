@@ -51,12 +51,32 @@ pub struct PipelineBuilder {
 
 impl PipelineBuilder {
     /// A builder with every setting at its default (see the table above).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let report = weir::PipelineBuilder::new().from_iter(0..3).run().await.unwrap();
+    /// assert_eq!(report.pipeline, "pipeline");
+    /// assert_eq!(report.delivered, 3);
+    /// # });
+    /// ```
     pub fn new() -> PipelineBuilder {
         PipelineBuilder::default()
     }
 
     /// The pipeline's name, used in events, metrics and errors. By default,
     /// `"pipeline"`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let events: Vec<_> = weir::PipelineBuilder::new().name("import").from_iter(0..3).events().collect().await;
+    /// assert!(events.iter().all(|e| e.pipeline == "import"));
+    /// # });
+    /// ```
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.config.name = name.into();
         self
@@ -72,6 +92,23 @@ impl PipelineBuilder {
     /// # Panics
     ///
     /// If `capacity` is 0.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let report = weir::PipelineBuilder::new()
+    ///     .capacity(64)
+    ///     .from_iter(0..1000u32)
+    ///     .then(|x| async move { x * 2 })
+    ///     .name("double")
+    ///     .run()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(report.stage("double").unwrap().queue_capacity, Some(64));
+    /// assert_eq!(report.delivered, 1000);
+    /// # });
+    /// ```
     #[track_caller]
     pub fn capacity(mut self, capacity: usize) -> Self {
         assert!(capacity > 0, "PipelineBuilder::capacity must be at least 1");
@@ -87,6 +124,29 @@ impl PipelineBuilder {
     /// # Panics
     ///
     /// If `chunk_size` is 0.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let sizes = Arc::new(Mutex::new(Vec::new()));
+    /// let s = sizes.clone();
+    /// weir::PipelineBuilder::new()
+    ///     .chunk_size(4)
+    ///     .from_iter(0..10u32)
+    ///     .map_batch(move |xs| {
+    ///         s.lock().unwrap().push(xs.len());
+    ///         xs
+    ///     })
+    ///     .run()
+    ///     .await
+    ///     .unwrap();
+    /// let sizes = sizes.lock().unwrap();
+    /// assert!(sizes.iter().all(|&n| n <= 4));
+    /// assert_eq!(sizes.iter().sum::<usize>(), 10);
+    /// # });
+    /// ```
     #[track_caller]
     pub fn chunk_size(mut self, chunk_size: usize) -> Self {
         assert!(chunk_size > 0, "PipelineBuilder::chunk_size must be at least 1");
@@ -97,6 +157,28 @@ impl PipelineBuilder {
     /// How often a [`Progress`](crate::EventKind::Progress) event is
     /// emitted while someone listens to [`events`](Pipeline::events) or
     /// [subscribes](Pipeline::subscribe). By default, every second.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// use std::time::Duration;
+    /// use weir::{EventKind, PipelineBuilder};
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let events: Vec<_> = PipelineBuilder::new()
+    ///     .progress_interval(Duration::from_millis(100))
+    ///     .from_iter(0..5u64)
+    ///     .then(|x| async move {
+    ///         tokio::time::sleep(Duration::from_millis(100)).await; // a slow call
+    ///         x
+    ///     })
+    ///     .events()
+    ///     .collect()
+    ///     .await;
+    /// let ticks = events.iter().filter(|e| matches!(e.kind, EventKind::Progress(_))).count();
+    /// assert!(ticks >= 3, "{ticks} progress events over 500 ms");
+    /// # });
+    /// ```
     pub fn progress_interval(mut self, every: Duration) -> Self {
         self.config.progress_interval = every;
         self
@@ -109,6 +191,28 @@ impl PipelineBuilder {
     /// # Panics
     ///
     /// If `capacity` is 0.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// use weir::{ErrorPolicy, EventKind, PipelineBuilder};
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// // Room for one event only: the pipeline waits for the consumer, and
+    /// // loses nothing.
+    /// let events: Vec<_> = PipelineBuilder::new()
+    ///     .events_capacity(1)
+    ///     .error_policy(ErrorPolicy::Skip)
+    ///     .from_iter(["1", "a", "b", "c", "5"])
+    ///     .try_map(|s| s.parse::<u8>())
+    ///     .events()
+    ///     .collect()
+    ///     .await;
+    /// let failed = events.iter().filter(|e| matches!(e.kind, EventKind::ItemFailed { .. })).count();
+    /// assert_eq!(failed, 3);
+    /// assert!(matches!(events.last().unwrap().kind, EventKind::PipelineFinished { .. }));
+    /// # });
+    /// ```
     #[track_caller]
     pub fn events_capacity(mut self, capacity: usize) -> Self {
         assert!(
@@ -174,6 +278,25 @@ impl PipelineBuilder {
 
     /// The error policy of every stage that does not set its own with
     /// [`Pipeline::on_error`]. By default, [`ErrorPolicy::FailFast`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::{ErrorPolicy, PipelineBuilder};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let report = PipelineBuilder::new()
+    ///     .error_policy(ErrorPolicy::Skip) // for both stages below
+    ///     .from_iter(["1", "x", "300", "4"])
+    ///     .try_map(|s| s.parse::<u32>())
+    ///     .try_map(u8::try_from)
+    ///     .run()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!((report.delivered, report.failed), (2, 2));
+    /// assert_eq!(report.stage("map#1").unwrap().failed, 1);
+    /// assert_eq!(report.stage("map#2").unwrap().failed, 1);
+    /// # });
+    /// ```
     pub fn error_policy(mut self, policy: ErrorPolicy) -> Self {
         self.config.error_policy = policy;
         self
@@ -182,6 +305,22 @@ impl PipelineBuilder {
     /// The number of items the source will produce, for progress and ETA.
     /// By default, the source's exact size hint if it has one, else
     /// unknown.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// use weir::{EventKind, PipelineBuilder};
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// // A stream does not know its length; the caller does.
+    /// let rows = futures::stream::unfold(0u32, |n| async move { (n < 3).then_some((n, n + 1)) });
+    /// let events: Vec<_> = PipelineBuilder::new().estimated_total(3).from_stream(rows).events().collect().await;
+    /// assert!(matches!(
+    ///     events[0].kind,
+    ///     EventKind::PipelineStarted { estimated_total: Some(3), .. }
+    /// ));
+    /// # });
+    /// ```
     pub fn estimated_total(mut self, total: u64) -> Self {
         self.config.estimated_total = Some(total);
         self
@@ -214,6 +353,30 @@ impl PipelineBuilder {
 
     /// The [`Hooks`](crate::Hooks) to run at fixed points of each run
     /// (see there). By default, none.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::sync::Arc;
+    /// use weir::{ErrorPolicy, Hooks, PipelineBuilder};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let errors = Arc::new(AtomicU64::new(0));
+    /// let e = errors.clone();
+    /// let hooks = Hooks::new().on_error(move |_, _| {
+    ///     e.fetch_add(1, Ordering::Relaxed);
+    /// });
+    /// PipelineBuilder::new()
+    ///     .hooks(hooks)
+    ///     .error_policy(ErrorPolicy::Skip)
+    ///     .from_iter(["1", "x", "y"])
+    ///     .try_map(|s| s.parse::<u8>())
+    ///     .run()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(errors.load(Ordering::Relaxed), 2);
+    /// # });
+    /// ```
     pub fn hooks(mut self, hooks: crate::Hooks) -> Self {
         self.config.hooks = hooks;
         self
@@ -315,7 +478,33 @@ impl PipelineBuilder {
 
     /// A pipeline over a stream of items that carry acknowledgement
     /// references: each [`Ack`](crate::Ack) is finalized exactly once.
-    /// See [`Ack`](crate::Ack) for an example.
+    /// See also [`Ack`](crate::Ack).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use weir::{Ack, Acked, ErrorPolicy, PipelineBuilder, Status};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let acked = Arc::new(Mutex::new(Vec::new()));
+    /// let log = acked.clone();
+    /// let acker = Arc::new(move |id: u64, status: Status| log.lock().unwrap().push((id, status)));
+    /// let messages = ["7", "oops"]
+    ///     .into_iter()
+    ///     .enumerate()
+    ///     .map(move |(i, m)| Acked::new(m, Ack::new(i as u64, acker.clone())));
+    /// PipelineBuilder::new()
+    ///     .error_policy(ErrorPolicy::Skip)
+    ///     .from_acked(futures::stream::iter(messages))
+    ///     .try_map(|m| m.parse::<u8>())
+    ///     .run()
+    ///     .await
+    ///     .unwrap();
+    /// let mut acked = acked.lock().unwrap().clone();
+    /// acked.sort();
+    /// assert_eq!(acked, [(0, Status::Delivered), (1, Status::Failed)]);
+    /// # });
+    /// ```
     pub fn from_acked<S, T>(self, stream: S) -> Pipeline<T, AckedSource<S>>
     where
         S: Stream<Item = Acked<T>> + Send + 'static,
@@ -328,6 +517,22 @@ impl PipelineBuilder {
     /// A pipeline fed by pushing items through the [`Handle`](crate::Handle)
     /// that [`start`](Pipeline::start) returns. See [`Handle`](crate::Handle)
     /// for an example.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let handle = weir::PipelineBuilder::new()
+    ///     .name("ingest")
+    ///     .intake::<String>()
+    ///     .filter(|line| !line.is_empty())
+    ///     .start();
+    /// handle.push_batch(["a".to_owned(), String::new(), "b".to_owned()]).await.unwrap();
+    /// let report = handle.wait().await.unwrap();
+    /// assert_eq!(report.pipeline, "ingest");
+    /// assert_eq!((report.pulled, report.delivered, report.dropped), (3, 2, 1));
+    /// # });
+    /// ```
     pub fn intake<T: Send + 'static>(self) -> Pipeline<T, IntakeSource<T>> {
         self.start(IntakeSource { _t: PhantomData }, (0, None))
     }

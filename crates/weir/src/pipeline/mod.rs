@@ -121,6 +121,30 @@ impl Pipeline<(), ()> {
 
     /// A pipeline over acknowledged items, with default settings. See
     /// [`PipelineBuilder::from_acked`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use weir::{Ack, Acked, Pipeline, Status};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let statuses = Arc::new(Mutex::new(Vec::new()));
+    /// let log = statuses.clone();
+    /// let acker = Arc::new(move |id: u64, status: Status| log.lock().unwrap().push((id, status)));
+    /// let messages = (0..4u64).map(move |i| Acked::new(i, Ack::new(i, acker.clone())));
+    /// Pipeline::from_acked(futures::stream::iter(messages))
+    ///     .filter(|i| i % 2 == 0)
+    ///     .run()
+    ///     .await
+    ///     .unwrap();
+    /// let mut statuses = statuses.lock().unwrap().clone();
+    /// statuses.sort();
+    /// assert_eq!(
+    ///     statuses,
+    ///     [(0, Status::Delivered), (1, Status::Dropped), (2, Status::Delivered), (3, Status::Dropped)]
+    /// );
+    /// # });
+    /// ```
     pub fn from_acked<S, T>(stream: S) -> Pipeline<T, AckedSource<S>>
     where
         S: Stream<Item = Acked<T>> + Send + 'static,
@@ -131,6 +155,25 @@ impl Pipeline<(), ()> {
 
     /// A pipeline fed through its handle, with default settings. See
     /// [`PipelineBuilder::intake`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let lengths = Arc::new(Mutex::new(Vec::new()));
+    /// let out = lengths.clone();
+    /// let handle = weir::Pipeline::intake::<&str>()
+    ///     .map(str::len)
+    ///     .for_each(move |n| out.lock().unwrap().push(n))
+    ///     .start();
+    /// handle.push("four").await.unwrap();
+    /// handle.push("three").await.unwrap();
+    /// let report = handle.wait().await.unwrap();
+    /// assert_eq!(report.delivered, 2);
+    /// assert_eq!(*lengths.lock().unwrap(), [4, 5]);
+    /// # });
+    /// ```
     pub fn intake<T: Send + 'static>() -> Pipeline<T, IntakeSource<T>> {
         PipelineBuilder::new().intake()
     }
@@ -534,6 +577,29 @@ where
 
     /// Ends the pipeline in a [`Sink`], run in a task of its own. See
     /// [`Sink`] for an example.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let rows = Arc::new(Mutex::new(Vec::new()));
+    /// let table = rows.clone();
+    /// let sink = weir::sink_fn(move |row: (u32, String)| {
+    ///     table.lock().unwrap().push(row);
+    ///     async { Ok::<_, std::io::Error>(()) }
+    /// });
+    /// let report = weir::Pipeline::from_iter(1..=2u32)
+    ///     .map(|id| (id, format!("user {id}")))
+    ///     .sink(sink)
+    ///     .name("users")
+    ///     .run()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(report.stage("users").unwrap().items_out, 2);
+    /// assert_eq!(*rows.lock().unwrap(), [(1, "user 1".to_owned()), (2, "user 2".to_owned())]);
+    /// # });
+    /// ```
     pub fn sink<S: Sink<T>>(mut self, sink: S) -> Pipeline<(), SinkStage<P, S>> {
         self.ends_in_sink = true;
         self.stage("sink", |prev, idx| SinkStage { prev, sink, idx })
@@ -739,7 +805,20 @@ where
     /// push items (for [`intake`](Pipeline::intake) pipelines), read
     /// metrics, shut down. Must be called within a tokio runtime.
     ///
-    /// See [`Handle`] for an example.
+    /// See also [`Handle`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::{Outcome, Pipeline};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let handle = Pipeline::from_iter(0..100u32).filter(|x| x % 10 == 0).start();
+    /// // ... do other work while it runs, read `handle.metrics()` ...
+    /// let report = handle.wait().await.unwrap();
+    /// assert_eq!(report.outcome, Outcome::Completed);
+    /// assert_eq!((report.delivered, report.dropped), (10, 90));
+    /// # });
+    /// ```
     pub fn start(mut self) -> Handle<P::Intake> {
         // A handle can subscribe at any time.
         let capacity = self.config.subscribe_capacity;
@@ -800,6 +879,25 @@ macro_rules! concurrent_settings {
 
             /// Emit items in input order, holding back those that finish
             /// early (at most `concurrency` of them). The default.
+            ///
+            /// # Examples
+            ///
+            /// ```
+            /// use std::time::Duration;
+            /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+            /// let out = weir::Pipeline::from_iter([30u64, 10, 20])
+            ///     .then(|ms| async move {
+            ///         tokio::time::sleep(Duration::from_millis(ms)).await; // a call of varying latency
+            ///         ms
+            ///     })
+            ///     .concurrency(3)
+            ///     .ordered()
+            ///     .collect()
+            ///     .await
+            ///     .unwrap();
+            /// assert_eq!(out, [30, 10, 20]); // input order, although 10 finished first
+            /// # });
+            /// ```
             pub fn ordered(mut self) -> Self {
                 self.last().ordered = true;
                 self

@@ -16,6 +16,32 @@ use crate::runtime::Shared;
 
 /// What an item does when it reaches a stage whose circuit is open (or
 /// half-open with every probe taken).
+///
+/// # Examples
+///
+/// ```
+/// use futures::StreamExt;
+/// use weir::{Breaker, ErrorPolicy, EventKind, Pipeline, WhenOpen};
+///
+/// assert_eq!(WhenOpen::default(), WhenOpen::Wait);
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let events: Vec<_> = Pipeline::from_iter(0..5u32)
+///     .try_then(|_| async { Err::<u32, _>("down") })
+///     .circuit_breaker(Breaker::new().window_count(2).min_calls(2).when_open(WhenOpen::Fail))
+///     .on_error(ErrorPolicy::Skip)
+///     .events()
+///     .collect()
+///     .await;
+/// let types: Vec<_> = events
+///     .iter()
+///     .filter_map(|e| match &e.kind {
+///         EventKind::ItemFailed { error_type, .. } => Some(error_type.as_str()),
+///         _ => None,
+///     })
+///     .collect();
+/// assert_eq!(types, ["error", "error", "circuit_open", "circuit_open", "circuit_open"]);
+/// # });
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum WhenOpen {
@@ -62,8 +88,10 @@ enum Window {
 /// # Examples
 ///
 /// ```
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use std::sync::Arc;
 /// use std::time::Duration;
-/// use weir::{Breaker, WhenOpen};
+/// use weir::{Breaker, ErrorPolicy, Pipeline, WhenOpen};
 ///
 /// let breaker = Breaker::new()
 ///     .failure_rate(0.5)
@@ -72,7 +100,27 @@ enum Window {
 ///     .open_for(Duration::from_secs(5))
 ///     .half_open_probes(2)
 ///     .when_open(WhenOpen::Fail);
-/// # let _ = breaker;
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let calls = Arc::new(AtomicU32::new(0));
+/// let c = calls.clone();
+/// let report = Pipeline::from_iter(0..100u32)
+///     .try_then(move |_| {
+///         let c = c.clone();
+///         async move {
+///             c.fetch_add(1, Ordering::Relaxed);
+///             Err::<u32, _>("service unavailable")
+///         }
+///     })
+///     .circuit_breaker(breaker)
+///     .on_error(ErrorPolicy::Skip)
+///     .run()
+///     .await
+///     .unwrap();
+/// // Five failed calls opened the breaker; the other 95 items failed without a call.
+/// assert_eq!(calls.load(Ordering::Relaxed), 5);
+/// assert_eq!(report.failed, 100);
+/// assert_eq!(report.stages[1].breaker.as_deref(), Some("open"));
+/// # });
 /// ```
 #[derive(Debug, Clone)]
 pub struct Breaker {
@@ -123,8 +171,23 @@ impl Breaker {
     /// # Examples
     ///
     /// ```
-    /// let b = weir::Breaker::new().failure_rate(0.25);
-    /// # let _ = b;
+    /// use weir::{Breaker, ErrorPolicy, Pipeline, WhenOpen};
+    ///
+    /// // How often the breaker opens over 30 calls, a third of which fail.
+    /// async fn trips(breaker: Breaker) -> u64 {
+    ///     let r = Pipeline::from_iter(0..30u32)
+    ///         .try_then(|x| async move { if x % 3 == 0 { Err("503") } else { Ok(x) } })
+    ///         .circuit_breaker(breaker.when_open(WhenOpen::Fail))
+    ///         .on_error(ErrorPolicy::Skip)
+    ///         .run()
+    ///         .await
+    ///         .unwrap();
+    ///     r.stages[1].breaker_trips
+    /// }
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// assert_eq!(trips(Breaker::new()).await, 0); // a third is under 0.5
+    /// assert_eq!(trips(Breaker::new().failure_rate(0.25)).await, 1);
+    /// # });
     /// ```
     #[track_caller]
     pub fn failure_rate(mut self, rate: f64) -> Breaker {
@@ -145,8 +208,23 @@ impl Breaker {
     /// # Examples
     ///
     /// ```
-    /// let b = weir::Breaker::new().window_count(100).min_calls(50);
-    /// # let _ = b;
+    /// use weir::{Breaker, ErrorPolicy, Pipeline, WhenOpen};
+    ///
+    /// // 10 good calls, a burst of 4 failures, then good calls again.
+    /// async fn trips(breaker: Breaker) -> u64 {
+    ///     let r = Pipeline::from_iter(0..30u32)
+    ///         .try_then(|x| async move { if (10..14).contains(&x) { Err("timeout") } else { Ok(x) } })
+    ///         .circuit_breaker(breaker.when_open(WhenOpen::Fail))
+    ///         .on_error(ErrorPolicy::Skip)
+    ///         .run()
+    ///         .await
+    ///         .unwrap();
+    ///     r.stages[1].breaker_trips
+    /// }
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// assert_eq!(trips(Breaker::new()).await, 0); // at most 4 of the last 20 calls
+    /// assert_eq!(trips(Breaker::new().window_count(4).min_calls(4)).await, 1); // 4 of the last 4
+    /// # });
     /// ```
     #[track_caller]
     pub fn window_count(mut self, n: usize) -> Breaker {
@@ -167,8 +245,28 @@ impl Breaker {
     /// # Examples
     ///
     /// ```
-    /// let b = weir::Breaker::new().window_time(std::time::Duration::from_secs(60));
-    /// # let _ = b;
+    /// use std::time::Duration;
+    /// use weir::{Breaker, ErrorPolicy, Pipeline, WhenOpen};
+    ///
+    /// // A call a second: 10 good ones, a burst of 4 failures, then good ones.
+    /// async fn trips(breaker: Breaker) -> u64 {
+    ///     let r = Pipeline::from_iter(0..30u32)
+    ///         .try_then(|x| async move {
+    ///             tokio::time::sleep(Duration::from_secs(1)).await;
+    ///             if (10..14).contains(&x) { Err("timeout") } else { Ok(x) }
+    ///         })
+    ///         .circuit_breaker(breaker.when_open(WhenOpen::Fail))
+    ///         .on_error(ErrorPolicy::Skip)
+    ///         .run()
+    ///         .await
+    ///         .unwrap();
+    ///     r.stages[1].breaker_trips
+    /// }
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// assert_eq!(trips(Breaker::new()).await, 0); // at most 4 of the last 20 calls
+    /// let last_5s = Breaker::new().window_time(Duration::from_secs(5)).min_calls(4);
+    /// assert_eq!(trips(last_5s).await, 1); // 4 of the 5 or so calls of the last 5 s
+    /// # });
     /// ```
     #[track_caller]
     pub fn window_time(mut self, window: Duration) -> Breaker {
@@ -183,8 +281,23 @@ impl Breaker {
     /// # Examples
     ///
     /// ```
-    /// let b = weir::Breaker::new().min_calls(3);
-    /// # let _ = b;
+    /// use weir::{Breaker, ErrorPolicy, Pipeline, WhenOpen};
+    ///
+    /// // The first 3 calls fail (a cold cache), the rest succeed.
+    /// async fn trips(breaker: Breaker) -> u64 {
+    ///     let r = Pipeline::from_iter(0..30u32)
+    ///         .try_then(|x| async move { if x < 3 { Err("cache miss") } else { Ok(x) } })
+    ///         .circuit_breaker(breaker.when_open(WhenOpen::Fail))
+    ///         .on_error(ErrorPolicy::Skip)
+    ///         .run()
+    ///         .await
+    ///         .unwrap();
+    ///     r.stages[1].breaker_trips
+    /// }
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// assert_eq!(trips(Breaker::new()).await, 0); // judged after 10 calls: 0.3
+    /// assert_eq!(trips(Breaker::new().min_calls(3)).await, 1); // judged after 3: 1.0
+    /// # });
     /// ```
     pub fn min_calls(mut self, n: usize) -> Breaker {
         self.min_calls = n.max(1);
@@ -196,8 +309,24 @@ impl Breaker {
     /// # Examples
     ///
     /// ```
-    /// let b = weir::Breaker::new().open_for(std::time::Duration::from_secs(5));
-    /// # let _ = b;
+    /// use std::time::Duration;
+    /// use tokio::time::Instant;
+    /// use weir::{Breaker, ErrorPolicy, Pipeline};
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let started = Instant::now();
+    /// let r = Pipeline::from_iter(0..10u32)
+    ///     .try_then(|x| async move { if x < 4 { Err("connection refused") } else { Ok(x) } })
+    ///     .circuit_breaker(Breaker::new().window_count(4).min_calls(4).open_for(Duration::from_secs(5)))
+    ///     .on_error(ErrorPolicy::Skip)
+    ///     .run()
+    ///     .await
+    ///     .unwrap();
+    /// // Four failures opened the breaker; item 4 waited 5 s, probed, and the
+    /// // service was back.
+    /// assert_eq!((r.failed, r.delivered), (4, 6));
+    /// let waited = started.elapsed();
+    /// assert!(waited >= Duration::from_secs(5) && waited < Duration::from_secs(6), "{waited:?}");
+    /// # });
     /// ```
     pub fn open_for(mut self, d: Duration) -> Breaker {
         self.open_for = d;
@@ -214,8 +343,30 @@ impl Breaker {
     /// # Examples
     ///
     /// ```
-    /// let b = weir::Breaker::new().half_open_probes(3);
-    /// # let _ = b;
+    /// use std::time::Duration;
+    /// use weir::{Breaker, ErrorPolicy, Pipeline};
+    ///
+    /// // Calls 0 to 3 fail and open the breaker; a second later call 4 succeeds,
+    /// // call 5 fails, and the others succeed.
+    /// async fn trips(probes: usize) -> u64 {
+    ///     let breaker = Breaker::new()
+    ///         .window_count(4)
+    ///         .min_calls(4)
+    ///         .open_for(Duration::from_secs(1))
+    ///         .half_open_probes(probes);
+    ///     let r = Pipeline::from_iter(0..10u32)
+    ///         .try_then(|x| async move { if x < 4 || x == 5 { Err("503") } else { Ok(x) } })
+    ///         .circuit_breaker(breaker)
+    ///         .on_error(ErrorPolicy::Skip)
+    ///         .run()
+    ///         .await
+    ///         .unwrap();
+    ///     r.stages[1].breaker_trips
+    /// }
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// assert_eq!(trips(1).await, 1); // call 4 closed the breaker
+    /// assert_eq!(trips(2).await, 2); // call 5 was the second probe: open again
+    /// # });
     /// ```
     #[track_caller]
     pub fn half_open_probes(mut self, n: usize) -> Breaker {
@@ -230,8 +381,39 @@ impl Breaker {
     /// # Examples
     ///
     /// ```
-    /// let b = weir::Breaker::new().when_open(weir::WhenOpen::Fail);
-    /// # let _ = b;
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use weir::{Breaker, ErrorPolicy, Pipeline, WhenOpen};
+    ///
+    /// // How many of 10 items reach a service whose first 4 calls fail.
+    /// async fn calls(when_open: WhenOpen) -> u32 {
+    ///     let calls = Arc::new(AtomicU32::new(0));
+    ///     let c = calls.clone();
+    ///     let breaker = Breaker::new()
+    ///         .window_count(4)
+    ///         .min_calls(4)
+    ///         .open_for(Duration::from_secs(1))
+    ///         .when_open(when_open);
+    ///     Pipeline::from_iter(0..10u32)
+    ///         .try_then(move |x| {
+    ///             let c = c.clone();
+    ///             async move {
+    ///                 c.fetch_add(1, Ordering::Relaxed);
+    ///                 if x < 4 { Err("503") } else { Ok(x) }
+    ///             }
+    ///         })
+    ///         .circuit_breaker(breaker)
+    ///         .on_error(ErrorPolicy::Skip)
+    ///         .run()
+    ///         .await
+    ///         .unwrap();
+    ///     calls.load(Ordering::Relaxed)
+    /// }
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// assert_eq!(calls(WhenOpen::Wait).await, 10); // the others waited out the open second
+    /// assert_eq!(calls(WhenOpen::Fail).await, 4); // the others failed at once
+    /// # });
     /// ```
     pub fn when_open(mut self, w: WhenOpen) -> Breaker {
         self.when_open = w;

@@ -8,10 +8,56 @@ use crate::error::Error;
 
 /// The most attempts a [`Decision::RetryAfter`] loop makes on one item;
 /// the next failure after that goes to the stage's error policy.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use weir::{Decision, Pipeline, MAX_HANDLER_ATTEMPTS};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let calls = Arc::new(AtomicU32::new(0));
+/// let c = calls.clone();
+/// let err = Pipeline::from_iter([1u8])
+///     .try_map(move |_| {
+///         c.fetch_add(1, Ordering::Relaxed);
+///         Err::<u8, _>("always busy")
+///     })
+///     .on_failure(|_| Decision::RetryAfter(Duration::ZERO)) // retry forever, it says
+///     .run()
+///     .await
+///     .unwrap_err();
+/// assert_eq!(calls.load(Ordering::Relaxed), MAX_HANDLER_ATTEMPTS);
+/// assert_eq!(err.attempt(), MAX_HANDLER_ATTEMPTS);
+/// # });
+/// ```
 pub const MAX_HANDLER_ATTEMPTS: u32 = 100;
 
 /// One failure of an item, as shown to an
 /// [`on_failure`](crate::Pipeline::on_failure) handler.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use weir::{Decision, ErrorKind, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// let s = seen.clone();
+/// let out = Pipeline::from_iter([4u32, 0, 5])
+///     .try_map(|x| 100u32.checked_div(x).ok_or("division by zero"))
+///     .on_failure(move |f| {
+///         s.lock().unwrap().push((*f.item, f.error.kind(), f.attempt));
+///         Decision::Replace(0)
+///     })
+///     .collect()
+///     .await
+///     .unwrap();
+/// assert_eq!(out, [25, 0, 20]);
+/// assert_eq!(*seen.lock().unwrap(), [(0, ErrorKind::Stage, 1)]);
+/// # });
+/// ```
 #[non_exhaustive]
 pub struct Failure<'a, T> {
     /// The item as it entered the stage.
@@ -40,12 +86,21 @@ impl<T: fmt::Debug> fmt::Debug for Failure<'_, T> {
 /// # Examples
 ///
 /// ```
-/// use weir::{Decision, Failure};
+/// use weir::{Decision, Failure, Pipeline};
 ///
 /// fn decide(f: &Failure<'_, String>) -> Decision<usize> {
 ///     if f.item.is_empty() { Decision::Replace(0) } else { Decision::Skip }
 /// }
-/// # let _ = decide;
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let r = Pipeline::from_iter(["12", "", "x"].map(String::from))
+///     .try_map(|s: String| s.parse::<usize>())
+///     .on_failure(decide)
+///     .run()
+///     .await
+///     .unwrap();
+/// assert_eq!((r.delivered, r.failed), (2, 1)); // "" became 0, "x" was skipped
+/// assert_eq!(r.stages[1].replaced, 1);
+/// # });
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

@@ -37,6 +37,16 @@ use crate::error::Error;
 /// ```
 pub trait Retryable {
     /// Whether another attempt could succeed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::{Error, Retryable};
+    /// // weir's own error implements it, as `Error::is_retryable`:
+    /// let errors: [&dyn Retryable; 2] = [&Error::transient("503 unavailable"), &Error::permanent("400 bad request")];
+    /// assert!(errors[0].is_retryable());
+    /// assert!(!errors[1].is_retryable());
+    /// ```
     fn is_retryable(&self) -> bool;
 }
 

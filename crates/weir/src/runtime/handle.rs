@@ -15,6 +15,18 @@ use crate::error::Error;
 use crate::metrics::{Outcome, Report};
 
 /// How to stop a running pipeline.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use weir::{Outcome, Pipeline, Shutdown};
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let handle = Pipeline::from_stream(futures::stream::repeat(1u8)).start();
+/// let report = handle.shutdown(Shutdown::Abort, Duration::from_secs(1)).await.unwrap();
+/// assert_eq!(report.outcome, Outcome::Aborted);
+/// # });
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shutdown {
     /// Stop intake, finish every item already taken in, flush the sinks.
@@ -26,11 +38,41 @@ pub enum Shutdown {
 
 /// `push` failed: the pipeline no longer takes items (it was drained,
 /// aborted, failed, or has no intake). The item comes back.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use weir::{Pipeline, Shutdown};
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let handle = Pipeline::intake::<String>().start();
+/// let pusher = handle.pusher();
+/// handle.shutdown(Shutdown::Drain, Duration::from_secs(1)).await.unwrap();
+/// let err = pusher.push("late".to_owned()).await.unwrap_err();
+/// assert_eq!(err.to_string(), "the pipeline no longer accepts items");
+/// assert_eq!(err.0, "late"); // the item comes back
+/// # });
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the pipeline no longer accepts items")]
 pub struct PushError<T>(pub T);
 
 /// `try_push` failed; the item comes back.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use weir::{PipelineBuilder, Shutdown, TryPushError};
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let handle = PipelineBuilder::new().capacity(1).intake::<u32>().start();
+/// let pusher = handle.pusher();
+/// assert_eq!(pusher.try_push(1), Ok(()));
+/// assert_eq!(pusher.try_push(2), Err(TryPushError::Full(2))); // try later
+/// handle.shutdown(Shutdown::Drain, Duration::from_secs(1)).await.unwrap();
+/// assert_eq!(pusher.try_push(3), Err(TryPushError::Closed(3))); // never again
+/// # });
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TryPushError<T> {
     /// The intake is at capacity: backpressure, made visible. Retry later
@@ -44,6 +86,20 @@ pub enum TryPushError<T> {
 
 impl<T> TryPushError<T> {
     /// The item that was not pushed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::PipelineBuilder;
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let handle = PipelineBuilder::new().capacity(1).intake::<String>().start();
+    /// handle.try_push("a".to_owned()).unwrap();
+    /// let b = handle.try_push("b".to_owned()).unwrap_err().into_inner(); // full: the item comes back
+    /// assert_eq!(b, "b");
+    /// handle.push(b).await.unwrap(); // wait for room instead
+    /// assert_eq!(handle.wait().await.unwrap().delivered, 2);
+    /// # });
+    /// ```
     pub fn into_inner(self) -> T {
         match self {
             TryPushError::Full(t) | TryPushError::Closed(t) => t,
@@ -55,6 +111,22 @@ impl<T> TryPushError<T> {
 /// [`Pipeline::intake`](crate::Pipeline::intake). Clone it to push from
 /// several tasks; the intake closes when the handle and every pusher are
 /// dropped (or on shutdown).
+///
+/// # Examples
+///
+/// ```
+/// use weir::{Pipeline, Pusher};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let handle = Pipeline::intake::<u32>().start();
+/// let pusher: Pusher<u32> = handle.pusher();
+/// let other = pusher.clone();
+/// let a = tokio::spawn(async move { pusher.push(1).await.unwrap() });
+/// let b = tokio::spawn(async move { other.push_batch([2, 3]).await.unwrap() });
+/// a.await.unwrap();
+/// b.await.unwrap();
+/// assert_eq!(handle.wait().await.unwrap().delivered, 3);
+/// # });
+/// ```
 pub struct Pusher<I> {
     tx: Option<Sender<I>>,
     shared: Arc<Shared>,
@@ -203,11 +275,49 @@ impl fmt::Debug for Controller {
 impl Controller {
     /// Starts a drain: sources stop taking items, everything taken in
     /// finishes, sinks flush.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::{Outcome, Pipeline};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let handle = Pipeline::from_stream(futures::stream::repeat(1u8)).start(); // never ends on its own
+    /// while handle.metrics().pulled < 1000 {
+    ///     tokio::task::yield_now().await;
+    /// }
+    /// handle.controller().drain();
+    /// let report = handle.wait().await.unwrap();
+    /// assert_eq!(report.outcome, Outcome::Drained);
+    /// assert_eq!(report.unfinalized, 0); // everything taken in was finished
+    /// assert_eq!(report.delivered, report.pulled);
+    /// # });
+    /// ```
     pub fn drain(&self) {
         self.shared.drain.raise();
     }
 
     /// Aborts: every task is cancelled at its next await point.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::{Outcome, Pipeline};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let handle = Pipeline::from_iter(0..10u32)
+    ///     .then(|x| async move {
+    ///         std::future::pending::<()>().await; // a call that hangs
+    ///         x
+    ///     })
+    ///     .start();
+    /// while handle.metrics().pulled < 10 {
+    ///     tokio::task::yield_now().await;
+    /// }
+    /// handle.controller().abort();
+    /// let report = handle.wait().await.unwrap();
+    /// assert_eq!(report.outcome, Outcome::Aborted);
+    /// assert_eq!(report.unfinalized, 10); // not delivered: a redelivering source sends them again
+    /// # });
+    /// ```
     pub fn abort(&self) {
         self.shared.drain.raise();
         self.shared.abort.raise();
@@ -215,6 +325,28 @@ impl Controller {
 
     /// Turns the first Ctrl-C (SIGINT) into a drain and the second into an
     /// abort. The listener ends with the pipeline.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::{Outcome, Pipeline};
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let handle = Pipeline::from_stream(futures::stream::repeat(1u8)).start(); // runs until stopped
+    /// handle.controller().on_ctrl_c();
+    /// while handle.metrics().pulled == 0 {
+    ///     tokio::task::yield_now().await; // the listener and the source start
+    /// }
+    /// # #[cfg(unix)]
+    /// # {
+    /// // The user presses Ctrl-C:
+    /// let me = std::process::id().to_string();
+    /// assert!(std::process::Command::new("kill").args(["-INT", &me]).status().unwrap().success());
+    /// let report = handle.wait().await.unwrap();
+    /// assert_eq!(report.outcome, Outcome::Drained);
+    /// assert_eq!(report.unfinalized, 0);
+    /// # }
+    /// # });
+    /// ```
     pub fn on_ctrl_c(&self) {
         let this = self.clone();
         tokio::spawn(async move {
@@ -285,26 +417,107 @@ impl<I: Send + 'static> Handle<I> {
     }
 
     /// See [`Pusher::push`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let handle = weir::Pipeline::intake::<u32>().filter(|x| x % 2 == 0).start();
+    /// for i in 0..10 {
+    ///     handle.push(i).await.unwrap();
+    /// }
+    /// let report = handle.wait().await.unwrap();
+    /// assert_eq!((report.pulled, report.delivered, report.dropped), (10, 5, 5));
+    /// # });
+    /// ```
     pub async fn push(&self, item: I) -> Result<(), PushError<I>> {
         self.pusher.push(item).await
     }
 
     /// See [`Pusher::try_push`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::{PipelineBuilder, TryPushError};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let handle = PipelineBuilder::new().capacity(1).intake::<&str>().start();
+    /// assert_eq!(handle.try_push("first"), Ok(()));
+    /// assert_eq!(handle.try_push("second"), Err(TryPushError::Full("second"))); // shed load, or retry later
+    /// while handle.metrics().pulled < 1 {
+    ///     tokio::task::yield_now().await; // the pipeline takes the first one in
+    /// }
+    /// assert_eq!(handle.try_push("second"), Ok(()));
+    /// assert_eq!(handle.wait().await.unwrap().delivered, 2);
+    /// # });
+    /// ```
     pub fn try_push(&self, item: I) -> Result<(), TryPushError<I>> {
         self.pusher.try_push(item)
     }
 
     /// See [`Pusher::push_batch`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let handle = weir::Pipeline::intake::<String>().map(|line| line.len()).start();
+    /// let lines = "a\nbb\nccc".lines().map(str::to_owned);
+    /// handle.push_batch(lines).await.unwrap();
+    /// let report = handle.wait().await.unwrap();
+    /// assert_eq!(report.delivered, 3);
+    /// # });
+    /// ```
     pub async fn push_batch(&self, items: impl IntoIterator<Item = I>) -> Result<(), PushError<Vec<I>>> {
         self.pusher.push_batch(items).await
     }
 
     /// A pusher for other tasks.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let handle = weir::Pipeline::intake::<u32>().start();
+    /// let producers: Vec<_> = (0..4)
+    ///     .map(|p| {
+    ///         let pusher = handle.pusher();
+    ///         tokio::spawn(async move {
+    ///             for i in 0..25 {
+    ///                 pusher.push(p * 100 + i).await.unwrap();
+    ///             }
+    ///         }) // the pusher is dropped when its task ends
+    ///     })
+    ///     .collect();
+    /// for p in producers {
+    ///     p.await.unwrap();
+    /// }
+    /// let report = handle.wait().await.unwrap(); // ends once every pusher is dropped
+    /// assert_eq!(report.delivered, 100);
+    /// # });
+    /// ```
     pub fn pusher(&self) -> Pusher<I> {
         self.pusher.clone()
     }
 
     /// A controller for other tasks (signal handlers, supervisors).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::{Outcome, Pipeline};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let handle = Pipeline::from_stream(futures::stream::repeat(1u8)).start();
+    /// let controller = handle.controller();
+    /// let supervisor = tokio::spawn(async move {
+    ///     // ... a health check failed, a deploy started ...
+    ///     controller.drain();
+    /// });
+    /// let report = handle.wait().await.unwrap();
+    /// supervisor.await.unwrap();
+    /// assert_eq!(report.outcome, Outcome::Drained);
+    /// # });
+    /// ```
     pub fn controller(&self) -> Controller {
         Controller {
             shared: self.pusher.shared.clone(),
@@ -372,12 +585,41 @@ impl<I: Send + 'static> Handle<I> {
     }
 
     /// Whether the pipeline has ended.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let handle = weir::Pipeline::from_iter(0..3).start();
+    /// assert!(!handle.is_finished()); // nothing ran yet on this thread
+    /// while !handle.is_finished() {
+    ///     tokio::task::yield_now().await;
+    /// }
+    /// assert_eq!(handle.metrics().delivered, 3);
+    /// # });
+    /// ```
     pub fn is_finished(&self) -> bool {
         self.task.is_finished()
     }
 
     /// Closes this handle's intake and waits for the pipeline to end (for
     /// an intake pipeline: once every [`Pusher`] is dropped too).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::{ErrorKind, Outcome, Pipeline};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let handle = Pipeline::intake::<u32>().start();
+    /// handle.push(1).await.unwrap();
+    /// let report = handle.wait().await.unwrap(); // closes the intake: the run ends
+    /// assert_eq!(report.outcome, Outcome::Completed);
+    /// assert_eq!(report.delivered, 1);
+    ///
+    /// let handle = Pipeline::from_iter(["x"]).try_map(|s| s.parse::<u8>()).start();
+    /// assert_eq!(handle.wait().await.unwrap_err().kind(), ErrorKind::Stage);
+    /// # });
+    /// ```
     pub async fn wait(self) -> Result<Report, Error> {
         let Handle { pusher, task } = self;
         drop(pusher);
@@ -391,6 +633,32 @@ impl<I: Send + 'static> Handle<I> {
     /// [`outcome`](Report::outcome) says which happened and
     /// [`unfinalized`](Report::unfinalized) counts the items lost to an
     /// abort.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weir::{Outcome, Pipeline, PushError, Shutdown};
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let handle = Pipeline::intake::<u32>()
+    ///     .then(|x| async move {
+    ///         if x == 3 {
+    ///             std::future::pending::<()>().await; // a call that hangs
+    ///         }
+    ///         x
+    ///     })
+    ///     .start();
+    /// let late = handle.pusher();
+    /// handle.push_batch(0..5).await.unwrap();
+    /// while handle.metrics().stages[1].items_out < 3 {
+    ///     tokio::task::yield_now().await;
+    /// }
+    /// let report = handle.shutdown(Shutdown::Drain, Duration::from_secs(5)).await.unwrap();
+    /// assert_eq!(report.outcome, Outcome::Aborted); // item 3 kept the drain past its deadline
+    /// assert_eq!((report.delivered, report.unfinalized), (3, 2));
+    /// assert_eq!(late.push(5).await, Err(PushError(5))); // the intake is closed
+    /// # });
+    /// ```
     pub async fn shutdown(self, mode: Shutdown, deadline: Duration) -> Result<Report, Error> {
         let controller = self.controller();
         let Handle { pusher, mut task } = self;

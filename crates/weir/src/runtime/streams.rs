@@ -43,6 +43,21 @@ pub(crate) fn joined(r: Result<Result<Report, Error>, tokio::task::JoinError>) -
 /// Yields `Ok(item)` for each output item (an item is delivered when it is
 /// yielded) and, if the pipeline failed, one `Err` at the end. The pipeline
 /// starts on the first poll; dropping the stream aborts it.
+///
+/// # Examples
+///
+/// ```
+/// use futures::StreamExt;
+/// use weir::{Pipeline, Results};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let mut results: Results<u8> = Pipeline::from_iter(["1", "2", "x"]).try_map(|s| s.parse::<u8>()).results();
+/// assert_eq!(results.next().await.unwrap().unwrap(), 1);
+/// assert_eq!(results.next().await.unwrap().unwrap(), 2);
+/// let err = results.next().await.unwrap().unwrap_err(); // the pipeline failed: one `Err`, at the end
+/// assert_eq!(err.item(), Some(2));
+/// assert!(results.next().await.is_none());
+/// # });
+/// ```
 #[must_use = "streams do nothing unless polled"]
 pub struct Results<T> {
     inner: BoxStream<'static, Result<T, Error>>,
@@ -129,6 +144,27 @@ impl<T> Stream for Results<T> {
 /// stops the pipeline's sources (nothing queues up); dropping the stream
 /// aborts the pipeline. The last event is
 /// [`PipelineFinished`](EventKind::PipelineFinished).
+///
+/// # Examples
+///
+/// ```
+/// use futures::StreamExt;
+/// use weir::{EventKind, Events, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let mut events: Events = Pipeline::from_iter(0..3).events();
+/// let mut last = None;
+/// while let Some(event) = events.next().await {
+///     last = Some(event); // e.g. write it to a log, update a progress bar
+/// }
+/// match last.unwrap().kind {
+///     EventKind::PipelineFinished { report, error } => {
+///         assert_eq!(report.delivered, 3);
+///         assert_eq!(error, None);
+///     }
+///     other => panic!("last event: {other:?}"),
+/// }
+/// # });
+/// ```
 #[must_use = "streams do nothing unless polled"]
 pub struct Events {
     rx: mpsc::Receiver<Event>,

@@ -16,6 +16,26 @@ use crate::pipeline::Pipeline;
 
 /// A [`Subscription`] fell behind: `missed` events were dropped for it
 /// (the oldest ones), and it goes on with the oldest event it still has.
+///
+/// # Examples
+///
+/// ```
+/// use futures::StreamExt;
+/// use weir::{EventKind, EventLevel, PipelineBuilder};
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let mut p = PipelineBuilder::new()
+///     .subscribe_capacity(2)
+///     .event_level(EventLevel::Items) // many events
+///     .from_iter(0..10u32)
+///     .then(|x| async move { x });
+/// let monitor = p.subscribe();
+/// p.run().await.unwrap(); // nobody reads the subscription meanwhile
+/// let got: Vec<_> = monitor.collect().await;
+/// let missed: u64 = got.iter().filter_map(|e| e.as_ref().err()).map(|lagged| lagged.missed).sum();
+/// assert!(missed > 0);
+/// assert!(matches!(&got.last().unwrap(), Ok(e) if matches!(e.kind, EventKind::PipelineFinished { .. })));
+/// # });
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the subscriber fell behind and missed {missed} events")]
 pub struct Lagged {
@@ -36,6 +56,22 @@ pub struct Lagged {
 ///
 /// Events are built only while someone listens: a run without an
 /// [`Events`](crate::Events) consumer and without subscribers builds none.
+///
+/// # Examples
+///
+/// ```
+/// use futures::StreamExt;
+/// use weir::{EventKind, Pipeline, Subscription};
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let mut p = Pipeline::from_iter(0..100u32).map(|x| x + 1);
+/// let sub: Subscription = p.subscribe();
+/// let monitor = tokio::spawn(sub.filter_map(|e| async move { e.ok() }).collect::<Vec<_>>());
+/// p.run().await.unwrap();
+/// let seen = monitor.await.unwrap();
+/// assert!(matches!(seen[0].kind, EventKind::PipelineStarted { .. }));
+/// assert!(matches!(seen.last().unwrap().kind, EventKind::PipelineFinished { .. }));
+/// # });
+/// ```
 #[must_use = "streams do nothing unless polled"]
 pub struct Subscription {
     inner: BoxStream<'static, Result<Event, Lagged>>,

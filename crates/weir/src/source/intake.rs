@@ -9,6 +9,18 @@ use crate::stage::{Flow, Plan, Push, TaskCx, Wiring};
 
 /// The source node of [`Pipeline::intake`](crate::Pipeline::intake): items
 /// pushed through the [`Handle`](crate::Handle).
+///
+/// # Examples
+///
+/// ```
+/// use weir::{stage::IntakeSource, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let p: Pipeline<String, IntakeSource<String>> = Pipeline::intake();
+/// let handle = p.start();
+/// handle.push("hello".to_owned()).await.unwrap();
+/// assert_eq!(handle.wait().await.unwrap().delivered, 1);
+/// # });
+/// ```
 #[must_use]
 pub struct IntakeSource<T> {
     pub(crate) _t: PhantomData<fn() -> T>,

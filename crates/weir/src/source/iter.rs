@@ -7,6 +7,16 @@ use crate::metrics::Counters;
 use crate::stage::{guard, Flow, Plan, Push, TaskCx, Wiring};
 
 /// The source node of [`Pipeline::from_iter`](crate::Pipeline::from_iter).
+///
+/// # Examples
+///
+/// ```
+/// use weir::{stage::IterSource, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let p: Pipeline<u32, IterSource<std::ops::Range<u32>>> = Pipeline::from_iter(0..3);
+/// assert_eq!(p.collect().await.unwrap(), [0, 1, 2]);
+/// # });
+/// ```
 #[must_use]
 pub struct IterSource<I> {
     pub(crate) iter: I,

@@ -55,21 +55,122 @@ pub trait Source: Send + 'static {
 
     /// The source's name in errors and events. By default, none: the
     /// source is named after its position (`#0`, `#1`, …).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// use weir::{stage::Streamed, EventKind, Pipeline, Source};
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let backlog = Streamed::from_iter(0..2u32).named("backlog");
+    /// assert_eq!(backlog.name().as_deref(), Some("backlog"));
+    /// let events: Vec<_> = Pipeline::merge([backlog, Streamed::from_iter(5..6u32)]).events().collect().await;
+    /// let mut inputs: Vec<_> = events
+    ///     .iter()
+    ///     .filter_map(|e| match &e.kind {
+    ///         EventKind::SourceConnected { input, .. } => Some(input.clone()),
+    ///         _ => None,
+    ///     })
+    ///     .collect();
+    /// inputs.sort();
+    /// assert_eq!(inputs, ["#1", "backlog"]); // unnamed: its position
+    /// # });
+    /// ```
     fn name(&self) -> Option<String> {
         None
     }
 
     /// Prepares the source (connect, open, authenticate). By default,
     /// does nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::{BoxError, ErrorPolicy, Pipeline, Source};
+    ///
+    /// /// A feed behind a connection that may be down.
+    /// struct Feed {
+    ///     up: bool,
+    /// }
+    ///
+    /// impl Source for Feed {
+    ///     type Item = u32;
+    ///     type Stream = futures::stream::Iter<std::ops::Range<u32>>;
+    ///     async fn initialize(&mut self) -> Result<(), BoxError> {
+    ///         if self.up { Ok(()) } else { Err("connection refused".into()) }
+    ///     }
+    ///     fn stream(&mut self) -> Self::Stream {
+    ///         futures::stream::iter(0..3)
+    ///     }
+    /// }
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let r = Pipeline::merge([Feed { up: true }, Feed { up: false }])
+    ///     .on_error(ErrorPolicy::Skip) // one input down is not fatal
+    ///     .run()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(r.delivered, 3); // the feed that connected was read; the other was not
+    /// # });
+    /// ```
     fn initialize(&mut self) -> impl Future<Output = Result<(), BoxError>> + Send {
         async { Ok(()) }
     }
 
     /// The source's items; called once, after `initialize` succeeded.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::{Pipeline, Source};
+    ///
+    /// /// Lines read once (a file, a table page).
+    /// struct Lines(Vec<&'static str>);
+    ///
+    /// impl Source for Lines {
+    ///     type Item = &'static str;
+    ///     type Stream = futures::stream::Iter<std::vec::IntoIter<&'static str>>;
+    ///     fn stream(&mut self) -> Self::Stream {
+    ///         futures::stream::iter(std::mem::take(&mut self.0))
+    ///     }
+    /// }
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let out = Pipeline::merge([Lines(vec!["a", "b"])]).collect().await.unwrap();
+    /// assert_eq!(out, ["a", "b"]);
+    /// # });
+    /// ```
     fn stream(&mut self) -> Self::Stream;
 
     /// Releases the source's resources once its stream ended (or the
     /// pipeline drains). By default, does nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::sync::Arc;
+    /// use weir::{Pipeline, Source};
+    ///
+    /// struct Conn {
+    ///     closed: Arc<AtomicBool>,
+    /// }
+    ///
+    /// impl Source for Conn {
+    ///     type Item = u8;
+    ///     type Stream = futures::stream::Iter<std::ops::Range<u8>>;
+    ///     fn stream(&mut self) -> Self::Stream {
+    ///         futures::stream::iter(0..2)
+    ///     }
+    ///     async fn close(&mut self) {
+    ///         self.closed.store(true, Ordering::SeqCst); // hang up
+    ///     }
+    /// }
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let closed = Arc::new(AtomicBool::new(false));
+    /// let r = Pipeline::merge([Conn { closed: closed.clone() }]).run().await.unwrap();
+    /// assert_eq!(r.delivered, 2);
+    /// assert!(closed.load(Ordering::SeqCst));
+    /// # });
+    /// ```
     fn close(&mut self) -> impl Future<Output = ()> + Send {
         async {}
     }
@@ -141,7 +242,14 @@ impl<I: Iterator> Streamed<stream::Iter<I>> {
     ///
     /// # Examples
     ///
-    /// See [`Streamed`].
+    /// ```
+    /// use weir::{stage::Streamed, Pipeline};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let backlog = Streamed::from_iter(vec!["old-1", "old-2"]).named("backlog");
+    /// let out = Pipeline::merge([backlog]).collect().await.unwrap();
+    /// assert_eq!(out, ["old-1", "old-2"]);
+    /// # });
+    /// ```
     #[allow(clippy::should_implement_trait)]
     pub fn from_iter<T: IntoIterator<IntoIter = I>>(items: T) -> Streamed<stream::Iter<I>> {
         Streamed::new(stream::iter(items))

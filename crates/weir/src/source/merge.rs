@@ -19,6 +19,18 @@ use crate::stage::{guard, Flow, NoIntake, Plan, Push, TaskCx, Wiring};
 /// The source node of [`Pipeline::merge`]: several [`Source`]s read
 /// concurrently, at most [`max_concurrent`](Pipeline::max_concurrent) at
 /// once.
+///
+/// # Examples
+///
+/// ```
+/// use weir::{stage::{Merge, Streamed}, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let p: Pipeline<u32, Merge<Streamed<_>>> = Pipeline::merge([Streamed::from_iter(0..2), Streamed::from_iter(10..12)]);
+/// let mut out = p.collect().await.unwrap();
+/// out.sort();
+/// assert_eq!(out, [0, 1, 10, 11]);
+/// # });
+/// ```
 #[must_use]
 pub struct Merge<S> {
     sources: Vec<S>,

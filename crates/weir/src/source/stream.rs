@@ -12,12 +12,36 @@ use crate::metrics::Counters;
 use crate::stage::{Flow, Plan, Push, TaskCx, Wiring};
 
 /// The source node of [`Pipeline::from_stream`](crate::Pipeline::from_stream).
+///
+/// # Examples
+///
+/// ```
+/// use futures::stream::{self, Iter};
+/// use weir::{stage::StreamSource, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let p: Pipeline<u8, StreamSource<Iter<std::vec::IntoIter<u8>>>> = Pipeline::from_stream(stream::iter(vec![4, 2]));
+/// assert_eq!(p.collect().await.unwrap(), [4, 2]);
+/// # });
+/// ```
 #[must_use]
 pub struct StreamSource<S> {
     pub(crate) stream: S,
 }
 
 /// The source node of [`Pipeline::from_acked`](crate::Pipeline::from_acked).
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use weir::{stage::AckedSource, Ack, Acked, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let acker = Arc::new(|_: u64, _: weir::Status| {});
+/// let messages = futures::stream::iter((0..3u64).map(move |i| Acked::new(i, Ack::new(i, acker.clone()))));
+/// let p: Pipeline<u64, AckedSource<_>> = Pipeline::from_acked(messages);
+/// assert_eq!(p.run().await.unwrap().delivered, 3);
+/// # });
+/// ```
 #[must_use]
 pub struct AckedSource<S> {
     pub(crate) stream: S,

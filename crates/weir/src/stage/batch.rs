@@ -12,6 +12,17 @@ use crate::runtime::{flush_all, settle, ChannelOut};
 
 /// The plan node of [`Pipeline::batch`]: a stage in a task of its own, so
 /// that its timer fires while no input arrives.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use weir::{stage::{Batch, IterSource}, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let p: Pipeline<Vec<u32>, Batch<IterSource<_>>> = Pipeline::from_iter(1..=3u32).batch(2, Duration::from_secs(1));
+/// assert_eq!(p.collect().await.unwrap(), [vec![1, 2], vec![3]]);
+/// # });
+/// ```
 #[must_use]
 pub struct Batch<P> {
     prev: P,

@@ -12,6 +12,16 @@ use crate::runtime::{ChannelOut, Work};
 /// The plan node of [`Pipeline::blocking`](crate::Pipeline::blocking) and
 /// [`Pipeline::try_blocking`](crate::Pipeline::try_blocking): a synchronous
 /// function run on tokio's blocking pool, up to `concurrency` at a time.
+///
+/// # Examples
+///
+/// ```
+/// use weir::{stage::{Blocking, IterSource}, Pipeline};
+/// # tokio::runtime::Builder::new_multi_thread().build().unwrap().block_on(async {
+/// let p: Pipeline<u64, Blocking<IterSource<_>, _>> = Pipeline::from_iter(1..=3u64).blocking(|n| n.pow(3));
+/// assert_eq!(p.collect().await.unwrap(), [1, 8, 27]);
+/// # });
+/// ```
 #[must_use]
 pub struct Blocking<P, F> {
     pub(crate) prev: P,

@@ -77,6 +77,24 @@ type Attach<T, I> = Box<dyn FnOnce(BoxPush<T>, &mut Wiring<I>) + Send>;
 ///
 /// The stages before the erasure stay fused with each other, and so do the
 /// stages after it; the erased boundary costs one virtual call per item.
+///
+/// # Examples
+///
+/// ```
+/// use weir::{stage::{BoxPlan, NoIntake}, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// // Pipelines of different shapes, one type.
+/// let jobs: Vec<Pipeline<u32, BoxPlan<u32, NoIntake>>> = vec![
+///     Pipeline::from_iter(0..3u32).boxed(),
+///     Pipeline::from_iter([7u32]).map(|x| x + 1).boxed(),
+/// ];
+/// let mut out = Vec::new();
+/// for job in jobs {
+///     out.push(job.collect().await.unwrap());
+/// }
+/// assert_eq!(out, [vec![0, 1, 2], vec![8]]);
+/// # });
+/// ```
 #[must_use]
 pub struct BoxPlan<T, I> {
     attach: Attach<T, I>,

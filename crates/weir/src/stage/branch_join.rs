@@ -165,7 +165,21 @@ impl<T, V> Joined<T, V> {
     ///
     /// # Examples
     ///
-    /// See [`Joined`].
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let joined = weir::Pipeline::from_iter([7u32])
+    ///     .branch_join(|j| {
+    ///         j.arm("double", |x: &u32| std::future::ready(x * 2))
+    ///             .arm("square", |x: &u32| std::future::ready(x * x))
+    ///     })
+    ///     .collect()
+    ///     .await
+    ///     .unwrap()
+    ///     .remove(0);
+    /// assert_eq!(joined.get("square"), Some(&49));
+    /// assert_eq!(joined.get("cube"), None);
+    /// # });
+    /// ```
     pub fn get(&self, arm: &str) -> Option<&V> {
         let i = self.names.iter().position(|n| &**n == arm)?;
         self.values.get(i)
@@ -175,7 +189,21 @@ impl<T, V> Joined<T, V> {
     ///
     /// # Examples
     ///
-    /// See [`Joined`].
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let joined = weir::Pipeline::from_iter([7u32])
+    ///     .branch_join(|j| {
+    ///         j.arm("double", |x: &u32| std::future::ready(x * 2))
+    ///             .arm("square", |x: &u32| std::future::ready(x * x))
+    ///     })
+    ///     .collect()
+    ///     .await
+    ///     .unwrap()
+    ///     .remove(0);
+    /// let arms: Vec<(&str, u32)> = joined.iter().map(|(name, v)| (name, *v)).collect();
+    /// assert_eq!(arms, [("double", 14), ("square", 49)]);
+    /// # });
+    /// ```
     pub fn iter(&self) -> impl Iterator<Item = (&str, &V)> {
         self.names.iter().map(|n| &**n).zip(&self.values)
     }
@@ -184,7 +212,22 @@ impl<T, V> Joined<T, V> {
     ///
     /// # Examples
     ///
-    /// See [`Arms::arm`].
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let joined = weir::Pipeline::from_iter([7u32])
+    ///     .branch_join(|j| {
+    ///         j.arm("double", |x: &u32| std::future::ready(x * 2))
+    ///             .arm("square", |x: &u32| std::future::ready(x * x))
+    ///     })
+    ///     .collect()
+    ///     .await
+    ///     .unwrap()
+    ///     .remove(0);
+    /// let by_name = joined.into_map();
+    /// assert_eq!(by_name["double"], 14);
+    /// assert_eq!(by_name.keys().collect::<Vec<_>>(), ["double", "square"]);
+    /// # });
+    /// ```
     pub fn into_map(self) -> BTreeMap<String, V> {
         self.names
             .iter()
@@ -196,6 +239,17 @@ impl<T, V> Joined<T, V> {
 
 /// The plan node of [`Pipeline::branch_join`]: in a task of its own, with
 /// up to `concurrency` items in flight.
+///
+/// # Examples
+///
+/// ```
+/// use weir::{stage::{Arms, BranchJoin, IterSource, Joined}, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let p: Pipeline<Joined<u32, u32>, BranchJoin<IterSource<_>, Arms<u32, u32>>> =
+///     Pipeline::from_iter([3u32]).branch_join(|j| j.arm("next", |x: &u32| std::future::ready(x + 1)));
+/// assert_eq!(p.collect().await.unwrap()[0].get("next"), Some(&4));
+/// # });
+/// ```
 #[must_use]
 pub struct BranchJoin<P, A> {
     prev: P,

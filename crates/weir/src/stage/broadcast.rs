@@ -7,6 +7,17 @@ use crate::metrics::Counters;
 use crate::pipeline::Pipeline;
 
 /// The plan node of [`Pipeline::broadcast`]: every item to every branch.
+///
+/// # Examples
+///
+/// ```
+/// use weir::{stage::{Broadcast, IterSource}, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let p: Pipeline<(), Broadcast<IterSource<_>, u32>> = Pipeline::from_iter(0..3u32)
+///     .broadcast(|b| b.branch("a", |p| p.for_each(|_| {})).branch("b", |p| p.for_each(|_| {})));
+/// assert_eq!(p.run().await.unwrap().delivered, 6); // each item, twice
+/// # });
+/// ```
 #[must_use]
 pub struct Broadcast<P, T> {
     prev: P,

@@ -16,6 +16,17 @@ const DEFAULT_CAPACITY: usize = 100_000;
 
 /// The plan node of [`Pipeline::dedup`]; configure it with
 /// [`capacity`](Pipeline::capacity) and [`ttl`](Pipeline::ttl).
+///
+/// # Examples
+///
+/// ```
+/// use weir::{stage::{Dedup, IterSource}, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let p: Pipeline<&str, Dedup<IterSource<_>, _>> =
+///     Pipeline::from_iter(["a", "b", "a", "c", "b"]).dedup(|s| s.to_owned()).capacity(100);
+/// assert_eq!(p.collect().await.unwrap(), ["a", "b", "c"]);
+/// # });
+/// ```
 #[must_use]
 pub struct Dedup<P, F> {
     pub(crate) prev: P,

@@ -26,11 +26,44 @@ use crate::stage::Flow;
 
 /// Marks the [`Branches`] of a [`broadcast`](crate::Pipeline::broadcast):
 /// every item goes to every branch.
+///
+/// # Examples
+///
+/// ```
+/// use weir::{stage::{Branches, ToAll}, Pipeline};
+///
+/// // Branches built by a function of their own: a shared audit trail.
+/// fn audited(b: Branches<u32, ToAll>) -> Branches<u32, ToAll> {
+///     b.branch("audit", |p| p.for_each(|_| {})).branch("store", |p| p.for_each(|_| {}))
+/// }
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let r = Pipeline::from_iter(0..3u32).broadcast(audited).run().await.unwrap();
+/// assert_eq!((r.pulled, r.delivered), (3, 6));
+/// # });
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub enum ToAll {}
 
 /// Marks the [`Branches`] of a [`route`](crate::Pipeline::route): each item
 /// goes to the branch its key names.
+///
+/// # Examples
+///
+/// ```
+/// use weir::{stage::{Branches, ByKey}, Pipeline};
+///
+/// fn by_parity(b: Branches<u32, ByKey>) -> Branches<u32, ByKey> {
+///     b.branch("even", |p| p.for_each(|_| {})).branch("odd", |p| p.for_each(|_| {}))
+/// }
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let r = Pipeline::from_iter(0..4u32)
+///     .route(|x| if x % 2 == 0 { "even" } else { "odd" }, by_parity)
+///     .run()
+///     .await
+///     .unwrap();
+/// assert_eq!((r.pulled, r.delivered), (4, 4)); // each item to one branch
+/// # });
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub enum ByKey {}
 
@@ -527,6 +560,22 @@ pub(crate) async fn flush_branches<T: Send + 'static>(outs: &mut [BranchOut<T>])
 /// The source of a branch's sub-pipeline: the items the fan-out sends to
 /// the branch. Made by [`Branches::branch`]; a `BranchSource` pipeline run
 /// on its own has no items.
+///
+/// # Examples
+///
+/// ```
+/// use weir::stage::{BranchSource, NoIntake, Plan};
+/// use weir::Pipeline;
+///
+/// // A branch's sub-pipeline, built by a function of its own.
+/// fn store_evens(p: Pipeline<u32, BranchSource<u32>>) -> Pipeline<(), impl Plan<Out = (), Intake = NoIntake>> {
+///     p.filter(|x| x % 2 == 0).for_each(|_| {})
+/// }
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let r = Pipeline::from_iter(0..4u32).broadcast(|b| b.branch("evens", store_evens)).run().await.unwrap();
+/// assert_eq!((r.delivered, r.dropped), (2, 2));
+/// # });
+/// ```
 #[must_use]
 pub struct BranchSource<T> {
     inlet: Inlet<T>,

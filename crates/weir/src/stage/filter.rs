@@ -5,6 +5,16 @@ use crate::ack::{Status, Token};
 use crate::metrics::Counters;
 
 /// The plan node of [`Pipeline::filter`](crate::Pipeline::filter).
+///
+/// # Examples
+///
+/// ```
+/// use weir::{stage::{Filter, IterSource}, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let p: Pipeline<u32, Filter<IterSource<_>, _>> = Pipeline::from_iter(0..5u32).filter(|x| x % 2 == 1);
+/// assert_eq!(p.collect().await.unwrap(), [1, 3]);
+/// # });
+/// ```
 #[must_use]
 pub struct Filter<P, F> {
     pub(crate) prev: P,

@@ -5,6 +5,16 @@ use crate::ack::{Status, Token};
 use crate::metrics::Counters;
 
 /// The plan node of [`Pipeline::filter_map`](crate::Pipeline::filter_map).
+///
+/// # Examples
+///
+/// ```
+/// use weir::{stage::{FilterMap, IterSource}, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let p: Pipeline<u8, FilterMap<IterSource<_>, _>> = Pipeline::from_iter(["1", "a", "2"]).filter_map(|s| s.parse().ok());
+/// assert_eq!(p.collect().await.unwrap(), [1, 2]);
+/// # });
+/// ```
 #[must_use]
 pub struct FilterMap<P, F> {
     pub(crate) prev: P,

@@ -5,6 +5,16 @@ use crate::ack::{Status, Token};
 use crate::metrics::Counters;
 
 /// The plan node of [`Pipeline::flat_map`](crate::Pipeline::flat_map).
+///
+/// # Examples
+///
+/// ```
+/// use weir::{stage::{FlatMap, IterSource}, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let p: Pipeline<char, FlatMap<IterSource<_>, _>> = Pipeline::from_iter(["ab", "c"]).flat_map(|s| s.chars().collect::<Vec<_>>());
+/// assert_eq!(p.collect().await.unwrap(), ['a', 'b', 'c']);
+/// # });
+/// ```
 #[must_use]
 pub struct FlatMap<P, F> {
     pub(crate) prev: P,

@@ -8,6 +8,23 @@ use crate::metrics::Counters;
 /// The plan node of [`Pipeline::for_each`](crate::Pipeline::for_each) and
 /// [`Pipeline::try_for_each`](crate::Pipeline::try_for_each): a synchronous
 /// sink, fused with the stages before it.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use std::sync::Arc;
+/// use weir::{stage::{ForEach, IterSource}, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let total = Arc::new(AtomicU32::new(0));
+/// let t = total.clone();
+/// let p: Pipeline<(), ForEach<IterSource<_>, _>> = Pipeline::from_iter(1..=4u32).for_each(move |x| {
+///     t.fetch_add(x, Ordering::Relaxed);
+/// });
+/// assert_eq!(p.run().await.unwrap().delivered, 4);
+/// assert_eq!(total.load(Ordering::Relaxed), 10);
+/// # });
+/// ```
 #[must_use]
 pub struct ForEach<P, F> {
     pub(crate) prev: P,

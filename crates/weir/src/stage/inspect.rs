@@ -5,6 +5,20 @@ use crate::ack::Token;
 use crate::metrics::Counters;
 
 /// The plan node of [`Pipeline::inspect`](crate::Pipeline::inspect).
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use weir::{stage::{Inspect, IterSource}, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// let s = seen.clone();
+/// let p: Pipeline<u32, Inspect<IterSource<_>, _>> = Pipeline::from_iter([5u32, 6]).inspect(move |x| s.lock().unwrap().push(*x));
+/// assert_eq!(p.collect().await.unwrap(), [5, 6]);
+/// assert_eq!(*seen.lock().unwrap(), [5, 6]);
+/// # });
+/// ```
 #[must_use]
 pub struct Inspect<P, F> {
     pub(crate) prev: P,

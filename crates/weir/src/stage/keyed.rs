@@ -77,6 +77,19 @@ where
 
 /// The half-built keyed stage [`Pipeline::key_by`] returns: say what to do
 /// with each item with [`then`](Self::then) or [`try_then`](Self::try_then).
+///
+/// # Examples
+///
+/// ```
+/// use weir::{stage::{IterSource, KeyBy}, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let events = [(1u32, "login"), (2, "login"), (1, "logout")];
+/// let keyed: KeyBy<(u32, &str), IterSource<_>, _> = Pipeline::from_iter(events).key_by(|(user, _)| *user);
+/// let out = keyed.then(|(user, what)| async move { format!("{user}:{what}") }).collect().await.unwrap();
+/// let user1: Vec<_> = out.iter().filter(|e| e.starts_with("1:")).collect();
+/// assert_eq!(user1, ["1:login", "1:logout"]); // in order, per user
+/// # });
+/// ```
 #[must_use = "a keyed stage does nothing until `then` or `try_then` gives it work"]
 pub struct KeyBy<T, P, KF> {
     pipeline: Pipeline<T, P>,
@@ -168,6 +181,21 @@ where
 
 /// The plan node of [`KeyBy::then`] and [`KeyBy::try_then`]: an async
 /// stage in a task of its own, one item per key at a time.
+///
+/// # Examples
+///
+/// ```
+/// use weir::{stage::{IterSource, KeyedThen}, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let p: Pipeline<u32, KeyedThen<IterSource<_>, _, _>> = Pipeline::from_iter([1u32, 2, 3, 4])
+///     .key_by(|x| x % 2)
+///     .then(|x| async move { x * 10 })
+///     .concurrency(2);
+/// let mut out = p.collect().await.unwrap();
+/// out.sort();
+/// assert_eq!(out, [10, 20, 30, 40]);
+/// # });
+/// ```
 #[must_use]
 pub struct KeyedThen<P, KF, F> {
     prev: P,

@@ -6,6 +6,16 @@ use crate::error::{BoxError, Error, ErrorKind};
 use crate::metrics::Counters;
 
 /// The plan node of [`Pipeline::map`](crate::Pipeline::map).
+///
+/// # Examples
+///
+/// ```
+/// use weir::{stage::{IterSource, Map}, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let p: Pipeline<u32, Map<IterSource<_>, _>> = Pipeline::from_iter([1u32, 2]).map(|x| x * 10);
+/// assert_eq!(p.collect().await.unwrap(), [10, 20]);
+/// # });
+/// ```
 #[must_use]
 pub struct Map<P, F> {
     pub(crate) prev: P,
@@ -14,6 +24,17 @@ pub struct Map<P, F> {
 }
 
 /// The plan node of [`Pipeline::try_map`](crate::Pipeline::try_map).
+///
+/// # Examples
+///
+/// ```
+/// use weir::{stage::{IterSource, TryMap}, ErrorPolicy, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let p: Pipeline<u16, TryMap<IterSource<_>, _>> =
+///     Pipeline::from_iter(["8", "x"]).try_map(|s| s.parse::<u16>()).on_error(ErrorPolicy::Skip);
+/// assert_eq!(p.collect().await.unwrap(), [8]);
+/// # });
+/// ```
 #[must_use]
 pub struct TryMap<P, F> {
     pub(crate) prev: P,

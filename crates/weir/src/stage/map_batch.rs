@@ -7,6 +7,17 @@ use crate::metrics::Counters;
 use crate::pipeline::Pipeline;
 
 /// The plan node of [`Pipeline::map_batch`].
+///
+/// # Examples
+///
+/// ```
+/// use weir::{stage::{IterSource, MapBatch}, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let p: Pipeline<usize, MapBatch<IterSource<_>, _>> =
+///     Pipeline::from_iter(["a", "bb"]).map_batch(|words| words.into_iter().map(str::len).collect());
+/// assert_eq!(p.collect().await.unwrap(), [1, 2]);
+/// # });
+/// ```
 #[must_use]
 pub struct MapBatch<P, F> {
     pub(crate) prev: P,

@@ -102,6 +102,21 @@ use crate::runtime::Shared;
 /// A pipeline's plan: a source followed by stages. Implemented by the node
 /// types of this module only; what a node does is the business of the
 /// `Pipeline` method that made it.
+///
+/// # Examples
+///
+/// ```
+/// use weir::{stage::Plan, Pipeline};
+///
+/// // A helper for pipelines of any shape.
+/// async fn delivered<T: Send + 'static, P: Plan<Out = T>>(p: Pipeline<T, P>) -> u64 {
+///     p.run().await.unwrap().delivered
+/// }
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// assert_eq!(delivered(Pipeline::from_iter(0..5)).await, 5);
+/// assert_eq!(delivered(Pipeline::from_iter(0..5).filter(|x| x % 2 == 0)).await, 3);
+/// # });
+/// ```
 pub trait Plan: Send + Sized + 'static {
     /// The items the plan emits.
     type Out: Send + 'static;
@@ -116,6 +131,16 @@ pub trait Plan: Send + Sized + 'static {
 
 /// The intake type of pipelines that are not fed through their handle: it
 /// has no values, so nothing can be pushed.
+///
+/// # Examples
+///
+/// ```
+/// use weir::{stage::NoIntake, Handle, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let handle: Handle<NoIntake> = Pipeline::from_iter(0..3).start(); // nothing can be pushed
+/// assert_eq!(handle.wait().await.unwrap().delivered, 3);
+/// # });
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoIntake {}
 

@@ -71,6 +71,20 @@ where
 }
 
 /// The plan node of [`Pipeline::rate_limit`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use tokio::time::Instant;
+/// use weir::{stage::{IterSource, RateLimit}, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let started = Instant::now();
+/// let p: Pipeline<u32, RateLimit<IterSource<_>>> = Pipeline::from_iter(0..3u32).rate_limit(2, 1);
+/// assert_eq!(p.collect().await.unwrap(), [0, 1, 2]);
+/// assert_eq!(started.elapsed(), Duration::from_secs(1)); // two waits of 500 ms
+/// # });
+/// ```
 #[must_use]
 pub struct RateLimit<P> {
     prev: P,

@@ -34,6 +34,27 @@ use crate::Pipeline;
 /// `try_then`, `blocking`, `try_blocking`, keyed `then`/`try_then`,
 /// `try_map`, `validate`, and the [`Sink`] stages
 /// ([`sink`](Pipeline::sink), [`for_each_async`](Pipeline::for_each_async)).
+///
+/// # Examples
+///
+/// ```
+/// use weir::{stage::Recoverable, Decision, Pipeline};
+///
+/// // One fallback for any stage that takes a failure handler.
+/// fn or_zero<N>(p: Pipeline<u32, N>) -> Pipeline<u32, N>
+/// where
+///     N: Recoverable<Out = u32>,
+///     N::In: Clone,
+/// {
+///     p.on_failure(|_| Decision::Replace(0))
+/// }
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let a = or_zero(Pipeline::from_iter(["1", "x"]).try_map(|s| s.parse::<u32>())).collect().await.unwrap();
+/// let b = or_zero(Pipeline::from_iter(["7", "y"]).try_then(|s| async move { s.parse::<u32>() }));
+/// assert_eq!(a, [1, 0]);
+/// assert_eq!(b.collect().await.unwrap(), [7, 0]);
+/// # });
+/// ```
 pub trait Recoverable: Plan + sealed::Sealed {
     /// The items the stage takes in.
     type In: Send + 'static;

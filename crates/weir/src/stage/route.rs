@@ -10,6 +10,19 @@ use crate::pipeline::Pipeline;
 
 /// The plan node of [`Pipeline::route`]: each item to the branch its key
 /// names.
+///
+/// # Examples
+///
+/// ```
+/// use weir::{stage::{IterSource, Route}, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let p: Pipeline<(), Route<IterSource<_>, &str, _>> = Pipeline::from_iter(["warn: disk", "info: ok"]).route(
+///     |line| line.split(':').next().unwrap_or("").to_owned(),
+///     |r| r.branch("warn", |p| p.for_each(|_| {})).branch("info", |p| p.for_each(|_| {})),
+/// );
+/// assert_eq!(p.run().await.unwrap().delivered, 2);
+/// # });
+/// ```
 #[must_use]
 pub struct Route<P, T, F> {
     prev: P,

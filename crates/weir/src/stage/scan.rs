@@ -6,6 +6,19 @@ use crate::metrics::Counters;
 use crate::pipeline::Pipeline;
 
 /// The plan node of [`Pipeline::scan`].
+///
+/// # Examples
+///
+/// ```
+/// use weir::{stage::{IterSource, Scan}, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let p: Pipeline<u32, Scan<IterSource<_>, u32, _>> = Pipeline::from_iter([1u32, 2, 3]).scan(0, |sum, x| {
+///     *sum += x;
+///     Some(*sum)
+/// });
+/// assert_eq!(p.collect().await.unwrap(), [1, 3, 6]);
+/// # });
+/// ```
 #[must_use]
 pub struct Scan<P, S, F> {
     pub(crate) prev: P,

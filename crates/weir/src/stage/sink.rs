@@ -67,15 +67,87 @@ pub trait Sink<T>: Send + 'static {
     type Error: Into<BoxError>;
 
     /// Accepts one item (it may only be buffered until the next flush).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::{ErrorPolicy, Pipeline, Sink};
+    ///
+    /// /// A table that refuses negative rows.
+    /// struct Table;
+    ///
+    /// impl Sink<i32> for Table {
+    ///     type Error = String;
+    ///     async fn write(&mut self, row: i32) -> Result<(), String> {
+    ///         if row < 0 { Err(format!("negative row {row}")) } else { Ok(()) }
+    ///     }
+    /// }
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let r = Pipeline::from_iter([1, -2, 3]).sink(Table).on_error(ErrorPolicy::Skip).run().await.unwrap();
+    /// assert_eq!((r.delivered, r.failed), (2, 1));
+    /// # });
+    /// ```
     fn write(&mut self, item: T) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     /// Makes everything written so far durable. By default, does nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::{ErrorKind, Pipeline, Sink};
+    ///
+    /// /// A file on a read-only disk: writes are buffered, flushes fail.
+    /// struct ReadOnly;
+    ///
+    /// impl Sink<u32> for ReadOnly {
+    ///     type Error = std::io::Error;
+    ///     async fn write(&mut self, _: u32) -> Result<(), Self::Error> {
+    ///         Ok(())
+    ///     }
+    ///     async fn flush(&mut self) -> Result<(), Self::Error> {
+    ///         Err(std::io::Error::other("read-only file system"))
+    ///     }
+    /// }
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let err = Pipeline::from_iter([1u32, 2]).sink(ReadOnly).run().await.unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Sink);
+    /// assert_eq!(err.message(), "read-only file system");
+    /// # });
+    /// ```
     fn flush(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send {
         async { Ok(()) }
     }
 
     /// Releases the sink's resources after the last flush. By default, does
     /// nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::sync::Arc;
+    /// use weir::{Pipeline, Sink};
+    ///
+    /// struct Upload {
+    ///     closed: Arc<AtomicU32>,
+    /// }
+    ///
+    /// impl Sink<u32> for Upload {
+    ///     type Error = std::io::Error;
+    ///     async fn write(&mut self, _: u32) -> Result<(), Self::Error> {
+    ///         Ok(())
+    ///     }
+    ///     async fn close(&mut self) -> Result<(), Self::Error> {
+    ///         self.closed.fetch_add(1, Ordering::SeqCst); // e.g. complete a multipart upload
+    ///         Ok(())
+    ///     }
+    /// }
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let closed = Arc::new(AtomicU32::new(0));
+    /// Pipeline::from_iter(0..100u32).sink(Upload { closed: closed.clone() }).run().await.unwrap();
+    /// assert_eq!(closed.load(Ordering::SeqCst), 1); // once, at the end
+    /// # });
+    /// ```
     fn close(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send {
         async { Ok(()) }
     }
@@ -126,6 +198,17 @@ where
 
 /// The plan node of [`Pipeline::sink`](crate::Pipeline::sink) and
 /// [`Pipeline::for_each_async`](crate::Pipeline::for_each_async).
+///
+/// # Examples
+///
+/// ```
+/// use weir::{stage::{IterSource, SinkStage}, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let sink = weir::sink_fn(|_: u32| async { Ok::<_, std::io::Error>(()) });
+/// let p: Pipeline<(), SinkStage<IterSource<_>, _>> = Pipeline::from_iter(0..3u32).sink(sink);
+/// assert_eq!(p.run().await.unwrap().delivered, 3);
+/// # });
+/// ```
 #[must_use]
 pub struct SinkStage<P, S> {
     pub(crate) prev: P,

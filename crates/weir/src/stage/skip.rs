@@ -6,6 +6,16 @@ use crate::metrics::Counters;
 use crate::pipeline::Pipeline;
 
 /// The plan node of [`Pipeline::skip`].
+///
+/// # Examples
+///
+/// ```
+/// use weir::{stage::{IterSource, Skip}, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let p: Pipeline<&str, Skip<IterSource<_>>> = Pipeline::from_iter(["header", "row 1", "row 2"]).skip(1);
+/// assert_eq!(p.collect().await.unwrap(), ["row 1", "row 2"]);
+/// # });
+/// ```
 #[must_use]
 pub struct Skip<P> {
     pub(crate) prev: P,

@@ -6,6 +6,17 @@ use crate::metrics::Counters;
 use crate::pipeline::Pipeline;
 
 /// The plan node of [`Pipeline::skip_while`].
+///
+/// # Examples
+///
+/// ```
+/// use weir::{stage::{IterSource, SkipWhile}, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let p: Pipeline<&str, SkipWhile<IterSource<_>, _>> =
+///     Pipeline::from_iter(["# a", "# b", "data", "# c"]).skip_while(|l| l.starts_with('#'));
+/// assert_eq!(p.collect().await.unwrap(), ["data", "# c"]);
+/// # });
+/// ```
 #[must_use]
 pub struct SkipWhile<P, F> {
     pub(crate) prev: P,

@@ -6,6 +6,16 @@ use crate::metrics::Counters;
 use crate::pipeline::Pipeline;
 
 /// The plan node of [`Pipeline::take`].
+///
+/// # Examples
+///
+/// ```
+/// use weir::{stage::{IterSource, Take}, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let p: Pipeline<u64, Take<IterSource<_>>> = Pipeline::from_iter(0u64..).take(3);
+/// assert_eq!(p.collect().await.unwrap(), [0, 1, 2]);
+/// # });
+/// ```
 #[must_use]
 pub struct Take<P> {
     pub(crate) prev: P,

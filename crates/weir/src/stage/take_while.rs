@@ -6,6 +6,16 @@ use crate::metrics::Counters;
 use crate::pipeline::Pipeline;
 
 /// The plan node of [`Pipeline::take_while`].
+///
+/// # Examples
+///
+/// ```
+/// use weir::{stage::{IterSource, TakeWhile}, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let p: Pipeline<u64, TakeWhile<IterSource<_>, _>> = Pipeline::from_iter(1u64..).take_while(|x| x * x < 20);
+/// assert_eq!(p.collect().await.unwrap(), [1, 2, 3, 4]);
+/// # });
+/// ```
 #[must_use]
 pub struct TakeWhile<P, F> {
     pub(crate) prev: P,

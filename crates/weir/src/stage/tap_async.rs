@@ -10,6 +10,26 @@ use crate::runtime::{run_concurrent, ChannelOut, Work};
 
 /// The plan node of [`Pipeline::tap_async`]: an async side effect in a
 /// task of its own, with up to `concurrency` items in flight.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use std::sync::Arc;
+/// use weir::{stage::{IterSource, TapAsync}, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let audited = Arc::new(AtomicU32::new(0));
+/// let a = audited.clone();
+/// let p: Pipeline<u32, TapAsync<IterSource<_>, _>> = Pipeline::from_iter([1u32, 2]).tap_async(move |_| {
+///     let a = a.clone();
+///     async move {
+///         a.fetch_add(1, Ordering::Relaxed);
+///     }
+/// });
+/// assert_eq!(p.collect().await.unwrap(), [1, 2]);
+/// assert_eq!(audited.load(Ordering::Relaxed), 2);
+/// # });
+/// ```
 #[must_use]
 pub struct TapAsync<P, F> {
     pub(crate) prev: P,

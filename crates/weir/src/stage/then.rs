@@ -11,6 +11,17 @@ use crate::runtime::{ChannelOut, Work};
 /// The plan node of [`Pipeline::then`](crate::Pipeline::then) and
 /// [`Pipeline::try_then`](crate::Pipeline::try_then): an async stage in a
 /// task of its own, with up to `concurrency` items in flight.
+///
+/// # Examples
+///
+/// ```
+/// use weir::{stage::{IterSource, Then}, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let p: Pipeline<u32, Then<IterSource<_>, _>> =
+///     Pipeline::from_iter(["1", "22"]).try_then(|s| async move { s.parse::<u32>() }).concurrency(2);
+/// assert_eq!(p.collect().await.unwrap(), [1, 22]);
+/// # });
+/// ```
 #[must_use]
 pub struct Then<P, F> {
     pub(crate) prev: P,

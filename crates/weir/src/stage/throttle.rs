@@ -48,6 +48,18 @@ where
 }
 
 /// The plan node of [`Pipeline::throttle`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use weir::{stage::{IterSource, Throttle}, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let p: Pipeline<u32, Throttle<IterSource<_>>> = Pipeline::from_iter(0..5u32).throttle(Duration::from_secs(1));
+/// let r = p.run().await.unwrap();
+/// assert_eq!((r.delivered, r.dropped), (1, 4)); // all five came within a second
+/// # });
+/// ```
 #[must_use]
 pub struct Throttle<P> {
     prev: P,

@@ -3,6 +3,18 @@ use crate::pipeline::Pipeline;
 
 /// The plan node of [`Pipeline::unbatch`] and [`Pipeline::flatten`]: a
 /// `flat_map` whose function is the identity.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use weir::{stage::{Batch, IterSource, Unbatch}, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let p: Pipeline<u32, Unbatch<Batch<IterSource<_>>, Vec<u32>>> =
+///     Pipeline::from_iter(1..=3u32).batch(2, Duration::from_secs(1)).unbatch();
+/// assert_eq!(p.collect().await.unwrap(), [1, 2, 3]);
+/// # });
+/// ```
 pub type Unbatch<P, T> = FlatMap<P, fn(T) -> T>;
 
 impl<T, P> Pipeline<T, P>

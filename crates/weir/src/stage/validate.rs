@@ -7,6 +7,18 @@ use crate::metrics::Counters;
 use crate::pipeline::Pipeline;
 
 /// The plan node of [`Pipeline::validate`].
+///
+/// # Examples
+///
+/// ```
+/// use weir::{stage::{IterSource, Validate}, ErrorPolicy, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let p: Pipeline<&str, Validate<IterSource<_>, _>> = Pipeline::from_iter(["ok@x.org", "nope"])
+///     .validate(|email| if email.contains('@') { Ok(()) } else { Err("no @") })
+///     .on_error(ErrorPolicy::Skip);
+/// assert_eq!(p.collect().await.unwrap(), ["ok@x.org"]);
+/// # });
+/// ```
 #[must_use]
 pub struct Validate<P, F> {
     pub(crate) prev: P,

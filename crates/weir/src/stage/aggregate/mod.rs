@@ -88,10 +88,56 @@ pub trait Aggregator<T>: Send + 'static {
     type Out: Send + 'static;
 
     /// A fresh accumulator, for a window's first item.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::aggregate::{Aggregator, Sum};
+    /// let acc = Aggregator::<u32>::init(&Sum); // a window's fresh start
+    /// assert_eq!(acc, 0);
+    /// ```
     fn init(&self) -> Self::Acc;
     /// Adds one item.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::aggregate::{Aggregator, Sum};
+    /// let mut acc = Aggregator::<f64>::init(&Sum);
+    /// Sum.add(&mut acc, 1.5);
+    /// Sum.add(&mut acc, 2.0);
+    /// assert_eq!(Sum.finish(acc), 3.5);
+    /// ```
     fn add(&self, acc: &mut Self::Acc, item: T);
     /// The window's output.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::aggregate::Aggregator;
+    ///
+    /// /// The mean of each window: a sum and a count, divided at the end.
+    /// struct Mean;
+    ///
+    /// impl Aggregator<u32> for Mean {
+    ///     type Acc = (u64, u64);
+    ///     type Out = f64;
+    ///     fn init(&self) -> (u64, u64) {
+    ///         (0, 0)
+    ///     }
+    ///     fn add(&self, acc: &mut (u64, u64), x: u32) {
+    ///         acc.0 += u64::from(x);
+    ///         acc.1 += 1;
+    ///     }
+    ///     fn finish(&self, (sum, n): (u64, u64)) -> f64 {
+    ///         sum as f64 / n as f64
+    ///     }
+    /// }
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let means = weir::Pipeline::from_iter([1u32, 2, 3, 5]).aggregate_count(2, Mean).collect().await.unwrap();
+    /// assert_eq!(means, [1.5, 4.0]);
+    /// # });
+    /// ```
     fn finish(&self, acc: Self::Acc) -> Self::Out;
 }
 
@@ -117,6 +163,17 @@ pub fn fold<A, F>(init: A, f: F) -> Fold<A, F> {
 }
 
 /// The aggregator [`fold`] makes.
+///
+/// # Examples
+///
+/// ```
+/// use weir::aggregate::{self, Fold};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let max: Fold<u32, _> = aggregate::fold(0, |m: u32, x: u32| m.max(x));
+/// let out = weir::Pipeline::from_iter([3, 9, 4, 1, 2]).aggregate_count(2, max).collect().await.unwrap();
+/// assert_eq!(out, [9, 4, 2]); // each window starts again from 0
+/// # });
+/// ```
 #[derive(Clone)]
 pub struct Fold<A, F> {
     init: A,
@@ -132,6 +189,19 @@ impl<A: fmt::Debug, F> fmt::Debug for Fold<A, F> {
 }
 
 /// The accumulator of a [`Fold`]: the value folded so far.
+///
+/// # Examples
+///
+/// ```
+/// use weir::aggregate::{self, Aggregator, FoldAcc};
+/// // An aggregator unit-tested by hand, outside a pipeline.
+/// let max = aggregate::fold(0u32, |m: u32, x: u32| m.max(x));
+/// let mut acc: FoldAcc<u32> = max.init();
+/// for x in [3, 9, 4] {
+///     max.add(&mut acc, x);
+/// }
+/// assert_eq!(max.finish(acc), 9);
+/// ```
 #[derive(Debug)]
 pub struct FoldAcc<A>(Option<A>);
 
@@ -259,6 +329,25 @@ impl<K> fmt::Debug for Stats<K> {
 
 impl<K> Stats<K> {
     /// Statistics of `key(item)` over each window.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::aggregate::Stats;
+    ///
+    /// struct Order {
+    ///     cents: u64,
+    /// }
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let orders = [250, 100, 400].map(|cents| Order { cents });
+    /// let s = weir::Pipeline::from_iter(orders)
+    ///     .aggregate(Stats::by(|o: &Order| o.cents as f64))
+    ///     .collect()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!((s[0].count, s[0].min, s[0].max, s[0].mean), (3, 100.0, 400.0, 250.0));
+    /// # });
+    /// ```
     pub fn by<T>(key: K) -> Stats<K>
     where
         K: Fn(&T) -> f64,
@@ -290,6 +379,21 @@ impl Stats<fn(&f64) -> f64> {
 /// What [`Stats`] emits for a window (never empty: empty windows emit
 /// nothing). A NaN value makes the sum, mean and variance NaN; min and max
 /// skip it.
+///
+/// # Examples
+///
+/// ```
+/// use weir::aggregate::{Stats, Summary};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let windows: Vec<Summary> = weir::Pipeline::from_iter([1.0, 2.0, 3.0, 10.0])
+///     .aggregate_count(2, Stats::values())
+///     .collect()
+///     .await
+///     .unwrap();
+/// assert_eq!((windows[0].count, windows[0].mean, windows[0].variance), (2, 1.5, 0.25));
+/// assert_eq!((windows[1].min, windows[1].max, windows[1].sum), (3.0, 10.0, 13.0));
+/// # });
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Summary {
     /// Items in the window.
@@ -333,6 +437,18 @@ impl Summary {
 }
 
 /// The running state of [`Stats`].
+///
+/// # Examples
+///
+/// ```
+/// use weir::aggregate::{Aggregator, Stats, StatsAcc};
+/// let stats = Stats::values();
+/// let mut acc: StatsAcc = Aggregator::<f64>::init(&stats);
+/// for x in [2.0, 4.0] {
+///     stats.add(&mut acc, x);
+/// }
+/// assert_eq!(stats.finish(acc).mean, 3.0);
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct StatsAcc {
     count: u64,

@@ -13,6 +13,24 @@ use crate::stage::{Flow, Plan, Push, TaskCx, Wiring};
 
 /// The plan node of [`Pipeline::aggregate_time`]: a stage in a task of its
 /// own, so that a window closes while no input arrives.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use futures::StreamExt;
+/// use weir::{aggregate::{AggregateTime, Sum}, stage::StreamSource, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// // A reading every 400 ms, summed per second.
+/// let readings = futures::stream::iter([1u64, 2, 3, 4]).then(|x| async move {
+///     tokio::time::sleep(Duration::from_millis(400)).await;
+///     x
+/// });
+/// let p: Pipeline<u64, AggregateTime<StreamSource<_>, Sum>> =
+///     Pipeline::from_stream(readings).aggregate_time(Duration::from_secs(1), Sum);
+/// assert_eq!(p.collect().await.unwrap(), [3, 7]); // at 400 800 | 1200 1600
+/// # });
+/// ```
 #[must_use]
 pub struct AggregateTime<P, A> {
     prev: P,

@@ -80,6 +80,16 @@ impl<T, A: Aggregator<T>> Window<T, A> {
 
 /// The plan node of [`Pipeline::aggregate`] and
 /// [`Pipeline::aggregate_count`]: a fused step.
+///
+/// # Examples
+///
+/// ```
+/// use weir::{aggregate::{Aggregate, Count}, stage::IterSource, Pipeline};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let p: Pipeline<_, Aggregate<IterSource<_>, Count>> = Pipeline::from_iter(0..5u32).aggregate_count(2, Count);
+/// assert_eq!(p.collect().await.unwrap(), [2, 2, 1]);
+/// # });
+/// ```
 #[must_use]
 pub struct Aggregate<P, A> {
     prev: P,
