@@ -382,7 +382,7 @@ where
     ///
     /// ```
     /// use std::time::Duration;
-    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
     /// let out = weir::Pipeline::from_iter([30u64, 10, 20])
     ///     .then(|ms| async move {
     ///         tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -851,7 +851,7 @@ macro_rules! concurrent_settings {
             /// # Examples
             ///
             /// ```
-            /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+            /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
             /// let started = tokio::time::Instant::now();
             /// let out = weir::Pipeline::from_iter(0..8u64)
             ///     .then(|x| async move {
@@ -863,7 +863,8 @@ macro_rules! concurrent_settings {
             ///     .await
             ///     .unwrap();
             /// assert_eq!(out, (0..8).collect::<Vec<_>>());
-            /// assert!(started.elapsed() < std::time::Duration::from_millis(400));
+            /// // On the paused clock of this example, exactly one sleep's time.
+            /// assert_eq!(started.elapsed(), std::time::Duration::from_millis(50));
             /// # });
             /// ```
             ///
@@ -908,7 +909,7 @@ macro_rules! concurrent_settings {
             /// # Examples
             ///
             /// ```
-            /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+            /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
             /// let out = weir::Pipeline::from_iter([40u64, 0, 20])
             ///     .then(|ms| async move {
             ///         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
