@@ -14,7 +14,7 @@
 //! async stages), `memory` (peak RSS, measured in child processes),
 //! `observe` (the cost of the event stream), `stages` (catalogue stages
 //! against hand-written equivalents), `keyed` (per-key ordering against
-//! a plain concurrent stage), `retry` (items that fail once and are
+//! hand-rolled tokio sharding and a plain concurrent stage), `retry` (items that fail once and are
 //! retried, against no failures), `latency` (end-to-end latency percentiles
 //! at half the maximum throughput, against hand-rolled tokio channels) and
 //! `json` (JSON lines parsed, filtered, mapped and serialised, against a
