@@ -1,5 +1,5 @@
 //! Circuit breakers: transitions and their events, waiting and failing
-//! while open, count and time windows, minimum calls.
+//! while open, count and time windows, minimum calls; on stages and sinks.
 
 mod common;
 
@@ -347,5 +347,165 @@ async fn a_drain_while_items_wait_for_the_breaker_finalizes_them() {
     });
     let r = handle.wait().await.unwrap();
     assert_eq!((r.outcome, r.unfinalized), (Outcome::Drained, 0));
+    ledger.assert_exactly_once();
+}
+
+/// A sink writing through `calls`, failing the items for which `fails` is
+/// true.
+fn failing_sink(calls: &Calls, fails: impl Fn(u64) -> bool + Send + 'static) -> impl weir::Sink<u64> {
+    let calls = calls.clone();
+    weir::sink_fn(move |x: u64| {
+        calls.hit(x);
+        futures::future::ready(if fails(x) { Err("disk full") } else { Ok(()) })
+    })
+}
+
+/// Guards against a sink's breaker not opening, not probing, or sending
+/// its state changes out of order.
+#[tokio::test(start_paused = true)]
+async fn a_sink_that_always_fails_trips_the_breaker_with_events_in_order() {
+    let calls = Calls::new();
+    let ledger = Ledger::default();
+    let events: Vec<_> = PipelineBuilder::new()
+        .from_acked(ledger.source(6))
+        .sink(failing_sink(&calls, |_| true))
+        .circuit_breaker(breaker())
+        .name("store")
+        .on_error(ErrorPolicy::Skip)
+        .events()
+        .collect()
+        .await;
+    let reopened = || change("half_open", "open", "probe failed");
+    let half_open = || change("open", "half_open", "open for 1s elapsed");
+    assert_eq!(
+        changes(&events),
+        [
+            change("closed", "open", "failure rate 1.00 >= 0.50 over 4 calls"),
+            half_open(),
+            reopened(),
+            half_open(),
+            reopened(),
+        ]
+    );
+    // Four writes opened the breaker; items 4 and 5 each waited out a
+    // second open and failed as the probe.
+    assert_eq!(calls.items(), (0..6).collect::<Vec<_>>());
+    assert_eq!(calls.at(4), [Duration::from_secs(1)]);
+    assert_eq!(calls.at(5), [Duration::from_secs(2)]);
+    let r = finished(&events);
+    let store = r.stage("store").unwrap();
+    assert_eq!(
+        (store.failed, store.breaker_trips, store.breaker.as_deref()),
+        (6, 3, Some("open"))
+    );
+    assert_eq!(
+        (r.outcome, r.delivered, r.failed, r.unfinalized),
+        (Outcome::Completed, 0, 6, 0)
+    );
+    ledger.assert_exactly_once();
+}
+
+/// Guards against a sink's breaker staying open after a good probe, and
+/// against items written after it closed not being delivered.
+#[tokio::test(start_paused = true)]
+async fn a_sink_breaker_closes_after_a_good_probe() {
+    let calls = Calls::new();
+    let ledger = Ledger::default();
+    let events: Vec<_> = PipelineBuilder::new()
+        .from_acked(ledger.source(8))
+        .sink(failing_sink(&calls, |x| x < 4))
+        .circuit_breaker(breaker())
+        .name("store")
+        .on_error(ErrorPolicy::Skip)
+        .events()
+        .collect()
+        .await;
+    assert_eq!(
+        changes(&events),
+        [
+            change("closed", "open", "failure rate 1.00 >= 0.50 over 4 calls"),
+            change("open", "half_open", "open for 1s elapsed"),
+            change("half_open", "closed", "probes succeeded"),
+        ]
+    );
+    assert_eq!(calls.at(4), [Duration::from_secs(1)]);
+    let r = finished(&events);
+    let store = r.stage("store").unwrap();
+    assert_eq!(
+        (store.failed, store.breaker_trips, store.breaker.as_deref()),
+        (4, 1, Some("closed"))
+    );
+    assert_eq!((r.delivered, r.unfinalized), (4, 0));
+    let statuses = ledger.assert_exactly_once();
+    assert!((4..8).all(|i| statuses[&i] == weir::Status::Delivered));
+}
+
+/// Guards against sink timeouts not counting as breaker failures, and
+/// against an open breaker retrying or writing instead of failing fast.
+#[tokio::test(start_paused = true)]
+async fn sink_timeouts_open_the_breaker_and_then_items_fail_fast() {
+    let calls = Calls::new();
+    let c = calls.clone();
+    // Every write hangs past the limit.
+    let sink = weir::sink_fn(move |x: u64| {
+        c.hit(x);
+        async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok::<_, std::io::Error>(())
+        }
+    });
+    let ledger = Ledger::default();
+    let events: Vec<_> = PipelineBuilder::new()
+        .from_acked(ledger.source(10))
+        .sink(sink)
+        .timeout(Duration::from_millis(100))
+        .circuit_breaker(breaker().when_open(WhenOpen::Fail))
+        .retry(Retry::fixed(Duration::from_millis(10)).max_attempts(2))
+        .name("store")
+        .on_error(ErrorPolicy::Skip)
+        .events()
+        .collect()
+        .await;
+    // Items 0 and 1 timed out twice each (four calls); the others met the
+    // open circuit, which is not retried.
+    assert_eq!(calls.items(), [0, 0, 1, 1]);
+    let failed: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::ItemFailed { item, error_type, .. } => Some((*item, error_type.clone())),
+            _ => None,
+        })
+        .collect();
+    let expected: Vec<_> = (0..10u64)
+        .map(|i| (i, if i < 2 { "timeout" } else { "circuit_open" }.to_owned()))
+        .collect();
+    assert_eq!(failed, expected);
+    let r = finished(&events);
+    let store = r.stage("store").unwrap();
+    assert_eq!((store.failed, store.retried, store.breaker_trips), (10, 2, 1));
+    assert_eq!((r.delivered, r.unfinalized), (0, 0));
+    ledger.assert_exactly_once();
+}
+
+/// Guards against items lost or finalized twice when a run drains while
+/// its sink waits for the breaker.
+#[tokio::test(start_paused = true)]
+async fn a_drain_while_a_sink_waits_for_its_breaker_finalizes_every_item() {
+    let ledger = Ledger::default();
+    let calls = Calls::new();
+    let handle = PipelineBuilder::new()
+        .from_acked(ledger.source(100))
+        .sink(failing_sink(&calls, |_| true))
+        .circuit_breaker(breaker().open_for(Duration::from_millis(500)))
+        .on_error(ErrorPolicy::Skip)
+        .start();
+    let controller = handle.controller();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        controller.drain();
+    });
+    let r = handle.wait().await.unwrap();
+    assert_eq!((r.outcome, r.unfinalized, r.delivered), (Outcome::Drained, 0, 0));
+    assert_eq!(r.failed, ledger.pulled());
     ledger.assert_exactly_once();
 }

@@ -1,5 +1,6 @@
 //! Retries: backoff schedules, limits, classification, per-attempt
-//! timeouts, concurrency while an item waits, visibility, finalization.
+//! timeouts (stages and sinks), concurrency while an item waits,
+//! visibility, finalization.
 
 mod common;
 
@@ -624,4 +625,137 @@ async fn sinks_retry_writes_and_flushes() {
         .await
         .unwrap();
     assert_eq!((r.delivered, r.failed, r.stages[1].retried), (1, 1, 1));
+}
+
+/// The last event's report.
+fn finished(events: &[weir::Event]) -> weir::Report {
+    match &events.last().unwrap().kind {
+        EventKind::PipelineFinished { report, .. } => (**report).clone(),
+        other => panic!("last event: {other:?}"),
+    }
+}
+
+/// Guards against a sink ignoring its timeout, or failing a timed-out
+/// write without retrying it.
+#[tokio::test(start_paused = true)]
+async fn sink_writes_that_time_out_are_retried() {
+    let a = Attempts::new();
+    let h = a.clone();
+    // Item 1's first two writes hang past the limit; the others take 10ms.
+    let sink = weir::sink_fn(move |x: u64| {
+        let n = h.hit(x);
+        let wait = if x == 1 && n <= 2 { 60_000 } else { 10 };
+        async move {
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            Ok::<_, std::io::Error>(())
+        }
+    });
+    let ledger = Ledger::default();
+    let events: Vec<_> = PipelineBuilder::new()
+        .from_acked(ledger.source(3))
+        .sink(sink)
+        .timeout(Duration::from_millis(100))
+        .retry(Retry::fixed(Duration::from_millis(50)))
+        .name("store")
+        .events()
+        .collect()
+        .await;
+    assert_eq!(a.of(0), ms(&[0]));
+    assert_eq!(a.of(1), ms(&[10, 160, 310]));
+    assert_eq!(a.of(2), ms(&[320]));
+    let retries: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::RetryScheduled {
+                item,
+                attempt,
+                error_type,
+                ..
+            } => Some((*item, *attempt, error_type.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        retries,
+        [(1, 1, "timeout".to_owned()), (1, 2, "timeout".to_owned())]
+    );
+    let r = finished(&events);
+    let store = r.stage("store").unwrap();
+    assert_eq!((store.retried, store.failed), (2, 0));
+    assert_eq!(
+        (r.outcome, r.delivered, r.failed, r.unfinalized),
+        (Outcome::Completed, 3, 0, 0)
+    );
+    assert!(ledger
+        .assert_exactly_once()
+        .values()
+        .all(|s| *s == Status::Delivered));
+}
+
+/// A sink whose next `hangs` flushes hang for a minute.
+struct HangingFlush {
+    hangs: u32,
+}
+
+impl weir::Sink<u64> for HangingFlush {
+    type Error = std::io::Error;
+    async fn write(&mut self, _: u64) -> Result<(), std::io::Error> {
+        Ok(())
+    }
+    async fn flush(&mut self) -> Result<(), std::io::Error> {
+        if self.hangs > 0 {
+            self.hangs -= 1;
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        }
+        Ok(())
+    }
+}
+
+/// Guards against flushes escaping the sink's timeout, and against a
+/// timed-out flush finalizing its items twice or not at all.
+#[tokio::test(start_paused = true)]
+async fn sink_flushes_that_time_out_are_retried_then_fail_their_items() {
+    let ledger = Ledger::default();
+    let t0 = Instant::now();
+    let r = PipelineBuilder::new()
+        .from_acked(ledger.source(3))
+        .sink(HangingFlush { hangs: 1 })
+        .timeout(Duration::from_millis(100))
+        .retry(Retry::fixed(Duration::from_millis(50)))
+        .run()
+        .await
+        .unwrap();
+    assert_eq!((r.delivered, r.stages[1].retried), (3, 1));
+    assert_eq!(t0.elapsed(), Duration::from_millis(150));
+    ledger.assert_exactly_once();
+
+    // Every flush hangs: out of attempts, each written item fails with the timeout.
+    let ledger = Ledger::default();
+    let events: Vec<_> = PipelineBuilder::new()
+        .from_acked(ledger.source(3))
+        .sink(HangingFlush { hangs: u32::MAX })
+        .timeout(Duration::from_millis(100))
+        .retry(Retry::fixed(Duration::from_millis(50)).max_attempts(2))
+        .on_error(ErrorPolicy::Skip)
+        .events()
+        .collect()
+        .await;
+    let failed: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::ItemFailed { item, error_type, .. } => Some((*item, error_type.clone())),
+            _ => None,
+        })
+        .collect();
+    let timeout = || "timeout".to_owned();
+    assert_eq!(failed, [(0, timeout()), (1, timeout()), (2, timeout())]);
+    let r = finished(&events);
+    assert_eq!(
+        (r.outcome, r.delivered, r.failed, r.unfinalized),
+        (Outcome::Completed, 0, 3, 0)
+    );
+    assert!(ledger
+        .assert_exactly_once()
+        .values()
+        .all(|s| *s == Status::Failed));
 }

@@ -79,7 +79,8 @@ enum Window {
 /// closes with an empty window; if one fails it opens again.
 ///
 /// A call is one attempt of an item's work (with a [`Retry`](crate::Retry),
-/// each attempt asks the breaker again); every error counts as a failure,
+/// each attempt asks the breaker again), or on a sink one attempt of a
+/// [`write`](crate::Sink::write); every error counts as a failure,
 /// timeouts included. Calls that started before the breaker changed state
 /// do not count in the new state. Each change is a
 /// [`StageStateChanged`](crate::EventKind::StageStateChanged) event; the

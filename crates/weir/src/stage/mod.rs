@@ -223,11 +223,12 @@ pub(crate) struct StageSpec {
     pub(crate) policy: Option<ErrorPolicy>,
     pub(crate) concurrency: usize,
     pub(crate) ordered: bool,
-    /// How long one item's work may take (concurrent stages only).
+    /// How long one item's work may take (concurrent stages), or one
+    /// write or flush (sinks).
     pub(crate) timeout: Option<Duration>,
     /// Retries of failed items (concurrent stages and sinks).
     pub(crate) retry: Option<resilience::RetrySpec>,
-    /// The stage's circuit breaker (concurrent stages).
+    /// The stage's circuit breaker (concurrent stages and sink writes).
     pub(crate) breaker: Option<crate::policy::Breaker>,
     /// Dead-letter sink and failure handler, if set.
     pub(crate) recovery: Option<RecoverSpec>,

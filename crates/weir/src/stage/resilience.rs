@@ -1,5 +1,7 @@
 //! Retries and circuit breakers for concurrent stages:
-//! `.then(f).retry(policy)`, `.then(f).circuit_breaker(breaker)`.
+//! `.then(f).retry(policy)`, `.then(f).circuit_breaker(breaker)`. Sinks
+//! take the same settings (`.sink(s).retry(..)`, `.circuit_breaker(..)`)
+//! and apply them in the same order in their own task (see `sink.rs`).
 //!
 //! Like [`timeout`](super::timeout), they are settings of the stage (in
 //! its `StageSpec`), applied when the stage's driver is built: its work is
@@ -527,7 +529,11 @@ where
     /// takes no other item meanwhile. Retries are
     /// [`RetryScheduled`](crate::EventKind::RetryScheduled) events (for a
     /// flush, with the first item of the batch) and count in the stage's
-    /// [`retried`](crate::StageReport::retried).
+    /// [`retried`](crate::StageReport::retried). A write or flush that
+    /// outlives the stage's [`timeout`](Pipeline::timeout) is retried like
+    /// a failed one, and with a [`circuit_breaker`](Pipeline::circuit_breaker)
+    /// each write attempt asks the breaker again. By default, a failed
+    /// write or flush is not retried.
     ///
     /// # Examples
     ///
@@ -634,6 +640,67 @@ impl<T, P, K, F> Pipeline<T, KeyedThen<P, K, F>> {
     ///     .await
     ///     .unwrap();
     /// assert_eq!(r.stages[1].breaker.as_deref(), Some("open"));
+    /// # });
+    /// ```
+    pub fn circuit_breaker(mut self, breaker: Breaker) -> Self {
+        self.last().breaker = Some(breaker);
+        self
+    }
+}
+
+impl<P, S> Pipeline<(), SinkStage<P, S>> {
+    /// Puts a circuit breaker in front of a sink's writes (see
+    /// [`Breaker`]): every [`write`](crate::Sink::write) attempt is a call,
+    /// admitted by the breaker before it starts and its outcome (a
+    /// returned error, a panic or a [`timeout`](Pipeline::timeout) is a
+    /// failure) recorded after it. Once too many writes fail, the breaker
+    /// opens: the sink stops writing and, as
+    /// [`when_open`](Breaker::when_open) says, waits (backpressure reaches
+    /// the source) or fails items at once with
+    /// [`ErrorKind::CircuitOpen`], routed by the stage's
+    /// [`ErrorPolicy`](crate::ErrorPolicy), dead-letter sink or failure
+    /// handler; probes then show when the destination is back. Its state
+    /// changes are [`StageStateChanged`](crate::EventKind::StageStateChanged)
+    /// events and the stage's report has its trips and state, as for a
+    /// [`then`](Pipeline::then) stage.
+    ///
+    /// The order is a `then` stage's: the [`retry`](Pipeline::retry)
+    /// policy is outermost and each attempt asks the breaker again (an
+    /// open circuit is not retried by default); the timeout limits the
+    /// write itself, not the wait for the breaker. Flushes do not go
+    /// through the breaker (a sink's default flush does nothing, and would
+    /// count as a success): a sink that only talks to its destination in
+    /// [`flush`](crate::Sink::flush) should fail its next write while the
+    /// destination is down for the breaker to see it.
+    ///
+    /// The runtime must have timers enabled (`enable_time`/`enable_all`).
+    /// By default, no breaker: every write is attempted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::sync::Arc;
+    /// use weir::{Breaker, ErrorPolicy, WhenOpen};
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let writes = Arc::new(AtomicU32::new(0));
+    /// let w = writes.clone();
+    /// let r = weir::Pipeline::from_iter(0..10)
+    ///     .for_each_async(move |_: i32| {
+    ///         w.fetch_add(1, Ordering::SeqCst);
+    ///         async { Err::<(), _>("connection refused") }
+    ///     })
+    ///     .circuit_breaker(
+    ///         Breaker::new().window_count(4).min_calls(4).when_open(WhenOpen::Fail),
+    ///     )
+    ///     .on_error(ErrorPolicy::Skip)
+    ///     .run()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(writes.load(Ordering::SeqCst), 4); // then 6 items met the open circuit
+    /// let stage = &r.stages[1];
+    /// assert_eq!((stage.failed, stage.breaker_trips), (10, 1));
+    /// assert_eq!(stage.breaker.as_deref(), Some("open"));
     /// # });
     /// ```
     pub fn circuit_breaker(mut self, breaker: Breaker) -> Self {

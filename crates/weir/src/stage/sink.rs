@@ -1,18 +1,21 @@
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
 
 use futures::FutureExt;
 use tokio::sync::mpsc;
 
 use super::recover::{replaced, routed, Handler};
 use super::resilience::{Retrier, RetrySpec};
+use super::timeout::within;
 use super::{guard, Plan, Push, TaskCx, Wiring};
 use crate::ack::{Status, Token};
 use crate::error::{BoxError, Error, ErrorKind};
 use crate::event::now_ms;
 use crate::metrics::Counters;
-use crate::policy::{Decision, ErrorPolicy, Failure, Letter, MAX_HANDLER_ATTEMPTS};
+use crate::policy::{CircuitBreaker, Decision, ErrorPolicy, Failure, Letter, MAX_HANDLER_ATTEMPTS};
 use crate::runtime::channel::Receiver;
 use crate::runtime::ChannelOut;
 
@@ -31,7 +34,21 @@ use crate::runtime::ChannelOut;
 /// [`retry`](crate::Pipeline::retry) policy if it has one; with a
 /// [`dead_letter`](crate::Pipeline::dead_letter) sink or an
 /// [`on_failure`](crate::Pipeline::on_failure) handler, each such item
-/// goes there (a failed flush sends one record per item it failed).
+/// goes there (a failed flush sends one record per item it failed). A
+/// write or flush that outlives the stage's
+/// [`timeout`](crate::Pipeline::timeout) fails the same way, and a
+/// [`circuit_breaker`](crate::Pipeline::circuit_breaker) stops writes to
+/// a destination that keeps failing.
+///
+/// The settings nest as on a [`then`](crate::Pipeline::then) stage, from
+/// the outside in: the [`on_failure`](crate::Pipeline::on_failure)
+/// handler (which may ask for the whole write, retries included, again
+/// later), the [`retry`](crate::Pipeline::retry) policy, the
+/// [`circuit_breaker`](crate::Pipeline::circuit_breaker) (each write
+/// attempt asks it, and its outcome counts), the
+/// [`timeout`](crate::Pipeline::timeout) (on each write or flush attempt),
+/// and the call itself. An item that fails for good then goes to the
+/// [`ErrorPolicy`](crate::ErrorPolicy) or dead-letter sink.
 ///
 /// # Examples
 ///
@@ -235,13 +252,9 @@ where
     fn attach<D: Push<()>>(self, down: D, w: &mut Wiring<P::Intake>) {
         let (tx, rx) = w.input_channel(self.idx);
         let c = Counters::explicit(w.shared.clone(), self.idx);
-        let retry = w
-            .spec(self.idx)
-            .retry
-            .as_ref()
-            .and_then(RetrySpec::start::<P::Out>);
+        let policies = Policies::of(w, self.idx);
         let recover = SinkRecover::take(w, self.idx);
-        let task = run_sink(rx, self.sink, down, c, w.cx(), retry, recover);
+        let task = run_sink(rx, self.sink, down, c, w.cx(), policies, recover);
         w.spawn_stage(self.idx, task);
         let out = ChannelOut::new(tx, w.chunk_size());
         self.prev.attach(out, w);
@@ -254,7 +267,7 @@ async fn run_sink<T, S, D>(
     down: D,
     mut c: Counters,
     mut cx: TaskCx,
-    retry: Option<Retrier<T>>,
+    policies: Policies<T>,
     mut recover: Option<SinkRecover<T>>,
 ) where
     T: Send + 'static,
@@ -269,14 +282,11 @@ async fn run_sink<T, S, D>(
             let item_started = cx.shared.item_started(c.stage(), token.seq());
             let started = tokio::time::Instant::now();
             let result = match &mut recover {
-                None => match &retry {
-                    None => write(&mut sink, item).await,
-                    Some(retry) => write_retrying(&mut sink, item, token.seq(), retry, &mut c).await,
-                },
+                None => policies.write(&mut sink, item, token.seq(), &mut c).await,
                 Some(recover) => {
                     let seq = token.seq();
                     match recover
-                        .write(&mut sink, item, seq, retry.as_ref(), &mut c, &mut cx)
+                        .write(&mut sink, item, seq, &policies, &mut c, &mut cx)
                         .await
                     {
                         Ok(Some(copy)) => {
@@ -312,7 +322,7 @@ async fn run_sink<T, S, D>(
             written: &mut written,
             c: &mut c,
             cx: &mut cx,
-            retry: retry.as_ref(),
+            policies: &policies,
             recover: recover.as_mut(),
         };
         flush.run(&mut sink).await;
@@ -323,7 +333,7 @@ async fn run_sink<T, S, D>(
         written: &mut written,
         c: &mut c,
         cx: &mut cx,
-        retry: retry.as_ref(),
+        policies: &policies,
         recover: recover.as_mut(),
     };
     flush.run(&mut sink).await;
@@ -355,58 +365,114 @@ async fn write<T, S: Sink<T>>(sink: &mut S, item: T) -> Result<(), Error> {
     }
 }
 
-/// Writes `item`, again on a copy after each retryable failure.
-async fn write_retrying<T, S: Sink<T>>(
-    sink: &mut S,
-    mut item: T,
-    seq: u64,
-    retry: &Retrier<T>,
-    c: &mut Counters,
-) -> Result<(), Error> {
-    let started = retry.clock();
-    let mut attempt = 1;
-    loop {
-        let spare = retry.spare(&item, attempt);
-        let e = match write(sink, item).await {
-            Ok(()) => return Ok(()),
-            Err(e) => e,
-        };
-        let Some(next) = spare else {
-            return Err(retry.last(e, attempt));
-        };
-        // Counts are published before a backoff sleep, as before any wait.
-        c.publish();
-        retry
-            .after_failure(e, attempt, started, c.shared(), c.stage(), seq)
-            .await?;
-        item = next;
-        attempt += 1;
+/// One flush, its panic caught.
+async fn flush<T, S: Sink<T>>(sink: &mut S) -> Result<(), Error> {
+    match AssertUnwindSafe(sink.flush()).catch_unwind().await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Error::caused_by(ErrorKind::Sink, e.into())),
+        Err(p) => Err(Error::panicked(&*p)),
     }
 }
 
-/// One flush, its panic caught; retried as `retry` says.
-async fn flush_once<T, S: Sink<T>>(
-    sink: &mut S,
-    retry: Option<&Retrier<T>>,
-    c: &mut Counters,
-    seq: u64,
-) -> Result<(), Error> {
-    let started = retry.and_then(Retrier::clock);
-    let mut attempt = 1;
-    loop {
-        let e = match AssertUnwindSafe(sink.flush()).catch_unwind().await {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(e)) => Error::caused_by(ErrorKind::Sink, e.into()),
-            Err(p) => Error::panicked(&*p),
+/// How a sink calls its destination: the stage's retry policy around
+/// each write and flush, its breaker around each write attempt, and its
+/// time limit around each write or flush attempt (the order of
+/// [`Resilient`](super::resilience::Resilient) around
+/// [`Timed`](super::timeout::Timed) on concurrent stages).
+struct Policies<T> {
+    retry: Option<Retrier<T>>,
+    breaker: Option<Arc<CircuitBreaker>>,
+    limit: Option<Duration>,
+}
+
+impl<T: Send + 'static> Policies<T> {
+    /// Stage `idx`'s settings, its breaker (if any) started.
+    fn of<I>(w: &Wiring<I>, idx: usize) -> Policies<T> {
+        let spec = w.spec(idx);
+        Policies {
+            retry: spec.retry.as_ref().and_then(RetrySpec::start::<T>),
+            breaker: spec
+                .breaker
+                .clone()
+                .map(|b| Arc::new(CircuitBreaker::new(b, w.shared.clone(), idx))),
+            limit: spec.timeout,
+        }
+    }
+
+    /// One write attempt: admitted by the breaker (after a wait, or
+    /// refused, if it is not closed), within the time limit, its outcome
+    /// recorded.
+    async fn attempt<S: Sink<T>>(&self, sink: &mut S, item: T, c: &mut Counters) -> Result<(), Error> {
+        let Some(breaker) = &self.breaker else {
+            return within(self.limit, write(sink, item)).await;
         };
-        let Some(retry) = retry else {
-            return Err(e);
+        let ticket = match breaker.admit_closed() {
+            Some(ticket) => ticket,
+            None => {
+                // Counts are published before a wait for the breaker.
+                c.publish();
+                breaker.admit().await?
+            }
         };
-        c.publish();
-        retry
-            .after_failure(e, attempt, started, c.shared(), c.stage(), seq)
-            .await?;
-        attempt += 1;
+        let result = within(self.limit, write(sink, item)).await;
+        if ticket.record(result.is_ok()) {
+            breaker.send_events().await;
+        }
+        result
+    }
+
+    /// Writes `item`, again on a copy after each retryable failure.
+    async fn write<S: Sink<T>>(
+        &self,
+        sink: &mut S,
+        mut item: T,
+        seq: u64,
+        c: &mut Counters,
+    ) -> Result<(), Error> {
+        let Some(retry) = &self.retry else {
+            return self.attempt(sink, item, c).await;
+        };
+        let started = retry.clock();
+        let mut attempt = 1;
+        loop {
+            let spare = retry.spare(&item, attempt);
+            let e = match self.attempt(sink, item, c).await {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            let Some(next) = spare else {
+                return Err(retry.last(e, attempt));
+            };
+            // Counts are published before a backoff sleep, as before any wait.
+            c.publish();
+            retry
+                .after_failure(e, attempt, started, c.shared(), c.stage(), seq)
+                .await?;
+            item = next;
+            attempt += 1;
+        }
+    }
+
+    /// Flushes the sink, each attempt within the time limit, retried as
+    /// the policy says (`seq`: the first item of the batch, for events).
+    async fn flush<S: Sink<T>>(&self, sink: &mut S, c: &mut Counters, seq: u64) -> Result<(), Error> {
+        let retry = self.retry.as_ref();
+        let started = retry.and_then(Retrier::clock);
+        let mut attempt = 1;
+        loop {
+            let e = match within(self.limit, flush::<T, S>(sink)).await {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            let Some(retry) = retry else {
+                return Err(e);
+            };
+            c.publish();
+            retry
+                .after_failure(e, attempt, started, c.shared(), c.stage(), seq)
+                .await?;
+            attempt += 1;
+        }
     }
 }
 
@@ -415,7 +481,7 @@ struct Flush<'a, T> {
     written: &'a mut Vec<Token>,
     c: &'a mut Counters,
     cx: &'a mut TaskCx,
-    retry: Option<&'a Retrier<T>>,
+    policies: &'a Policies<T>,
     /// With copies of the written items, in `written`'s order.
     recover: Option<&'a mut SinkRecover<T>>,
 }
@@ -429,7 +495,7 @@ impl<T: Send + 'static> Flush<'_, T> {
             return;
         };
         let seq = first.seq();
-        let error = match flush_once(sink, self.retry, self.c, seq).await {
+        let error = match self.policies.flush(sink, self.c, seq).await {
             Ok(()) => {
                 *self.c.out.get_or_insert(0) += self.written.len() as u64;
                 for token in self.written.drain(..) {
@@ -502,15 +568,15 @@ impl<T: Send + 'static> SinkRecover<T> {
         })
     }
 
-    /// Writes `item` (with the stage's retry policy), and on a failure for
-    /// good does what the handler decides. `Ok(Some(copy))`: written, to
+    /// Writes `item` (with the stage's retry policy, breaker and time
+    /// limit), and on a failure for good does what the handler decides. `Ok(Some(copy))`: written, to
     /// be flushed; `Ok(None)`: replaced, done; `Err`: the routed error.
     async fn write<S: Sink<T>>(
         &mut self,
         sink: &mut S,
         item: T,
         seq: u64,
-        retry: Option<&Retrier<T>>,
+        policies: &Policies<T>,
         c: &mut Counters,
         cx: &mut TaskCx,
     ) -> Result<Option<T>, Error> {
@@ -519,11 +585,7 @@ impl<T: Send + 'static> SinkRecover<T> {
         let mut attempt = 1;
         let mut first_failure = None;
         loop {
-            let result = match retry {
-                None => write(sink, input).await,
-                Some(retry) => write_retrying(sink, input, seq, retry, c).await,
-            };
-            let error = match result {
+            let error = match policies.write(sink, input, seq, c).await {
                 Ok(()) => return Ok(Some(copy)),
                 Err(e) => e,
             };
