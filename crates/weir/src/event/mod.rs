@@ -468,23 +468,28 @@ pub(crate) fn now_ms() -> u64 {
 mod tests {
     use super::*;
 
-    #[test]
-    fn json_round_trips_with_type_tag() {
-        let e = Event {
+    /// An event of pipeline `p` at 1 ms (2 ms into the run).
+    fn at_1ms(kind: EventKind) -> Event {
+        Event {
             version: EVENT_VERSION,
             pipeline: "p".into(),
             run_id: "p-1-0".into(),
             ts_ms: 1,
             elapsed_ms: 2,
-            kind: EventKind::ItemFailed {
-                stage: "parse".into(),
-                item: 4,
-                error: "bad".into(),
-                error_type: "error".into(),
-                attempt: 1,
-                retryable: false,
-            },
-        };
+            kind,
+        }
+    }
+
+    #[test]
+    fn json_round_trips_with_type_tag() {
+        let e = at_1ms(EventKind::ItemFailed {
+            stage: "parse".into(),
+            item: 4,
+            error: "bad".into(),
+            error_type: "error".into(),
+            attempt: 1,
+            retryable: false,
+        });
         let s = serde_json::to_string(&e).unwrap();
         assert!(s.contains(r#""type":"item_failed""#), "{s}");
         let back: Event = serde_json::from_str(&s).unwrap();
@@ -496,20 +501,13 @@ mod tests {
     /// under the same version.
     #[test]
     fn item_replaced_json_has_its_item_and_reads_older_lines() {
-        let e = Event {
-            version: EVENT_VERSION,
-            pipeline: "p".into(),
-            run_id: "p-1-0".into(),
-            ts_ms: 1,
-            elapsed_ms: 2,
-            kind: EventKind::ItemReplaced {
-                stage: "parse".into(),
-                item: 7,
-                error: "bad".into(),
-                error_type: "error".into(),
-                attempt: 2,
-            },
-        };
+        let e = at_1ms(EventKind::ItemReplaced {
+            stage: "parse".into(),
+            item: 7,
+            error: "bad".into(),
+            error_type: "error".into(),
+            attempt: 2,
+        });
         let golden = r#"{"version":1,"pipeline":"p","run_id":"p-1-0","ts_ms":1,"elapsed_ms":2,"type":"item_replaced","stage":"parse","item":7,"error":"bad","error_type":"error","attempt":2}"#;
         assert_eq!(serde_json::to_string(&e).unwrap(), golden);
         assert_eq!(serde_json::from_str::<Event>(golden).unwrap(), e);
