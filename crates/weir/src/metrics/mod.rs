@@ -177,6 +177,14 @@ impl Counters {
         }
     }
 
+    /// Counts `n` output items (explicit counters only).
+    #[inline]
+    pub(crate) fn add_out(&mut self, n: u64) {
+        if let Some(out) = &mut self.out {
+            *out += n;
+        }
+    }
+
     /// Records how long one item took in the stage.
     pub(crate) fn record_latency(&self, d: std::time::Duration) {
         self.shared.stages[self.stage].metrics.latency.record(d);

@@ -213,6 +213,11 @@ where
         false
     }
 
+    #[inline(always)]
+    fn steady(&self) -> bool {
+        self.acc.is_some()
+    }
+
     fn has_pending(&self) -> bool {
         false
     }

@@ -1,4 +1,6 @@
+use std::any::Any;
 use std::fmt;
+use std::ops::Range;
 
 use super::{settle, ship};
 use crate::ack::Token;
@@ -53,9 +55,141 @@ where
 /// back to memory on every item, because LLVM may not sink a store past the
 /// loop's early exits (docs/BENCHMARKS.md, "What was found and fixed").
 #[inline(never)]
+// Identical branches on purpose: see `Push::steady`.
+#[allow(clippy::if_same_then_else)]
 fn pull_chunk<I, D>(
     mut iter: I,
     down: D,
+    cx: &mut TaskCx,
+    n: u64,
+    end: u64,
+) -> (I, D, u64, Result<bool, Error>)
+where
+    I: Iterator + 'static,
+    I::Item: 'static,
+    D: Push<I::Item>,
+{
+    // Integer ranges get a counted loop with no end test in `next`: the
+    // type test is resolved at compile time (`TypeId`s of concrete types).
+    macro_rules! counted {
+        ($($t:ty),*) => {$(
+            if let Some(range) = (&mut iter as &mut dyn Any).downcast_mut::<Range<$t>>() {
+                let (down, n, exhausted) = if down.steady() {
+                    pull_range(range, down, cx, n, end)
+                } else {
+                    pull_range(range, down, cx, n, end)
+                };
+                return (iter, down, n, Ok(exhausted));
+            }
+        )*};
+    }
+    counted!(u64, u32, usize, i64, i32, isize, u16, i16, u8, i8);
+    // The same loop twice: in the first copy the compiler knows the chain
+    // is steady (a fold holds its accumulator) and drops those per-item
+    // tests (`Push::steady`).
+    if down.steady() {
+        pull_loop(iter, down, cx, n, end)
+    } else {
+        pull_loop(iter, down, cx, n, end)
+    }
+}
+
+/// The integer types of ranges that [`pull_range`] counts through.
+trait RangeInt: Copy + 'static {
+    /// How many values `start..end` holds, saturated at `u64::MAX`.
+    fn span(start: Self, end: Self) -> u64;
+    /// `self + by`, for `by` at most the range's span.
+    fn offset(self, by: u64) -> Self;
+}
+
+macro_rules! range_int {
+    ($($t:ty),*) => {$(
+        impl RangeInt for $t {
+            #[inline(always)]
+            fn span(start: $t, end: $t) -> u64 {
+                if end > start {
+                    u64::try_from(i128::from(end) - i128::from(start)).unwrap_or(u64::MAX)
+                } else {
+                    0
+                }
+            }
+
+            #[inline(always)]
+            #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
+            fn offset(self, by: u64) -> $t {
+                // Wrapping is exact here: the result lies in the range.
+                (i128::from(self) + i128::from(by)) as $t
+            }
+        }
+    )*};
+}
+range_int!(u64, u32, i64, i32, u16, i16, u8, i8);
+
+impl RangeInt for usize {
+    #[inline(always)]
+    fn span(start: usize, end: usize) -> u64 {
+        u64::try_from(end.saturating_sub(start)).unwrap_or(u64::MAX)
+    }
+
+    #[inline(always)]
+    fn offset(self, by: u64) -> usize {
+        self.wrapping_add(by as usize)
+    }
+}
+
+impl RangeInt for isize {
+    #[inline(always)]
+    fn span(start: isize, end: isize) -> u64 {
+        i64::span(start as i64, end as i64)
+    }
+
+    #[inline(always)]
+    fn offset(self, by: u64) -> isize {
+        self.wrapping_add(by as isize)
+    }
+}
+
+/// `value` as the type it is: `A` and `B` are the same type, which the
+/// caller knows and the compiler folds away.
+#[inline(always)]
+fn same<A: 'static, B: 'static>(value: A) -> B {
+    let mut value = Some(value);
+    match (&mut value as &mut dyn Any).downcast_mut::<Option<B>>() {
+        Some(b) => b.take().expect("the value was just set"),
+        None => unreachable!("`same` called with two different types"),
+    }
+}
+
+/// [`pull_loop`] for an integer range: one counted loop, no end test per
+/// item (a range's length is known). Returns the chain, the next sequence
+/// number and whether the range is used up.
+#[inline(always)]
+fn pull_range<N: RangeInt, U: 'static, D: Push<U>>(
+    range: &mut Range<N>,
+    mut down: D,
+    cx: &mut TaskCx,
+    n: u64,
+    end: u64,
+) -> (D, u64, bool) {
+    let start = range.start;
+    let left = N::span(start, range.end);
+    let take = left.min(end.saturating_sub(n));
+    let mut i = 0;
+    while i < take {
+        down.push(same::<N, U>(start.offset(i)), Token::plain(n + i), cx);
+        i += 1;
+        if down.wants_flush() {
+            break;
+        }
+    }
+    range.start = start.offset(i);
+    (down, n + i, i == left)
+}
+
+#[inline(always)]
+fn pull_loop<I, D>(
+    mut iter: I,
+    mut down: D,
     cx: &mut TaskCx,
     mut n: u64,
     end: u64,
@@ -64,7 +198,6 @@ where
     I: Iterator,
     D: Push<I::Item>,
 {
-    let mut down = down;
     let result = 'pull: {
         // The items the iterator promises (its size hint's lower bound),
         // counted: one loop bound instead of two exits per item.

@@ -175,6 +175,16 @@ pub trait Push<T>: Send + 'static {
     fn settle(&mut self, pushed: u64);
     /// A chunk's worth of output is buffered: flush before pushing more.
     fn wants_flush(&self) -> bool;
+    /// Whether every step is in its usual state (a fold still holds its
+    /// accumulator). Only a hint for code generation: a driver tests it
+    /// once per chunk and runs the same loop in both cases, so that in the
+    /// usual case the compiler knows, say, that the fold's accumulator is
+    /// there and drops the per-item test (measured on the fused chain,
+    /// docs/BENCHMARKS.md). Never needed for correctness.
+    #[inline(always)]
+    fn steady(&self) -> bool {
+        true
+    }
     /// Some output is buffered.
     fn has_pending(&self) -> bool;
     /// Publishes counters and ships buffered output downstream.
@@ -197,6 +207,11 @@ macro_rules! forward_flush {
         #[inline]
         fn wants_flush(&self) -> bool {
             self.down.wants_flush()
+        }
+
+        #[inline(always)]
+        fn steady(&self) -> bool {
+            self.down.steady()
         }
 
         #[inline]
