@@ -759,3 +759,218 @@ async fn sink_flushes_that_time_out_are_retried_then_fail_their_items() {
         .values()
         .all(|s| *s == Status::Failed));
 }
+
+/// Item `x`'s attempts for the zero-backoff tests, by `x % 6`, ready at
+/// once unless they sleep: 0 fails once, 1 always fails, 2 fails for
+/// good (not retryable), 3 waits 10ms and fails once, 4 waits 5ms and
+/// works, 5 fails once and its retry waits 5ms.
+fn mixed(a: &Attempts) -> impl FnMut(u64) -> futures::future::BoxFuture<'static, Result<u64, Error>> {
+    let h = a.clone();
+    move |x| {
+        let n = h.hit(x);
+        let (wait, fails) = match (x % 6, n) {
+            (0 | 5, 1) | (1, _) => (0, Some(Error::transient("busy"))),
+            (2, _) => (0, Some(Error::permanent("gone"))),
+            (3, 1) => (10, Some(Error::transient("slow and busy"))),
+            (4, _) | (5, 2) => (5, None),
+            _ => (0, None),
+        };
+        Box::pin(async move {
+            if wait > 0 {
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+            }
+            fails.map_or(Ok(x), Err)
+        })
+    }
+}
+
+/// Retries due at once are run at once, in place, by the windowed driver:
+/// the same attempts, counts, failures, order and finalization as any
+/// retry, mixed with items that wait (which share the stage's work while
+/// they do), ordered or not.
+#[tokio::test(start_paused = true)]
+async fn zero_backoff_retries_keep_every_rule() {
+    for ordered in [true, false] {
+        let ledger = Ledger::default();
+        let a = Attempts::new();
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let o = out.clone();
+        let p = PipelineBuilder::new()
+            .from_acked(ledger.source(60))
+            .try_then(mixed(&a))
+            .retry(Retry::fixed(Duration::ZERO))
+            .concurrency(4);
+        let p = if ordered { p } else { p.unordered() };
+        let r = p
+            .on_error(ErrorPolicy::Skip)
+            .for_each(move |x| o.lock().unwrap().push(x))
+            .run()
+            .await
+            .unwrap();
+        assert_eq!((r.delivered, r.failed, r.unfinalized), (40, 20, 0));
+        assert_eq!(r.stages[1].retried, 50);
+        ledger.assert_exactly_once();
+        let mut out = out.lock().unwrap().clone();
+        if !ordered {
+            out.sort_unstable();
+        }
+        let want: Vec<u64> = (0..60).filter(|x| ![1, 2].contains(&(x % 6))).collect();
+        assert_eq!(out, want, "ordered: {ordered}");
+        for x in 0..60 {
+            let at = a.of(x);
+            let (n, gap) = match x % 6 {
+                0 | 5 => (2, vec![Duration::ZERO]),
+                1 => (3, vec![Duration::ZERO; 2]),
+                2 | 4 => (1, vec![]),
+                _ => (2, ms(&[10])),
+            };
+            assert_eq!((at.len(), gaps(&at)), (n, gap), "item {x}, ordered: {ordered}");
+        }
+    }
+}
+
+/// With events on, a retry due at once is still announced; failures carry
+/// their attempts, and the retry's wait-free path changes none of it.
+#[tokio::test(start_paused = true)]
+async fn zero_backoff_retries_are_announced() {
+    let a = Attempts::new();
+    let events: Vec<_> = Pipeline::from_iter(0..12u64)
+        .try_then(mixed(&a))
+        .retry(Retry::fixed(Duration::ZERO))
+        .concurrency(4)
+        .on_error(ErrorPolicy::Skip)
+        .events()
+        .collect()
+        .await;
+    let mut retries: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::RetryScheduled {
+                item,
+                attempt,
+                delay_ms,
+                ..
+            } => Some((*item, *attempt, *delay_ms)),
+            _ => None,
+        })
+        .collect();
+    retries.sort_unstable();
+    let want = [0, 1, 1, 3, 5, 6, 7, 7, 9, 11];
+    let attempts = [1, 1, 2, 1, 1, 1, 1, 2, 1, 1];
+    let want: Vec<_> = want.iter().zip(attempts).map(|(x, n)| (*x, n, 0)).collect();
+    assert_eq!(retries, want);
+    let mut failed: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::ItemFailed {
+                item,
+                attempt,
+                retryable,
+                ..
+            } => Some((*item, *attempt, *retryable)),
+            _ => None,
+        })
+        .collect();
+    failed.sort_unstable();
+    assert_eq!(failed, [(1, 3, true), (2, 1, false), (7, 3, true), (8, 1, false)]);
+}
+
+/// The elapsed limit counts from the first attempt, also when a retry run
+/// at once turns out to wait.
+#[tokio::test(start_paused = true)]
+async fn max_elapsed_counts_from_the_first_attempt_across_zero_backoffs() {
+    let a = Attempts::new();
+    let h = a.clone();
+    let err = Pipeline::from_iter([0u64, 1])
+        .try_then(move |x| {
+            let n = h.hit(x);
+            Box::pin(async move {
+                if x == 1 {
+                    return Ok(x);
+                }
+                if n > 1 {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err("down")
+            }) as futures::future::BoxFuture<'static, _>
+        })
+        .retry(
+            Retry::fixed(Duration::ZERO)
+                .max_attempts(10)
+                .max_elapsed(Duration::from_millis(150)),
+        )
+        .concurrency(2)
+        .run()
+        .await
+        .unwrap_err();
+    // At 0 (at once), 0 (retried at once, then waits) and 100; one at 200
+    // would start too late.
+    assert_eq!(a.of(0), ms(&[0, 0, 100]));
+    assert_eq!(err.attempt(), 3);
+}
+
+/// A panic, when first polled or when the function is called, is a failed
+/// attempt: not retried by default, retried if the classifier says so.
+#[tokio::test(start_paused = true)]
+async fn panics_are_failed_attempts_in_zero_backoff_retries() {
+    async fn run(retry: Retry) -> (weir::Report, Attempts) {
+        let a = Attempts::new();
+        let h = a.clone();
+        let r = Pipeline::from_iter(0..4u64)
+            .try_then(move |x| {
+                let n = h.hit(x);
+                if x == 1 && n == 1 {
+                    panic!("call panicked");
+                }
+                async move {
+                    if x == 2 && n == 1 {
+                        panic!("poll panicked");
+                    }
+                    Ok::<_, &str>(x)
+                }
+            })
+            .retry(retry)
+            .concurrency(2)
+            .on_error(ErrorPolicy::Skip)
+            .run()
+            .await
+            .unwrap();
+        (r, a)
+    }
+    let (r, a) = run(Retry::fixed(Duration::ZERO)).await;
+    assert_eq!((r.delivered, r.failed, r.stages[1].retried), (2, 2, 0));
+    assert_eq!((a.of(1).len(), a.of(2).len()), (1, 1));
+    let (r, a) = run(Retry::fixed(Duration::ZERO).retry_if(|_| true)).await;
+    assert_eq!((r.delivered, r.failed, r.stages[1].retried), (4, 0, 2));
+    assert_eq!((a.of(1).len(), a.of(2).len()), (2, 2));
+}
+
+/// Attempts retried at once still go through the breaker one by one: the
+/// call that trips it ends the retries, and later items meet it open.
+#[tokio::test(start_paused = true)]
+async fn zero_backoff_retries_go_through_the_breaker() {
+    let a = Attempts::new();
+    let h = a.clone();
+    let r = Pipeline::from_iter(0..10u64)
+        .try_then(move |x| {
+            h.hit(x);
+            async { Err::<u64, _>("down") }
+        })
+        .circuit_breaker(
+            weir::Breaker::new()
+                .window_count(4)
+                .min_calls(4)
+                .when_open(weir::WhenOpen::Fail),
+        )
+        .retry(Retry::fixed(Duration::ZERO))
+        .concurrency(4)
+        .on_error(ErrorPolicy::Skip)
+        .run()
+        .await
+        .unwrap();
+    // Item 0: three calls; item 1's call trips the breaker, and its retry
+    // meets it open, as do items 2..10.
+    assert_eq!((a.of(0).len(), a.of(1).len(), a.of(2).len()), (3, 1, 0));
+    let stage = &r.stages[1];
+    assert_eq!((stage.failed, stage.retried, stage.breaker_trips), (10, 3, 1));
+}

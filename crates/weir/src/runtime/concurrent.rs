@@ -32,6 +32,24 @@ pub(crate) trait Work<T>: Send + 'static {
     /// (for work that reports on items as it goes). Panics must come back
     /// as errors.
     fn start(&mut self, item: T, seq: u64) -> Self::Fut;
+
+    /// Starts the work on `item` in `slot` and polls it once, as the
+    /// windowed driver does with every item. The default is `start` and a
+    /// poll; work with retries overrides it so that an item whose
+    /// attempts finish at once needs nothing shared, and retries a failed
+    /// one at once when it may (`Resilient`). A pending future is left in
+    /// the slot, to be polled there until it is done.
+    #[inline]
+    fn start_in(
+        &mut self,
+        mut slot: Pin<&mut Option<Self::Fut>>,
+        item: T,
+        seq: u64,
+        task: &mut Context<'_>,
+    ) -> Poll<Result<Self::Out, Error>> {
+        slot.set(Some(self.start(item, seq)));
+        slot.as_pin_mut().expect("just set").poll(task)
+    }
 }
 
 /// In-flight work, ordered or not.
@@ -418,9 +436,9 @@ async fn windowed<T, W, D>(
                     // pending work always.
                     let started = (c.items_in % TIME_EVERY == 1).then(Instant::now);
                     let mut slot = pool.pop().unwrap_or_else(|| Box::pin(None));
-                    slot.set(Some(work.start(item, token.seq())));
-                    let fut = slot.as_mut().as_pin_mut().expect("just set");
-                    match fut.poll(&mut task) {
+                    // Started and polled once in the slot: `start_in` lets
+                    // work with retries keep ready items off shared state.
+                    match work.start_in(slot.as_mut(), item, token.seq(), &mut task) {
                         Poll::Ready(result) => {
                             slot.set(None);
                             pool.push(slot);

@@ -12,18 +12,28 @@
 //! their emission order. Stages without these settings run the unwrapped
 //! work.
 //!
-//! The first attempt runs inline in the item's future; only an item that
-//! fails or meets a breaker that is not closed moves to a boxed
-//! continuation ([`recover`]), so items that succeed at once pay one clone
-//! of their input (for a retry) and nothing else.
+//! The windowed driver starts each item with [`Work::start_in`]: while
+//! its attempts finish when first polled (a cache hit, a ready future),
+//! the item runs in the driver's slot with the stage's own work, and a
+//! failed attempt due for a retry at once (zero backoff, no event to send)
+//! is retried right there. Such an item pays one clone of its input (for
+//! a retry) and, with a breaker, its ticket per attempt: no shared count,
+//! no lock, no boxed continuation. Only an item that has to wait (an
+//! attempt pending, a backoff, an event, a breaker that is not closed)
+//! holds the shared context ([`Ctx`], which has the work while any item
+//! holds it) and goes on in its own future, in a boxed continuation
+//! ([`recover`]) once an attempt failed. Other drivers (serial, keyed) and
+//! wrappers (recovery, per-item events) start items with
+//! [`Work::start`], whose futures always hold the context.
 
 use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -97,18 +107,16 @@ impl<T> Retrier<T> {
         self.backoff.policy.elapsed_limit().map(|_| Instant::now())
     }
 
-    /// Decides on attempt `attempt`'s failure `e`: `Ok` once the backoff
-    /// has passed and the next attempt may start (counted, and announced
-    /// when events are on), or the item's final error.
-    pub(crate) async fn after_failure(
+    /// Decides on attempt `attempt`'s failure `e`: `Ok` with the wait
+    /// before the next attempt (jittered if the policy says so), or the
+    /// item's final error. Either way the error says which attempt it
+    /// was and whether it was retryable.
+    pub(crate) fn decide(
         &self,
         e: Error,
         attempt: u32,
         started: Option<Instant>,
-        shared: &Shared,
-        stage: usize,
-        seq: u64,
-    ) -> Result<(), Error> {
+    ) -> Result<(Duration, Error), Error> {
         let policy = &self.backoff.policy;
         let retryable = policy.retryable(&e);
         let e = e.with_attempt(attempt).with_retryable(retryable);
@@ -121,12 +129,34 @@ impl<T> Retrier<T> {
                 return Err(e);
             }
         }
-        let entry = &shared.stages[stage];
-        entry.metrics.retried.fetch_add(1, Ordering::Relaxed);
+        Ok((delay, e))
+    }
+
+    /// Counts a retry in stage `stage`'s `retried`.
+    fn count(shared: &Shared, stage: usize) {
+        shared.stages[stage]
+            .metrics
+            .retried
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A retry that [`decide`](Self::decide) scheduled after attempt
+    /// `attempt` failed with `e`: counted, announced when events are on,
+    /// and waited for.
+    pub(crate) async fn wait(
+        &self,
+        e: &Error,
+        delay: Duration,
+        attempt: u32,
+        shared: &Shared,
+        stage: usize,
+        seq: u64,
+    ) {
+        Self::count(shared, stage);
         if shared.events.is_some() {
             shared
                 .emit(EventKind::RetryScheduled {
-                    stage: entry.spec.name.clone(),
+                    stage: shared.stages[stage].spec.name.clone(),
                     item: seq,
                     attempt,
                     delay_ms: delay.as_millis().try_into().unwrap_or(u64::MAX),
@@ -139,6 +169,23 @@ impl<T> Retrier<T> {
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
+    }
+
+    /// Decides on attempt `attempt`'s failure `e` and waits as decided:
+    /// `Ok` once the backoff has passed and the next attempt may start
+    /// (counted, and announced when events are on), or the item's final
+    /// error.
+    pub(crate) async fn after_failure(
+        &self,
+        e: Error,
+        attempt: u32,
+        started: Option<Instant>,
+        shared: &Shared,
+        stage: usize,
+        seq: u64,
+    ) -> Result<(), Error> {
+        let (delay, e) = self.decide(e, attempt, started)?;
+        self.wait(&e, delay, attempt, shared, stage, seq).await;
         Ok(())
     }
 }
@@ -202,8 +249,9 @@ impl<T: Send + 'static> Resilience<T> {
 
     pub(crate) fn wrap<W: Work<T>>(self, work: W) -> Resilient<T, W> {
         Resilient {
+            own: Some(work),
             ctx: Arc::new(Ctx {
-                work: Mutex::new(work),
+                work: Mutex::new(None),
                 retry: self.retry,
                 breaker: self.breaker,
                 shared: self.shared,
@@ -213,11 +261,13 @@ impl<T: Send + 'static> Resilience<T> {
     }
 }
 
-/// What an item's future needs after its first attempt: shared by the
-/// stage's items.
+/// What an item's future needs to go on after an attempt, shared by the
+/// stage's futures that do: the settings, and the work.
 struct Ctx<T, W> {
-    /// Locked only to start an attempt, never across an await.
-    work: Mutex<W>,
+    /// The stage's work while futures hold this context (see
+    /// [`Resilient`]). Locked only to start an attempt, never across an
+    /// await.
+    work: Mutex<Option<W>>,
     retry: Option<Retrier<T>>,
     breaker: Option<Arc<CircuitBreaker>>,
     shared: Arc<Shared>,
@@ -225,11 +275,12 @@ struct Ctx<T, W> {
 }
 
 impl<T: Send + 'static, W: Work<T>> Ctx<T, W> {
-    fn start(&self, item: T, seq: u64) -> W::Fut {
-        self.work
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .start(item, seq)
+    /// Starts an attempt with the shared work.
+    fn start(&self, item: T, seq: u64) -> Result<W::Fut, Error> {
+        match self.work.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
+            Some(work) => Ok(work.start(item, seq)),
+            None => Err(Error::new(ErrorKind::Internal, "the stage's work is not shared")),
+        }
     }
 
     /// One attempt: admitted by the breaker (perhaps after a wait), run,
@@ -239,7 +290,10 @@ impl<T: Send + 'static, W: Work<T>> Ctx<T, W> {
             Some(b) => Some(b.admit().await?),
             None => None,
         };
-        let result = self.start(item, seq).await;
+        let result = match self.start(item, seq) {
+            Ok(fut) => fut.await,
+            Err(e) => Err(e),
+        };
         if let (Some(ticket), Some(b)) = (ticket, &self.breaker) {
             if ticket.record(result.is_ok()) {
                 b.send_events().await;
@@ -250,88 +304,254 @@ impl<T: Send + 'static, W: Work<T>> Ctx<T, W> {
 }
 
 /// A concurrent stage's work with retries and/or a circuit breaker.
+///
+/// The stage owns its work (`own`) while no item's future needs it. The
+/// windowed driver starts items with [`start_in`](Work::start_in): an
+/// item whose attempts finish when first polled is started, retried (if
+/// its backoff is zero and no event is due) and finished there, with
+/// nothing shared or locked. An item whose future outlives that
+/// call (an attempt pending, a backoff or an event to wait for, a breaker
+/// that is not closed) starts its later attempts itself: the work moves
+/// into the shared `ctx`, which such futures hold, and comes back once
+/// none does. Items started with [`start`](Work::start) (other drivers,
+/// other wrappers) always hold `ctx`.
 pub(crate) struct Resilient<T, W> {
+    own: Option<W>,
     ctx: Arc<Ctx<T, W>>,
+}
+
+impl<T: Send + 'static, W: Work<T>> Resilient<T, W> {
+    /// Takes the work back from `ctx` if no item's future holds it; whether
+    /// the stage owns its work.
+    #[inline]
+    fn reclaim(&mut self) -> bool {
+        // The count is a hint (a plain load); `get_mut` decides.
+        if self.own.is_none() && Arc::strong_count(&self.ctx) == 1 {
+            if let Some(ctx) = Arc::get_mut(&mut self.ctx) {
+                self.own = ctx.work.get_mut().unwrap_or_else(PoisonError::into_inner).take();
+            }
+        }
+        self.own.is_some()
+    }
+
+    /// The context for an item's future that starts attempts itself: the
+    /// work moves into it first.
+    fn share(&mut self) -> Arc<Ctx<T, W>> {
+        if let Some(work) = self.own.take() {
+            *self.ctx.work.lock().unwrap_or_else(PoisonError::into_inner) = Some(work);
+        }
+        self.ctx.clone()
+    }
 }
 
 impl<T: Send + 'static, W: Work<T>> Work<T> for Resilient<T, W> {
     type Out = W::Out;
     type Fut = ResilientFuture<T, W>;
 
+    /// An item's future that handles its failures itself.
     fn start(&mut self, item: T, seq: u64) -> ResilientFuture<T, W> {
-        let ctx = &self.ctx;
+        let ctx = self.share();
         let started = ctx.retry.as_ref().and_then(Retrier::clock);
         let ticket = match &ctx.breaker {
             None => None,
             Some(b) => match b.admit_closed() {
                 Some(ticket) => Some(ticket),
                 None => {
-                    let slow = recover(ctx.clone(), seq, Some(item), None, 0, started);
-                    return ResilientFuture {
-                        fast: None,
-                        slow: Some(Box::pin(slow)),
-                        ctx: ctx.clone(),
-                        spare: None,
-                        ticket: None,
-                        started,
-                        seq,
-                    };
+                    let slow = recover(ctx, seq, Some(item), Next::Attempt, 0, started);
+                    return ResilientFuture::recovering(slow);
                 }
             },
         };
         let spare = ctx.retry.as_ref().and_then(|r| r.spare(&item, 1));
-        ResilientFuture {
-            fast: Some(ctx.start(item, seq)),
-            slow: None,
-            ctx: ctx.clone(),
-            spare,
-            ticket,
-            started,
-            seq,
+        match ctx.start(item, seq) {
+            Ok(fut) => ResilientFuture {
+                fast: Some(fut),
+                slow: None,
+                ctx: Some(ctx),
+                spare,
+                ticket,
+                started,
+                seq,
+                attempt: 1,
+            },
+            Err(e) => ResilientFuture::recovering(std::future::ready(Err(e))),
         }
     }
+
+    /// Runs the item's attempts in `slot` while they finish when first
+    /// polled, with the stage's own work: a failed attempt whose retry is
+    /// due at once (zero backoff, no event to send) is followed by the
+    /// next one here. Anything that has to wait goes on in the item's
+    /// future, with the shared context.
+    #[inline]
+    fn start_in(
+        &mut self,
+        mut slot: Pin<&mut Option<ResilientFuture<T, W>>>,
+        mut item: T,
+        seq: u64,
+        task: &mut Context<'_>,
+    ) -> Poll<Result<W::Out, Error>> {
+        if !self.reclaim() {
+            // Futures in flight share the work: this item's does too.
+            return poll_in(slot, self.start(item, seq), task);
+        }
+        let started = self.ctx.retry.as_ref().and_then(Retrier::clock);
+        let mut attempt = 1;
+        loop {
+            let ticket = match &self.ctx.breaker {
+                None => None,
+                Some(b) => match b.admit_closed() {
+                    Some(ticket) => Some(ticket),
+                    None => {
+                        let slow =
+                            recover(self.share(), seq, Some(item), Next::Attempt, attempt - 1, started);
+                        return poll_in(slot, ResilientFuture::recovering(slow), task);
+                    }
+                },
+            };
+            // The copy for a retry stays here unless the future goes on alone.
+            let mut spare = self.ctx.retry.as_ref().and_then(|r| r.spare(&item, attempt));
+            let work = self.own.as_mut().expect("reclaimed");
+            slot.set(Some(ResilientFuture {
+                fast: Some(work.start(item, seq)),
+                slow: None,
+                ctx: None,
+                spare: None,
+                ticket,
+                started,
+                seq,
+                attempt,
+            }));
+            let mut fut = slot.as_mut().as_pin_mut().expect("just set");
+            let Poll::Ready((result, changed)) = fut.as_mut().poll_attempt(task) else {
+                // The future handles its outcome itself, with the work shared.
+                let this = fut.project();
+                *this.ctx = Some(self.share());
+                *this.spare = spare;
+                return Poll::Pending;
+            };
+            let e = match result {
+                Ok(out) if !changed => return Poll::Ready(Ok(out)),
+                Err(e) if !changed => e,
+                result => {
+                    // The breaker changed state: its events are sent first.
+                    let slow = recover(self.share(), seq, spare, Next::Outcome(result), attempt, started);
+                    return poll_in(slot, ResilientFuture::recovering(slow), task);
+                }
+            };
+            let Some(retry) = &self.ctx.retry else {
+                return Poll::Ready(Err(e));
+            };
+            let Some(next) = spare.take() else {
+                // No copy was kept: this was the last attempt allowed.
+                return Poll::Ready(Err(retry.last(e, attempt)));
+            };
+            let (delay, e) = match retry.decide(e, attempt, started) {
+                Ok(retry) => retry,
+                Err(e) => return Poll::Ready(Err(e)),
+            };
+            if !delay.is_zero() || self.ctx.shared.events.is_some() {
+                let slow = recover(
+                    self.share(),
+                    seq,
+                    Some(next),
+                    Next::Retry(delay, e),
+                    attempt,
+                    started,
+                );
+                return poll_in(slot, ResilientFuture::recovering(slow), task);
+            }
+            Retrier::<T>::count(&self.ctx.shared, self.ctx.stage);
+            (item, attempt) = (next, attempt + 1);
+        }
+    }
+}
+
+/// Sets `fut` in `slot` and polls it there.
+fn poll_in<F: Future>(mut slot: Pin<&mut Option<F>>, fut: F, task: &mut Context<'_>) -> Poll<F::Output> {
+    slot.set(Some(fut));
+    slot.as_pin_mut().expect("just set").poll(task)
 }
 
 type Slow<O> = Pin<Box<dyn Future<Output = Result<O, Error>> + Send>>;
 
 pin_project_lite::pin_project! {
-    /// An item's life in a resilient stage: its first attempt inline, the
-    /// rest (if any) boxed.
+    /// An item's life in a resilient stage: the attempt in progress inline,
+    /// the rest (if any) boxed.
     pub(crate) struct ResilientFuture<T, W: Work<T>> {
         #[pin]
         fast: Option<W::Fut>,
         slow: Option<Slow<W::Out>>,
-        ctx: Arc<Ctx<T, W>>,
+        // To go on after `fast` fails; `None` while `start_in` handles the
+        // attempt's outcome itself.
+        ctx: Option<Arc<Ctx<T, W>>>,
         spare: Option<T>,
         ticket: Option<Ticket>,
         started: Option<Instant>,
         seq: u64,
+        attempt: u32,
+    }
+}
+
+impl<T: Send + 'static, W: Work<T>> ResilientFuture<T, W> {
+    /// An item's future that goes on in `slow`.
+    fn recovering(slow: impl Future<Output = Result<W::Out, Error>> + Send + 'static) -> Self {
+        ResilientFuture {
+            fast: None,
+            slow: Some(Box::pin(slow)),
+            ctx: None,
+            spare: None,
+            ticket: None,
+            started: None,
+            seq: 0,
+            attempt: 0,
+        }
+    }
+
+    /// Polls the attempt in progress: its result, and whether recording it
+    /// changed the breaker's state.
+    #[inline]
+    fn poll_attempt(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<(Result<W::Out, Error>, bool)> {
+        let mut this = self.project();
+        let Some(fast) = this.fast.as_mut().as_pin_mut() else {
+            return Poll::Ready((
+                Err(Error::new(ErrorKind::Internal, "no attempt in progress")),
+                false,
+            ));
+        };
+        let result = ready!(fast.poll(cx));
+        this.fast.set(None);
+        let changed = this.ticket.take().is_some_and(|t| t.record(result.is_ok()));
+        Poll::Ready((result, changed))
     }
 }
 
 impl<T: Send + 'static, W: Work<T>> Future for ResilientFuture<T, W> {
     type Output = Result<W::Out, Error>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        if let Some(fast) = this.fast.as_mut().as_pin_mut() {
-            let result = ready!(fast.poll(cx));
-            this.fast.set(None);
-            let changed = this.ticket.take().is_some_and(|t| t.record(result.is_ok()));
-            if !changed && (result.is_ok() || this.ctx.retry.is_none()) {
-                return Poll::Ready(result);
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if self.as_mut().project().fast.is_some() {
+            let (result, changed) = ready!(self.as_mut().poll_attempt(cx));
+            let this = self.as_mut().project();
+            match this.ctx.take() {
+                Some(ctx) if changed || (result.is_err() && ctx.retry.is_some()) => {
+                    let spare = this.spare.take();
+                    let next = Next::Outcome(result);
+                    *this.slow = Some(Box::pin(recover(
+                        ctx,
+                        *this.seq,
+                        spare,
+                        next,
+                        *this.attempt,
+                        *this.started,
+                    )));
+                }
+                // Done (a future without its context is `start_in`'s, which
+                // does not poll it here).
+                _ => return Poll::Ready(result),
             }
-            let ctx = this.ctx.clone();
-            let spare = this.spare.take();
-            *this.slow = Some(Box::pin(recover(
-                ctx,
-                *this.seq,
-                spare,
-                Some(result),
-                1,
-                *this.started,
-            )));
         }
+        let this = self.project();
         let Some(slow) = this.slow.as_mut() else {
             return Poll::Ready(Err(Error::new(ErrorKind::Internal, "polled after completion")));
         };
@@ -341,13 +561,24 @@ impl<T: Send + 'static, W: Work<T>> Future for ResilientFuture<T, W> {
     }
 }
 
-/// The rest of an item's life after `attempt` attempts: `outcome` is the
-/// last one's, or `None` if the next attempt is due (on `input`).
+/// Where an item's life goes on in [`recover`].
+enum Next<O> {
+    /// The next attempt is due.
+    Attempt,
+    /// The last attempt's outcome, to act on.
+    Outcome(Result<O, Error>),
+    /// The retry decided after the last attempt failed (with this error),
+    /// to announce and wait for.
+    Retry(Duration, Error),
+}
+
+/// The rest of an item's life after `attempt` attempts, from `next`;
+/// `input` is the item for the next attempt, if one may follow.
 async fn recover<T, W>(
     ctx: Arc<Ctx<T, W>>,
     seq: u64,
     mut input: Option<T>,
-    mut outcome: Option<Result<W::Out, Error>>,
+    mut next: Next<W::Out>,
     mut attempt: u32,
     started: Option<Instant>,
 ) -> Result<W::Out, Error>
@@ -356,9 +587,15 @@ where
     W: Work<T>,
 {
     loop {
-        let result = match outcome.take() {
-            Some(result) => result,
-            None => {
+        let result = match std::mem::replace(&mut next, Next::Attempt) {
+            Next::Outcome(result) => result,
+            Next::Retry(delay, e) => {
+                if let Some(retry) = &ctx.retry {
+                    retry.wait(&e, delay, attempt, &ctx.shared, ctx.stage, seq).await;
+                }
+                continue;
+            }
+            Next::Attempt => {
                 attempt += 1;
                 let Some(item) = input.take() else {
                     return Err(Error::new(ErrorKind::Internal, "no input left for an attempt"));
@@ -381,9 +618,10 @@ where
             // No copy was kept: this was the last attempt allowed.
             return Err(retry.last(e, attempt));
         }
-        retry
-            .after_failure(e, attempt, started, &ctx.shared, ctx.stage, seq)
-            .await?;
+        next = match retry.decide(e, attempt, started) {
+            Ok((delay, e)) => Next::Retry(delay, e),
+            Err(e) => return Err(e),
+        };
     }
 }
 
