@@ -700,6 +700,10 @@ where
     pub async fn collect(self) -> Result<Vec<T>, Error> {
         let (tx, rx) = oneshot::channel();
         let (shared, tasks, _intake) = self.wire("collect", None, |sh, idx| {
+            if idx.is_some() {
+                // Nothing before this terminal delivers: no item is timed.
+                sh.births.switch_off();
+            }
             Collect::new(Counters::new(sh.clone(), idx.unwrap_or(0)), tx)
         });
         runtime::supervise(shared, tasks, None).await?;
@@ -728,6 +732,9 @@ where
     {
         let (tx, rx) = oneshot::channel();
         let (shared, tasks, _intake) = self.wire("fold", None, |sh, idx| {
+            if idx.is_some() {
+                sh.births.switch_off();
+            }
             Fold::new(init, f, Counters::new(sh.clone(), idx.unwrap_or(0)), tx)
         });
         runtime::supervise(shared, tasks, None).await?;

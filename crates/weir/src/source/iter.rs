@@ -233,13 +233,54 @@ where
     (iter, down, n, result)
 }
 
+/// How many items the source pulls before it looks up: checks for a stop,
+/// publishes its counts, ships what the chain buffered and lets other tasks
+/// run. A chain that asks to flush (a channel to the next task with a
+/// chunk's worth) ends a pull early whatever the limit, so the limit
+/// matters only for segments that end in the task itself (a fold, a
+/// `for_each`): there it starts at the chunk size and doubles, up to
+/// [`Pull::MAX_CHUNKS`] chunks, while whole pulls take less than
+/// [`Pull::QUICK`], and halves when one takes more than [`Pull::SLOW`]. So
+/// cheap stages spend their time in the loop (the work around a pull of
+/// 1024 items cost as much as 0.5 ns per item next to a hand loop's 0.7:
+/// docs/BENCHMARKS.md) and slow ones still look up every few hundred
+/// microseconds. Measured with the standard clock, one read per pull.
+#[derive(Debug)]
+struct Pull {
+    chunk: u64,
+    limit: u64,
+}
+
+impl Pull {
+    /// The limit grows to this many chunks at most.
+    const MAX_CHUNKS: u64 = 64;
+    /// A pull quicker than this may grow.
+    const QUICK: std::time::Duration = std::time::Duration::from_micros(50);
+    /// A pull slower than this shrinks.
+    const SLOW: std::time::Duration = std::time::Duration::from_micros(400);
+
+    fn new(chunk: u64) -> Pull {
+        let chunk = chunk.max(1);
+        Pull { chunk, limit: chunk }
+    }
+
+    /// Adapts the limit after a pull of `items` that took `took`.
+    fn adapt(&mut self, items: u64, took: std::time::Duration) {
+        if items == self.limit && took < Self::QUICK {
+            self.limit = (self.limit * 2).min(self.chunk * Self::MAX_CHUNKS);
+        } else if took > Self::SLOW {
+            self.limit = (self.limit / 2).max(self.chunk);
+        }
+    }
+}
+
 async fn drive<I, D>(mut iter: I, mut down: D, mut c: Counters, mut cx: TaskCx, chunk: usize)
 where
     I: Iterator + Send + 'static,
     D: Push<I::Item>,
 {
     let shared = cx.shared.clone();
-    let chunk = chunk as u64;
+    let mut pull = Pull::new(chunk as u64);
     let mut seq = 0u64;
     let mut ran_out = false;
     loop {
@@ -248,8 +289,10 @@ where
         }
         shared.events_gate().await;
         let start = seq;
-        let (it, d, next, pulled) = pull_chunk(iter, down, &mut cx, seq, start + chunk);
+        let began = std::time::Instant::now();
+        let (it, d, next, pulled) = pull_chunk(iter, down, &mut cx, seq, start + pull.limit);
         (iter, down, seq) = (it, d, next);
+        pull.adapt(seq - start, began.elapsed());
         ran_out = matches!(pulled, Ok(true));
         let exhausted = match pulled {
             Ok(exhausted) => exhausted,
@@ -270,4 +313,35 @@ where
         shared.source_exhausted(seq).await;
     }
     down.finish(&mut cx).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::Pull;
+
+    #[test]
+    fn the_pull_limit_grows_while_quick_and_shrinks_when_slow() {
+        let mut p = Pull::new(1024);
+        p.adapt(1024, Duration::from_micros(10));
+        assert_eq!(p.limit, 2048, "a quick full pull doubles");
+        p.adapt(100, Duration::from_micros(10));
+        assert_eq!(
+            p.limit, 2048,
+            "a pull ended early (flush, end of input) says nothing"
+        );
+        for _ in 0..20 {
+            let limit = p.limit;
+            p.adapt(limit, Duration::ZERO);
+        }
+        assert_eq!(p.limit, 1024 * Pull::MAX_CHUNKS, "bounded");
+        p.adapt(p.limit, Duration::from_millis(2));
+        assert_eq!(p.limit, 1024 * Pull::MAX_CHUNKS / 2, "a slow pull halves");
+        for _ in 0..20 {
+            p.adapt(7, Duration::from_millis(2));
+        }
+        assert_eq!(p.limit, 1024, "never below the chunk size");
+        assert_eq!(Pull::new(0).limit, 1, "a zero chunk size still pulls");
+    }
 }

@@ -198,15 +198,29 @@ pub trait Push<T>: Send + 'static {
 macro_rules! forward_flush {
     () => {
         #[inline]
+        fn wants_flush(&self) -> bool {
+            self.down.wants_flush()
+        }
+
+        $crate::stage::forward_flush!(@rest);
+    };
+    // A step that also ends the pull once `$done` holds of `$s` (a `take`
+    // that has all it wants, so the source stops at once).
+    (done: |$s:ident| $done:expr) => {
+        #[inline]
+        fn wants_flush(&self) -> bool {
+            let $s = self;
+            $done || self.down.wants_flush()
+        }
+
+        $crate::stage::forward_flush!(@rest);
+    };
+    (@rest) => {
+        #[inline]
         fn settle(&mut self, pushed: u64) {
             self.c.items_in += pushed;
             let out = self.c.publish();
             self.down.settle(out);
-        }
-
-        #[inline]
-        fn wants_flush(&self) -> bool {
-            self.down.wants_flush()
         }
 
         #[inline(always)]

@@ -73,7 +73,7 @@ impl<T, D: Push<T>> Push<T> for TakeStep<D> {
         self.down.push(item, token, cx);
     }
 
-    forward_flush!();
+    forward_flush!(done: |s| s.left == 0);
 }
 
 impl<T, P> Pipeline<T, P>
