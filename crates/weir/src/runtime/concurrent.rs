@@ -248,10 +248,9 @@ where
         };
         taken += 1;
         // The finished future of the previous item stays in the slot until
-        // this one replaces it: one `set` per item, not two.
-        slot.set(Some(work.start(item, token.seq())));
-        let fut = slot.as_mut().as_pin_mut().expect("just set");
-        match fut.poll(task) {
+        // this one replaces it: one `set` per item, not two. `start_in`
+        // lets work with retries retry a failed attempt in place.
+        match work.start_in(slot.as_mut(), item, token.seq(), task) {
             Poll::Ready(result) => {
                 if let Some(t) = started.take() {
                     c.record_latency(t.elapsed());
