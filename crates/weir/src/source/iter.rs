@@ -264,9 +264,14 @@ impl Pull {
         Pull { chunk, limit: chunk }
     }
 
-    /// Adapts the limit after a pull of `items` that took `took`.
-    fn adapt(&mut self, items: u64, took: std::time::Duration) {
-        if items == self.limit && took < Self::QUICK {
+    /// Adapts the limit after a pull of `items` that took `took`. A pull
+    /// that left events or dead letters to send (failures) resets it: those
+    /// wait in the task until the pull ends, so they stay bounded by a
+    /// chunk's worth while items keep failing.
+    fn adapt(&mut self, items: u64, took: std::time::Duration, buffered: bool) {
+        if buffered {
+            self.limit = self.chunk;
+        } else if items == self.limit && took < Self::QUICK {
             self.limit = (self.limit * 2).min(self.chunk * Self::MAX_CHUNKS);
         } else if took > Self::SLOW {
             self.limit = (self.limit / 2).max(self.chunk);
@@ -292,7 +297,7 @@ where
         let began = std::time::Instant::now();
         let (it, d, next, pulled) = pull_chunk(iter, down, &mut cx, seq, start + pull.limit);
         (iter, down, seq) = (it, d, next);
-        pull.adapt(seq - start, began.elapsed());
+        pull.adapt(seq - start, began.elapsed(), cx.has_events());
         ran_out = matches!(pulled, Ok(true));
         let exhausted = match pulled {
             Ok(exhausted) => exhausted,
@@ -324,22 +329,25 @@ mod tests {
     #[test]
     fn the_pull_limit_grows_while_quick_and_shrinks_when_slow() {
         let mut p = Pull::new(1024);
-        p.adapt(1024, Duration::from_micros(10));
+        p.adapt(1024, Duration::from_micros(10), false);
         assert_eq!(p.limit, 2048, "a quick full pull doubles");
-        p.adapt(100, Duration::from_micros(10));
+        p.adapt(100, Duration::from_micros(10), false);
         assert_eq!(
             p.limit, 2048,
             "a pull ended early (flush, end of input) says nothing"
         );
         for _ in 0..20 {
             let limit = p.limit;
-            p.adapt(limit, Duration::ZERO);
+            p.adapt(limit, Duration::ZERO, false);
         }
         assert_eq!(p.limit, 1024 * Pull::MAX_CHUNKS, "bounded");
-        p.adapt(p.limit, Duration::from_millis(2));
+        p.adapt(p.limit, Duration::from_millis(2), false);
         assert_eq!(p.limit, 1024 * Pull::MAX_CHUNKS / 2, "a slow pull halves");
+        p.adapt(p.limit, Duration::ZERO, true);
+        assert_eq!(p.limit, 1024, "failures to report reset it");
+        p.adapt(1024, Duration::ZERO, false);
         for _ in 0..20 {
-            p.adapt(7, Duration::from_millis(2));
+            p.adapt(7, Duration::from_millis(2), false);
         }
         assert_eq!(p.limit, 1024, "never below the chunk size");
         assert_eq!(Pull::new(0).limit, 1, "a zero chunk size still pulls");
