@@ -425,18 +425,7 @@ async fn item_failed_carries_attempts_and_retryable() {
         .events()
         .collect()
         .await;
-    let failed: Vec<_> = events
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::ItemFailed {
-                item,
-                attempt,
-                retryable,
-                ..
-            } => Some((*item, *attempt, *retryable)),
-            _ => None,
-        })
-        .collect();
+    let failed = failures(&events);
     assert_eq!(failed, [(0, 1, false), (1, 3, true)]);
 }
 
@@ -628,6 +617,22 @@ async fn sinks_retry_writes_and_flushes() {
 }
 
 /// The last event's report.
+/// The (item, attempt, retryable) of each `ItemFailed` event, in order.
+fn failures(events: &[weir::Event]) -> Vec<(u64, u32, bool)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::ItemFailed {
+                item,
+                attempt,
+                retryable,
+                ..
+            } => Some((*item, *attempt, *retryable)),
+            _ => None,
+        })
+        .collect()
+}
+
 fn finished(events: &[weir::Event]) -> weir::Report {
     match &events.last().unwrap().kind {
         EventKind::PipelineFinished { report, .. } => (**report).clone(),
@@ -859,18 +864,7 @@ async fn zero_backoff_retries_are_announced() {
     let attempts = [1, 1, 2, 1, 1, 1, 1, 2, 1, 1];
     let want: Vec<_> = want.iter().zip(attempts).map(|(x, n)| (*x, n, 0)).collect();
     assert_eq!(retries, want);
-    let mut failed: Vec<_> = events
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::ItemFailed {
-                item,
-                attempt,
-                retryable,
-                ..
-            } => Some((*item, *attempt, *retryable)),
-            _ => None,
-        })
-        .collect();
+    let mut failed = failures(&events);
     failed.sort_unstable();
     assert_eq!(failed, [(1, 3, true), (2, 1, false), (7, 3, true), (8, 1, false)]);
 }

@@ -172,9 +172,7 @@ impl Counters {
     /// Counts one output item (explicit counters only).
     #[inline]
     pub(crate) fn count_out(&mut self) {
-        if let Some(out) = &mut self.out {
-            *out += 1;
-        }
+        self.add_out(1);
     }
 
     /// Counts `n` output items (explicit counters only).
