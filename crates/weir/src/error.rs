@@ -1,6 +1,7 @@
 //! weir's error type.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 /// A boxed error from a user's stage, sink or source.
 ///
@@ -120,7 +121,6 @@ pub struct Error {
     inner: Box<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
     kind: ErrorKind,
     stage: Option<String>,
@@ -129,12 +129,38 @@ struct Inner {
     /// Whether another attempt could succeed, when it was decided (by
     /// [`Error::permanent`]/[`Error::transient`] or a retry classifier).
     retryable: Option<bool>,
-    message: String,
+    /// Set when the error is made, or (an error caused by a source, whose
+    /// message is the source's) on first use: a failure that a retry then
+    /// fixes never formats its message (measured: formatting it was one
+    /// allocation and ~250 instructions of each failed attempt, callgrind
+    /// on the `retry` bench, docs/BENCHMARKS.md).
+    message: OnceLock<String>,
     source: Option<BoxError>,
     /// Where the failure goes next (a dead-letter copy of the item, a
     /// handler's decision); taken by the failure router, never shown.
     /// Behind a mutex so that `Error` stays `Sync` whatever the item is.
     routing: Option<std::sync::Mutex<crate::policy::Routing>>,
+}
+
+impl Inner {
+    fn message(&self) -> &str {
+        self.message
+            .get_or_init(|| self.source.as_ref().map(|s| s.to_string()).unwrap_or_default())
+    }
+}
+
+impl fmt::Debug for Inner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("stage", &self.stage)
+            .field("item", &self.item)
+            .field("attempt", &self.attempt)
+            .field("retryable", &self.retryable)
+            .field("message", &self.message())
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Error {
@@ -146,7 +172,7 @@ impl Error {
                 item: None,
                 attempt: 0,
                 retryable: None,
-                message: message.into(),
+                message: OnceLock::from(message.into()),
                 source: None,
                 routing: None,
             }),
@@ -155,9 +181,18 @@ impl Error {
 
     /// An error caused by `source`; the message is the source's own.
     pub(crate) fn caused_by(kind: ErrorKind, source: BoxError) -> Error {
-        let mut e = Error::new(kind, source.to_string());
-        e.inner.source = Some(source);
-        e
+        Error {
+            inner: Box::new(Inner {
+                kind,
+                stage: None,
+                item: None,
+                attempt: 0,
+                retryable: None,
+                message: OnceLock::new(),
+                source: Some(source),
+                routing: None,
+            }),
+        }
     }
 
     /// The error for a panic caught in a stage, from its payload.
@@ -315,7 +350,7 @@ impl Error {
     pub fn causes(&self) -> Vec<String> {
         let mut out = Vec::new();
         let mut next = std::error::Error::source(self);
-        if next.is_some_and(|e| e.to_string() == self.inner.message) {
+        if next.is_some_and(|e| e.to_string() == self.message()) {
             next = next.and_then(|e| e.source());
         }
         while let Some(e) = next {
@@ -419,7 +454,7 @@ impl Error {
     /// # });
     /// ```
     pub fn message(&self) -> &str {
-        &self.inner.message
+        self.inner.message()
     }
 
     /// A copy with the same kind, context and message whose source is a
@@ -447,7 +482,7 @@ impl Error {
                 item: i.item,
                 attempt: i.attempt,
                 retryable: i.retryable,
-                message: i.message.clone(),
+                message: OnceLock::from(i.message().to_owned()),
                 source: None,
                 routing: None,
             }),
@@ -472,10 +507,11 @@ impl fmt::Display for Error {
             (Some(stage), Some(item)) => write!(
                 f,
                 "stage `{stage}` {verb} on item {item} (attempt {}): {}",
-                i.attempt, i.message
+                i.attempt,
+                i.message()
             ),
-            (Some(stage), None) => write!(f, "stage `{stage}` {verb}: {}", i.message),
-            _ => f.write_str(&i.message),
+            (Some(stage), None) => write!(f, "stage `{stage}` {verb}: {}", i.message()),
+            _ => f.write_str(i.message()),
         }
     }
 }

@@ -383,6 +383,10 @@ impl Retry {
     /// assert_eq!(p.delay(u32::MAX), Duration::MAX);
     /// ```
     pub fn delay(&self, n: u32) -> Duration {
+        if self.base.is_zero() {
+            // No float work for an immediate retry (as `Retry::fixed(ZERO)`).
+            return Duration::ZERO;
+        }
         let exp = n.max(1) - 1;
         let scale = self.factor.powf(f64::from(exp));
         let raw = Duration::try_from_secs_f64(self.base.as_secs_f64() * scale).unwrap_or(Duration::MAX);

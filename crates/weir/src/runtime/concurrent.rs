@@ -439,7 +439,10 @@ async fn windowed<T, W, D>(
                     // work with retries keep ready items off shared state.
                     match work.start_in(slot.as_mut(), item, token.seq(), &mut task) {
                         Poll::Ready(result) => {
-                            slot.set(None);
+                            // The finished future stays in the slot until
+                            // the next item's replaces it: one `set` per
+                            // item, not two (`Resilient` restarts a
+                            // finished one in place).
                             pool.push(slot);
                             let took = started.map(|t| t.elapsed());
                             if done.is_empty() && (!ordered || set.is_empty()) {
