@@ -55,7 +55,8 @@ pub use hooks::Hooks;
 pub use metrics::{Latency, Outcome, Report, StageReport, Utilization};
 pub use pipeline::{InfallibleFuture, Pipeline, PipelineBuilder};
 pub use policy::{
-    Breaker, DeadLetter, Decision, ErrorPolicy, Failure, Retry, Retryable, WhenOpen, MAX_HANDLER_ATTEMPTS,
+    Breaker, DeadLetter, DeadLetters, Decision, ErrorPolicy, Failure, Retry, Retryable, WhenOpen,
+    MAX_HANDLER_ATTEMPTS,
 };
 pub use runtime::{
     Controller, Events, Handle, Lagged, PushError, Pusher, Results, Shutdown, Subscription, TryPushError,

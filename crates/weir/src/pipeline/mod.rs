@@ -648,6 +648,10 @@ where
             let idx = self.stages.len();
             let mut spec = StageSpec::new("sink", idx);
             spec.name = format!("{runner}#{idx}");
+            // The implicit end fails no item but a fold's (whose lost
+            // accumulator fails the run anyway): a pipeline-wide policy
+            // (DeadLetter, say) is not for it.
+            spec.policy = Some(ErrorPolicy::FailFast);
             self.stages.push(spec);
             Some(idx)
         };

@@ -87,6 +87,48 @@ pub struct DeadLetter<T> {
     pub pipeline: String,
 }
 
+impl<T> DeadLetter<T> {
+    /// The same record with its item replaced by `f(item)` (to convert it,
+    /// or keep only its key).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use weir::{DeadLetter, Pipeline};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let kept = Arc::new(Mutex::new(Vec::new()));
+    /// let letters = kept.clone();
+    /// Pipeline::from_iter(["a", "bb"])
+    ///     .try_map(|s: &str| if s.len() > 1 { Err("too long") } else { Ok(s) })
+    ///     .dead_letter(weir::sink_fn(move |l: DeadLetter<&str>| {
+    ///         letters.lock().unwrap().push(l.map(str::len));
+    ///         async { Ok::<_, std::io::Error>(()) }
+    ///     }))
+    ///     .run()
+    ///     .await
+    ///     .unwrap();
+    /// let kept = kept.lock().unwrap();
+    /// assert_eq!((kept[0].item, kept[0].error.as_str()), (2, "too long"));
+    /// # });
+    /// ```
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> DeadLetter<U> {
+        DeadLetter {
+            item: f(self.item),
+            error: self.error,
+            causes: self.causes,
+            error_type: self.error_type,
+            stage: self.stage,
+            item_seq: self.item_seq,
+            attempts: self.attempts,
+            first_failure_ms: self.first_failure_ms,
+            last_failure_ms: self.last_failure_ms,
+            pipeline: self.pipeline,
+        }
+    }
+}
+
 /// Where a failure goes next, carried on its [`Error`] from the stage's
 /// work to the failure router.
 #[derive(Default)]

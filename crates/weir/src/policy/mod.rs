@@ -9,10 +9,12 @@ pub(crate) use breaker::{BreakerState, CircuitBreaker, Ticket};
 pub(crate) use retry::Backoff;
 pub use retry::{Retry, Retryable};
 mod dead_letter;
+mod dead_letters;
 mod handler;
 
 pub use dead_letter::DeadLetter;
 pub(crate) use dead_letter::{run_dead_letters, Letter, Routing};
+pub use dead_letters::DeadLetters;
 pub use handler::{Decision, Failure, MAX_HANDLER_ATTEMPTS};
 
 /// What happens to the pipeline when an item fails in a stage.
@@ -62,6 +64,9 @@ pub enum ErrorPolicy {
     /// [`PipelineBuilder::error_policy`](crate::PipelineBuilder::error_policy))
     /// makes [`run`](crate::Pipeline::run) return an
     /// [`ErrorKind::Config`](crate::ErrorKind::Config) error before
-    /// anything is pulled.
+    /// anything is pulled. One sink for the whole pipeline, whatever each
+    /// stage's item type: give every stage a clone of a
+    /// [`DeadLetters`](crate::DeadLetters), which writes each record with
+    /// its item as JSON.
     DeadLetter,
 }

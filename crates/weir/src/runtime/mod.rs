@@ -237,12 +237,17 @@ impl Shared {
         let s = self
             .stages
             .iter()
-            .find(|s| s.policy == ErrorPolicy::DeadLetter && !s.spec.dead_letter)?;
+            // A source fails no items (its errors end the run), so a
+            // pipeline-wide DeadLetter policy asks nothing of it.
+            .find(|s| {
+                s.policy == ErrorPolicy::DeadLetter && !s.spec.dead_letter && s.spec.kind != "source"
+            })?;
         Some(Error::new(
             ErrorKind::Config,
             format!(
                 "stage `{}` has the error policy DeadLetter but no dead-letter sink \
-                 (set one with `dead_letter(sink)`, or give the stage another policy)",
+                 (set one with `dead_letter(sink)`; a `DeadLetters` shares one sink among \
+                 stages; or give the stage another policy)",
                 s.spec.name
             ),
         ))
