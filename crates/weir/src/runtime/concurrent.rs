@@ -39,7 +39,7 @@ pub(crate) trait Work<T>: Send + 'static {
     /// attempts finish at once needs nothing shared, and retries a failed
     /// one at once when it may (`Resilient`). A pending future is left in
     /// the slot, to be polled there until it is done.
-    #[inline]
+    #[inline(always)]
     fn start_in(
         &mut self,
         mut slot: Pin<&mut Option<Self::Fut>>,
@@ -428,7 +428,27 @@ async fn windowed<T, W, D>(
         let waker = current_waker().await;
         {
             let mut task = Context::from_waker(&waker);
-            while set.len() + done.len() < n {
+            if set.is_empty() && done.is_empty() && input.len() > 0 {
+                // Nothing in flight: items whose work is ready at once go
+                // straight through in the serial driver's plain loop, up to
+                // the first pending one, which enters the window in its
+                // slot. Per item, the window's bookkeeping in this task's
+                // state machine cost ~4x the loop (callgrind, the `retry`
+                // bench's `weir-no-failures`: docs/BENCHMARKS.md).
+                let mut slot = pool.pop().unwrap_or_else(|| Box::pin(None));
+                let (it, d, counters, step) =
+                    run_ready(input, &mut slot, &mut work, down, c, &mut cx, &mut task);
+                (input, down, c) = (it, d, counters);
+                match step {
+                    Ready::Pending(token, started) => set.push(Entry::Running(Running {
+                        slot: Some(slot),
+                        token: Some(token),
+                        started: started.unwrap_or_else(Instant::now),
+                    })),
+                    Ready::Done | Ready::Flush => pool.push(slot),
+                }
+            }
+            while set.len() + done.len() < n && !down.wants_flush() {
                 if let Some((item, token)) = input.next() {
                     c.items_in += 1;
                     // Ready work is timed one item in `TIME_EVERY`;
@@ -471,7 +491,12 @@ async fn windowed<T, W, D>(
                     break;
                 } else {
                     match rx.try_recv() {
-                        Ok(chunk) => input = chunk.into_iter(),
+                        Ok(chunk) => {
+                            input = chunk.into_iter();
+                            if set.is_empty() && done.is_empty() {
+                                break; // for the plain loop above
+                            }
+                        }
                         Err(finished) => {
                             input_done = finished;
                             break;

@@ -382,8 +382,9 @@ impl<T: Send + 'static, W: Work<T>> Work<T> for Resilient<T, W> {
     /// polled, with the stage's own work: a failed attempt whose retry is
     /// due at once (zero backoff, no event to send) is followed by the
     /// next one here. Anything that has to wait goes on in the item's
-    /// future, with the shared context.
-    #[inline]
+    /// future, with the shared context ([`Resilient::go_slow`], out of
+    /// line so that this fast path inlines into the driver's loop).
+    #[inline(always)]
     fn start_in(
         &mut self,
         mut slot: Pin<&mut Option<ResilientFuture<T, W>>>,
@@ -392,8 +393,7 @@ impl<T: Send + 'static, W: Work<T>> Work<T> for Resilient<T, W> {
         task: &mut Context<'_>,
     ) -> Poll<Result<W::Out, Error>> {
         if !self.reclaim() {
-            // Futures in flight share the work: this item's does too.
-            return poll_in(slot, self.start(item, seq), task);
+            return self.start_shared(slot, item, seq, task);
         }
         let started = self.ctx.retry.as_ref().and_then(Retrier::clock);
         let mut attempt = 1;
@@ -403,37 +403,33 @@ impl<T: Send + 'static, W: Work<T>> Work<T> for Resilient<T, W> {
                 Some(b) => match b.admit_closed() {
                     Some(ticket) => Some(ticket),
                     None => {
-                        let slow =
-                            recover(self.share(), seq, Some(item), Next::Attempt, attempt - 1, started);
-                        return poll_in(slot, ResilientFuture::recovering(slow), task);
+                        return self.go_slow(slot, seq, Some(item), Next::Attempt, attempt - 1, started, task)
                     }
                 },
             };
             // The copy for a retry stays here unless the future goes on alone.
             let mut spare = self.ctx.retry.as_ref().and_then(|r| r.spare(&item, attempt));
             let work = self.own.as_mut().expect("reclaimed");
-            let mut fut = ResilientFuture::begin(
-                slot.as_mut(),
-                work.start(item, seq),
-                ticket,
-                started,
-                seq,
-                attempt,
-            );
-            let Poll::Ready((result, changed)) = fut.as_mut().poll_attempt(task) else {
-                // The future handles its outcome itself, with the work shared.
+            let mut fut = ResilientFuture::begin(slot.as_mut(), work.start(item, seq));
+            let mut this = fut.as_mut().project();
+            let fast = this.fast.as_mut().as_pin_mut().expect("just begun");
+            let Poll::Ready(result) = fast.poll(task) else {
+                // The future handles its outcome itself, with the work
+                // shared; only now does it need the item's particulars.
                 let this = fut.project();
+                (*this.ticket, *this.started, *this.seq, *this.attempt) = (ticket, started, seq, attempt);
                 *this.ctx = Some(self.share());
                 *this.spare = spare;
                 return Poll::Pending;
             };
+            this.fast.set(None);
+            let changed = ticket.is_some_and(|t| t.record(result.is_ok()));
             let e = match result {
                 Ok(out) if !changed => return Poll::Ready(Ok(out)),
                 Err(e) if !changed => e,
+                // The breaker changed state: its events are sent first.
                 result => {
-                    // The breaker changed state: its events are sent first.
-                    let slow = recover(self.share(), seq, spare, Next::Outcome(result), attempt, started);
-                    return poll_in(slot, ResilientFuture::recovering(slow), task);
+                    return self.go_slow(slot, seq, spare, Next::Outcome(result), attempt, started, task)
                 }
             };
             let Some(retry) = &self.ctx.retry else {
@@ -448,19 +444,55 @@ impl<T: Send + 'static, W: Work<T>> Work<T> for Resilient<T, W> {
                 Err(e) => return Poll::Ready(Err(e)),
             };
             if !delay.is_zero() || self.ctx.shared.events.is_some() {
-                let slow = recover(
-                    self.share(),
+                return self.go_slow(
+                    slot,
                     seq,
                     Some(next),
                     Next::Retry(delay, e),
                     attempt,
                     started,
+                    task,
                 );
-                return poll_in(slot, ResilientFuture::recovering(slow), task);
             }
             Retrier::<T>::count(&self.ctx.shared, self.ctx.stage);
             (item, attempt) = (next, attempt + 1);
         }
+    }
+}
+
+impl<T: Send + 'static, W: Work<T>> Resilient<T, W> {
+    /// Starts an item while futures in flight share the work: its future
+    /// shares it too.
+    #[cold]
+    #[inline(never)]
+    fn start_shared(
+        &mut self,
+        slot: Pin<&mut Option<ResilientFuture<T, W>>>,
+        item: T,
+        seq: u64,
+        task: &mut Context<'_>,
+    ) -> Poll<Result<W::Out, Error>> {
+        let fut = self.start(item, seq);
+        poll_in(slot, fut, task)
+    }
+
+    /// The rest of the item's life from `next` goes on in its future, with
+    /// the shared context (a wait, an event, a breaker's decision).
+    #[cold]
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn go_slow(
+        &mut self,
+        slot: Pin<&mut Option<ResilientFuture<T, W>>>,
+        seq: u64,
+        item: Option<T>,
+        next: Next<W::Out>,
+        attempt: u32,
+        started: Option<Instant>,
+        task: &mut Context<'_>,
+    ) -> Poll<Result<W::Out, Error>> {
+        let slow = recover(self.share(), seq, item, next, attempt, started);
+        poll_in(slot, ResilientFuture::recovering(slow), task)
     }
 }
 
@@ -505,21 +537,14 @@ impl<T: Send + 'static, W: Work<T>> ResilientFuture<T, W> {
         }
     }
 
-    /// Puts attempt `attempt` of item `seq` in `slot`, for [`Resilient`]'s
-    /// fast path. A slot whose future finished there is reused in place:
-    /// only the attempt and its particulars are written. Replacing the
-    /// whole future dropped and rewrote every field per item, a third of
-    /// what a retry policy cost a stage whose items all succeed
+    /// Puts an attempt in `slot`, for [`Resilient`]'s fast path. A slot
+    /// whose future finished there is reused in place: only the attempt is
+    /// written (the item's particulars follow only if it has to wait).
+    /// Replacing the whole future dropped and rewrote every field per item,
+    /// a third of what a retry policy cost a stage whose items all succeed
     /// (callgrind, docs/BENCHMARKS.md).
     #[inline(always)]
-    fn begin(
-        mut slot: Pin<&mut Option<Self>>,
-        fast: W::Fut,
-        ticket: Option<Ticket>,
-        started: Option<Instant>,
-        seq: u64,
-        attempt: u32,
-    ) -> Pin<&mut Self> {
+    fn begin(mut slot: Pin<&mut Option<Self>>, fast: W::Fut) -> Pin<&mut Self> {
         let at_rest = slot.as_ref().as_pin_ref().is_some_and(|f| {
             let f = f.get_ref();
             f.fast.is_none() && f.slow.is_none() && f.ctx.is_none() && f.spare.is_none() && f.ticket.is_none()
@@ -527,17 +552,16 @@ impl<T: Send + 'static, W: Work<T>> ResilientFuture<T, W> {
         if at_rest {
             let mut this = slot.as_mut().as_pin_mut().expect("at rest").project();
             this.fast.set(Some(fast));
-            (*this.ticket, *this.started, *this.seq, *this.attempt) = (ticket, started, seq, attempt);
         } else {
             slot.set(Some(ResilientFuture {
                 fast: Some(fast),
                 slow: None,
                 ctx: None,
                 spare: None,
-                ticket,
-                started,
-                seq,
-                attempt,
+                ticket: None,
+                started: None,
+                seq: 0,
+                attempt: 0,
             }));
         }
         slot.as_pin_mut().expect("just set")

@@ -76,7 +76,7 @@ where
     type Out = U;
     type Fut = ThenFuture<Fut>;
 
-    #[inline]
+    #[inline(always)]
     fn start(&mut self, item: T, _seq: u64) -> ThenFuture<Fut> {
         match guard(|| (self.0)(item)) {
             Ok(fut) => ThenFuture {
