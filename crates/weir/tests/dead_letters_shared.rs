@@ -184,7 +184,7 @@ async fn a_dead_letter_policy_without_a_sink_names_the_shared_option() {
     let err = PipelineBuilder::new()
         .error_policy(ErrorPolicy::DeadLetter)
         .from_iter([1u8])
-        .try_map(|x| Ok::<_, std::io::Error>(x))
+        .try_map(Ok::<_, std::io::Error>)
         .run()
         .await
         .unwrap_err();

@@ -261,7 +261,7 @@ mod tests {
         assert_eq!(grouped.node().map(|n| n.id), Some(21));
         lone.finish(Status::Failed);
         assert_eq!(*seen_c.lock().unwrap(), [(3, Status::Failed)]);
-        assert_eq!(Token::join(vec![Token::plain(1)], 1).is_acked(), false);
+        assert!(!Token::join(vec![Token::plain(1)], 1).is_acked());
     }
 
     #[test]
