@@ -165,22 +165,15 @@ impl fmt::Debug for Inner {
 
 impl Error {
     pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
-        Error {
-            inner: Box::new(Inner {
-                kind,
-                stage: None,
-                item: None,
-                attempt: 0,
-                retryable: None,
-                message: OnceLock::from(message.into()),
-                source: None,
-                routing: None,
-            }),
-        }
+        Error::made(kind, OnceLock::from(message.into()), None)
     }
 
     /// An error caused by `source`; the message is the source's own.
     pub(crate) fn caused_by(kind: ErrorKind, source: BoxError) -> Error {
+        Error::made(kind, OnceLock::new(), Some(source))
+    }
+
+    fn made(kind: ErrorKind, message: OnceLock<String>, source: Option<BoxError>) -> Error {
         Error {
             inner: Box::new(Inner {
                 kind,
@@ -188,8 +181,8 @@ impl Error {
                 item: None,
                 attempt: 0,
                 retryable: None,
-                message: OnceLock::new(),
-                source: Some(source),
+                message,
+                source,
                 routing: None,
             }),
         }

@@ -525,9 +525,14 @@ pin_project_lite::pin_project! {
 impl<T: Send + 'static, W: Work<T>> ResilientFuture<T, W> {
     /// An item's future that goes on in `slow`.
     fn recovering(slow: impl Future<Output = Result<W::Out, Error>> + Send + 'static) -> Self {
+        ResilientFuture::alone(None, Some(Box::pin(slow)))
+    }
+
+    /// A future with no item particulars yet.
+    fn alone(fast: Option<W::Fut>, slow: Option<Slow<W::Out>>) -> Self {
         ResilientFuture {
-            fast: None,
-            slow: Some(Box::pin(slow)),
+            fast,
+            slow,
             ctx: None,
             spare: None,
             ticket: None,
@@ -553,16 +558,7 @@ impl<T: Send + 'static, W: Work<T>> ResilientFuture<T, W> {
             let mut this = slot.as_mut().as_pin_mut().expect("at rest").project();
             this.fast.set(Some(fast));
         } else {
-            slot.set(Some(ResilientFuture {
-                fast: Some(fast),
-                slow: None,
-                ctx: None,
-                spare: None,
-                ticket: None,
-                started: None,
-                seq: 0,
-                attempt: 0,
-            }));
+            slot.set(Some(ResilientFuture::alone(Some(fast), None)));
         }
         slot.as_pin_mut().expect("just set")
     }
