@@ -52,6 +52,47 @@ async fn keyed_keeps_per_key_order_under_random_delays() {
     assert!(statuses.values().all(|s| *s == Status::Delivered));
 }
 
+/// Guards the keyed driver's fast path (work ready when first polled never
+/// enters the set of running futures): with ready and pending items mixed,
+/// a ready item still waits for its key's pending one, and ready items of
+/// free keys overtake pending ones of other keys.
+#[tokio::test(start_paused = true)]
+async fn keyed_ready_work_keeps_per_key_order_behind_pending_work() {
+    use futures::future::{ready, Either};
+    let ledger = Ledger::default();
+    let out = Pipeline::from_acked(ledger.source(3000))
+        .key_by(|x| x % 7)
+        .then(|x| {
+            // Every third item waits; the others are ready at once.
+            if x % 3 == 0 {
+                Either::Left(async move {
+                    tokio::time::sleep(delay(x) + Duration::from_millis(1)).await;
+                    x
+                })
+            } else {
+                Either::Right(ready(x))
+            }
+        })
+        .concurrency(16)
+        .collect()
+        .await
+        .unwrap();
+    let mut sorted = out.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (0..3000).collect::<Vec<_>>(), "every item, once");
+    let mut last: HashMap<u64, u64> = HashMap::new();
+    for x in &out {
+        if let Some(prev) = last.insert(x % 7, *x) {
+            assert!(prev < *x, "key {}: {x} emitted after {prev}", x % 7);
+        }
+    }
+    // Item 0 (key 0) waits; item 1 (key 1) is ready at once: it leaves first.
+    assert_eq!(out[0], 1);
+    assert_ne!(out, sorted, "ready keys overtake pending ones");
+    let statuses = ledger.assert_exactly_once();
+    assert!(statuses.values().all(|s| *s == Status::Delivered));
+}
+
 #[tokio::test(start_paused = true)]
 async fn keyed_never_runs_two_items_of_one_key_at_once() {
     let active = Arc::new(Mutex::new(HashSet::new()));

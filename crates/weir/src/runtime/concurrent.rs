@@ -194,7 +194,7 @@ async fn drive<T, W, D>(
 const TIME_EVERY: u64 = 1024;
 
 /// A pinned place for one in-flight future, allocated once per task.
-type Slot<F> = Pin<Box<Option<F>>>;
+pub(crate) type Slot<F> = Pin<Box<Option<F>>>;
 
 /// Where [`run_ready`] stopped.
 enum Ready {
@@ -281,7 +281,7 @@ async fn finish_slot<F: Future>(slot: &mut Slot<F>) -> F::Output {
 /// The current task's waker, to poll ready futures with outside the
 /// state machine ([`run_ready`]). Taken afresh for every run, so it is the
 /// waker of the poll in progress.
-async fn current_waker() -> std::task::Waker {
+pub(crate) async fn current_waker() -> std::task::Waker {
     futures::future::poll_fn(|task| Poll::Ready(task.waker().clone())).await
 }
 

@@ -7,14 +7,18 @@
 //! wait in a queue of their own and start, one at a time, as the previous
 //! one finishes. Results are emitted as they finish, so items of one key
 //! leave in input order while different keys overtake each other.
+//!
+//! An item whose work is ready when first polled (started in a pinned slot
+//! from a pool, as the other concurrent drivers do) never enters the
+//! `FuturesUnordered` of running work: no allocation or task node per
+//! item. Only pending work does, in its slot.
 
-use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
-use std::pin::pin;
-use std::task::Poll;
+use std::pin::{pin, Pin};
+use std::task::{Context, Poll};
 
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
@@ -23,11 +27,11 @@ use super::resilience::with_policies;
 use super::then::ThenWork;
 use super::{guard, with_recovery, Flow, Plan, Push, SpawnWork, TaskCx, Wiring};
 use crate::ack::Token;
-use crate::error::{BoxError, Error};
+use crate::error::BoxError;
 use crate::metrics::Counters;
 use crate::pipeline::InfallibleFuture;
 use crate::runtime::channel::Receiver;
-use crate::runtime::{flush_all, route, settle, ChannelOut, ItemEvents, Work};
+use crate::runtime::{current_waker, flush_all, route, settle, ChannelOut, ItemEvents, Slot, Work};
 use crate::Pipeline;
 
 impl<T, P> Pipeline<T, P>
@@ -294,18 +298,31 @@ impl<T, P, KF, F> Pipeline<T, KeyedThen<P, KF, F>> {
     }
 }
 
-/// Starts `item`'s work; the future gives the key back when it is done.
-fn start<T, K, W: Work<T>>(
-    work: &mut W,
-    item: T,
-    token: Token,
-    key: K,
-) -> impl Future<Output = (Result<W::Out, Error>, Token, K)> + Send + 'static
-where
-    K: Send + 'static,
-{
-    let fut = work.start(item, token.seq());
-    async move { (fut.await, token, key) }
+/// An item's work that was pending when first polled, in its pooled slot:
+/// done, it gives back its result, token, key and slot.
+struct KeyedRun<F, K> {
+    slot: Option<Slot<F>>,
+    token: Option<Token>,
+    key: Option<K>,
+}
+
+impl<F: Future, K> Unpin for KeyedRun<F, K> {}
+
+impl<F: Future, K> Future for KeyedRun<F, K> {
+    type Output = (F::Output, Token, K, Slot<F>);
+
+    fn poll(self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let slot = this.slot.as_mut().expect("polled after completion");
+        let out = std::task::ready!(slot.as_mut().as_pin_mut().expect("a running future").poll(task));
+        slot.set(None);
+        Poll::Ready((
+            out,
+            this.token.take().expect("polled after completion"),
+            this.key.take().expect("polled after completion"),
+            this.slot.take().expect("polled after completion"),
+        ))
+    }
 }
 
 /// Items waiting for their key, by key. A key is present while one of its
@@ -316,21 +333,24 @@ struct Parked<K, T> {
 }
 
 impl<K: Hash + Eq + Clone, T> Parked<K, T> {
-    /// Takes `item` in: `Some` with its key if the key was free (the caller
-    /// starts it), `None` if it was parked behind its key's running item.
+    /// Takes `item` in: `Some` with its key if the key is free (the caller
+    /// starts it, and marks the key busy with [`occupy`](Self::occupy) if
+    /// its work does not finish at once), `None` if it was parked behind
+    /// its key's running item. One hash lookup.
     fn admit(&mut self, key: K, item: T, token: Token) -> Option<(T, Token, K)> {
-        match self.queues.entry(key) {
-            Entry::Occupied(mut busy) => {
-                busy.get_mut().push_back((item, token));
+        match self.queues.get_mut(&key) {
+            Some(busy) => {
+                busy.push_back((item, token));
                 self.len += 1;
                 None
             }
-            Entry::Vacant(free) => {
-                let key = free.key().clone();
-                free.insert(VecDeque::new());
-                Some((item, token, key))
-            }
+            None => Some((item, token, key)),
         }
+    }
+
+    /// Marks `key` busy: one of its items runs.
+    fn occupy(&mut self, key: K) {
+        self.queues.insert(key, VecDeque::new());
     }
 
     /// `key`'s running item finished: its next item, if one waits (the key
@@ -416,46 +436,98 @@ async fn run_keyed<T, K, KF, W, D>(
         len: 0,
     };
     let mut done = VecDeque::new();
+    // Items whose key came free (its running item finished), to start.
+    let mut next_up: VecDeque<(T, Token, K)> = VecDeque::new();
+    let mut pool: Vec<Slot<W::Fut>> = Vec::new();
     let mut input = Vec::new().into_iter();
     let mut input_done = false;
-    // The finished item's result goes out; the next of its key starts.
+    // The finished item's result goes out; the next of its key is up.
     macro_rules! finished {
         ($finished:expr) => {{
-            let (result, token, key) = $finished;
+            let (result, token, key, slot) = $finished;
+            pool.push(slot);
             done.push_back((result, token));
-            if let Some((item, token, key)) = parked.release(key) {
-                running.push(start(&mut work, item, token, key));
+            if let Some(next) = parked.release(key) {
+                next_up.push_back(next);
             }
         }};
     }
-    loop {
-        // 1. Take in what the window allows from input already here.
-        while running.len() + parked.len + done.len() < n {
-            if let Some((item, token)) = input.next() {
-                c.items_in += 1;
-                match guard(|| key_fn(&item)) {
-                    Ok(key) => {
-                        if let Some((item, token, key)) = parked.admit(key, item, token) {
-                            running.push(start(&mut work, item, token, key));
+    // Starts an item in a pooled slot and polls it once: a ready result
+    // goes out, pending work joins `running` in its slot. `busy` says
+    // whether the key is marked busy already (an item parked behind it,
+    // now up): then the key's next parked item starts the same way when
+    // this one is ready at once. A free key is marked busy only if the
+    // work is pending, so a ready item costs one hash lookup (`admit`).
+    macro_rules! launch {
+        ($task:expr, $item:expr, $token:expr, $key:expr, $busy:expr) => {{
+            let (mut item, mut token, mut key) = ($item, $token, $key);
+            let busy: bool = $busy;
+            loop {
+                let mut slot = pool.pop().unwrap_or_else(|| Box::pin(None));
+                match work.start_in(slot.as_mut(), item, token.seq(), $task) {
+                    Poll::Ready(result) => {
+                        pool.push(slot);
+                        done.push_back((result, token));
+                        if !busy {
+                            break;
+                        }
+                        match parked.release(key) {
+                            Some(next) => (item, token, key) = next,
+                            None => break,
                         }
                     }
-                    Err(e) => {
-                        c.failed += 1;
-                        cx.fail(c.stage(), token, e);
-                    }
-                }
-            } else if input_done {
-                break;
-            } else {
-                match rx.try_recv() {
-                    Ok(chunk) => input = chunk.into_iter(),
-                    Err(finished) => {
-                        input_done = finished;
+                    Poll::Pending => {
+                        if !busy {
+                            parked.occupy(key.clone());
+                        }
+                        running.push(KeyedRun {
+                            slot: Some(slot),
+                            token: Some(token),
+                            key: Some(key),
+                        });
                         break;
                     }
                 }
             }
+        }};
+    }
+    loop {
+        // 1. Start the items whose key came free, then take in what the
+        // window allows from input already here.
+        let waker = current_waker().await;
+        {
+            let mut task = Context::from_waker(&waker);
+            while let Some((item, token, key)) = next_up.pop_front() {
+                launch!(&mut task, item, token, key, true);
+            }
+            while running.len() + parked.len + done.len() < n {
+                if let Some((item, token)) = input.next() {
+                    c.items_in += 1;
+                    match guard(|| key_fn(&item)) {
+                        Ok(key) => {
+                            if let Some((item, token, key)) = parked.admit(key, item, token) {
+                                launch!(&mut task, item, token, key, false);
+                            }
+                        }
+                        Err(e) => {
+                            c.failed += 1;
+                            cx.fail(c.stage(), token, e);
+                        }
+                    }
+                } else if input_done {
+                    break;
+                } else {
+                    match rx.try_recv() {
+                        Ok(chunk) => input = chunk.into_iter(),
+                        Err(finished) => {
+                            input_done = finished;
+                            break;
+                        }
+                    }
+                }
+            }
         }
+        drop(waker);
         // 2. Collect what finished, without waiting.
         futures::future::poll_fn(|task| {
             while let Poll::Ready(Some(r)) = running.poll_next_unpin(task) {
@@ -471,7 +543,7 @@ async fn run_keyed<T, K, KF, W, D>(
                 break;
             }
         }
-        if input_done && running.is_empty() && done.is_empty() && input.len() == 0 {
+        if input_done && running.is_empty() && done.is_empty() && next_up.is_empty() && input.len() == 0 {
             break;
         }
         // 4. Ship what is buffered, still polling the work in flight.
@@ -489,8 +561,8 @@ async fn run_keyed<T, K, KF, W, D>(
             }
             continue;
         }
-        let room = running.len() + parked.len + done.len() < n;
-        if room && input.len() > 0 {
+        let room = running.len() + parked.len + done.len() + next_up.len() < n;
+        if !next_up.is_empty() || (room && input.len() > 0) {
             continue;
         }
         settle(&mut down, &mut c);
