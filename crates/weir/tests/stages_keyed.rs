@@ -25,6 +25,16 @@ fn delay(i: u64) -> Duration {
 
 // ---- key_by ----------------------------------------------------------------
 
+/// Items of each key (`x % keys`) left in input order.
+fn assert_per_key_order(out: &[u64], keys: u64) {
+    let mut last: HashMap<u64, u64> = HashMap::new();
+    for x in out {
+        if let Some(prev) = last.insert(x % keys, *x) {
+            assert!(prev < *x, "key {}: {x} emitted after {prev}", x % keys);
+        }
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn keyed_keeps_per_key_order_under_random_delays() {
     let ledger = Ledger::default();
@@ -41,12 +51,7 @@ async fn keyed_keeps_per_key_order_under_random_delays() {
     let mut sorted = out.clone();
     sorted.sort_unstable();
     assert_eq!(sorted, (0..2000).collect::<Vec<_>>(), "every item, once");
-    let mut last: HashMap<u64, u64> = HashMap::new();
-    for x in &out {
-        if let Some(prev) = last.insert(x % 97, *x) {
-            assert!(prev < *x, "key {}: {x} emitted after {prev}", x % 97);
-        }
-    }
+    assert_per_key_order(&out, 97);
     assert_ne!(out, sorted, "different keys overtake each other");
     let statuses = ledger.assert_exactly_once();
     assert!(statuses.values().all(|s| *s == Status::Delivered));
@@ -80,12 +85,7 @@ async fn keyed_ready_work_keeps_per_key_order_behind_pending_work() {
     let mut sorted = out.clone();
     sorted.sort_unstable();
     assert_eq!(sorted, (0..3000).collect::<Vec<_>>(), "every item, once");
-    let mut last: HashMap<u64, u64> = HashMap::new();
-    for x in &out {
-        if let Some(prev) = last.insert(x % 7, *x) {
-            assert!(prev < *x, "key {}: {x} emitted after {prev}", x % 7);
-        }
-    }
+    assert_per_key_order(&out, 7);
     // Item 0 (key 0) waits; item 1 (key 1) is ready at once: it leaves first.
     assert_eq!(out[0], 1);
     assert_ne!(out, sorted, "ready keys overtake pending ones");
