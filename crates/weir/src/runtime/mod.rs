@@ -13,7 +13,7 @@ pub use handle::{Controller, Handle, PushError, Pusher, Shutdown, TryPushError};
 pub use streams::{Events, Results};
 pub use subscription::{Lagged, Subscription};
 
-pub(crate) use concurrent::{current_waker, flush_all, route, run_concurrent, settle, Slot, Work};
+pub(crate) use concurrent::{current_waker, flush_all, route, run_concurrent, seq_of, settle, Slot, Work};
 pub(crate) use terminal::{ChannelOut, Collect, Discard, Fold};
 pub(crate) use trace::ItemEvents;
 

@@ -29,7 +29,17 @@ impl<T> ChannelOut<T> {
 impl<T: Send + 'static> Push<T> for ChannelOut<T> {
     #[inline(always)]
     fn push(&mut self, item: T, token: Token, _cx: &mut TaskCx) {
-        self.buf.push((item, token));
+        if self.buf.len() < self.buf.capacity() {
+            // `Vec::push` cannot grow here, so it makes no call.
+            self.buf.push((item, token));
+        } else {
+            let full = std::mem::take(&mut self.buf);
+            let grown = push_grown(full, (item, token));
+            // Swapped in, not assigned: an assignment drops the old value
+            // through the buffer's address.
+            let empty = std::mem::replace(&mut self.buf, grown);
+            debug_assert!(empty.capacity() == 0);
+        }
     }
 
     #[inline(always)]
@@ -66,6 +76,18 @@ impl<T: Send + 'static> Push<T> for ChannelOut<T> {
     async fn finish(mut self, cx: &mut TaskCx) {
         self.flush(cx).await;
     }
+}
+
+/// `chunk` with `item` pushed, growing it: [`ChannelOut::push`]'s rare
+/// path. It takes and returns the chunk by value so that no call in a
+/// driver's loop is given the buffer's address: otherwise the buffer's
+/// length and pointer are stored and reloaded around every item, because
+/// the call might read them (callgrind).
+#[cold]
+#[inline(never)]
+fn push_grown<X>(mut chunk: Vec<X>, item: X) -> Vec<X> {
+    chunk.push(item);
+    chunk
 }
 
 /// Accepts and delivers everything (the end of `run` and `events`).

@@ -1,5 +1,6 @@
 use std::any::Any;
 use std::fmt;
+use std::mem::ManuallyDrop;
 use std::ops::Range;
 
 use super::{settle, ship};
@@ -166,11 +167,14 @@ fn same<A: 'static, B: 'static>(value: A) -> B {
 #[inline(always)]
 fn pull_range<N: RangeInt, U: 'static, D: Push<U>>(
     range: &mut Range<N>,
-    mut down: D,
+    down: D,
     cx: &mut TaskCx,
     n: u64,
     end: u64,
 ) -> (D, u64, bool) {
+    // Without drop glue, as in the concurrent driver's `run_ready`: so the
+    // chain's fields (the output's length) stay in registers.
+    let mut down = ManuallyDrop::new(down);
     let start = range.start;
     let left = N::span(start, range.end);
     let take = left.min(end.saturating_sub(n));
@@ -183,13 +187,13 @@ fn pull_range<N: RangeInt, U: 'static, D: Push<U>>(
         }
     }
     range.start = start.offset(i);
-    (down, n + i, i == left)
+    (ManuallyDrop::into_inner(down), n + i, i == left)
 }
 
 #[inline(always)]
 fn pull_loop<I, D>(
-    mut iter: I,
-    mut down: D,
+    iter: I,
+    down: D,
     cx: &mut TaskCx,
     mut n: u64,
     end: u64,
@@ -198,6 +202,11 @@ where
     I: Iterator,
     D: Push<I::Item>,
 {
+    // Without drop glue, as in the concurrent driver's `run_ready`: the
+    // user's `next` runs under `guard`, so nothing here unwinds but a bug
+    // in weir.
+    let mut iter = ManuallyDrop::new(iter);
+    let mut down = ManuallyDrop::new(down);
     let result = 'pull: {
         // The items the iterator promises (its size hint's lower bound),
         // counted: one loop bound instead of two exits per item.
@@ -230,7 +239,12 @@ where
             }
         }
     };
-    (iter, down, n, result)
+    (
+        ManuallyDrop::into_inner(iter),
+        ManuallyDrop::into_inner(down),
+        n,
+        result,
+    )
 }
 
 /// How many items the source pulls before it looks up: checks for a stop,

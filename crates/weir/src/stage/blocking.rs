@@ -73,6 +73,7 @@ where
 {
     type Out = U;
     type Fut = BlockingFuture<U>;
+    const SEQ: bool = false;
 
     fn start(&mut self, item: T, _seq: u64) -> BlockingFuture<U> {
         let f = self.0.clone();

@@ -364,6 +364,7 @@ where
 {
     type Out = Joined<T, V>;
     type Fut = BoxFuture<'static, Result<Joined<T, V>, Error>>;
+    const SEQ: bool = false;
 
     fn start(&mut self, item: T, _seq: u64) -> Self::Fut {
         let mut arms = Vec::with_capacity(self.fns.len());

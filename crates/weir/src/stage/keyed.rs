@@ -464,7 +464,7 @@ async fn run_keyed<T, K, KF, W, D>(
             let busy: bool = $busy;
             loop {
                 let mut slot = pool.pop().unwrap_or_else(|| Box::pin(None));
-                match work.start_in(slot.as_mut(), item, token.seq(), $task) {
+                match work.start_in(slot.as_mut(), item, crate::runtime::seq_of::<T, W>(&token), $task) {
                     Poll::Ready(result) => {
                         pool.push(slot);
                         done.push_back((result, token));

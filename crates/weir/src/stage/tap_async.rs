@@ -83,6 +83,7 @@ where
 {
     type Out = T;
     type Fut = TapFuture<Fut, T>;
+    const SEQ: bool = false;
 
     #[inline]
     fn start(&mut self, item: T, _seq: u64) -> TapFuture<Fut, T> {

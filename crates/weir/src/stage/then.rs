@@ -76,17 +76,13 @@ where
     type Out = U;
     type Fut = ThenFuture<Fut>;
 
+    const SEQ: bool = false;
+
     #[inline(always)]
     fn start(&mut self, item: T, _seq: u64) -> ThenFuture<Fut> {
         match guard(|| (self.0)(item)) {
-            Ok(fut) => ThenFuture {
-                inner: Some(fut),
-                early: None,
-            },
-            Err(e) => ThenFuture {
-                inner: None,
-                early: Some(e),
-            },
+            Ok(fut) => ThenFuture::Running { fut },
+            Err(error) => ThenFuture::Failed { error },
         }
     }
 }
@@ -95,11 +91,20 @@ pin_project_lite::pin_project! {
     /// A `then` stage's future: the user's, with panics caught at each
     /// poll and errors wrapped. Written by hand rather than as an async
     /// block around `CatchUnwind`: it inlines, which measured ~2× cheaper
-    /// per item for futures that are ready at once.
-    pub(crate) struct ThenFuture<F> {
-        #[pin]
-        inner: Option<F>,
-        early: Option<Error>,
+    /// per item for futures that are ready at once. One enum rather than
+    /// a future and an error side by side: replacing a finished one in a
+    /// driver's slot then tests one tag, not two (callgrind: 3
+    /// instructions and a store per item per stage of the `weir-tasks`
+    /// chain; docs/BENCHMARKS.md).
+    #[project = ThenProj]
+    #[project_replace = ThenTaken]
+    pub(crate) enum ThenFuture<F> {
+        /// The user's future, not finished yet.
+        Running { #[pin] fut: F },
+        /// The closure panicked before it made a future.
+        Failed { error: Error },
+        /// Finished.
+        Done,
     }
 }
 
@@ -111,24 +116,23 @@ where
     type Output = Result<U, Error>;
 
     #[inline(always)]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
-            let e = this.early.take();
-            return Poll::Ready(Err(
-                e.unwrap_or_else(|| Error::new(ErrorKind::Internal, "polled after completion"))
-            ));
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let polled = match self.as_mut().project() {
+            ThenProj::Running { fut } => guard(|| fut.poll(cx)),
+            ThenProj::Failed { .. } => match self.project_replace(ThenFuture::Done) {
+                ThenTaken::Failed { error } => return Poll::Ready(Err(error)),
+                _ => unreachable!("the future was failed"),
+            },
+            ThenProj::Done => {
+                return Poll::Ready(Err(Error::new(ErrorKind::Internal, "polled after completion")))
+            }
         };
-        match guard(|| inner.poll(cx)) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(r)) => {
-                this.inner.set(None);
-                Poll::Ready(r.map_err(|e| Error::caused_by(ErrorKind::Stage, e.into())))
-            }
-            Err(panic) => {
-                this.inner.set(None);
-                Poll::Ready(Err(panic))
-            }
-        }
+        let result = match polled {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(r)) => r.map_err(|e| Error::caused_by(ErrorKind::Stage, e.into())),
+            Err(panic) => Err(panic),
+        };
+        self.project_replace(ThenFuture::Done);
+        Poll::Ready(result)
     }
 }

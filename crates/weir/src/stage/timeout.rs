@@ -51,6 +51,7 @@ impl<W> Timed<W> {
 impl<T, W: Work<T>> Work<T> for Timed<W> {
     type Out = W::Out;
     type Fut = TimedFuture<W::Fut>;
+    const SEQ: bool = W::SEQ;
 
     fn start(&mut self, item: T, seq: u64) -> TimedFuture<W::Fut> {
         TimedFuture {
