@@ -105,8 +105,16 @@ impl Token {
 
     /// Finishes the item with `status`.
     #[inline(always)]
-    pub(crate) fn finish(mut self, status: Status) {
-        if let Some(node) = self.take_node() {
+    pub(crate) fn finish(self, status: Status) {
+        // Not dropped afterwards: a plain token then costs one bit test, not
+        // two (callgrind), and an acknowledged one skips the renumbering
+        // that `take_node` does for the drop that would follow.
+        let this = std::mem::ManuallyDrop::new(self);
+        if this.raw & PLAIN == 0 {
+            // SAFETY: an even `raw` is an `Arc::into_raw` pointer whose
+            // count this token owns (the invariant); `this` is never
+            // dropped, so the count is taken back exactly once.
+            let node = unsafe { Arc::from_raw(this.raw as usize as *const Node) };
             finish_node(node, status);
         }
     }
