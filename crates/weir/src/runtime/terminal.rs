@@ -51,6 +51,11 @@ impl<T: Send + 'static> Push<T> for ChannelOut<T> {
     }
 
     #[inline(always)]
+    fn room(&self) -> usize {
+        self.chunk.min(self.buf.capacity()).saturating_sub(self.buf.len())
+    }
+
+    #[inline(always)]
     fn has_pending(&self) -> bool {
         !self.buf.is_empty()
     }
@@ -250,5 +255,30 @@ where
 
     async fn finish(self, _cx: &mut TaskCx) {
         let _ = self.tx.send(self.acc);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::channel::channel;
+
+    #[test]
+    fn room_is_what_fits_before_a_flush_without_growing() {
+        let (tx, _rx) = channel::<u64>(64);
+        let mut out = ChannelOut::new(tx, 8);
+        assert_eq!(out.room(), 8);
+        out.buf.extend((0..5).map(|i| (i, Token::plain(i))));
+        assert_eq!(out.room(), 3);
+        assert!(!out.wants_flush());
+        out.buf.extend((5..8).map(|i| (i, Token::plain(i))));
+        assert_eq!(out.room(), 0);
+        assert!(out.wants_flush());
+        // A spare chunk smaller than a chunk's worth: room is its capacity.
+        out.buf = Vec::with_capacity(3);
+        assert_eq!(out.room(), out.buf.capacity().min(8));
+        // Past a chunk's worth (several outputs of one input): no room.
+        out.buf.extend((0..10).map(|i| (i, Token::plain(i))));
+        assert_eq!(out.room(), 0);
     }
 }

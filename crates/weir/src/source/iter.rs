@@ -178,12 +178,21 @@ fn pull_range<N: RangeInt, U: 'static, D: Push<U>>(
     let start = range.start;
     let left = N::span(start, range.end);
     let take = left.min(end.saturating_sub(n));
+    // First the items the chain has room for (`Push::room`), in a counted
+    // loop without the per-item flush test; then one at a time.
+    let fast = take.min(down.room() as u64);
     let mut i = 0;
-    while i < take {
+    while i < fast {
         down.push(same::<N, U>(start.offset(i)), Token::plain(n + i), cx);
         i += 1;
-        if down.wants_flush() {
-            break;
+    }
+    if fast == 0 || !down.wants_flush() {
+        while i < take {
+            down.push(same::<N, U>(start.offset(i)), Token::plain(n + i), cx);
+            i += 1;
+            if down.wants_flush() {
+                break;
+            }
         }
     }
     range.start = start.offset(i);

@@ -70,5 +70,5 @@ where
         }
     }
 
-    forward_flush!();
+    forward_flush!(at_most_one);
 }

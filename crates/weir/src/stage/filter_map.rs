@@ -71,5 +71,5 @@ where
         }
     }
 
-    forward_flush!();
+    forward_flush!(at_most_one);
 }

@@ -122,7 +122,7 @@ where
         }
     }
 
-    forward_flush!();
+    forward_flush!(at_most_one);
 }
 
 struct TryMapStep<F, D> {
@@ -148,7 +148,7 @@ where
         cx.fail(self.c.stage(), token, error);
     }
 
-    forward_flush!();
+    forward_flush!(at_most_one);
 }
 
 /// `try_map` with a dead-letter sink or a failure handler.
@@ -184,5 +184,5 @@ where
         }
     }
 
-    forward_flush!();
+    forward_flush!(at_most_one);
 }

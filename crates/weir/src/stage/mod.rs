@@ -175,6 +175,15 @@ pub trait Push<T>: Send + 'static {
     fn settle(&mut self, pushed: u64);
     /// A chunk's worth of output is buffered: flush before pushing more.
     fn wants_flush(&self) -> bool;
+    /// How many more items a driver may push, each making at most one
+    /// item downstream, before [`wants_flush`](Self::wants_flush) can turn
+    /// true: the source pushes that many in a counted loop with no
+    /// per-item flush test. 0, the default, when the step cannot tell (it
+    /// may make several items of one, or stop early).
+    #[inline(always)]
+    fn room(&self) -> usize {
+        0
+    }
     /// Whether every step is in its usual state (a fold still holds its
     /// accumulator). Only a hint for code generation: a driver tests it
     /// once per chunk and runs the same loop in both cases, so that in the
@@ -203,6 +212,15 @@ macro_rules! forward_flush {
         }
 
         $crate::stage::forward_flush!(@rest);
+    };
+    // A step that makes at most one item of each (a map, a filter).
+    (at_most_one) => {
+        #[inline(always)]
+        fn room(&self) -> usize {
+            self.down.room()
+        }
+
+        $crate::stage::forward_flush!();
     };
     // A step that also ends the pull once `$done` holds of `$s` (a `take`
     // that has all it wants, so the source stops at once).
