@@ -120,7 +120,11 @@ pub(crate) fn settle<U, D: Push<U>>(down: &mut D, c: &mut Counters) {
 /// Settles the counts, sends buffered events and ships buffered output.
 pub(crate) async fn flush_all<U, D: Push<U>>(down: &mut D, c: &mut Counters, cx: &mut TaskCx) -> Flow {
     settle(down, c);
-    cx.flush_events().await;
+    // Tested first: with nothing to send, running `flush_events` anyway
+    // cost ~200 instructions per chunk (callgrind).
+    if cx.has_events() {
+        cx.flush_events().await;
+    }
     down.flush(cx).await
 }
 

@@ -3,7 +3,7 @@
 
 use tokio::sync::oneshot;
 
-use super::channel::{Chunk, Sender};
+use super::channel::{Chunk, SendError, Sender};
 use crate::ack::{Status, Token};
 use crate::error::Error;
 use crate::metrics::Counters;
@@ -68,13 +68,22 @@ impl<T: Send + 'static> Push<T> for ChannelOut<T> {
                 Flow::Continue
             };
         }
-        let fresh = self.tx.spare().unwrap_or_else(|| Vec::with_capacity(self.chunk));
-        let chunk = std::mem::replace(&mut self.buf, fresh);
+        let chunk = std::mem::take(&mut self.buf);
         // A refused chunk is dropped here: its items were not delivered and
         // their tokens report `Aborted`.
-        match self.tx.send(chunk).await {
-            Ok(()) => Flow::Continue,
-            Err(_) => Flow::Stop,
+        match self.tx.try_send_swap(chunk) {
+            Ok(spare) => {
+                self.buf = spare.unwrap_or_else(|| Vec::with_capacity(self.chunk));
+                Flow::Continue
+            }
+            Err(SendError::Full(chunk)) => {
+                self.buf = self.tx.spare().unwrap_or_else(|| Vec::with_capacity(self.chunk));
+                match self.tx.send(chunk).await {
+                    Ok(()) => Flow::Continue,
+                    Err(_) => Flow::Stop,
+                }
+            }
+            Err(SendError::Closed(_)) => Flow::Stop,
         }
     }
 
