@@ -25,6 +25,13 @@ fn delay(i: u64) -> Duration {
 
 // ---- key_by ----------------------------------------------------------------
 
+/// Every item of `0..n` came out exactly once.
+fn assert_each_once(out: &[u64], n: u64) {
+    let mut sorted = out.to_vec();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (0..n).collect::<Vec<_>>(), "every item, once");
+}
+
 /// Items of each key (`x % keys`) left in input order.
 fn assert_per_key_order(out: &[u64], keys: u64) {
     let mut last: HashMap<u64, u64> = HashMap::new();
@@ -48,11 +55,9 @@ async fn keyed_keeps_per_key_order_under_random_delays() {
         .collect()
         .await
         .unwrap();
-    let mut sorted = out.clone();
-    sorted.sort_unstable();
-    assert_eq!(sorted, (0..2000).collect::<Vec<_>>(), "every item, once");
+    assert_each_once(&out, 2000);
     assert_per_key_order(&out, 97);
-    assert_ne!(out, sorted, "different keys overtake each other");
+    assert!(!out.is_sorted(), "different keys overtake each other");
     let statuses = ledger.assert_exactly_once();
     assert!(statuses.values().all(|s| *s == Status::Delivered));
 }
@@ -82,13 +87,11 @@ async fn keyed_ready_work_keeps_per_key_order_behind_pending_work() {
         .collect()
         .await
         .unwrap();
-    let mut sorted = out.clone();
-    sorted.sort_unstable();
-    assert_eq!(sorted, (0..3000).collect::<Vec<_>>(), "every item, once");
+    assert_each_once(&out, 3000);
     assert_per_key_order(&out, 7);
     // Item 0 (key 0) waits; item 1 (key 1) is ready at once: it leaves first.
     assert_eq!(out[0], 1);
-    assert_ne!(out, sorted, "ready keys overtake pending ones");
+    assert!(!out.is_sorted(), "ready keys overtake pending ones");
     let statuses = ledger.assert_exactly_once();
     assert!(statuses.values().all(|s| *s == Status::Delivered));
 }

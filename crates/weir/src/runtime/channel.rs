@@ -164,13 +164,7 @@ impl<T> Sender<T> {
 
     /// Sends `chunk` if there is room now.
     pub(crate) fn try_send(&self, chunk: Chunk<T>) -> Result<(), SendError<T>> {
-        let s = self.inner.lock();
-        if s.closed || s.rx_gone {
-            return Err(SendError::Closed(chunk));
-        }
-        if !self.fits(&s, chunk.len()) {
-            return Err(SendError::Full(chunk));
-        }
+        let (s, chunk) = self.admit(chunk)?;
         self.enqueue(s, chunk);
         Ok(())
     }
@@ -178,16 +172,24 @@ impl<T> Sender<T> {
     /// [`try_send`](Self::try_send) that also hands back an emptied chunk
     /// to fill next, if one is kept: one lock for both (callgrind).
     pub(crate) fn try_send_swap(&self, chunk: Chunk<T>) -> Result<Option<Chunk<T>>, SendError<T>> {
-        let mut s = self.inner.lock();
+        let (mut s, chunk) = self.admit(chunk)?;
+        let spare = s.spare.pop();
+        self.enqueue(s, chunk);
+        Ok(spare)
+    }
+
+    /// The lock, if the channel takes `chunk` now; otherwise why not, with
+    /// the chunk.
+    #[allow(clippy::type_complexity)]
+    fn admit(&self, chunk: Chunk<T>) -> Result<(MutexGuard<'_, State<T>>, Chunk<T>), SendError<T>> {
+        let s = self.inner.lock();
         if s.closed || s.rx_gone {
             return Err(SendError::Closed(chunk));
         }
         if !self.fits(&s, chunk.len()) {
             return Err(SendError::Full(chunk));
         }
-        let spare = s.spare.pop();
-        self.enqueue(s, chunk);
-        Ok(spare)
+        Ok((s, chunk))
     }
 
     /// Sends as many items from the front of `chunk` as there is room for
