@@ -125,3 +125,48 @@ async fn a_slow_results_consumer_is_not_mistaken_for_lost_items() {
     let rest: Vec<u32> = results.map(Result::unwrap).collect().await;
     assert_eq!(rest, (2..=100).collect::<Vec<_>>());
 }
+
+/// A serial `then` runs the items the channel after it has room for in a
+/// counted loop, and the rest one by one: pending and failing items in
+/// either part, chunks that end mid-way and a chunk smaller than the
+/// capacity keep every item in order and the counts exact.
+#[tokio::test(start_paused = true)]
+async fn a_serial_then_keeps_order_and_counts_with_pending_and_failing_items_anywhere_in_a_chunk() {
+    for (capacity, chunk) in [(64, 64), (64, 7), (10, 4), (1, 1)] {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let report = PipelineBuilder::new()
+            .capacity(capacity)
+            .chunk_size(chunk)
+            .from_iter(0..3000u64)
+            .try_then(|x| async move {
+                if x % 97 == 5 {
+                    tokio::task::yield_now().await;
+                }
+                if x % 50 == 3 {
+                    Err("every fiftieth")
+                } else {
+                    Ok(x * 2)
+                }
+            })
+            .on_error(weir::ErrorPolicy::Skip)
+            .name("double")
+            .then(|x| async move { x + 1 })
+            .for_each(move |x| sink.lock().unwrap().push(x))
+            .run()
+            .await
+            .unwrap();
+        let seen = std::mem::take(&mut *seen.lock().unwrap());
+        let want: Vec<u64> = (0..3000u64).filter(|x| x % 50 != 3).map(|x| x * 2 + 1).collect();
+        assert_eq!(seen, want, "capacity {capacity}, chunk {chunk}");
+        let double = report.stage("double").unwrap();
+        assert_eq!(
+            (double.items_in, double.items_out, double.failed),
+            (3000, 2940, 60)
+        );
+        assert_eq!(
+            (report.delivered, report.failed, report.unfinalized),
+            (2940, 60, 0)
+        );
+    }
+}

@@ -275,24 +275,53 @@ where
     // a ready future's whole trip, and even a per-item "is this one
     // sampled?" test was 10% of it (callgrind).
     let mut started = Some(Instant::now());
-    let ready = loop {
-        let Some((item, token)) = items.next() else {
-            break Ready::Done;
-        };
-        // The finished future of the previous item stays in the slot until
-        // this one replaces it: one `set` per item, not two. `start_in`
-        // lets work with retries retry a failed attempt in place.
-        match work.start_in(slot.as_mut(), item, seq_of::<T, W>(&token), task) {
-            Poll::Ready(result) => {
-                if let Some(t) = started.take() {
-                    c.record_latency(t.elapsed());
+    // One item: `Some(pending)` if its work did not finish at once.
+    macro_rules! step {
+        ($item:expr, $token:expr) => {{
+            let token = $token;
+            // The finished future of the previous item stays in the slot
+            // until this one replaces it: one `set` per item, not two.
+            // `start_in` lets work with retries retry a failed attempt in
+            // place.
+            match work.start_in(slot.as_mut(), $item, seq_of::<T, W>(&token), task) {
+                Poll::Ready(result) => {
+                    if let Some(t) = started.take() {
+                        c.record_latency(t.elapsed());
+                    }
+                    route_uncounted(result, token, &mut c, &mut *down, cx);
+                    None
                 }
-                route_uncounted(result, token, &mut c, &mut *down, cx);
+                Poll::Pending => Some(token),
             }
-            Poll::Pending => break Ready::Pending(token, started),
+        }};
+    }
+    let ready = 'run: {
+        // First the items the chain downstream has room for (`Push::room`)
+        // in a counted loop without the per-item flush test, as the
+        // source's `pull_range` does; then one at a time. An item that
+        // fails pushes nothing, so the room is an upper bound.
+        let fast = items.len().min(down.room());
+        for _ in 0..fast {
+            let Some((item, token)) = items.next() else {
+                break 'run Ready::Done;
+            };
+            if let Some(token) = step!(item, token) {
+                break 'run Ready::Pending(token, started);
+            }
         }
-        if down.wants_flush() {
-            break Ready::Flush;
+        if fast > 0 && down.wants_flush() {
+            break 'run Ready::Flush;
+        }
+        loop {
+            let Some((item, token)) = items.next() else {
+                break Ready::Done;
+            };
+            if let Some(token) = step!(item, token) {
+                break Ready::Pending(token, started);
+            }
+            if down.wants_flush() {
+                break Ready::Flush;
+            }
         }
     };
     let taken = (before - items.len()) as u64;
