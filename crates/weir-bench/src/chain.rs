@@ -12,12 +12,14 @@
 //! | `tokio-mpsc-item` | one task per stage, `tokio::sync::mpsc` channels of 1024, one item per message (run on N/10 items: it is slow) |
 //! | `tokio-mpsc-batch256` | the same with `Vec`s of 256 items per message |
 //! | `weir-fused` | `Pipeline::from_iter(0..n).map().filter().map().fold()`: one fused loop |
-//! | `weir-tasks` | each stage a `then` with a ready future, so each runs in a task of its own |
+//! | `weir-tasks` | the fused chain with a [`boundary`](weir::Pipeline::boundary) after each stage, so each runs in a task of its own |
+//! | `weir-then` | each stage a `then` with a ready future, so each runs in a task of its own and is polled as a future (the `weir-tasks` row before 2026-12-02) |
 //!
 //! The hand-rolled channel pipelines fuse the source with the first map, so
-//! they cross three channels, as `weir-tasks` does (source → `then` →
-//! `then` → `then` + fold). The async variants run on a two-worker runtime;
-//! `weir-tasks` and `tokio-mpsc-batch256` also run on a current-thread
+//! they cross three channels, as `weir-tasks` does (source + `map` →
+//! `filter` → `map` → fold) and `weir-then` (source → `then` → `then` →
+//! `then` + fold). The async variants run on a two-worker runtime;
+//! `weir-tasks`, `weir-then` and `tokio-mpsc-batch256` also run on a current-thread
 //! runtime (the `-1thread` rows).
 
 use std::future::ready;
@@ -208,15 +210,31 @@ async fn weir_fused(n: u64) -> Result<u64, weir::Error> {
         .await
 }
 
-/// `weir-tasks`: every stage a `then` with an immediately ready future, so
-/// each runs in a task of its own behind a chunk channel. The filter is a
-/// `then` to `Option` followed by a fused `filter_map`.
-pub(crate) async fn weir_tasks(n: u64) -> Result<u64, weir::Error> {
+/// `weir-then`: every stage a `then` with an immediately ready future, so
+/// each runs in a task of its own behind a chunk channel, polled as a
+/// future. The filter is a `then` to `Option` followed by a fused
+/// `filter_map`.
+pub(crate) async fn weir_then(n: u64) -> Result<u64, weir::Error> {
     Pipeline::from_iter(0..n)
         .then(|x| ready(triple(x)))
         .then(|x| ready(Some(x).filter(keep)))
         .filter_map(|o| o)
         .then(|x| ready(inc(x)))
+        .fold(0u64, add)
+        .await
+}
+
+/// `weir-tasks`: the fused chain's stages, each behind a
+/// [`boundary`](weir::Pipeline::boundary), so each runs in a task of its own
+/// behind a chunk channel.
+pub(crate) async fn weir_tasks(n: u64) -> Result<u64, weir::Error> {
+    Pipeline::from_iter(0..n)
+        .map(triple)
+        .boundary()
+        .filter(keep)
+        .boundary()
+        .map(inc)
+        .boundary()
         .fold(0u64, add)
         .await
 }
@@ -262,6 +280,12 @@ pub(crate) fn run(opts: &Options, out: &mut Reporter) -> Result<(), String> {
         }),
         Variant::new("weir-tasks-1thread", || {
             Sample::try_time(|| single.block_on(weir_tasks(bn())))
+        }),
+        Variant::new("weir-then", || {
+            Sample::try_time(|| multi.block_on(weir_then(bn())))
+        }),
+        Variant::new("weir-then-1thread", || {
+            Sample::try_time(|| single.block_on(weir_then(bn())))
         }),
     ];
     let s = interleave(SUITE, opts.rounds, true, &mut variants)?;
@@ -320,6 +344,15 @@ fn rows(s: &Samples, n: u64, n_item: u64) -> Vec<Row> {
                 "vs_tokio_mpsc_batch256_1thread",
                 ratio("weir-tasks-1thread", "tokio-mpsc-batch256-1thread"),
             ),
+        row("weir-then")
+            .against(hand, ratio("weir-then", hand))
+            .with("vs_weir_tasks", ratio("weir-then", "weir-tasks")),
+        row("weir-then-1thread")
+            .against(hand, ratio("weir-then-1thread", hand))
+            .with(
+                "vs_weir_tasks_1thread",
+                ratio("weir-then-1thread", "weir-tasks-1thread"),
+            ),
     ]
 }
 
@@ -338,5 +371,6 @@ mod tests {
         assert_eq!(spawned(&rt, tokio_mpsc_batch(n)), want);
         assert_eq!(rt.block_on(weir_fused(n)).unwrap(), want);
         assert_eq!(rt.block_on(weir_tasks(n)).unwrap(), want);
+        assert_eq!(rt.block_on(weir_then(n)).unwrap(), want);
     }
 }

@@ -34,6 +34,8 @@ enum Step {
     Batch { max: usize, wait_ms: u64 },
     /// `dedup` on `value % m`, with an LRU of `cap` keys.
     Dedup { m: u64, cap: usize },
+    /// A `boundary`: the stages after it run in a task of their own.
+    Boundary,
 }
 
 /// How the pipeline ends.
@@ -70,6 +72,7 @@ fn step() -> impl Strategy<Value = Step> {
         (1..4usize, any::<bool>()).prop_map(|(concurrency, ordered)| Step::Blocking { concurrency, ordered }),
         (1..20usize, 0..5u64).prop_map(|(max, wait_ms)| Step::Batch { max, wait_ms }),
         (2..50u64, 1..20usize).prop_map(|(m, cap)| Step::Dedup { m, cap }),
+        Just(Step::Boundary),
     ]
 }
 
@@ -161,6 +164,7 @@ async fn run_case(
                 .unbatch()
                 .boxed(),
             Step::Dedup { m, cap } => pipeline.dedup(move |(_, v)| v % m).capacity(cap).boxed(),
+            Step::Boundary => pipeline.boundary().boxed(),
         };
     }
     let handle = match tail {

@@ -23,8 +23,9 @@ use crate::runtime::{
 };
 use crate::stage::FnSink;
 use crate::stage::{
-    AckedSource, Blocking, BoxPlan, BranchJoin, Filter, FilterMap, FlatMap, ForEach, Inspect, IntakeSource,
-    IterSource, Map, Plan, Push, Sink, SinkStage, StageSpec, StreamSource, Then, TryMap, Wiring,
+    AckedSource, Blocking, Boundary, BoxPlan, BranchJoin, Filter, FilterMap, FlatMap, ForEach, Inspect,
+    IntakeSource, IterSource, Map, Plan, Push, Sink, SinkStage, StageSpec, StreamSource, Then, TryMap,
+    Wiring,
 };
 
 /// A typed pipeline: a source, then stages, each taking the previous
@@ -486,6 +487,42 @@ where
         U: Send + 'static,
     {
         self.stage("blocking", |prev, idx| Blocking { prev, f, idx })
+    }
+
+    /// Ends the fused segment here: the stages after the boundary run in a
+    /// task of their own, fed through a bounded channel of chunks (the
+    /// pipeline's [`capacity`](crate::PipelineBuilder::capacity) and
+    /// [`chunk_size`](crate::PipelineBuilder::chunk_size)). Items pass through unchanged,
+    /// in order; the boundary is a stage (`boundary#N`) whose metrics show
+    /// its queue: how full, how long its task idled and how long the
+    /// segment before it waited for room.
+    ///
+    /// Sync stages are fused into one loop on one core. A boundary splits
+    /// a CPU-heavy chain over cores (pipeline parallelism: Akka Streams'
+    /// `.async`), or keeps a slow segment from holding up the one before
+    /// it. Each costs a channel hop per chunk, about 1 ns per item on the
+    /// `chain` benchmark (docs/BENCHMARKS.md): for cheap stages one fused
+    /// loop is faster, and for one costly stage a
+    /// [`blocking`](Pipeline::blocking) or concurrent
+    /// [`then`](Pipeline::then) stage spreads it wider.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap().block_on(async {
+    /// let r = weir::Pipeline::from_iter(0..1_000u64)
+    ///     .map(|x| x.pow(3)) // runs in the source's task ...
+    ///     .boundary()
+    ///     .map(|x| x % 7) // ... and this in the boundary's
+    ///     .run()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(r.delivered, 1_000);
+    /// assert_eq!(r.stages[2].kind, "boundary");
+    /// # });
+    /// ```
+    pub fn boundary(self) -> Pipeline<T, Boundary<P>> {
+        self.stage("boundary", |prev, idx| Boundary { prev, idx })
     }
 
     /// Ends the pipeline in a synchronous closure, fused with the stages

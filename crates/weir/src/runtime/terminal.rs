@@ -249,6 +249,12 @@ where
         false
     }
 
+    /// A fold never wants a flush and makes nothing downstream.
+    #[inline(always)]
+    fn room(&self) -> usize {
+        usize::MAX
+    }
+
     #[inline(always)]
     fn steady(&self) -> bool {
         self.acc.is_some()

@@ -15,13 +15,13 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 
-use super::{NoIntake, Plan, Push, StageSpec, TaskCx, Wiring};
+use super::{NoIntake, Plan, Push, StageSpec, Wiring};
 use crate::ack::{Status, Token};
 use crate::event::EventKind;
 use crate::metrics::Counters;
 use crate::pipeline::{Config, Pipeline};
 use crate::runtime::channel::{self, Chunk, Receiver, Sender};
-use crate::runtime::{flush_all, settle, Discard, Shared};
+use crate::runtime::{Discard, Shared};
 use crate::stage::Flow;
 
 /// Marks the [`Branches`] of a [`broadcast`](crate::Pipeline::broadcast):
@@ -597,32 +597,6 @@ impl<T: Send + 'static> Plan for BranchSource<T> {
     fn attach<D: Push<T>>(self, down: D, w: &mut Wiring<NoIntake>) {
         let rx = self.inlet.lock().unwrap_or_else(|p| p.into_inner()).take();
         let c = Counters::explicit(w.shared.clone(), self.idx);
-        w.spawn_stage(self.idx, drive(rx, down, c, w.cx()));
+        w.spawn_stage(self.idx, super::forward(rx, down, c, w.cx(), false));
     }
-}
-
-/// A branch's task: forwards the fan-out's chunks into the branch's fused
-/// stages until the fan-out finishes.
-async fn drive<T, D>(rx: Option<Receiver<T>>, mut down: D, mut c: Counters, mut cx: TaskCx)
-where
-    T: Send + 'static,
-    D: Push<T>,
-{
-    if let Some(mut rx) = rx {
-        'run: while let Some(mut chunk) = rx.recv().await {
-            for (item, token) in chunk.drain(..) {
-                c.count_out();
-                down.push(item, token, &mut cx);
-                if down.wants_flush() && flush_all(&mut down, &mut c, &mut cx).await == Flow::Stop {
-                    break 'run;
-                }
-            }
-            rx.recycle(chunk);
-            if flush_all(&mut down, &mut c, &mut cx).await == Flow::Stop {
-                break;
-            }
-        }
-    }
-    settle(&mut down, &mut c);
-    down.finish(&mut cx).await;
 }

@@ -16,6 +16,7 @@
 pub mod aggregate;
 mod batch;
 mod blocking;
+mod boundary;
 mod boxed;
 mod branch_join;
 mod broadcast;
@@ -53,6 +54,8 @@ mod unbatch;
 pub use aggregate::{Aggregate, AggregateTime};
 pub use batch::Batch;
 pub use blocking::Blocking;
+pub(crate) use boundary::forward;
+pub use boundary::Boundary;
 pub use boxed::BoxPlan;
 pub use branch_join::{Arms, BranchJoin, Joined};
 pub use broadcast::Broadcast;

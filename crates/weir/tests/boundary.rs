@@ -1,0 +1,179 @@
+//! `Pipeline::boundary`: a fused segment split into tasks.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::Ledger;
+use tokio::sync::Semaphore;
+use weir::{ErrorPolicy, Outcome, PipelineBuilder, Shutdown, Status};
+
+const CAPACITY: usize = 64;
+const CHUNK: usize = 16;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boundaries_keep_order_through_every_loop_of_the_forwarder() {
+    // A flat_map after a boundary has no room to tell (one at a time), a
+    // map into a channel has a chunk's room (counted), a fold all of it.
+    let out = PipelineBuilder::new()
+        .capacity(CAPACITY)
+        .chunk_size(CHUNK)
+        .from_iter(0..50_000u64)
+        .map(|x| x * 2)
+        .boundary()
+        .flat_map(|x| [x, x + 1])
+        .boundary()
+        .filter(|x| x % 3 != 0)
+        .boundary()
+        .collect()
+        .await
+        .unwrap();
+    let want: Vec<u64> = (0..100_000u64).filter(|x| x % 3 != 0).collect();
+    assert_eq!(out, want);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_boundary_is_a_stage_with_counts_and_a_measured_queue() {
+    let r = PipelineBuilder::new()
+        .capacity(CAPACITY)
+        .from_iter(0..1_000u64)
+        .filter(|x| x % 4 != 0)
+        .boundary()
+        .name("split")
+        .map(|x| x + 1)
+        .run()
+        .await
+        .unwrap();
+    let split = r.stage("split").unwrap();
+    assert_eq!(split.kind, "boundary");
+    assert_eq!((split.items_in, split.items_out), (750, 750));
+    assert_eq!((split.dropped, split.failed), (0, 0));
+    assert_eq!(split.queue_capacity, Some(CAPACITY as u64));
+    assert_eq!((r.delivered, r.dropped, r.unfinalized), (750, 250, 0));
+    assert_eq!(r.stages[2].name, "split");
+    assert_eq!(r.stages[3].name, "map#3");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_segment_after_a_boundary_stops_the_source_at_the_bound() {
+    let pulled = Arc::new(AtomicU64::new(0));
+    let gate = Arc::new(Semaphore::new(0));
+    let g = gate.clone();
+    let run = tokio::spawn(
+        PipelineBuilder::new()
+            .capacity(CAPACITY)
+            .chunk_size(CHUNK)
+            .from_iter(common::counted(100_000, pulled.clone()))
+            .boundary()
+            .map(|x| x + 1)
+            .for_each_async(move |_x| {
+                let g = g.clone();
+                async move {
+                    g.acquire().await.unwrap().forget();
+                    Ok::<_, std::io::Error>(())
+                }
+            })
+            .run(),
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let stalled_at = pulled.load(Ordering::SeqCst);
+    // Two channels (source → boundary, boundary → sink), each its capacity
+    // plus a chunk at the sender and one at the receiver.
+    let bound = 2 * (CAPACITY + 2 * CHUNK) as u64;
+    assert!(stalled_at <= bound, "pulled {stalled_at} > bound {bound}");
+    assert!(
+        stalled_at >= CAPACITY as u64,
+        "the pipeline should fill its buffers"
+    );
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        pulled.load(Ordering::SeqCst),
+        stalled_at,
+        "the source kept pulling"
+    );
+    gate.add_permits(usize::MAX >> 4);
+    let report = run.await.unwrap().unwrap();
+    assert_eq!((report.delivered, report.unfinalized), (100_000, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_after_a_boundary_fails_that_item_in_its_stage() {
+    let ledger = Ledger::default();
+    let r = PipelineBuilder::new()
+        .chunk_size(CHUNK)
+        .error_policy(ErrorPolicy::Skip)
+        .from_acked(ledger.source(100))
+        .boundary()
+        .map(|x| if x == 42 { panic!("no 42") } else { x })
+        .name("picky")
+        .run()
+        .await
+        .unwrap();
+    assert_eq!((r.delivered, r.failed), (99, 1));
+    assert_eq!(r.stage("picky").unwrap().failed, 1);
+    let statuses = ledger.assert_exactly_once();
+    assert_eq!(statuses[&42], Status::Failed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_take_after_a_boundary_stops_the_source() {
+    let pulled = Arc::new(AtomicU64::new(0));
+    let out = PipelineBuilder::new()
+        .capacity(CAPACITY)
+        .chunk_size(CHUNK)
+        .from_iter(common::counted(u64::MAX, pulled.clone()))
+        .boundary()
+        .take(10)
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(out, (0..10).collect::<Vec<_>>());
+    let bound = (CAPACITY + 3 * CHUNK) as u64;
+    let got = pulled.load(Ordering::SeqCst);
+    assert!(
+        got <= bound,
+        "pulled {got} of an endless source after take(10) had all"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn drain_and_abort_finalize_every_item_across_boundaries() {
+    for shutdown in [Shutdown::Drain, Shutdown::Abort] {
+        let ledger = Ledger::default();
+        let handle = PipelineBuilder::new()
+            .capacity(CAPACITY)
+            .chunk_size(CHUNK)
+            .from_acked(ledger.source(10_000))
+            .boundary()
+            .then(|x| async move {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                x
+            })
+            .boundary()
+            .map(|x| x + 1)
+            .start();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let r = handle.shutdown(shutdown, Duration::from_secs(5)).await.unwrap();
+        let statuses = ledger.assert_exactly_once();
+        let lost = statuses.values().filter(|s| **s == Status::Aborted).count() as u64;
+        assert_eq!(statuses.len() as u64, ledger.pulled());
+        match shutdown {
+            Shutdown::Drain => {
+                assert_eq!(r.outcome, Outcome::Drained);
+                assert_eq!((lost, r.unfinalized), (0, 0));
+                assert!(
+                    r.delivered > 0 && r.delivered < 10_000,
+                    "delivered {}",
+                    r.delivered
+                );
+            }
+            Shutdown::Abort => {
+                assert_eq!(r.outcome, Outcome::Aborted);
+                assert!(lost > 0, "an abort mid-run leaves items in flight");
+                assert_eq!(r.unfinalized, lost);
+            }
+        }
+    }
+}
