@@ -2,8 +2,9 @@
 //! backpressure, and every item finalized exactly once.
 //!
 //! Items flow from a source through typed stages into a sink. Synchronous
-//! stages are fused into one loop; async, blocking and sink stages run in
-//! tasks of their own joined by bounded channels that carry chunks of
+//! stages are fused into one loop; async, blocking and sink stages (and
+//! the stages after a `boundary()`) run in tasks of their own joined by
+//! bounded channels that carry chunks of
 //! items, so memory stays bounded whatever the stream's length and a slow
 //! stage slows its upstream instead of growing a queue.
 //!

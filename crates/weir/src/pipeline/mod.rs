@@ -41,7 +41,8 @@ use crate::stage::{
 /// Synchronous stages (`map`, `filter`, `filter_map`, `flat_map`,
 /// `inspect`, `for_each`) are fused with their neighbours into one loop.
 /// Async stages (`then`), blocking stages and async sinks run in tasks of
-/// their own, joined by bounded channels that carry chunks of items.
+/// their own, joined by bounded channels that carry chunks of items;
+/// [`boundary`](Pipeline::boundary) splits a fused chain the same way.
 ///
 /// # Examples
 ///
