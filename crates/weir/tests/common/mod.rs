@@ -73,3 +73,50 @@ pub fn counted(n: u64, pulled: Arc<AtomicU64>) -> impl Iterator<Item = u64> + Se
         pulled.fetch_add(1, Ordering::SeqCst);
     })
 }
+
+/// An async sink for `for_each_async` that takes one permit of `gate` per
+/// item: it stalls until the test adds permits.
+pub fn gated<T>(
+    gate: Arc<tokio::sync::Semaphore>,
+) -> impl FnMut(T) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), std::io::Error>> + Send>>
+       + Send
+       + 'static {
+    move |_| {
+        let g = gate.clone();
+        Box::pin(async move {
+            g.acquire().await.unwrap().forget();
+            Ok(())
+        })
+    }
+}
+
+/// Waits (on the paused clock) until a pipeline behind a stalled sink
+/// stops pulling, checks it stopped between `floor` and `bound` items and
+/// stays there, and returns how many it pulled.
+#[track_caller]
+pub fn assert_stalls(
+    pulled: &AtomicU64,
+    bound: u64,
+    floor: u64,
+) -> impl std::future::Future<Output = u64> + '_ {
+    let caller = std::panic::Location::caller();
+    async move {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let stalled_at = pulled.load(Ordering::SeqCst);
+        assert!(
+            stalled_at <= bound,
+            "pulled {stalled_at} > bound {bound} ({caller})"
+        );
+        assert!(
+            stalled_at >= floor,
+            "the pipeline should fill its buffers ({caller})"
+        );
+        tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+        assert_eq!(
+            pulled.load(Ordering::SeqCst),
+            stalled_at,
+            "the source kept pulling ({caller})"
+        );
+        stalled_at
+    }
+}
