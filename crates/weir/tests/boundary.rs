@@ -158,3 +158,83 @@ async fn drain_and_abort_finalize_every_item_across_boundaries() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panics_inside_bulk_runs_fail_only_their_items_in_their_own_stages() {
+    // A range source and a boundary both push whole runs through fused
+    // maps into a channel; a panic there must fail that one item in the
+    // stage whose closure panicked (the inner map sees the outer one's
+    // panic go by and must not claim it), and the run go on in order.
+    use futures::StreamExt;
+    use weir::EventKind;
+    let events: Vec<_> = PipelineBuilder::new()
+        .capacity(CAPACITY)
+        .chunk_size(CHUNK)
+        .error_policy(ErrorPolicy::Skip)
+        .from_iter(0..5_000u64)
+        .map(|x| if x % 1_000 == 7 { panic!("first {x}") } else { x })
+        .name("first")
+        .map(|x| if x % 1_000 == 8 { panic!("second {x}") } else { x })
+        .name("second")
+        .boundary()
+        .map(|x| if x % 1_000 == 9 { panic!("third {x}") } else { x })
+        .name("third")
+        .events()
+        .collect()
+        .await;
+    let mut failed: Vec<(String, u64, String)> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::ItemFailed {
+                stage,
+                item,
+                error_type,
+                ..
+            } => Some((stage.clone(), *item, error_type.clone())),
+            _ => None,
+        })
+        .collect();
+    failed.sort();
+    let mut want: Vec<(String, u64, String)> = Vec::new();
+    for (stage, rest) in [("first", 7), ("second", 8), ("third", 9)] {
+        want.extend((0..5).map(|k| (stage.to_owned(), k * 1_000 + rest, "panic".to_owned())));
+    }
+    want.sort();
+    assert_eq!(failed, want);
+    let report = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::PipelineFinished { report, .. } => Some(report.clone()),
+            _ => None,
+        })
+        .expect("a finished event");
+    assert_eq!(
+        (report.delivered, report.failed, report.unfinalized),
+        (4_985, 15, 0)
+    );
+    for stage in ["first", "second", "third"] {
+        assert_eq!(report.stage(stage).unwrap().failed, 5, "{stage}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_map_in_a_bulk_run_keeps_the_order_of_the_rest() {
+    let out = PipelineBuilder::new()
+        .capacity(CAPACITY)
+        .chunk_size(CHUNK)
+        .error_policy(ErrorPolicy::Skip)
+        .from_iter(0..2_000u64)
+        .map(|x| if x % 3 == 0 { panic!("thirds") } else { x * 2 })
+        .boundary()
+        .map(|x| if x % 10 == 4 { panic!("fours") } else { x + 1 })
+        .collect()
+        .await
+        .unwrap();
+    let want: Vec<u64> = (0..2_000u64)
+        .filter(|x| x % 3 != 0)
+        .map(|x| x * 2)
+        .filter(|x| x % 10 != 4)
+        .map(|x| x + 1)
+        .collect();
+    assert_eq!(out, want);
+}

@@ -107,6 +107,12 @@ pub(crate) struct Shared {
     error: Mutex<Option<Error>>,
     /// Sequence numbers for items pushed through the handle.
     pub(crate) next_seq: AtomicU64,
+    /// Raised while the plan is attached by a source whose items carry
+    /// acknowledgements ([`AckedSource`](crate::stage::AckedSource)).
+    /// Until then every token of the run is plain: the chunk forwarders
+    /// read it when they start and, if it is down, tell the compiler
+    /// ([`Token::assume_plain`](crate::ack::Token::assume_plain)).
+    pub(crate) acked: AtomicBool,
     /// The run's context (the caller's, or one made for this run).
     pub(crate) context: Context,
     /// Recent output counts, for throughput over a sliding window.
@@ -194,6 +200,7 @@ impl Shared {
             subscribed: Signal::default(),
             error: Mutex::new(None),
             next_seq: AtomicU64::new(0),
+            acked: AtomicBool::new(false),
             rates: StageRates::default(),
             outcome: Mutex::new(None),
             births: births::Births::default(),

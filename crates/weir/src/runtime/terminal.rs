@@ -42,6 +42,14 @@ impl<T: Send + 'static> Push<T> for ChannelOut<T> {
         }
     }
 
+    /// One `extend`: for a chunk's drain or a counted range, mapped or
+    /// not, `Vec` writes the items in a loop with no capacity test per item
+    /// (the caller keeps within [`room`](Push::room), so it does not grow).
+    #[inline(always)]
+    fn push_run<I: Iterator<Item = (T, Token)>>(&mut self, items: I, _cx: &mut TaskCx) {
+        self.buf.extend(items);
+    }
+
     #[inline(always)]
     fn settle(&mut self, _pushed: u64) {}
 

@@ -176,28 +176,43 @@ fn pull_range<N: RangeInt, U: 'static, D: Push<U>>(
     let start = range.start;
     let left = N::span(start, range.end);
     let take = left.min(end.saturating_sub(n));
-    // First the items the chain has room for (`Push::room`), in a counted
-    // loop without the per-item flush test; then one at a time.
+    // The items the chain has room for (`Push::room`) go down as one
+    // iterator (`Push::push_run`), so a `map` and a channel output make
+    // one loop of it with the source's, with no per-item flush test; then
+    // again with the room left (a filter fills slower than it takes); one
+    // at a time when the chain cannot tell.
     // The value is its own induction variable (`x + 1`, not `start + i`):
     // LLVM then computes a map of it once per vector of items and steps
     // the rest (31 instructions per 4 items instead of 37 for the `chain`
     // suite's closures; docs/BENCHMARKS.md).
-    let fast = take.min(down.room() as u64);
-    let mut i = 0;
     let mut x = start;
-    while i < fast {
-        down.push(same::<N, U>(x), Token::plain(n + i), cx);
-        x = x.succ();
-        i += 1;
-    }
-    if fast == 0 || !down.wants_flush() {
-        while i < take {
-            down.push(same::<N, U>(x), Token::plain(n + i), cx);
-            x = x.succ();
-            i += 1;
-            if down.wants_flush() {
-                break;
+    let mut i = 0;
+    while i < take {
+        let room = down.room() as u64;
+        if room == 0 {
+            while i < take {
+                down.push(same::<N, U>(x), Token::plain(n + i), cx);
+                x = x.succ();
+                i += 1;
+                if down.wants_flush() {
+                    break;
+                }
             }
+            break;
+        }
+        let run = room.min(take - i);
+        let first = n + i;
+        down.push_run(
+            (0..run).map(|k| {
+                let value = x;
+                x = x.succ();
+                (same::<N, U>(value), Token::plain(first + k))
+            }),
+            cx,
+        );
+        i += run;
+        if down.wants_flush() {
+            break;
         }
     }
     range.start = x;

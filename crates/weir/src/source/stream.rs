@@ -83,6 +83,9 @@ where
     type Intake = crate::stage::NoIntake;
 
     fn attach<D: Push<T>>(self, down: D, w: &mut Wiring<Self::Intake>) {
+        // Before any task starts: the forwarders then keep the tokens'
+        // finishes (`Shared::acked`).
+        w.shared.acked.store(true, std::sync::atomic::Ordering::Relaxed);
         let split = |acked: Acked<T>, seq| (acked.item, Token::acked(seq, acked.ack));
         let task = drive(self.stream, split, down, w.counters(0), w.cx(), w.chunk_size());
         w.spawn_stage(0, task);

@@ -63,25 +63,33 @@ pub(crate) async fn forward<T, D>(
     D: Push<T>,
 {
     if let Some(mut rx) = rx {
+        // Mostly no item of the run is acknowledged (in-memory sources):
+        // the tokens then go on rebuilt as visibly plain, so that the
+        // stages' finishes compile to nothing and their loops only carry
+        // the tokens (`Token::assume_plain`).
+        let plain = !cx.shared.acked.load(std::sync::atomic::Ordering::Relaxed);
         'run: while let Some(mut chunk) = rx.recv().await {
-            let mut items = chunk.drain(..);
             loop {
-                let (it, d, taken) = push_ready(items, down, &mut cx);
-                (items, down) = (it, d);
-                if count_in {
-                    c.items_in += taken;
-                }
-                c.add_out(taken);
-                if items.len() == 0 {
-                    break;
-                }
-                // `down` wants a flush before it takes more.
-                if flush_all(&mut down, &mut c, &mut cx).await == Flow::Stop {
+                let (d, flow) = if plain {
+                    let items = chunk.drain(..).map(|(item, token)| (item, token.assume_plain()));
+                    push_chunk(items, down, &mut c, &mut cx, count_in).await
+                } else {
+                    push_chunk(chunk.drain(..), down, &mut c, &mut cx, count_in).await
+                };
+                down = d;
+                rx.recycle(chunk);
+                if flow == Flow::Stop {
                     break 'run;
                 }
+                // Chunks already queued go on into the same output: a part
+                // filled output chunk (after a filter) ships when nothing
+                // more is there to read, not after every input chunk, so
+                // the tasks downstream get full chunks and fewer hand-offs.
+                match rx.try_recv() {
+                    Ok(next) => chunk = next,
+                    Err(_) => break,
+                }
             }
-            drop(items);
-            rx.recycle(chunk);
             if flush_all(&mut down, &mut c, &mut cx).await == Flow::Stop {
                 break;
             }
@@ -89,6 +97,39 @@ pub(crate) async fn forward<T, D>(
     }
     settle(&mut down, &mut c);
     down.finish(&mut cx).await;
+}
+
+/// Pushes a chunk's `items` into `down`, flushing whenever it asks to,
+/// and hands `down` back with `Stop` once everything downstream is gone.
+/// Counts the items in (if `count_in`) and out.
+#[inline(always)]
+async fn push_chunk<T, D, I>(
+    mut items: I,
+    mut down: D,
+    c: &mut Counters,
+    cx: &mut TaskCx,
+    count_in: bool,
+) -> (D, Flow)
+where
+    T: Send + 'static,
+    D: Push<T>,
+    I: ExactSizeIterator<Item = (T, Token)> + Send,
+{
+    loop {
+        let (it, d, taken) = push_ready(items, down, cx);
+        (items, down) = (it, d);
+        if count_in {
+            c.items_in += taken;
+        }
+        c.add_out(taken);
+        if items.len() == 0 {
+            return (down, Flow::Continue);
+        }
+        // `down` wants a flush before it takes more.
+        if flush_all(&mut down, c, cx).await == Flow::Stop {
+            return (down, Flow::Stop);
+        }
+    }
 }
 
 /// Pushes items into `down` until they are used up or `down` wants a
@@ -110,9 +151,11 @@ where
 }
 
 /// [`push_ready`]'s loop: when `down` has room for the whole rest
-/// ([`Push::room`]), one loop whose only test is the iterator's end; when
-/// it has room for some, as many in a counted loop; then one at a time,
-/// testing for a flush after each. Takes `down` by value and hands it back,
+/// ([`Push::room`]), one run ([`Push::push_run`]) whose only test is the
+/// iterator's end; when it has room for some, as many in a run, then the
+/// same again with the room that is left (a filter's output fills slower
+/// than its input drains); when it cannot tell, one at a time, testing for
+/// a flush after each. Takes `down` by value and hands it back,
 /// without drop glue, so its fields (the output's length) stay in
 /// registers for the whole chunk, as in the source's `pull_range` and the
 /// concurrent driver's `run_ready`. Returns how many it took.
@@ -125,26 +168,27 @@ where
     let mut items = ManuallyDrop::new(items);
     let mut down = ManuallyDrop::new(down);
     let before = items.len();
-    let room = down.room();
-    'run: {
-        if room >= before {
-            (&mut *items).for_each(|(item, token)| down.push(item, token, cx));
-            break 'run;
+    loop {
+        let room = down.room();
+        if room >= items.len() {
+            down.push_run(&mut *items, cx);
+            break;
         }
-        for _ in 0..room {
-            let Some((item, token)) = items.next() else {
-                break 'run;
-            };
-            down.push(item, token, cx);
-        }
-        if room > 0 && down.wants_flush() {
-            break 'run;
-        }
-        for (item, token) in &mut *items {
-            down.push(item, token, cx);
-            if down.wants_flush() {
-                break;
+        if room == 0 {
+            // `down` cannot tell (it may make several items of one).
+            for (item, token) in &mut *items {
+                down.push(item, token, cx);
+                if down.wants_flush() {
+                    break;
+                }
             }
+            break;
+        }
+        // Room for some: as many in one run, then look again (a filter
+        // fills less than its room, so the rounds shrink geometrically).
+        down.push_run((&mut *items).take(room), cx);
+        if down.wants_flush() {
+            break;
         }
     }
     let taken = (before - items.len()) as u64;

@@ -1,6 +1,6 @@
 use std::fmt;
 
-use super::{forward_flush, guard, Plan, Push, SyncRecover, TaskCx, Wiring};
+use super::{forward_flush, guard, run_held, Held, Plan, Push, SyncRecover, TaskCx, Wiring};
 use crate::ack::Token;
 use crate::error::{BoxError, Error, ErrorKind};
 use crate::metrics::Counters;
@@ -120,6 +120,29 @@ where
                 cx.fail(self.c.stage(), token, e);
             }
         }
+    }
+
+    /// The items as one iterator, mapped inside it: one loop from the
+    /// source or channel through `f` into the output (see
+    /// [`Push::push_run`]).
+    #[inline(always)]
+    fn push_run<I: Iterator<Item = (T, Token)>>(&mut self, mut items: I, cx: &mut TaskCx) {
+        run_held(
+            (self, &mut items, cx),
+            |(this, items, cx), slot| {
+                let f = &mut this.f;
+                let mapped = items.by_ref().map(|(item, token)| {
+                    let held = Held::new(token, slot);
+                    let out = f(item);
+                    (out, held.release())
+                });
+                this.down.push_run(mapped, cx);
+            },
+            |(this, _, cx), token, e| {
+                this.c.failed += 1;
+                cx.fail(this.c.stage(), token, e);
+            },
+        );
     }
 
     forward_flush!(at_most_one);

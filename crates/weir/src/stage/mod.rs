@@ -187,6 +187,18 @@ pub trait Push<T>: Send + 'static {
     fn room(&self) -> usize {
         0
     }
+    /// Pushes every item of `items`, which the caller guarantees are at
+    /// most [`room`](Self::room): the same as pushing them one at a time
+    /// (the default), but a step may pass them on as one iterator. A `map`
+    /// does (its closure applied inside the iterator), and a channel output
+    /// extends its buffer with it, so a chunk goes through source, `map`
+    /// and output in one loop with no per-item capacity or flush test,
+    /// which the compiler can vectorise (measured on the `chain` bench,
+    /// docs/BENCHMARKS.md).
+    #[inline(always)]
+    fn push_run<I: Iterator<Item = (T, Token)>>(&mut self, items: I, cx: &mut TaskCx) {
+        items.for_each(|(item, token)| self.push(item, token, cx));
+    }
     /// Whether every step is in its usual state (a fold still holds its
     /// accumulator). Only a hint for code generation: a driver tests it
     /// once per chunk and runs the same loop in both cases, so that in the
@@ -502,6 +514,68 @@ impl TaskCx {
             if let Err(e) = shared.config.hooks.on_error_all(&error, &ctx).await {
                 shared.fail(e);
             }
+        }
+    }
+}
+
+/// An item's token, held while a stage's closure runs on the item inside
+/// [`Push::push_run`]. If the closure panics, unwinding drops the holder,
+/// which hands the token to `slot` (instead of the token's own drop
+/// reporting [`Status::Aborted`]), so the stage can fail that one item as
+/// [`guard`] would have and go on with the rest.
+pub(crate) struct Held<'a> {
+    token: Option<Token>,
+    slot: &'a mut Option<Token>,
+}
+
+impl<'a> Held<'a> {
+    #[inline(always)]
+    pub(crate) fn new(token: Token, slot: &'a mut Option<Token>) -> Held<'a> {
+        Held {
+            token: Some(token),
+            slot,
+        }
+    }
+
+    /// The closure returned: the token goes on with its output.
+    #[inline(always)]
+    pub(crate) fn release(mut self) -> Token {
+        match self.token.take() {
+            Some(token) => token,
+            None => unreachable!("a held token is released once"),
+        }
+    }
+}
+
+impl Drop for Held<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        if let Some(token) = self.token.take() {
+            *self.slot = Some(token);
+        }
+    }
+}
+
+/// Runs `push` (a [`Push::push_run`] of the items left after a stage's
+/// closure) until it returns without a panic. A panic of the closure left
+/// its item's token in the slot `push` is given ([`Held`]): `failed` is
+/// called with it and the push goes on with the next item. A panic with no
+/// token in the slot is not the closure's and unwinds on.
+#[inline(always)]
+pub(crate) fn run_held<C>(
+    mut ctx: C,
+    mut push: impl FnMut(&mut C, &mut Option<Token>),
+    mut failed: impl FnMut(&mut C, Token, Error),
+) {
+    loop {
+        let mut slot = None;
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| push(&mut ctx, &mut slot)));
+        match run {
+            Ok(()) => return,
+            Err(payload) => match slot.take() {
+                Some(token) => failed(&mut ctx, token, Error::panicked(&*payload)),
+                None => std::panic::resume_unwind(payload),
+            },
         }
     }
 }
