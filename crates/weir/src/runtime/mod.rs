@@ -111,7 +111,7 @@ pub(crate) struct Shared {
     /// acknowledgements ([`AckedSource`](crate::stage::AckedSource)).
     /// Until then every token of the run is plain: the chunk forwarders
     /// read it when they start and, if it is down, tell the compiler
-    /// ([`Token::assume_plain`](crate::ack::Token::assume_plain)).
+    /// (`Token::assume_plain`).
     pub(crate) acked: AtomicBool,
     /// The run's context (the caller's, or one made for this run).
     pub(crate) context: Context,

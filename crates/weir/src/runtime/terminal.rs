@@ -50,6 +50,12 @@ impl<T: Send + 'static> Push<T> for ChannelOut<T> {
         self.buf.extend(items);
     }
 
+    /// It only moves them into the channel.
+    #[inline(always)]
+    fn finishes_tokens(&self) -> bool {
+        false
+    }
+
     #[inline(always)]
     fn settle(&mut self, _pushed: u64) {}
 

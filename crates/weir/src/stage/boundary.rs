@@ -66,8 +66,9 @@ pub(crate) async fn forward<T, D>(
         // Mostly no item of the run is acknowledged (in-memory sources):
         // the tokens then go on rebuilt as visibly plain, so that the
         // stages' finishes compile to nothing and their loops only carry
-        // the tokens (`Token::assume_plain`).
-        let plain = !cx.shared.acked.load(std::sync::atomic::Ordering::Relaxed);
+        // the tokens (`Token::assume_plain`), unless nothing here finishes
+        // them anyway (a `map` into the next channel).
+        let plain = !cx.shared.acked.load(std::sync::atomic::Ordering::Relaxed) && down.finishes_tokens();
         'run: while let Some(mut chunk) = rx.recv().await {
             loop {
                 let (d, flow) = if plain {

@@ -145,6 +145,11 @@ where
         );
     }
 
+    #[inline(always)]
+    fn finishes_tokens(&self) -> bool {
+        self.down.finishes_tokens()
+    }
+
     forward_flush!(at_most_one);
 }
 

@@ -199,6 +199,16 @@ pub trait Push<T>: Send + 'static {
     fn push_run<I: Iterator<Item = (T, Token)>>(&mut self, items: I, cx: &mut TaskCx) {
         items.for_each(|(item, token)| self.push(item, token, cx));
     }
+    /// Whether the step finishes or drops tokens itself (a filter's
+    /// dropped items, a terminal's delivered ones), or only passes them on
+    /// (a `map` into a channel). A forwarder rebuilds tokens as visibly
+    /// plain (`Token::assume_plain`) only where that lets the compiler
+    /// drop the finishes, not where it would only add an instruction per
+    /// item. Only a hint for code generation: `true` is always correct.
+    #[inline(always)]
+    fn finishes_tokens(&self) -> bool {
+        true
+    }
     /// Whether every step is in its usual state (a fold still holds its
     /// accumulator). Only a hint for code generation: a driver tests it
     /// once per chunk and runs the same loop in both cases, so that in the
