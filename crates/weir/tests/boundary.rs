@@ -238,3 +238,58 @@ async fn a_panicking_map_in_a_bulk_run_keeps_the_order_of_the_rest() {
         .collect();
     assert_eq!(out, want);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_between_boundaries_fails_that_acknowledged_item_once() {
+    // The map runs inside the forwarder's run into the next channel, with
+    // tokens that own acknowledgements: the panicking item's token must
+    // reach the stage (Failed), not be dropped by the unwinding (Aborted).
+    let ledger = Ledger::default();
+    let r = PipelineBuilder::new()
+        .capacity(CAPACITY)
+        .chunk_size(CHUNK)
+        .error_policy(ErrorPolicy::Skip)
+        .from_acked(ledger.source(1_000))
+        .boundary()
+        .map(|x| if x % 100 == 42 { panic!("no {x}") } else { x })
+        .name("picky")
+        .boundary()
+        .run()
+        .await
+        .unwrap();
+    assert_eq!((r.delivered, r.failed, r.unfinalized), (990, 10, 0));
+    assert_eq!(r.stage("picky").unwrap().failed, 10);
+    let statuses = ledger.assert_exactly_once();
+    assert_eq!(statuses.len(), 1_000);
+    for (id, status) in statuses {
+        let want = if id % 100 == 42 {
+            Status::Failed
+        } else {
+            Status::Delivered
+        };
+        assert_eq!(status, want, "item {id}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_map_before_a_fold_and_a_channel_fails_only_its_items() {
+    // Plain tokens, rebuilt as visibly plain before the fold: the runs end
+    // in a channel (the second segment) and in the fold (the last).
+    let sum = PipelineBuilder::new()
+        .capacity(CAPACITY)
+        .chunk_size(CHUNK)
+        .error_policy(ErrorPolicy::Skip)
+        .from_iter(0..10_000u64)
+        .boundary()
+        .map(|x| if x % 1_000 == 3 { panic!("threes") } else { x })
+        .boundary()
+        .map(|x| if x % 1_000 == 4 { panic!("fours") } else { x + 1 })
+        .fold(0u64, |acc, x| acc + x)
+        .await
+        .unwrap();
+    let want: u64 = (0..10_000u64)
+        .filter(|x| x % 1_000 != 3 && x % 1_000 != 4)
+        .map(|x| x + 1)
+        .sum();
+    assert_eq!(sum, want);
+}

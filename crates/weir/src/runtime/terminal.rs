@@ -144,6 +144,13 @@ impl<T: Send + 'static> Push<T> for Discard {
         }
     }
 
+    /// It never wants a flush and makes nothing downstream: a driver may
+    /// push it whole runs (`Push::push_run`).
+    #[inline(always)]
+    fn room(&self) -> usize {
+        usize::MAX
+    }
+
     fn wants_flush(&self) -> bool {
         false
     }
@@ -186,6 +193,13 @@ impl<T: Send + 'static> Push<T> for Collect<T> {
     fn settle(&mut self, pushed: u64) {
         self.c.items_in += pushed;
         self.c.publish();
+    }
+
+    /// It never wants a flush and makes nothing downstream: a driver may
+    /// push it whole runs (`Push::push_run`).
+    #[inline(always)]
+    fn room(&self) -> usize {
+        usize::MAX
     }
 
     fn wants_flush(&self) -> bool {
