@@ -501,9 +501,9 @@ where
     /// Sync stages are fused into one loop on one core. A boundary splits
     /// a CPU-heavy chain over cores (pipeline parallelism: Akka Streams'
     /// `.async`), or keeps a slow segment from holding up the one before
-    /// it. Each costs a channel hop per chunk, about 0.65 ns per item on
-    /// the `chain` benchmark ((2.43 - 0.43) / 3 in the latest full run,
-    /// docs/BENCHMARKS.md): for cheap stages one fused
+    /// it. Each costs a channel hop per chunk, about 0.5–0.7 ns per item
+    /// on the `chain` benchmark ((1.84 - 0.29) / 3 and (2.43 - 0.43) / 3 in
+    /// the latest full runs, docs/BENCHMARKS.md): for cheap stages one fused
     /// loop is faster, and for one costly stage a
     /// [`blocking`](Pipeline::blocking) or concurrent
     /// [`then`](Pipeline::then) stage spreads it wider.
