@@ -38,6 +38,16 @@ impl Ledger {
         self.calls.lock().unwrap().clone()
     }
 
+    /// [`assert_exactly_once`](Self::assert_exactly_once), and each id
+    /// finalized with `failing`'s status if `failing(id)`, else delivered.
+    #[track_caller]
+    pub fn assert_each(&self, failing: impl Fn(u64) -> bool, status: Status) {
+        for (id, got) in self.assert_exactly_once() {
+            let want = if failing(id) { status } else { Status::Delivered };
+            assert_eq!(got, want, "item {id}");
+        }
+    }
+
     /// Every pulled id finalized exactly once, and nothing else: returns
     /// each id's status.
     #[track_caller]
