@@ -275,3 +275,32 @@ async fn a_panicking_map_before_a_fold_and_a_channel_fails_only_its_items() {
         .sum();
     assert_eq!(sum, want);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_acker_fails_the_run_instead_of_hanging_it() {
+    // The acker is the source's code, run by whichever task finishes the
+    // item (here the filter's, between two boundaries, inside its chunk
+    // loop): its panic takes that task down with its output channel
+    // unclosed, and the run must end (failed, the rest aborted) rather
+    // than leave the task after it waiting forever.
+    use futures::StreamExt;
+    use weir::{Ack, Acked, Acker};
+    let acker: Arc<dyn Acker> = Arc::new(|id: u64, _status: Status| {
+        if id == 500 {
+            panic!("acker broke on {id}");
+        }
+    });
+    let source = futures::stream::iter(0..100_000u64).map(move |i| Acked::new(i, Ack::new(i, acker.clone())));
+    let run = small()
+        .from_acked(source)
+        .boundary()
+        .filter(|x| *x != 500)
+        .boundary()
+        .map(|x| x + 1)
+        .run();
+    let r = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("the run ended");
+    let err = r.expect_err("a task panicked");
+    assert!(err.to_string().contains("panicked"), "{err}");
+}

@@ -631,6 +631,13 @@ pub(crate) async fn supervise(
                 None => break,
                 Some(Err(e)) if e.is_panic() => {
                     shared.fail(Error::new(ErrorKind::Internal, format!("a weir task panicked: {e}")));
+                    // A panic that got past the stages' guards (a source's
+                    // acker, a bug) may have taken the task down inside a
+                    // chunk loop, whose state is not dropped, so its output
+                    // channel never closes and the task after it would wait
+                    // for ever: stop every task; their items report
+                    // `Aborted` (an at-least-once source redelivers them).
+                    set.abort_all();
                 }
                 Some(_) => {}
             },
