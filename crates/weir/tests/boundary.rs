@@ -302,5 +302,6 @@ async fn a_panicking_acker_fails_the_run_instead_of_hanging_it() {
         .await
         .expect("the run ended");
     let err = r.expect_err("a task panicked");
-    assert!(err.to_string().contains("panicked"), "{err}");
+    assert_eq!(err.kind(), weir::ErrorKind::Internal, "{err}");
+    assert!(err.to_string().contains("acker broke on 500"), "{err}");
 }
