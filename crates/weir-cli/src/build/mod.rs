@@ -1,0 +1,756 @@
+//! From a checked [`Config`] to a runnable weir pipeline.
+//!
+//! Two steps: [`spec`] reads the configuration into stages, sinks and
+//! inputs (everything that can fail, with positions); [`assemble`] puts
+//! them together with the engine's builder, which cannot fail. Items are
+//! [`Record`]s (a JSON value and the file:line it came from); sources
+//! yield [`Input`]s, which the `parse` stage decodes, so a malformed line
+//! is that item's failure under the source's error policy, with the raw
+//! line and its position in the dead letter.
+
+pub(crate) mod aggregate;
+pub(crate) mod sinks;
+pub(crate) mod spec;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use serde::{Serialize, Serializer};
+use weir::compose::Registry;
+use weir::stage::{BoxPlan, NoIntake, Recoverable, Streamed};
+use weir::{DeadLetters, ErrorPolicy, EventLevel, Pipeline, PipelineBuilder};
+use weir_io::{Line, Record};
+
+use crate::config::{Config, ConfigError, Problem, Typed};
+use sinks::{AnySink, DeadSink};
+use spec::{Branch, Collected, JqKind, Reader, Sink, Stage, Work};
+
+/// A pipeline of erased shape carrying `T`.
+pub(crate) type Dyn<T> = Pipeline<T, BoxPlan<T, NoIntake>>;
+
+/// What a source yields, before the `parse` stage.
+#[derive(Debug, Clone)]
+pub(crate) enum Input {
+    /// A raw line (or CSV row) and the decoder of its source.
+    Line(Line, Arc<weir_io::format::Decoder>),
+    /// An item that needs no decoding.
+    Record(Record),
+    /// A generator's template failed for item `n`.
+    Failed(String, u64),
+}
+
+impl Serialize for Input {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Input::Line(line, _) => line.serialize(s),
+            Input::Record(r) => r.serialize(s),
+            Input::Failed(_, n) => s.serialize_u64(*n),
+        }
+    }
+}
+
+impl Input {
+    fn decode(self) -> Result<Record, weir::BoxError> {
+        match self {
+            Input::Line(line, decoder) => decoder.decode(line).map_err(Into::into),
+            Input::Record(r) => Ok(r),
+            Input::Failed(e, n) => Err(format!("generator item {n}: {e}").into()),
+        }
+    }
+}
+
+/// How to build.
+#[derive(Debug, Default)]
+pub(crate) struct Options {
+    /// Stop the sources after this many items.
+    pub(crate) limit: Option<u64>,
+    /// Replace sources and sinks (`weir test`).
+    pub(crate) test: Option<TestIo>,
+}
+
+/// The inputs and collectors of one `weir test` case.
+#[derive(Debug, Default)]
+pub(crate) struct TestIo {
+    /// The case's items.
+    pub(crate) inputs: Vec<Input>,
+    /// The dead letters collected.
+    pub(crate) dead_letters: Collected,
+}
+
+/// A pipeline ready to start, and what the display and report need.
+pub(crate) struct Built {
+    /// The pipeline.
+    pub(crate) pipeline: Dyn<()>,
+    /// Progress of the file inputs (bytes read of a known total).
+    pub(crate) inputs: Vec<weir_io::file::ReadProgress>,
+    /// Files the sinks write.
+    pub(crate) outputs: Vec<PathBuf>,
+    /// The dead-letter file and its counter of records written.
+    pub(crate) dead_letters: Option<(PathBuf, weir_io::sink::Written)>,
+    /// `weir test`: each sink's items, by its owner (`"sink"` or a branch name).
+    pub(crate) collected: HashMap<String, Collected>,
+}
+
+impl std::fmt::Debug for Built {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Built").field("outputs", &self.outputs).finish_non_exhaustive()
+    }
+}
+
+/// Context threaded through assembly.
+struct Ctx {
+    default: ErrorPolicy,
+    dlq: Option<DeadLetters<DeadSink>>,
+}
+
+impl Ctx {
+    fn recover<T, N>(&self, p: Pipeline<T, N>, policy: Option<ErrorPolicy>) -> Pipeline<T, N>
+    where
+        N: Recoverable<Out = T>,
+        T: Send + 'static,
+        N::In: Clone + Serialize,
+    {
+        match (policy.unwrap_or(self.default), &self.dlq) {
+            (ErrorPolicy::DeadLetter, Some(dlq)) => p.dead_letter(dlq.clone()),
+            (ErrorPolicy::DeadLetter, None) => p.on_error(ErrorPolicy::FailFast),
+            (other, _) => p.on_error(other),
+        }
+    }
+}
+
+/// Builds the pipeline of `config` (sources, stages, sinks), with custom
+/// stages from `registry`.
+pub(crate) fn build(config: &Config, registry: &Registry<Record>, mut options: Options) -> Result<Built, ConfigError> {
+    let mut outputs = Vec::new();
+    let testing = options.test.is_some();
+    let mut made: HashMap<String, Collected> = HashMap::new();
+    let mut make_sink = |t: &Typed<'_>, owner: &str| -> Result<AnySink, String> {
+        let owner = if owner.is_empty() { "sink" } else { owner };
+        if testing {
+            let c = made.entry(owner.to_owned()).or_default().clone();
+            return Ok(AnySink::Collect(c));
+        }
+        make_real_sink(t, &mut outputs)
+    };
+    let mut reader = Reader {
+        problems: Vec::new(),
+        registry,
+        names: vec!["parse".to_owned()],
+        make_sink: &mut make_sink,
+    };
+    let stages = reader.stages(&config.stages());
+    let sink = config.sink().and_then(|s| reader.sink(&s, ""));
+    let Reader { mut problems, .. } = reader;
+    drop(make_sink);
+
+    let pipe = config.pipeline();
+    let default = spec::policy(pipe.str("on_error").as_deref().unwrap_or("fail_fast"));
+    let mut dead_letters = None;
+    let dlq = if let Some(test) = &options.test {
+        Some(DeadLetters::new(DeadSink::Collect(test.dead_letters.clone())))
+    } else if let Some(dl) = config.dead_letter() {
+        let path = PathBuf::from(dl.opts.str("path").unwrap_or_default());
+        let mut cfg = weir_io::sink::FileSinkConfig::new(&path);
+        if let Some(n) = dl.opts.size("rotate_bytes") {
+            cfg = cfg.rotate_bytes(n);
+        }
+        match weir_io::sink::DeadLetterFileSink::with_config(cfg) {
+            Ok(sink) => {
+                dead_letters = Some((path, sink.written()));
+                Some(DeadLetters::new(DeadSink::File(sink)))
+            }
+            Err(e) => {
+                problems.push(Problem {
+                    pos: dl.opts.pos_of("path"),
+                    path: "dead_letter.path".into(),
+                    message: e.to_string(),
+                });
+                None
+            }
+        }
+    } else {
+        None
+    };
+
+    // Sources.
+    let mut inputs = Vec::new();
+    let sources = config.sources();
+    let parse_policy = sources
+        .iter()
+        .find_map(|s| s.opts.node("on_error").and_then(|n| n.as_str()))
+        .map(spec::policy);
+    let name = pipe
+        .str("name")
+        .or_else(|| config.path.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "weir".to_owned());
+    let builder = PipelineBuilder::new()
+        .name(name)
+        .capacity(pipe.int("capacity").unwrap_or(4096).max(1) as usize)
+        .chunk_size(pipe.int("chunk_size").unwrap_or(1024).max(1) as usize)
+        .progress_interval(pipe.duration("progress_interval").unwrap_or(std::time::Duration::from_secs(1)))
+        .event_level(match pipe.str("event_level").as_deref() {
+            Some("lifecycle") => EventLevel::Lifecycle,
+            Some("items") => EventLevel::Items,
+            _ => EventLevel::Progress,
+        })
+        .error_policy(if default == ErrorPolicy::DeadLetter { ErrorPolicy::FailFast } else { default });
+
+    let source: Option<Dyn<Input>> = if let Some(test) = options.test.take() {
+        Some(builder.from_iter(test.inputs).boxed())
+    } else {
+        let mut streams = Vec::new();
+        let mut iters = Vec::new();
+        for s in &sources {
+            match open_source(s, &mut inputs) {
+                Ok(Opened::Iter(it, name)) => iters.push((it, name)),
+                Ok(Opened::Stream(st, name)) => streams.push((st, name)),
+                Err(message) => problems.push(Problem {
+                    pos: s.opts.pos_of(if s.opts.node("path").is_some() { "path" } else { "type" }),
+                    path: if s.opts.node("path").is_some() {
+                        format!("{}.path", s.opts.path)
+                    } else {
+                        s.opts.path.clone()
+                    },
+                    message,
+                }),
+            }
+        }
+        if !problems.is_empty() {
+            None
+        } else if iters.len() == 1 && streams.is_empty() {
+            let (it, _) = iters.pop().expect("one input");
+            Some(builder.from_iter(it).boxed())
+        } else if streams.len() == 1 && iters.is_empty() {
+            let (st, _) = streams.pop().expect("one input");
+            Some(builder.from_stream(st).boxed())
+        } else {
+            let all: Vec<Streamed<futures::stream::BoxStream<'static, Input>>> = iters
+                .into_iter()
+                .map(|(it, name)| (futures::stream::iter(it).boxed(), name))
+                .chain(streams)
+                .map(|(st, name)| Streamed::new(st).named(name))
+                .collect();
+            Some(builder.merge(all).boxed())
+        }
+    };
+    if !problems.is_empty() {
+        problems.sort_by_key(|p| p.pos);
+        return Err(ConfigError {
+            path: config.path.clone(),
+            problems,
+        });
+    }
+    let mut source = source.expect("sources opened");
+    if let Some(n) = options.limit {
+        source = source.take(usize::try_from(n).unwrap_or(usize::MAX)).name("limit").boxed();
+    }
+    let ctx = Ctx { default, dlq };
+    let parsed = ctx.recover(source.try_map(Input::decode).name("parse"), parse_policy).boxed();
+    let pipeline = assemble(parsed, stages, sink, &ctx);
+    drop(ctx);
+    Ok(Built {
+        pipeline,
+        inputs,
+        outputs,
+        dead_letters,
+        collected: made,
+    })
+}
+
+fn make_real_sink(t: &Typed<'_>, outputs: &mut Vec<PathBuf>) -> Result<AnySink, String> {
+    use weir_io::sink::{FileSinkConfig, OutputFormat};
+    let o = &t.opts;
+    let format = match o.str("format").as_deref() {
+        Some("csv") => {
+            let columns: Vec<String> = o.list("columns").iter().filter_map(|n| n.as_str().map(str::to_owned)).collect();
+            OutputFormat::Csv {
+                columns: (!columns.is_empty()).then_some(columns),
+            }
+        }
+        _ => OutputFormat::JsonLines,
+    };
+    match t.type_name {
+        "stdout" => Ok(AnySink::Stdout(weir_io::sink::StdoutSink::new(format))),
+        _ => {
+            let path = PathBuf::from(o.str("path").unwrap_or_default());
+            let mut cfg = FileSinkConfig::new(&path)
+                .format(format)
+                .compression(compression(o.str("compression").as_deref()));
+            if let Some(n) = o.size("rotate_bytes") {
+                cfg = cfg.rotate_bytes(n);
+            }
+            let sink = weir_io::sink::FileSink::create(cfg).map_err(|e| e.to_string())?;
+            outputs.push(path);
+            Ok(AnySink::File(sink))
+        }
+    }
+}
+
+fn compression(name: Option<&str>) -> weir_io::Compression {
+    match name {
+        Some("none") => weir_io::Compression::None,
+        Some("gzip") => weir_io::Compression::Gzip,
+        Some("zstd") => weir_io::Compression::Zstd,
+        _ => weir_io::Compression::Auto,
+    }
+}
+
+type BoxIter = Box<dyn Iterator<Item = Input> + Send>;
+
+enum Opened {
+    Iter(BoxIter, String),
+    Stream(futures::stream::BoxStream<'static, Input>, String),
+}
+
+fn format_of(t: &Typed<'_>) -> Result<weir_io::Format, String> {
+    use weir_io::format::{ColumnType, CsvOptions};
+    let o = &t.opts;
+    Ok(match o.str("format").as_deref() {
+        Some("lines") => weir_io::Format::Lines,
+        Some("csv") => {
+            let mut csv = CsvOptions::default();
+            if let Some(c) = o.table("csv") {
+                let delim = c.str("delimiter").unwrap_or_else(|| ",".into());
+                let [b] = delim.as_bytes() else {
+                    return Err(format!("csv.delimiter must be one byte, found \"{delim}\""));
+                };
+                csv = csv.delimiter(*b).has_header(c.bool("header").unwrap_or(true)).infer(c.bool("infer").unwrap_or(true));
+                for (name, node) in c.entries("columns") {
+                    let ty = match node.as_str() {
+                        Some("integer") => ColumnType::Integer,
+                        Some("number") => ColumnType::Number,
+                        Some("boolean") => ColumnType::Boolean,
+                        Some("json") => ColumnType::Json,
+                        _ => ColumnType::String,
+                    };
+                    csv = csv.column(name, ty);
+                }
+            }
+            weir_io::Format::Csv(csv)
+        }
+        _ => weir_io::Format::JsonLines,
+    })
+}
+
+fn open_source(t: &Typed<'_>, inputs: &mut Vec<weir_io::file::ReadProgress>) -> Result<Opened, String> {
+    let o = &t.opts;
+    let name = o.str("name").unwrap_or_else(|| t.type_name.to_owned());
+    match t.type_name {
+        "file" => {
+            let format = format_of(t)?;
+            let decoder = Arc::new(format.decoder());
+            let cfg = weir_io::file::FileSourceConfig::new(o.str("path").unwrap_or_default())
+                .format(format)
+                .compression(compression(o.str("compression").as_deref()))
+                .max_line_bytes(o.size("max_line_bytes").unwrap_or(16 << 20));
+            let source = weir_io::file::FileSource::open(cfg).map_err(|e| e.to_string())?;
+            inputs.push(source.progress());
+            let lines = source.lines();
+            Ok(Opened::Iter(Box::new(lines_to_inputs(lines, decoder)), name))
+        }
+        "stdin" => {
+            let format = format_of(t)?;
+            let decoder = Arc::new(format.decoder());
+            let source = weir_io::stdin::StdinSource::new()
+                .format(format)
+                .max_line_bytes(o.size("max_line_bytes").unwrap_or(16 << 20));
+            Ok(Opened::Iter(Box::new(lines_to_inputs(source.lines(), decoder)), name))
+        }
+        _ => {
+            let jq = crate::jq::Jq::compile(&o.str("template").unwrap_or_else(|| "{id: .}".into())).map_err(|e| e.to_string())?;
+            let template = move |n: u64| jq.first(&serde_json::Value::from(n)).map_err(|e| e.to_string());
+            let mut generator = weir_io::generate::Generator::new(template);
+            if let Some(count) = o.int("count") {
+                generator = generator.count(count);
+            }
+            if let Some(rate) = o.float("rate") {
+                if rate <= 0.0 {
+                    return Err("rate must be more than 0".into());
+                }
+                generator = generator.rate(rate);
+            }
+            let stream = generator.stream().enumerate().map(|(n, r)| match r {
+                Ok(r) => Input::Record(r),
+                Err(e) => Input::Failed(e.to_string(), n as u64),
+            });
+            Ok(Opened::Stream(stream.boxed(), name))
+        }
+    }
+}
+
+/// The lines as inputs; a failure of the input itself (an I/O error, a
+/// corrupt gzip stream) ends the lines and becomes one last failed item,
+/// so the run's error policy sees it and the report counts it.
+fn lines_to_inputs(lines: weir_io::read::Lines, decoder: Arc<weir_io::format::Decoder>) -> impl Iterator<Item = Input> + Send + 'static {
+    let progress = lines.progress();
+    let tail = std::iter::once(()).filter_map(move |()| progress.error().map(|e| Input::Failed(e.to_string(), progress.lines_read())));
+    lines.map(move |line| Input::Line(line, decoder.clone())).chain(tail)
+}
+
+/// Applies concurrent-work settings to a `then`-like stage (blocking or
+/// keyed): the same six setters, written once here for both.
+macro_rules! work_settings {
+    ($p:expr, $w:expr, ordering) => {{
+        let p = $p;
+        let p = if $w.ordered { p.ordered() } else { p.unordered() };
+        work_settings!(p, $w)
+    }};
+    ($p:expr, $w:expr) => {{
+        let mut p = $p.concurrency($w.concurrency.max(1));
+        if let Some(r) = $w.retry.clone() {
+            p = p.retry(r);
+        }
+        if let Some(t) = $w.timeout {
+            p = p.timeout(t);
+        }
+        if let Some(b) = $w.breaker.clone() {
+            p = p.circuit_breaker(b);
+        }
+        p
+    }};
+}
+
+/// Output of a jq stage before flattening.
+type Many = Vec<Record>;
+
+fn assemble(mut p: Dyn<Record>, stages: Vec<Stage>, sink: Option<Sink>, ctx: &Ctx) -> Dyn<()> {
+    for stage in stages {
+        p = match stage {
+            Stage::Jq {
+                kind,
+                jq,
+                name,
+                policy,
+                work,
+            } => jq_stage(p, kind, jq, name, policy, work, ctx),
+            Stage::Dedup {
+                key,
+                capacity,
+                ttl,
+                name,
+            } => {
+                let keyed = p
+                    .try_map(move |r: Record| key.first(&r.value).map(|k| (k.to_string(), r)).map_err(weir::BoxError::from))
+                    .name(format!("{name}:key"));
+                let keyed = ctx.recover(keyed, None);
+                let mut d = keyed.dedup(|(k, _): &(String, Record)| k.clone()).name(name.clone()).capacity(capacity);
+                if let Some(ttl) = ttl {
+                    d = d.ttl(ttl);
+                }
+                d.map(|(_, r)| r).name(format!("{name}:out")).boxed()
+            }
+            Stage::Validate {
+                jq,
+                message,
+                name,
+                policy,
+            } => {
+                let v = p
+                    .validate(move |r: &Record| match jq.test(&r.value) {
+                        Ok(true) => Ok(()),
+                        Ok(false) => Err(message.clone()),
+                        Err(e) => Err(e.to_string()),
+                    })
+                    .name(name);
+                ctx.recover(v, policy).boxed()
+            }
+            Stage::Batch {
+                max_items,
+                max_wait,
+                name,
+            } => p
+                .batch(max_items, max_wait)
+                .name(name.clone())
+                .map(|batch: Vec<Record>| {
+                    let origin = batch.first().and_then(|r| r.origin.clone());
+                    let value = serde_json::Value::Array(batch.into_iter().map(|r| r.value).collect());
+                    let mut r = Record::new(value);
+                    r.origin = origin;
+                    r
+                })
+                .name(format!("{name}:join"))
+                .boxed(),
+            Stage::Unbatch { name, policy } => {
+                let split = p
+                    .try_map(|r: Record| match r.value {
+                        serde_json::Value::Array(items) => Ok(items
+                            .into_iter()
+                            .map(|v| {
+                                let mut out = Record::new(v);
+                                out.origin = r.origin.clone();
+                                out
+                            })
+                            .collect::<Many>()),
+                        other => Err(weir::BoxError::from(format!(
+                            "unbatch: expected an array, found {}",
+                            json_type(&other)
+                        ))),
+                    })
+                    .name(name.clone());
+                ctx.recover(split, policy).flatten().name(format!("{name}:emit")).boxed()
+            }
+            Stage::Aggregate {
+                key,
+                window,
+                window_items,
+                fields,
+                name,
+                policy,
+            } => aggregate::stage(p, key, window, window_items, fields, name, policy, ctx),
+            Stage::Take { count, name } => p.take(count).name(name).boxed(),
+            Stage::Skip { count, name } => p.skip(count).name(name).boxed(),
+            Stage::RateLimit {
+                per_second,
+                burst,
+                name,
+            } => p.rate_limit(per_second, burst).name(name).boxed(),
+            Stage::Boundary { name } => p.boundary().name(name).boxed(),
+            Stage::Custom { mut stage, name, policy } => {
+                let context = weir::Context::new(&name);
+                let run = p
+                    .try_map(move |r: Record| {
+                        let mut out = Many::new();
+                        weir::compose::Stage::process(&mut stage, r, &context, &mut out).map(|()| out)
+                    })
+                    .name(name.clone());
+                ctx.recover(run, policy).flatten().name(format!("{name}:emit")).boxed()
+            }
+            Stage::Route {
+                name,
+                policy,
+                branches,
+            } => return route(p, name, policy, branches, ctx),
+            Stage::Broadcast { name, branches } => return broadcast(p, name, branches, ctx),
+        };
+    }
+    match sink {
+        Some(s) => {
+            let mut q = p.sink(s.sink).name(s.name);
+            if let Some(r) = s.retry {
+                q = q.retry(r);
+            }
+            if let Some(t) = s.timeout {
+                q = q.timeout(t);
+            }
+            if let Some(b) = s.breaker {
+                q = q.circuit_breaker(b);
+            }
+            ctx.recover(q, s.policy).boxed()
+        }
+        None => p.for_each(|_| {}).name("discard").boxed(),
+    }
+}
+
+fn json_type(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// Runs one jq stage's expression on a record.
+fn jq_apply(kind: JqKind, jq: &crate::jq::Jq, mut r: Record) -> Result<Many, weir::BoxError> {
+    match kind {
+        JqKind::Filter => Ok(if jq.test(&r.value)? { vec![r] } else { Vec::new() }),
+        JqKind::Map => {
+            let mut outs = jq.run(std::mem::take(&mut r.value))?.into_iter();
+            match (outs.next(), outs.next()) {
+                (Some(v), None) => {
+                    r.value = v;
+                    Ok(vec![r])
+                }
+                (None, _) => Err(format!(
+                    "jq `{}` produced no output (a map must produce one; use a filter or flat_map to drop items)",
+                    jq.source()
+                )
+                .into()),
+                (Some(_), Some(_)) => Err(format!(
+                    "jq `{}` produced more than one output (use flat_map for several)",
+                    jq.source()
+                )
+                .into()),
+            }
+        }
+        JqKind::FlatMap => Ok(jq
+            .run(std::mem::take(&mut r.value))?
+            .into_iter()
+            .map(|v| {
+                let mut out = Record::new(v);
+                out.origin = r.origin.clone();
+                out
+            })
+            .collect()),
+    }
+}
+
+fn jq_stage(
+    p: Dyn<Record>,
+    kind: JqKind,
+    jq: crate::jq::Jq,
+    name: String,
+    policy: Option<ErrorPolicy>,
+    work: Work,
+    ctx: &Ctx,
+) -> Dyn<Record> {
+    if work.concurrent() {
+        let many: Dyn<Many> = if let Some(key) = work.key_by.clone() {
+            let keyed = p
+                .key_by(move |r: &Record| key.first(&r.value).map(|k| k.to_string()).unwrap_or_default())
+                .try_then(move |r: Record| {
+                    let out = jq_apply(kind, &jq, r);
+                    async move { out }
+                });
+            let keyed = work_settings!(keyed.name(name.clone()), work);
+            ctx.recover(keyed, policy).boxed()
+        } else {
+            let blocking = p.try_blocking(move |r: Record| jq_apply(kind, &jq, r));
+            let blocking = work_settings!(blocking.name(name.clone()), work, ordering);
+            ctx.recover(blocking, policy).boxed()
+        };
+        return many.flatten().name(format!("{name}:emit")).boxed();
+    }
+    match kind {
+        JqKind::Map => {
+            let m = p
+                .try_map(move |r: Record| jq_apply(JqKind::Map, &jq, r).map(|mut v| v.pop().expect("one output")))
+                .name(name);
+            ctx.recover(m, policy).boxed()
+        }
+        JqKind::Filter => {
+            let m = p
+                .try_map(move |r: Record| jq.test(&r.value).map(|keep| keep.then_some(r)))
+                .name(name.clone());
+            ctx.recover(m, policy).filter_map(|r| r).name(format!("{name}:keep")).boxed()
+        }
+        JqKind::FlatMap => {
+            let m = p.try_map(move |r: Record| jq_apply(JqKind::FlatMap, &jq, r)).name(name.clone());
+            ctx.recover(m, policy).flatten().name(format!("{name}:emit")).boxed()
+        }
+    }
+}
+
+type Keyed = (Arc<str>, Record);
+
+fn branch_pipeline(stages: Vec<Stage>, sink: Sink, ctx: &Ctx) -> impl FnOnce(Pipeline<Keyed, weir::stage::BranchSource<Keyed>>) -> Dyn<()> + '_ {
+    move |p| {
+        let records = p.map(|(_, r): Keyed| r).boxed();
+        assemble(records, stages, Some(sink), ctx)
+    }
+}
+
+fn route(p: Dyn<Record>, name: String, policy: Option<ErrorPolicy>, branches: Vec<Branch>, ctx: &Ctx) -> Dyn<()> {
+    let rules: Vec<(Arc<str>, Option<crate::jq::Jq>)> =
+        branches.iter().map(|b| (Arc::from(b.name.as_str()), b.when.clone())).collect();
+    let keyed = p
+        .try_map(move |r: Record| {
+            let mut default = None;
+            for (branch, when) in &rules {
+                match when {
+                    Some(jq) => {
+                        if jq.test(&r.value)? {
+                            return Ok((branch.clone(), r));
+                        }
+                    }
+                    None => default = default.or(Some(branch.clone())),
+                }
+            }
+            match default {
+                Some(branch) => Ok((branch, r)),
+                None => Err(weir::BoxError::from("no route matched (add a branch without `when` as the default)")),
+            }
+        })
+        .name(name.clone());
+    let keyed = ctx.recover(keyed, policy);
+    keyed
+        .route(
+            |(k, _): &Keyed| k.clone(),
+            move |mut r| {
+                for b in branches {
+                    let (buffer, drop_newest) = (b.buffer, b.drop_newest);
+                    r = r.branch(b.name, branch_pipeline(b.stages, b.sink, ctx));
+                    if let Some(n) = buffer {
+                        r = r.buffer(n);
+                        if drop_newest {
+                            r = r.drop_newest();
+                        }
+                    }
+                }
+                r
+            },
+        )
+        .name(format!("{name}:out"))
+        .boxed()
+}
+
+fn broadcast(p: Dyn<Record>, name: String, branches: Vec<Branch>, ctx: &Ctx) -> Dyn<()> {
+    let empty: Arc<str> = Arc::from("");
+    p.map(move |r: Record| (empty.clone(), r))
+        .name(format!("{name}:in"))
+        .broadcast(move |mut r| {
+            for b in branches {
+                let (buffer, drop_newest) = (b.buffer, b.drop_newest);
+                r = r.branch(b.name, branch_pipeline(b.stages, b.sink, ctx));
+                if let Some(n) = buffer {
+                    r = r.buffer(n);
+                    if drop_newest {
+                        r = r.drop_newest();
+                    }
+                }
+            }
+            r
+        })
+        .name(name)
+        .boxed()
+}
+
+/// A shared, growing list (for tests' collectors).
+pub(crate) fn collector() -> Collected {
+    Arc::new(Mutex::new(Vec::new()))
+}
+
+/// `weir check` beyond the schema: the stages build (jq compiles, custom
+/// stages accept their config) and the inputs exist; nothing is read or
+/// written. Returns a one-line summary.
+pub(crate) fn check(config: &Config, registry: &Registry<Record>) -> Result<String, ConfigError> {
+    build(
+        config,
+        registry,
+        Options {
+            limit: None,
+            test: Some(TestIo::default()),
+        },
+    )?;
+    let mut problems = Vec::new();
+    let sources = config.sources();
+    for s in &sources {
+        if s.type_name == "file" {
+            if let Err(message) = open_source(s, &mut Vec::new()) {
+                problems.push(Problem {
+                    pos: s.opts.pos_of("path"),
+                    path: format!("{}.path", s.opts.path),
+                    message,
+                });
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ConfigError {
+            path: config.path.clone(),
+            problems,
+        });
+    }
+    let sink = config.sink().map_or_else(|| "no sink".to_owned(), |s| format!("sink {}", s.type_name));
+    Ok(format!(
+        "{} source{}, {} stage{}, {sink}",
+        sources.len(),
+        if sources.len() == 1 { "" } else { "s" },
+        config.stages().len(),
+        if config.stages().len() == 1 { "" } else { "s" }
+    ))
+}

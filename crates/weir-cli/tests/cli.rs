@@ -1,0 +1,550 @@
+//! The `weir` binary, run for real in temporary directories: every
+//! command, exit codes, error messages with positions, bad inputs,
+//! signals, broken pipes.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::CommandCargoExt;
+use serde_json::Value;
+
+fn weir(dir: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("weir").expect("the weir binary");
+    cmd.current_dir(dir);
+    cmd.env_remove("WEIR_EXAMPLES");
+    cmd
+}
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(cmd: &mut Command) -> Out {
+    let out = cmd.output().expect("weir runs");
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn lines(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn repo_examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+const PASS_THROUGH: &str = r#"
+[[source]]
+type = "file"
+path = "in.jsonl"
+
+[sink]
+type = "file"
+path = "out/out.jsonl"
+"#;
+
+#[test]
+fn the_quickstart_runs_on_the_bundled_sample_and_accounts_for_every_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(weir(dir.path())
+        .arg("run")
+        .arg(repo_examples().join("quickstart.toml"))
+        .args(["--quiet", "--events", "events.jsonl"])
+        .env("WEIR_EXAMPLES", repo_examples()));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let events = lines(&dir.path().join("out/events.jsonl"));
+    let dead = lines(&dir.path().join("out/dead.jsonl"));
+    let per_service = lines(&dir.path().join("out/per_service.jsonl"));
+    assert!(events.len() > 20_000, "{}", events.len());
+    assert!(!dead.is_empty());
+    // Every dead letter names its stage and the raw line's file:line.
+    for d in &dead {
+        assert_eq!(d["stage"], "parse", "{d}");
+        let file = d["item"]["origin"]["file"].as_str().unwrap();
+        assert!(file.ends_with(".jsonl.gz"), "{d}");
+        assert!(d["item"]["origin"]["line"].as_u64().unwrap() >= 1);
+        assert!(d["error"].as_str().unwrap().contains(".jsonl.gz:"), "{d}");
+    }
+    // Per-service windows add up to the events written.
+    let counted: u64 = per_service.iter().map(|r| r["requests"].as_u64().unwrap()).sum();
+    assert_eq!(counted, events.len() as u64);
+    assert!(events.iter().all(|e| e["level"] != "debug" && e.get("path").is_some()));
+    // The report accounts for every one of the 40,000 lines.
+    assert!(out.stderr.contains("40,000 pulled"), "{}", out.stderr);
+    assert!(out.stderr.contains(&format!("{} dead-lettered", dead.len())), "{}", out.stderr);
+    // The event log replays.
+    let replay = run(weir(dir.path()).args(["replay", "events.jsonl"]));
+    assert_eq!(replay.code, 0, "{}", replay.stderr);
+    assert!(replay.stdout.contains("40,000 pulled"), "{}", replay.stdout);
+}
+
+#[test]
+fn weir_test_passes_the_quickstart_cases_and_fails_a_wrong_one_with_a_diff() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(weir(dir.path()).arg("test").arg(repo_examples().join("quickstart.toml")));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("3 passed, 0 failed"), "{}", out.stdout);
+
+    write(
+        dir.path(),
+        "t.toml",
+        r#"
+[[source]]
+type = "file"
+path = "in.jsonl"
+[[stage]]
+type = "map"
+jq = '.n * 2'
+[sink]
+type = "stdout"
+[[test]]
+name = "doubles"
+input = [1, 2]
+expect = [2, 4]
+[[test]]
+name = "wrong on purpose"
+input = [1, 2]
+expect = [2, 5]
+"#,
+    );
+    let out = run(weir(dir.path()).args(["test", "t.toml"]));
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("ok    doubles"), "{}", out.stdout);
+    assert!(out.stdout.contains("FAIL  wrong on purpose"), "{}", out.stdout);
+    assert!(out.stdout.contains("    - 5\n    + 4"), "{}", out.stdout);
+}
+
+#[test]
+fn check_shows_every_problem_with_position_and_the_nearest_name() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "bad.toml",
+        r#"[[source]]
+type = "file"
+path = "in.jsonl"
+
+[[stage]]
+type = "fliter"
+jq = ".a"
+
+[[stage]]
+type = "map"
+jq = ".a |"
+concurency = 4
+
+[pipeline]
+capacity = "lots"
+"#,
+    );
+    let out = run(weir(dir.path()).args(["check", "bad.toml"]));
+    assert_eq!(out.code, 2);
+    let e = &out.stderr;
+    assert!(e.contains("bad.toml:6:8: stage[0].type: unknown stage type \"fliter\" (did you mean \"filter\"?)"), "{e}");
+    assert!(e.contains("bad.toml:10:6: stage[1].jq: invalid jq expression"), "{e}");
+    assert!(e.contains("bad.toml:11:1: stage[1].concurency: unknown key `concurency` (did you mean `concurrency`?)"), "{e}");
+    assert!(e.contains("bad.toml:14:12: pipeline.capacity: expected integer, found \"lots\""), "{e}");
+}
+
+#[test]
+fn yaml_configs_get_the_same_checks_with_their_own_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.jsonl", "{\"a\":1}\n");
+    write(
+        dir.path(),
+        "p.yaml",
+        "source:\n  - type: file\n    path: in.jsonl\nstage:\n  - type: mapp\n    jq: .a\n",
+    );
+    let out = run(weir(dir.path()).args(["check", "p.yaml"]));
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("p.yaml:5:11: stage[0].type: unknown stage type \"mapp\" (did you mean \"map\"?)"), "{}", out.stderr);
+    write(
+        dir.path(),
+        "ok.yaml",
+        "source:\n  - type: file\n    path: in.jsonl\nstage:\n  - type: map\n    jq: '{b: .a}'\nsink:\n  type: file\n  path: out.jsonl\n",
+    );
+    let out = run(weir(dir.path()).args(["run", "ok.yaml", "--quiet"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(lines(&dir.path().join("out.jsonl")), [serde_json::json!({"b": 1})]);
+}
+
+#[test]
+fn undefined_variables_are_errors_and_defaults_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.jsonl", "{\"a\":1}\n");
+    let cfg = "[[source]]\ntype = \"file\"\npath = \"${INPUT}\"\n[sink]\ntype = \"file\"\npath = \"${OUT_DIR:-out}/x.jsonl\"\n";
+    write(dir.path(), "p.toml", cfg);
+    let out = run(weir(dir.path()).args(["run", "p.toml"]).env_remove("INPUT"));
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("p.toml:3:8: source[0].path: environment variable `INPUT` is not set"), "{}", out.stderr);
+    let out = run(weir(dir.path()).args(["run", "p.toml", "--quiet"]).env("INPUT", "in.jsonl"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(lines(&dir.path().join("out/x.jsonl")).len(), 1);
+}
+
+#[test]
+fn missing_inputs_glob_without_matches_and_directories_are_config_errors_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("adir")).unwrap();
+    for (path, expect) in [
+        ("nope.jsonl", "nope.jsonl"),
+        ("logs/*.jsonl", "logs/*.jsonl"),
+        ("adir", "adir"),
+    ] {
+        write(dir.path(), "p.toml", &format!("[[source]]\ntype = \"file\"\npath = \"{path}\"\n"));
+        let out = run(weir(dir.path()).args(["run", "p.toml"]));
+        assert_eq!(out.code, 2, "{path}: {}", out.stderr);
+        assert!(out.stderr.contains("p.toml:3:8: source[0].path:"), "{}", out.stderr);
+        assert!(out.stderr.contains(expect), "{}", out.stderr);
+        let check = run(weir(dir.path()).args(["check", "p.toml"]));
+        assert_eq!(check.code, 2, "{path}: {}", check.stderr);
+    }
+}
+
+#[test]
+fn an_unwritable_output_directory_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.jsonl", "{}\n");
+    write(dir.path(), "blocker", "a file, not a directory");
+    write(
+        dir.path(),
+        "p.toml",
+        "[[source]]\ntype = \"file\"\npath = \"in.jsonl\"\n[sink]\ntype = \"file\"\npath = \"blocker/out.jsonl\"\n",
+    );
+    let out = run(weir(dir.path()).args(["run", "p.toml"]));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("sink.path"), "{}", out.stderr);
+    assert!(out.stderr.contains("blocker"), "{}", out.stderr);
+}
+
+#[test]
+fn malformed_json_invalid_utf8_and_overlong_lines_are_dead_lettered_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = b"{\"n\":1}\n{\"n\":\n".to_vec();
+    input.extend_from_slice(b"{\"s\":\"\xff\xfe\"}\n");
+    input.extend_from_slice(format!("{{\"long\":\"{}\"}}\n", "x".repeat(5000)).as_bytes());
+    input.extend_from_slice(b"{\"n\":5}");
+    std::fs::write(dir.path().join("in.jsonl"), &input).unwrap();
+    write(
+        dir.path(),
+        "p.toml",
+        r#"
+[pipeline]
+on_error = "dead_letter"
+[[source]]
+type = "file"
+path = "in.jsonl"
+max_line_bytes = 1024
+[sink]
+type = "file"
+path = "out.jsonl"
+[dead_letter]
+type = "file"
+path = "dead.jsonl"
+"#,
+    );
+    let out = run(weir(dir.path()).args(["run", "p.toml", "--quiet"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(lines(&dir.path().join("out.jsonl")), [serde_json::json!({"n": 1}), serde_json::json!({"n": 5})]);
+    let dead = lines(&dir.path().join("dead.jsonl"));
+    let at: Vec<u64> = dead.iter().map(|d| d["item"]["origin"]["line"].as_u64().unwrap()).collect();
+    assert_eq!(at, [2, 3, 4]);
+    assert!(dead[0]["error"].as_str().unwrap().contains("in.jsonl:2:"), "{}", dead[0]);
+    assert!(dead[2]["item"]["text"].as_str().unwrap().len() < 2048, "the long line is not kept whole");
+    assert!(out.stderr.contains("3 dead-lettered"), "{}", out.stderr);
+    assert!(out.stderr.contains("dead.jsonl"), "{}", out.stderr);
+}
+
+#[test]
+fn fail_fast_stops_with_exit_1_and_names_the_stage_item_and_position() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.jsonl", "{\"n\":1}\n{\"n\":\"two\"}\n{\"n\":3}\n");
+    write(
+        dir.path(),
+        "p.toml",
+        "[[source]]\ntype = \"file\"\npath = \"in.jsonl\"\n[[stage]]\ntype = \"map\"\nname = \"double\"\njq = '.n * 2'\n",
+    );
+    let out = run(weir(dir.path()).args(["run", "p.toml", "--quiet"]));
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("double"), "{}", out.stderr);
+    assert!(out.stderr.contains(".n * 2"), "{}", out.stderr);
+    // With skip, the run goes on.
+    write(
+        dir.path(),
+        "p.toml",
+        "[pipeline]\non_error = \"skip\"\n[[source]]\ntype = \"file\"\npath = \"in.jsonl\"\n[[stage]]\ntype = \"map\"\nname = \"double\"\njq = '.n * 2'\n[sink]\ntype = \"file\"\npath = \"out.jsonl\"\n",
+    );
+    let out = run(weir(dir.path()).args(["run", "p.toml", "--quiet"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(lines(&dir.path().join("out.jsonl")), [serde_json::json!(2), serde_json::json!(6)]);
+}
+
+#[test]
+fn an_empty_file_is_a_run_of_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.jsonl", "");
+    write(dir.path(), "p.toml", PASS_THROUGH);
+    let out = run(weir(dir.path()).args(["run", "p.toml", "--quiet"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(std::fs::read_to_string(dir.path().join("out/out.jsonl")).unwrap(), "");
+    assert!(out.stderr.contains("0 pulled"), "{}", out.stderr);
+}
+
+#[test]
+fn csv_in_csv_out_with_typed_columns_and_gzip() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", "name,age,ok\nada,36,true\nbob,x,false\n");
+    write(
+        dir.path(),
+        "p.toml",
+        r#"
+[pipeline]
+on_error = "skip"
+[[source]]
+type = "file"
+path = "in.csv"
+format = "csv"
+csv = { columns = { age = "integer" } }
+[[stage]]
+type = "map"
+jq = '{name, next: (.age + 1)}'
+[sink]
+type = "file"
+path = "out.csv.gz"
+format = "csv"
+"#,
+    );
+    let out = run(weir(dir.path()).args(["run", "p.toml", "--quiet"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mut text = String::new();
+    flate_read(&dir.path().join("out.csv.gz"), &mut text);
+    assert_eq!(text, "name,next\nada,37\n");
+    assert!(out.stderr.contains("1 failed"), "{}", out.stderr);
+}
+
+fn flate_read(path: &Path, out: &mut String) {
+    // gunzip with the system tool: the test needs no compression crate.
+    let o = Command::new("gzip").arg("-dc").arg(path).output().expect("gzip");
+    out.push_str(&String::from_utf8(o.stdout).unwrap());
+}
+
+#[test]
+fn stdin_to_stdout_and_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "p.toml",
+        "[[source]]\ntype = \"stdin\"\nformat = \"lines\"\n[[stage]]\ntype = \"map\"\njq = 'ascii_upcase'\n[sink]\ntype = \"stdout\"\n",
+    );
+    let mut child = weir(dir.path())
+        .args(["run", "p.toml", "--quiet", "--limit", "2"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"a\nb\nc\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "\"A\"\n\"B\"\n");
+}
+
+#[test]
+fn json_mode_prints_the_event_stream_as_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "p.toml",
+        "[[source]]\ntype = \"generate\"\ncount = 100\n[[stage]]\ntype = \"filter\"\njq = '.id % 2 == 0'\n",
+    );
+    let out = run(weir(dir.path()).args(["run", "p.toml", "--json"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let events: Vec<Value> = out.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(events.first().unwrap()["type"], "pipeline_started", "{}", out.stdout);
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "pipeline_finished", "{last}");
+    assert!(events.iter().all(|e| e["version"].is_u64()));
+}
+
+#[test]
+fn off_a_terminal_progress_is_plain_lines_and_the_report_names_the_bottleneck() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "p.toml",
+        "[[source]]\ntype = \"generate\"\ncount = 40\nrate = 40.0\n[[stage]]\ntype = \"map\"\njq = '{id}'\n",
+    );
+    let out = run(weir(dir.path()).args(["run", "p.toml", "--progress-every", "200ms"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let progress = out.stderr.lines().filter(|l| l.starts_with('[') && l.contains("items")).count();
+    assert!(progress >= 2, "{}", out.stderr);
+    assert!(!out.stderr.contains('\u{1b}'), "no escape codes off a terminal: {}", out.stderr);
+    assert!(out.stderr.contains("40 pulled, 40 delivered"), "{}", out.stderr);
+}
+
+#[test]
+fn the_first_sigint_drains_and_keeps_every_item_read() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "p.toml",
+        "[[source]]\ntype = \"generate\"\nrate = 200.0\n[sink]\ntype = \"file\"\npath = \"out.jsonl\"\n",
+    );
+    let child = weir(dir.path())
+        .args(["run", "p.toml", "--progress-every", "100ms"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let status = Command::new("kill").arg("-INT").arg(child.id().to_string()).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("SIGINT: draining"), "{stderr}");
+    assert!(stderr.contains("drained (SIGINT)"), "{stderr}");
+    let written = lines(&dir.path().join("out.jsonl"));
+    assert!(written.len() > 10, "{}", written.len());
+    // Every item pulled before the signal was delivered, in order.
+    for (i, v) in written.iter().enumerate() {
+        assert_eq!(v["id"], i as u64);
+    }
+    assert!(stderr.contains(&format!("{} pulled, {} delivered", fmt(written.len()), fmt(written.len()))), "{stderr}");
+}
+
+fn fmt(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[test]
+fn a_closed_stdout_ends_the_run_quietly_with_exit_0() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "p.toml",
+        "[[source]]\ntype = \"generate\"\n[sink]\ntype = \"stdout\"\n",
+    );
+    let mut child = weir(dir.path())
+        .args(["run", "p.toml", "--quiet"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    // The reader is dropped here: like `| head -1`.
+    assert_eq!(first, "{\"id\":0}\n");
+    let start = Instant::now();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(20));
+    assert!(!err.contains("failed"), "{err}");
+}
+
+#[test]
+fn graph_renders_dot_and_mermaid_with_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = repo_examples().join("quickstart.toml");
+    let out = run(weir(dir.path()).arg("graph").arg(&cfg));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.starts_with("digraph weir {"), "{}", out.stdout);
+    assert!(out.stdout.contains("interesting (filter)"), "{}", out.stdout);
+    assert!(out.stdout.contains("window = \\\"250ms\\\""), "{}", out.stdout);
+    let out = run(weir(dir.path()).arg("graph").arg(&cfg).args(["--format", "mermaid"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.starts_with("flowchart LR"), "{}", out.stdout);
+    assert!(out.stdout.contains("branch per_service"), "{}", out.stdout);
+}
+
+#[test]
+fn stages_lists_every_type_with_options_and_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(weir(dir.path()).arg("stages"));
+    assert_eq!(out.code, 0);
+    for needle in ["map", "filter", "flat_map", "dedup", "aggregate", "route", "broadcast", "rate_limit", "max_line_bytes", "(default: 16MiB)", "circuit_breaker"] {
+        assert!(out.stdout.contains(needle), "{needle}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_2_and_completions_print() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(run(weir(dir.path()).args(["run"])).code, 2);
+    assert_eq!(run(weir(dir.path()).args(["frobnicate"])).code, 2);
+    let out = run(weir(dir.path()).args(["completions", "bash"]));
+    assert_eq!(out.code, 0);
+    assert!(out.stdout.contains("weir"));
+    let out = run(weir(dir.path()).args(["run", "missing.toml"]));
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("missing.toml"), "{}", out.stderr);
+}
+
+#[test]
+fn route_sends_items_to_named_branches_and_unmatched_items_fail_by_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.jsonl", "{\"l\":\"e\"}\n{\"l\":\"i\"}\n{\"l\":\"e\"}\n{\"l\":\"w\"}\n");
+    write(
+        dir.path(),
+        "p.toml",
+        r#"
+[pipeline]
+on_error = "dead_letter"
+[[source]]
+type = "file"
+path = "in.jsonl"
+[[stage]]
+type = "route"
+[[stage.route]]
+name = "errors"
+when = '.l == "e"'
+sink = { type = "file", path = "errors.jsonl" }
+[[stage.route]]
+name = "infos"
+when = '.l == "i"'
+[[stage.route.stage]]
+type = "map"
+jq = '.l'
+[stage.route.sink]
+type = "file"
+path = "infos.jsonl"
+[dead_letter]
+type = "file"
+path = "dead.jsonl"
+"#,
+    );
+    let out = run(weir(dir.path()).args(["run", "p.toml", "--quiet"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(lines(&dir.path().join("errors.jsonl")).len(), 2);
+    assert_eq!(lines(&dir.path().join("infos.jsonl")), [serde_json::json!("i")]);
+    let dead = lines(&dir.path().join("dead.jsonl"));
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0]["error"].as_str().unwrap().contains("no route matched"));
+}
