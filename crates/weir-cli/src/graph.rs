@@ -53,7 +53,11 @@ fn settings(node: &Node) -> Vec<String> {
 }
 
 fn label(t: &Typed<'_>, node: Option<&Node>) -> String {
-    let name = t.opts.str("name").unwrap_or_else(|| t.type_name.to_owned());
+    let name = node
+        .and_then(|n| n.get("name"))
+        .and_then(Node::as_str)
+        .unwrap_or(t.type_name)
+        .to_owned();
     let mut lines = vec![if name == t.type_name { name } else { format!("{name} ({})", t.type_name) }];
     if let Some(n) = node {
         lines.extend(settings(n));

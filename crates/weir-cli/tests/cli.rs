@@ -111,7 +111,7 @@ type = "file"
 path = "in.jsonl"
 [[stage]]
 type = "map"
-jq = '.n * 2'
+jq = '. * 2'
 [sink]
 type = "stdout"
 [[test]]
@@ -158,9 +158,9 @@ capacity = "lots"
     assert_eq!(out.code, 2);
     let e = &out.stderr;
     assert!(e.contains("bad.toml:6:8: stage[0].type: unknown stage type \"fliter\" (did you mean \"filter\"?)"), "{e}");
-    assert!(e.contains("bad.toml:10:6: stage[1].jq: invalid jq expression"), "{e}");
-    assert!(e.contains("bad.toml:11:1: stage[1].concurency: unknown key `concurency` (did you mean `concurrency`?)"), "{e}");
-    assert!(e.contains("bad.toml:14:12: pipeline.capacity: expected integer, found \"lots\""), "{e}");
+    assert!(e.contains("bad.toml:11:6: stage[1].jq: invalid jq expression"), "{e}");
+    assert!(e.contains("bad.toml:12:1: stage[1].concurency: unknown key `concurency` (did you mean `concurrency`?)"), "{e}");
+    assert!(e.contains("bad.toml:15:12: pipeline.capacity: expected integer, found \"lots\""), "{e}");
 }
 
 #[test]
@@ -279,21 +279,22 @@ fn fail_fast_stops_with_exit_1_and_names_the_stage_item_and_position() {
     write(
         dir.path(),
         "p.toml",
-        "[[source]]\ntype = \"file\"\npath = \"in.jsonl\"\n[[stage]]\ntype = \"map\"\nname = \"double\"\njq = '.n * 2'\n",
+        "[[source]]\ntype = \"file\"\npath = \"in.jsonl\"\n[[stage]]\ntype = \"map\"\nname = \"double\"\njq = '.n + 1'\n",
     );
     let out = run(weir(dir.path()).args(["run", "p.toml", "--quiet"]));
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("double"), "{}", out.stderr);
-    assert!(out.stderr.contains(".n * 2"), "{}", out.stderr);
+    assert!(out.stderr.contains(".n + 1"), "{}", out.stderr);
+    assert!(out.stderr.contains("in.jsonl:2"), "{}", out.stderr);
     // With skip, the run goes on.
     write(
         dir.path(),
         "p.toml",
-        "[pipeline]\non_error = \"skip\"\n[[source]]\ntype = \"file\"\npath = \"in.jsonl\"\n[[stage]]\ntype = \"map\"\nname = \"double\"\njq = '.n * 2'\n[sink]\ntype = \"file\"\npath = \"out.jsonl\"\n",
+        "[pipeline]\non_error = \"skip\"\n[[source]]\ntype = \"file\"\npath = \"in.jsonl\"\n[[stage]]\ntype = \"map\"\nname = \"double\"\njq = '.n + 1'\n[sink]\ntype = \"file\"\npath = \"out.jsonl\"\n",
     );
     let out = run(weir(dir.path()).args(["run", "p.toml", "--quiet"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(lines(&dir.path().join("out.jsonl")), [serde_json::json!(2), serde_json::json!(6)]);
+    assert_eq!(lines(&dir.path().join("out.jsonl")), [serde_json::json!(2), serde_json::json!(4)]);
 }
 
 #[test]

@@ -196,18 +196,21 @@ pub(super) fn stage(
     let keyed = key.is_some();
     let prepare = p
         .try_map(move |r: Record| -> Result<Prepared, weir::BoxError> {
-            let k = match &key {
-                Some(jq) => Some(jq.first(&r.value)?.to_string()),
-                None => None,
+            let eval = || -> Result<Prepared, crate::jq::EvalError> {
+                let k = match &key {
+                    Some(jq) => Some(jq.first(&r.value)?.to_string()),
+                    None => None,
+                };
+                let mut values = Vec::with_capacity(exprs.len());
+                for e in &exprs {
+                    values.push(match e {
+                        Some(jq) => jq.first(&r.value)?,
+                        None => Value::Null,
+                    });
+                }
+                Ok((k, values))
             };
-            let mut values = Vec::with_capacity(exprs.len());
-            for e in &exprs {
-                values.push(match e {
-                    Some(jq) => jq.first(&r.value)?,
-                    None => Value::Null,
-                });
-            }
-            Ok((k, values))
+            eval().map_err(|e| super::at(r.origin.as_ref(), e))
         })
         .name(format!("{name}:eval"));
     let prepared = ctx.recover(prepare, policy);

@@ -432,7 +432,10 @@ fn assemble(mut p: Dyn<Record>, stages: Vec<Stage>, sink: Option<Sink>, ctx: &Ct
                 name,
             } => {
                 let keyed = p
-                    .try_map(move |r: Record| key.first(&r.value).map(|k| (k.to_string(), r)).map_err(weir::BoxError::from))
+                    .try_map(move |r: Record| match key.first(&r.value) {
+                        Ok(k) => Ok((k.to_string(), r)),
+                        Err(e) => Err(at(r.origin.as_ref(), e)),
+                    })
                     .name(format!("{name}:key"));
                 let keyed = ctx.recover(keyed, None);
                 let mut d = keyed.dedup(|(k, _): &(String, Record)| k.clone()).name(name.clone()).capacity(capacity);
@@ -450,8 +453,8 @@ fn assemble(mut p: Dyn<Record>, stages: Vec<Stage>, sink: Option<Sink>, ctx: &Ct
                 let v = p
                     .validate(move |r: &Record| match jq.test(&r.value) {
                         Ok(true) => Ok(()),
-                        Ok(false) => Err(message.clone()),
-                        Err(e) => Err(e.to_string()),
+                        Ok(false) => Err(at(r.origin.as_ref(), &message).to_string()),
+                        Err(e) => Err(at(r.origin.as_ref(), e).to_string()),
                     })
                     .name(name);
                 ctx.recover(v, policy).boxed()
@@ -554,8 +557,23 @@ fn json_type(v: &serde_json::Value) -> &'static str {
     }
 }
 
-/// Runs one jq stage's expression on a record.
-fn jq_apply(kind: JqKind, jq: &crate::jq::Jq, mut r: Record) -> Result<Many, weir::BoxError> {
+/// An error about record `r`, prefixed with where it came from
+/// (`file:line: …`) when known.
+fn at(origin: Option<&weir_io::Origin>, e: impl std::fmt::Display) -> weir::BoxError {
+    match origin {
+        Some(o) => format!("{o}: {e}").into(),
+        None => e.to_string().into(),
+    }
+}
+
+/// Runs one jq stage's expression on a record; errors name the record's
+/// file:line.
+fn jq_apply(kind: JqKind, jq: &crate::jq::Jq, r: Record) -> Result<Many, weir::BoxError> {
+    let origin = r.origin.clone();
+    jq_apply_inner(kind, jq, r).map_err(|e| at(origin.as_ref(), e))
+}
+
+fn jq_apply_inner(kind: JqKind, jq: &crate::jq::Jq, mut r: Record) -> Result<Many, weir::BoxError> {
     match kind {
         JqKind::Filter => Ok(if jq.test(&r.value)? { vec![r] } else { Vec::new() }),
         JqKind::Map => {
@@ -624,7 +642,10 @@ fn jq_stage(
         }
         JqKind::Filter => {
             let m = p
-                .try_map(move |r: Record| jq.test(&r.value).map(|keep| keep.then_some(r)))
+                .try_map(move |r: Record| match jq.test(&r.value) {
+                    Ok(keep) => Ok(keep.then_some(r)),
+                    Err(e) => Err(at(r.origin.as_ref(), e)),
+                })
                 .name(name.clone());
             ctx.recover(m, policy).filter_map(|r| r).name(format!("{name}:keep")).boxed()
         }
@@ -639,7 +660,7 @@ type Keyed = (Arc<str>, Record);
 
 fn branch_pipeline(stages: Vec<Stage>, sink: Sink, ctx: &Ctx) -> impl FnOnce(Pipeline<Keyed, weir::stage::BranchSource<Keyed>>) -> Dyn<()> + '_ {
     move |p| {
-        let records = p.map(|(_, r): Keyed| r).boxed();
+        let records = p.map(|(_, r): Keyed| r).name(format!("{}:in", sink.name)).boxed();
         assemble(records, stages, Some(sink), ctx)
     }
 }
@@ -653,8 +674,10 @@ fn route(p: Dyn<Record>, name: String, policy: Option<ErrorPolicy>, branches: Ve
             for (branch, when) in &rules {
                 match when {
                     Some(jq) => {
-                        if jq.test(&r.value)? {
-                            return Ok((branch.clone(), r));
+                        match jq.test(&r.value) {
+                            Ok(true) => return Ok((branch.clone(), r)),
+                            Ok(false) => {}
+                            Err(e) => return Err(at(r.origin.as_ref(), e)),
                         }
                     }
                     None => default = default.or(Some(branch.clone())),
@@ -662,7 +685,10 @@ fn route(p: Dyn<Record>, name: String, policy: Option<ErrorPolicy>, branches: Ve
             }
             match default {
                 Some(branch) => Ok((branch, r)),
-                None => Err(weir::BoxError::from("no route matched (add a branch without `when` as the default)")),
+                None => Err(at(
+                    r.origin.as_ref(),
+                    "no route matched (add a branch without `when` as the default)",
+                )),
             }
         })
         .name(name.clone());

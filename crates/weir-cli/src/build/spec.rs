@@ -475,7 +475,8 @@ impl Reader<'_> {
             None if default_name.is_empty() => "sink".to_owned(),
             None => format!("{default_name}.sink"),
         };
-        let sink = match (self.make_sink)(t, &name) {
+        let owner = if default_name.is_empty() { "sink" } else { default_name };
+        let sink = match (self.make_sink)(t, owner) {
             Ok(s) => s,
             Err(e) => {
                 self.problem(o, if o.node("path").is_some() { "path" } else { "" }, e);

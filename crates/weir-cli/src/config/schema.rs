@@ -314,6 +314,7 @@ pub const TYPES: &[TypeDef] = &[
             off("rate", Kind::Float, "items per second; by default, as fast as they are taken"),
             opt("template", Kind::Jq, "{id: .}", "the item, from its number"),
             opt("name", Kind::Str, "generate", "the source's name"),
+            ON_ERROR,
         ],
     },
     TypeDef {

@@ -238,9 +238,9 @@ impl Checker<'_> {
             (Kind::Any, _) => {}
             (Kind::Str, Value::Str(_)) => {}
             (Kind::Jq, Value::Str(src)) => {
-                if let Err((message, at)) = (self.jq)(src) {
-                    let at = at.map(|(l, c)| format!(" (at {l}:{c} in the expression)")).unwrap_or_default();
-                    self.problem(node.pos, path, format!("invalid jq expression{at}: {message}"));
+                if let Err((message, _)) = (self.jq)(src) {
+                    let message = message.strip_prefix("jq: ").unwrap_or(&message).to_owned();
+                    self.problem(node.pos, path, format!("invalid jq expression: {message}"));
                 }
             }
             (Kind::Int, Value::Int(i)) if *i >= 0 => {}
@@ -345,7 +345,7 @@ mod tests {
         assert_eq!(p[0].pos, Pos { line: 5, col: 8 });
         assert!(p[0].message.contains("did you mean \"filter\""), "{}", p[0].message);
         assert_eq!(p[1].path, "stage[1].concurency");
-        assert_eq!(p[1].pos, Pos { line: 9, col: 1 });
+        assert_eq!(p[1].pos, Pos { line: 10, col: 1 });
         assert!(p[1].message.contains("did you mean `concurrency`"), "{}", p[1].message);
     }
 

@@ -456,7 +456,8 @@ fn has<'a>(x: &Value, key: &Value) -> Out<'a> {
             N::Int(i) => wrap_index(i, a.len()).is_some(),
             _ => return Err(Fail::Unsupported),
         },
-        (Value::Array(_), _) => return Err(Fail::Unsupported),
+        // `{start, end}` slices arrays and strings; arrays also take arrays.
+        (Value::Array(_), _) | (Value::String(_), Value::Object(_)) => return Err(Fail::Unsupported),
         _ => return Err(Fail::Error),
     };
     owned(Value::Bool(found))

@@ -383,7 +383,8 @@ impl Jq {
         let filter = &self.inner.filter;
         let vars = Vars::new(vars.iter().cloned().map(convert::to_val));
         let ctx = Ctx::<JustLut<Val>>::new(&filter.lut, vars);
-        let mut outputs = filter.id.run((ctx, convert::to_val(input)));
+        let mut start = Some((ctx, convert::to_val(input)));
+        let mut outputs = None;
         let mut done = false;
         std::iter::from_fn(move || {
             // jq stops at the first error.
@@ -391,8 +392,14 @@ impl Jq {
                 return None;
             }
             // Bad input never panics the pipeline, not even through a bug of
-            // jaq's (`length` of `i64::MIN` overflows in it, for one).
-            let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| outputs.next()));
+            // jaq's (`length` of `i64::MIN` overflows in it, for one). jaq
+            // computes some outputs as soon as it starts: start it in here.
+            let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                if let Some(cv) = start.take() {
+                    outputs = Some(filter.id.run(cv));
+                }
+                outputs.as_mut().and_then(Iterator::next)
+            }));
             let out = match next {
                 Ok(None) => return None,
                 Ok(Some(Ok(v))) => convert::from_val(v).map_err(|e| self.error(e)),
@@ -406,7 +413,7 @@ impl Jq {
 
     /// The same expression, always run by jaq (for differential tests).
     #[cfg(test)]
-    pub(crate) fn compile_jaq_only(source: &str, vars: &[&str]) -> Result<Jq, CompileError> {
+    fn compile_jaq_only(source: &str, vars: &[&str]) -> Result<Jq, CompileError> {
         let mut jq = Self::compile_with_vars(source, vars)?;
         if let Some(inner) = Arc::get_mut(&mut jq.inner) {
             inner.fast = None;
@@ -415,7 +422,7 @@ impl Jq {
     }
 
     #[cfg(test)]
-    pub(crate) fn fast_expr(&self) -> Option<&fast::Expr> {
+    fn fast_expr(&self) -> Option<&fast::Expr> {
         self.inner.fast.as_ref()
     }
 }
