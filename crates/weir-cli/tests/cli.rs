@@ -85,10 +85,16 @@ fn the_quickstart_runs_on_the_bundled_sample_and_accounts_for_every_line() {
     // Per-service windows add up to the events written.
     let counted: u64 = per_service.iter().map(|r| r["requests"].as_u64().unwrap()).sum();
     assert_eq!(counted, events.len() as u64);
-    assert!(events.iter().all(|e| e["level"] != "debug" && e.get("path").is_some()));
+    assert!(events
+        .iter()
+        .all(|e| e["level"] != "debug" && e.get("path").is_some()));
     // The report accounts for every one of the 40,000 lines.
     assert!(out.stderr.contains("40,000 pulled"), "{}", out.stderr);
-    assert!(out.stderr.contains(&format!("{} dead-lettered", dead.len())), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!("{} dead-lettered", dead.len())),
+        "{}",
+        out.stderr
+    );
     // The event log replays.
     let replay = run(weir(dir.path()).args(["replay", "events.jsonl"]));
     assert_eq!(replay.code, 0, "{}", replay.stderr);
@@ -98,7 +104,9 @@ fn the_quickstart_runs_on_the_bundled_sample_and_accounts_for_every_line() {
 #[test]
 fn weir_test_passes_the_quickstart_cases_and_fails_a_wrong_one_with_a_diff() {
     let dir = tempfile::tempdir().unwrap();
-    let out = run(weir(dir.path()).arg("test").arg(repo_examples().join("quickstart.toml")));
+    let out = run(weir(dir.path())
+        .arg("test")
+        .arg(repo_examples().join("quickstart.toml")));
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("3 passed, 0 failed"), "{}", out.stdout);
 
@@ -157,10 +165,24 @@ capacity = "lots"
     let out = run(weir(dir.path()).args(["check", "bad.toml"]));
     assert_eq!(out.code, 2);
     let e = &out.stderr;
-    assert!(e.contains("bad.toml:6:8: stage[0].type: unknown stage type \"fliter\" (did you mean \"filter\"?)"), "{e}");
-    assert!(e.contains("bad.toml:11:6: stage[1].jq: invalid jq expression"), "{e}");
-    assert!(e.contains("bad.toml:12:1: stage[1].concurency: unknown key `concurency` (did you mean `concurrency`?)"), "{e}");
-    assert!(e.contains("bad.toml:15:12: pipeline.capacity: expected integer, found \"lots\""), "{e}");
+    assert!(
+        e.contains("bad.toml:6:8: stage[0].type: unknown stage type \"fliter\" (did you mean \"filter\"?)"),
+        "{e}"
+    );
+    assert!(
+        e.contains("bad.toml:11:6: stage[1].jq: invalid jq expression"),
+        "{e}"
+    );
+    assert!(
+        e.contains(
+            "bad.toml:12:1: stage[1].concurency: unknown key `concurency` (did you mean `concurrency`?)"
+        ),
+        "{e}"
+    );
+    assert!(
+        e.contains("bad.toml:15:12: pipeline.capacity: expected integer, found \"lots\""),
+        "{e}"
+    );
 }
 
 #[test]
@@ -174,7 +196,12 @@ fn yaml_configs_get_the_same_checks_with_their_own_positions() {
     );
     let out = run(weir(dir.path()).args(["check", "p.yaml"]));
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("p.yaml:5:11: stage[0].type: unknown stage type \"mapp\" (did you mean \"map\"?)"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("p.yaml:5:11: stage[0].type: unknown stage type \"mapp\" (did you mean \"map\"?)"),
+        "{}",
+        out.stderr
+    );
     write(
         dir.path(),
         "ok.yaml",
@@ -182,7 +209,10 @@ fn yaml_configs_get_the_same_checks_with_their_own_positions() {
     );
     let out = run(weir(dir.path()).args(["run", "ok.yaml", "--quiet"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(lines(&dir.path().join("out.jsonl")), [serde_json::json!({"b": 1})]);
+    assert_eq!(
+        lines(&dir.path().join("out.jsonl")),
+        [serde_json::json!({"b": 1})]
+    );
 }
 
 #[test]
@@ -193,8 +223,15 @@ fn undefined_variables_are_errors_and_defaults_apply() {
     write(dir.path(), "p.toml", cfg);
     let out = run(weir(dir.path()).args(["run", "p.toml"]).env_remove("INPUT"));
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("p.toml:3:8: source[0].path: environment variable `INPUT` is not set"), "{}", out.stderr);
-    let out = run(weir(dir.path()).args(["run", "p.toml", "--quiet"]).env("INPUT", "in.jsonl"));
+    assert!(
+        out.stderr
+            .contains("p.toml:3:8: source[0].path: environment variable `INPUT` is not set"),
+        "{}",
+        out.stderr
+    );
+    let out = run(weir(dir.path())
+        .args(["run", "p.toml", "--quiet"])
+        .env("INPUT", "in.jsonl"));
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(lines(&dir.path().join("out/x.jsonl")).len(), 1);
 }
@@ -208,10 +245,18 @@ fn missing_inputs_glob_without_matches_and_directories_are_config_errors_naming_
         ("logs/*.jsonl", "logs/*.jsonl"),
         ("adir", "adir"),
     ] {
-        write(dir.path(), "p.toml", &format!("[[source]]\ntype = \"file\"\npath = \"{path}\"\n"));
+        write(
+            dir.path(),
+            "p.toml",
+            &format!("[[source]]\ntype = \"file\"\npath = \"{path}\"\n"),
+        );
         let out = run(weir(dir.path()).args(["run", "p.toml"]));
         assert_eq!(out.code, 2, "{path}: {}", out.stderr);
-        assert!(out.stderr.contains("p.toml:3:8: source[0].path:"), "{}", out.stderr);
+        assert!(
+            out.stderr.contains("p.toml:3:8: source[0].path:"),
+            "{}",
+            out.stderr
+        );
         assert!(out.stderr.contains(expect), "{}", out.stderr);
         let check = run(weir(dir.path()).args(["check", "p.toml"]));
         assert_eq!(check.code, 2, "{path}: {}", check.stderr);
@@ -262,12 +307,25 @@ path = "dead.jsonl"
     );
     let out = run(weir(dir.path()).args(["run", "p.toml", "--quiet"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(lines(&dir.path().join("out.jsonl")), [serde_json::json!({"n": 1}), serde_json::json!({"n": 5})]);
+    assert_eq!(
+        lines(&dir.path().join("out.jsonl")),
+        [serde_json::json!({"n": 1}), serde_json::json!({"n": 5})]
+    );
     let dead = lines(&dir.path().join("dead.jsonl"));
-    let at: Vec<u64> = dead.iter().map(|d| d["item"]["origin"]["line"].as_u64().unwrap()).collect();
+    let at: Vec<u64> = dead
+        .iter()
+        .map(|d| d["item"]["origin"]["line"].as_u64().unwrap())
+        .collect();
     assert_eq!(at, [2, 3, 4]);
-    assert!(dead[0]["error"].as_str().unwrap().contains("in.jsonl:2:"), "{}", dead[0]);
-    assert!(dead[2]["item"]["text"].as_str().unwrap().len() < 2048, "the long line is not kept whole");
+    assert!(
+        dead[0]["error"].as_str().unwrap().contains("in.jsonl:2:"),
+        "{}",
+        dead[0]
+    );
+    assert!(
+        dead[2]["item"]["text"].as_str().unwrap().len() < 2048,
+        "the long line is not kept whole"
+    );
     assert!(out.stderr.contains("3 dead-lettered"), "{}", out.stderr);
     assert!(out.stderr.contains("dead.jsonl"), "{}", out.stderr);
 }
@@ -294,7 +352,10 @@ fn fail_fast_stops_with_exit_1_and_names_the_stage_item_and_position() {
     );
     let out = run(weir(dir.path()).args(["run", "p.toml", "--quiet"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(lines(&dir.path().join("out.jsonl")), [serde_json::json!(2), serde_json::json!(4)]);
+    assert_eq!(
+        lines(&dir.path().join("out.jsonl")),
+        [serde_json::json!(2), serde_json::json!(4)]
+    );
 }
 
 #[test]
@@ -304,7 +365,10 @@ fn an_empty_file_is_a_run_of_nothing() {
     write(dir.path(), "p.toml", PASS_THROUGH);
     let out = run(weir(dir.path()).args(["run", "p.toml", "--quiet"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(std::fs::read_to_string(dir.path().join("out/out.jsonl")).unwrap(), "");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out/out.jsonl")).unwrap(),
+        ""
+    );
     assert!(out.stderr.contains("0 pulled"), "{}", out.stderr);
 }
 
@@ -363,7 +427,12 @@ fn stdin_to_stdout_and_limit() {
         .unwrap();
     child.stdin.take().unwrap().write_all(b"a\nb\nc\n").unwrap();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "\"A\"\n\"B\"\n");
 }
 
@@ -377,8 +446,17 @@ fn json_mode_prints_the_event_stream_as_json_lines() {
     );
     let out = run(weir(dir.path()).args(["run", "p.toml", "--json"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let events: Vec<Value> = out.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(events.first().unwrap()["type"], "pipeline_started", "{}", out.stdout);
+    let events: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        events.first().unwrap()["type"],
+        "pipeline_started",
+        "{}",
+        out.stdout
+    );
     let last = events.last().unwrap();
     assert_eq!(last["type"], "pipeline_finished", "{last}");
     assert!(events.iter().all(|e| e["version"].is_u64()));
@@ -394,9 +472,17 @@ fn off_a_terminal_progress_is_plain_lines_and_the_report_names_the_bottleneck() 
     );
     let out = run(weir(dir.path()).args(["run", "p.toml", "--progress-every", "200ms"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let progress = out.stderr.lines().filter(|l| l.starts_with('[') && l.contains("items")).count();
+    let progress = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with('[') && l.contains("items"))
+        .count();
     assert!(progress >= 2, "{}", out.stderr);
-    assert!(!out.stderr.contains('\u{1b}'), "no escape codes off a terminal: {}", out.stderr);
+    assert!(
+        !out.stderr.contains('\u{1b}'),
+        "no escape codes off a terminal: {}",
+        out.stderr
+    );
     assert!(out.stderr.contains("40 pulled, 40 delivered"), "{}", out.stderr);
 }
 
@@ -415,7 +501,11 @@ fn the_first_sigint_drains_and_keeps_every_item_read() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(800));
-    let status = Command::new("kill").arg("-INT").arg(child.id().to_string()).status().unwrap();
+    let status = Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
     assert!(status.success());
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -428,7 +518,14 @@ fn the_first_sigint_drains_and_keeps_every_item_read() {
     for (i, v) in written.iter().enumerate() {
         assert_eq!(v["id"], i as u64);
     }
-    assert!(stderr.contains(&format!("{} pulled, {} delivered", fmt(written.len()), fmt(written.len()))), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{} pulled, {} delivered",
+            fmt(written.len()),
+            fmt(written.len())
+        )),
+        "{stderr}"
+    );
 }
 
 fn fmt(n: usize) -> String {
@@ -458,7 +555,9 @@ fn a_closed_stdout_ends_the_run_quietly_with_exit_0() {
         .spawn()
         .unwrap();
     let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
     // The reader is dropped here: like `| head -1`.
     assert_eq!(first, "{\"id\":0}\n");
     let start = Instant::now();
@@ -479,7 +578,10 @@ fn graph_renders_dot_and_mermaid_with_settings() {
     assert!(out.stdout.starts_with("digraph weir {"), "{}", out.stdout);
     assert!(out.stdout.contains("interesting (filter)"), "{}", out.stdout);
     assert!(out.stdout.contains("window = \\\"250ms\\\""), "{}", out.stdout);
-    let out = run(weir(dir.path()).arg("graph").arg(&cfg).args(["--format", "mermaid"]));
+    let out = run(weir(dir.path())
+        .arg("graph")
+        .arg(&cfg)
+        .args(["--format", "mermaid"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.starts_with("flowchart LR"), "{}", out.stdout);
     assert!(out.stdout.contains("branch per_service"), "{}", out.stdout);
@@ -490,7 +592,19 @@ fn stages_lists_every_type_with_options_and_defaults() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(weir(dir.path()).arg("stages"));
     assert_eq!(out.code, 0);
-    for needle in ["map", "filter", "flat_map", "dedup", "aggregate", "route", "broadcast", "rate_limit", "max_line_bytes", "(default: 16MiB)", "circuit_breaker"] {
+    for needle in [
+        "map",
+        "filter",
+        "flat_map",
+        "dedup",
+        "aggregate",
+        "route",
+        "broadcast",
+        "rate_limit",
+        "max_line_bytes",
+        "(default: 16MiB)",
+        "circuit_breaker",
+    ] {
         assert!(out.stdout.contains(needle), "{needle}");
     }
 }
@@ -511,7 +625,11 @@ fn usage_errors_exit_2_and_completions_print() {
 #[test]
 fn route_sends_items_to_named_branches_and_unmatched_items_fail_by_policy() {
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "in.jsonl", "{\"l\":\"e\"}\n{\"l\":\"i\"}\n{\"l\":\"e\"}\n{\"l\":\"w\"}\n");
+    write(
+        dir.path(),
+        "in.jsonl",
+        "{\"l\":\"e\"}\n{\"l\":\"i\"}\n{\"l\":\"e\"}\n{\"l\":\"w\"}\n",
+    );
     write(
         dir.path(),
         "p.toml",

@@ -141,6 +141,8 @@ impl Encoder {
     }
 
     /// Ends the compressed stream, flushes, and syncs the file to disk.
+    // Without the compression features only `Plain` is left.
+    #[allow(clippy::infallible_destructuring_match)]
     pub(crate) fn finish(self) -> io::Result<()> {
         let out = match self {
             Encoder::Plain(w) => w,

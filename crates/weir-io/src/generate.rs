@@ -264,7 +264,9 @@ impl Stream for GeneratorStream {
             let (start, first) = *this.schedule.get_or_insert((now, this.next));
             let due = start + Duration::from_secs_f64((this.next - first) as f64 / rate);
             if now < due {
-                let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+                let sleep = this
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
                 sleep.as_mut().reset(due);
                 if sleep.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
@@ -331,13 +333,22 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn without_a_rate_items_come_without_waiting() {
         let started = Instant::now();
-        let n = Generator::new(|i| Ok(i.into())).count(1000).stream().count().await;
+        let n = Generator::new(|i| Ok(i.into()))
+            .count(1000)
+            .stream()
+            .count()
+            .await;
         assert_eq!((n, started.elapsed()), (1000, Duration::ZERO));
     }
 
     #[tokio::test]
     async fn a_bad_rate_is_one_error_then_the_end() {
-        let items: Vec<_> = Generator::new(|i| Ok(i.into())).rate(f64::NAN).count(3).stream().collect().await;
+        let items: Vec<_> = Generator::new(|i| Ok(i.into()))
+            .rate(f64::NAN)
+            .count(3)
+            .stream()
+            .collect()
+            .await;
         assert_eq!(items.len(), 1);
         assert!(items[0].as_ref().unwrap_err().message.contains("rate"));
     }

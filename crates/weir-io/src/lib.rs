@@ -1,4 +1,4 @@
-//! Sources and sinks for the [weir](weir) engine: files (plain lines, JSON
+//! Sources and sinks for the [weir] engine: files (plain lines, JSON
 //! lines, CSV; gzip and zstd), standard input and output, and a record
 //! generator.
 //!

@@ -317,7 +317,8 @@ impl Lines {
     /// a blocking read (a slow disk, a terminal, a pipe) never blocks an
     /// async runtime's worker. Lines travel in batches, and a batch is sent
     /// as soon as the reader's buffer is used up, so lines typed into a
-    /// terminal arrive at once. The thread ends at the end of the input, or
+    /// terminal arrive at once (CSV records travel in full batches of 1024,
+    /// or at the end of the input). The thread ends at the end of the input, or
     /// once the stream is dropped and its next batch cannot be sent.
     ///
     /// # Examples
@@ -356,7 +357,10 @@ impl Lines {
 
     fn publish(&mut self) {
         if self.unpublished > 0 {
-            self.progress.inner.lines.fetch_add(self.unpublished, Ordering::Relaxed);
+            self.progress
+                .inner
+                .lines
+                .fetch_add(self.unpublished, Ordering::Relaxed);
             self.unpublished = 0;
         }
     }
@@ -381,7 +385,11 @@ impl Lines {
                     inner: io::stdin(),
                     progress: self.progress.clone(),
                 };
-                (Arc::from("<stdin>"), PathBuf::from("<stdin>"), compression::decoder(compression, counted))
+                (
+                    Arc::from("<stdin>"),
+                    PathBuf::from("<stdin>"),
+                    compression::decoder(compression, counted),
+                )
             }
         };
         let raw = match raw {
@@ -915,10 +923,20 @@ mod tests {
         for _ in 0..64 {
             // 16 MiB in all, with a limit of 100 bytes.
             partial.append(&chunk, 100);
-            assert!(partial.bytes.capacity() <= 2 * TOO_LONG_KEPT, "{}", partial.bytes.capacity());
+            assert!(
+                partial.bytes.capacity() <= 2 * TOO_LONG_KEPT,
+                "{}",
+                partial.bytes.capacity()
+            );
         }
         let line = partial.take(Origin::new("f", 1, 0), 100);
-        assert_eq!(line.fault, Some(Fault::TooLong { len: 64 * 256 * 1024, max: 100 }));
+        assert_eq!(
+            line.fault,
+            Some(Fault::TooLong {
+                len: 64 * 256 * 1024,
+                max: 100
+            })
+        );
         assert_eq!(line.text.len(), TOO_LONG_KEPT);
         assert_eq!(partial.len, 0);
     }
@@ -926,7 +944,12 @@ mod tests {
     #[test]
     fn a_too_long_line_is_cut_at_a_character_boundary() {
         let text = "é".repeat(TOO_LONG_KEPT); // 2 bytes each: the cut falls inside one
-        let line = too_long(&text.as_bytes()[..TOO_LONG_KEPT + 1], 5000, 10, Origin::new("f", 1, 0));
+        let line = too_long(
+            &text.as_bytes()[..TOO_LONG_KEPT + 1],
+            5000,
+            10,
+            Origin::new("f", 1, 0),
+        );
         assert_eq!(line.text, "é".repeat(TOO_LONG_KEPT / 2));
     }
 }

@@ -85,7 +85,7 @@ pub enum Fault {
         at: usize,
     },
     /// The line is longer than the source's `max_line_bytes`; its text
-    /// holds only its first [`TOO_LONG_KEPT`](crate::record::TOO_LONG_KEPT)
+    /// holds only its first [`TOO_LONG_KEPT`]
     /// bytes (the rest was discarded while reading).
     TooLong {
         /// The line's full length in bytes (without its line ending).
@@ -222,10 +222,7 @@ impl Record {
     /// assert!(record.origin.is_none());
     /// ```
     pub fn new(value: Value) -> Record {
-        Record {
-            value,
-            origin: None,
-        }
+        Record { value, origin: None }
     }
 
     /// The same record, from `origin`.

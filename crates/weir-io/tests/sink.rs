@@ -30,7 +30,10 @@ async fn the_output_appears_only_on_close_by_renaming_the_temporary_file() {
     Sink::<Record>::flush(&mut sink).await.unwrap();
     // Flushed: in the temporary file, readable; no output file yet.
     assert_eq!(names_in(dir.path()), [".out.jsonl.tmp"]);
-    assert_eq!(std::fs::read_to_string(dir.path().join(".out.jsonl.tmp")).unwrap(), "1\n");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(".out.jsonl.tmp")).unwrap(),
+        "1\n"
+    );
     sink.write(Record::new(json!(2))).await.unwrap();
     Sink::<Record>::close(&mut sink).await.unwrap();
     assert_eq!(names_in(dir.path()), ["out.jsonl"]);
@@ -65,7 +68,10 @@ async fn rotation_renames_each_full_part_and_the_last_on_close() {
         [".out-00003.jsonl.tmp", "out-00001.jsonl", "out-00002.jsonl"]
     );
     Sink::<Record>::close(&mut sink).await.unwrap();
-    assert_eq!(names_in(dir.path()), ["out-00001.jsonl", "out-00002.jsonl", "out-00003.jsonl"]);
+    assert_eq!(
+        names_in(dir.path()),
+        ["out-00001.jsonl", "out-00002.jsonl", "out-00003.jsonl"]
+    );
     let mut seen = Vec::new();
     for (n, want) in [(1, 3), (2, 3), (3, 1)] {
         let text = std::fs::read_to_string(dir.path().join(format!("out-0000{n}.jsonl"))).unwrap();
@@ -83,8 +89,15 @@ async fn rotation_within_one_flush_cuts_parts_between_records() {
     let path = dir.path().join("out.jsonl");
     let line_len = serde_json::to_string(&record(0).value).unwrap().len() as u64 + 1;
     let sink = FileSink::create(FileSinkConfig::new(&path).rotate_bytes(2 * line_len)).unwrap();
-    Pipeline::from_iter((0..5).map(record)).sink(sink).run().await.unwrap();
-    assert_eq!(names_in(dir.path()), ["out-00001.jsonl", "out-00002.jsonl", "out-00003.jsonl"]);
+    Pipeline::from_iter((0..5).map(record))
+        .sink(sink)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(
+        names_in(dir.path()),
+        ["out-00001.jsonl", "out-00002.jsonl", "out-00003.jsonl"]
+    );
     let last = std::fs::read_to_string(dir.path().join("out-00003.jsonl")).unwrap();
     assert_eq!(last.lines().count(), 1);
 }
@@ -114,7 +127,11 @@ async fn gzip_output_by_extension_reads_back() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("out.jsonl.gz");
     let sink = FileSink::create(FileSinkConfig::new(&path)).unwrap();
-    Pipeline::from_iter((0..1000).map(record)).sink(sink).run().await.unwrap();
+    Pipeline::from_iter((0..1000).map(record))
+        .sink(sink)
+        .run()
+        .await
+        .unwrap();
     let mut text = String::new();
     flate2::read::GzDecoder::new(std::fs::File::open(&path).unwrap())
         .read_to_string(&mut text)
@@ -130,9 +147,16 @@ async fn zstd_output_by_extension_reads_back_through_the_file_source() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("out.jsonl.zst");
     let sink = FileSink::create(FileSinkConfig::new(&path)).unwrap();
-    Pipeline::from_iter((0..100).map(record)).sink(sink).run().await.unwrap();
+    Pipeline::from_iter((0..100).map(record))
+        .sink(sink)
+        .run()
+        .await
+        .unwrap();
     let source = FileSource::open(FileSourceConfig::new(path.to_str().unwrap())).unwrap();
-    let back: Vec<u64> = source.records().map(|r| r.unwrap().value["i"].as_u64().unwrap()).collect();
+    let back: Vec<u64> = source
+        .records()
+        .map(|r| r.unwrap().value["i"].as_u64().unwrap())
+        .collect();
     assert_eq!(back, (0..100).collect::<Vec<_>>());
 }
 
@@ -153,7 +177,10 @@ fn an_output_directory_that_cannot_be_made_is_an_error_naming_it() {
     let err = FileSink::create(FileSinkConfig::new(blocker.join("sub/out.jsonl"))).unwrap_err();
     assert_eq!(err.path(), Some(blocker.join("sub").as_path()));
     assert!(
-        err.to_string().starts_with(&format!("cannot create the directory `{}`", blocker.join("sub").display())),
+        err.to_string().starts_with(&format!(
+            "cannot create the directory `{}`",
+            blocker.join("sub").display()
+        )),
         "{err}"
     );
     let err = DeadLetterFileSink::create(blocker.join("dead.jsonl")).unwrap_err();
@@ -196,7 +223,11 @@ impl std::io::Write for ClosedPipe {
 async fn a_broken_pipe_stops_the_run_with_an_error_the_caller_can_recognise() {
     let sink = StdoutSink::to_writer(OutputFormat::JsonLines, ClosedPipe);
     let broken = sink.broken_pipe();
-    let err = Pipeline::from_iter((0..10_000).map(record)).sink(sink).run().await.unwrap_err();
+    let err = Pipeline::from_iter((0..10_000).map(record))
+        .sink(sink)
+        .run()
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Sink);
     assert!(weir_io::is_broken_pipe(&err), "{err:#?}");
     assert!(broken.is_set());
@@ -215,7 +246,11 @@ async fn other_write_errors_are_not_broken_pipes() {
     }
     let sink = StdoutSink::to_writer(OutputFormat::JsonLines, Full);
     let broken = sink.broken_pipe();
-    let err = Pipeline::from_iter((0..3).map(record)).sink(sink).run().await.unwrap_err();
+    let err = Pipeline::from_iter((0..3).map(record))
+        .sink(sink)
+        .run()
+        .await
+        .unwrap_err();
     assert!(!weir_io::is_broken_pipe(&err), "{err}");
     assert!(err.to_string().contains("no space left on device"), "{err}");
     assert!(!broken.is_set());
@@ -244,7 +279,10 @@ async fn csv_to_a_writer_has_one_header_and_a_row_per_record() {
     let rows = (0..3).map(|i| Record::new(json!({"a": i, "b": {"n": i}})));
     Pipeline::from_iter(rows).sink(sink).run().await.unwrap();
     let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
-    assert_eq!(text, "b,a\n\"{\"\"n\"\":0}\",0\n\"{\"\"n\"\":1}\",1\n\"{\"\"n\"\":2}\",2\n");
+    assert_eq!(
+        text,
+        "b,a\n\"{\"\"n\"\":0}\",0\n\"{\"\"n\"\":1}\",1\n\"{\"\"n\"\":2}\",2\n"
+    );
     assert_eq!(written.get(), 3);
 }
 
@@ -252,7 +290,8 @@ async fn csv_to_a_writer_has_one_header_and_a_row_per_record() {
 async fn a_record_that_is_not_an_object_fails_alone_in_a_csv_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("out.csv");
-    let sink = FileSink::create(FileSinkConfig::new(&path).format(OutputFormat::Csv { columns: None })).unwrap();
+    let sink =
+        FileSink::create(FileSinkConfig::new(&path).format(OutputFormat::Csv { columns: None })).unwrap();
     let records = [json!({"a": 1}), json!([1, 2]), json!({"a": 3})].map(Record::new);
     let report = Pipeline::from_iter(records)
         .sink(sink)

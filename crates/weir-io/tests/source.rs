@@ -1,7 +1,6 @@
 //! The file source on real files: globs, compression, CSV, faults,
 //! errors.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
@@ -28,7 +27,11 @@ fn positions(lines: &[Line]) -> Vec<(String, u64, u64, String)> {
     lines
         .iter()
         .map(|l| {
-            let name = Path::new(&*l.origin.file).file_name().unwrap().to_string_lossy().into_owned();
+            let name = Path::new(&*l.origin.file)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             (name, l.origin.line, l.origin.offset, l.text.clone())
         })
         .collect()
@@ -44,7 +47,11 @@ fn a_glob_reads_its_files_in_sorted_order_with_each_lines_file_line_and_offset()
     std::fs::create_dir(dir.path().join("d.jsonl")).unwrap(); // a directory the glob matches: left out
     let pattern = dir.path().join("*.jsonl");
     let source = open(&pattern, Format::JsonLines);
-    let names: Vec<_> = source.files().iter().map(|f| f.file_name().unwrap().to_owned()).collect();
+    let names: Vec<_> = source
+        .files()
+        .iter()
+        .map(|f| f.file_name().unwrap().to_owned())
+        .collect();
     assert_eq!(names, ["a.jsonl", "b.jsonl", "c.jsonl"]);
     let lines = lines_of(&pattern, Format::JsonLines);
     let s = |f: &str, l, o, t: &str| (f.to_owned(), l, o, t.to_owned());
@@ -71,7 +78,9 @@ fn lines_across_read_buffer_boundaries_keep_their_text_and_offsets() {
     for i in 0..3000usize {
         // Lengths from 0 to ~100 KB so that lines straddle the 256 KiB buffer.
         let len = if i % 500 == 7 { 100_000 + i } else { (i * 37) % 300 };
-        let text: String = (0..len).map(|j| char::from(b'a' + ((i + j) % 26) as u8)).collect();
+        let text: String = (0..len)
+            .map(|j| char::from(b'a' + ((i + j) % 26) as u8))
+            .collect();
         want.push((i as u64 + 1, content.len() as u64, text.clone()));
         content.push_str(&text);
         content.push('\n');
@@ -79,7 +88,10 @@ fn lines_across_read_buffer_boundaries_keep_their_text_and_offsets() {
     std::fs::write(&path, &content).unwrap();
     let source = open(&path, Format::Lines);
     let progress = source.progress();
-    let got: Vec<_> = source.lines().map(|l| (l.origin.line, l.origin.offset, l.text)).collect();
+    let got: Vec<_> = source
+        .lines()
+        .map(|l| (l.origin.line, l.origin.offset, l.text))
+        .collect();
     assert_eq!(got.len(), want.len());
     for (g, w) in got.iter().zip(&want) {
         assert_eq!(g, w);
@@ -92,6 +104,7 @@ fn lines_across_read_buffer_boundaries_keep_their_text_and_offsets() {
 #[cfg(feature = "gzip")]
 #[test]
 fn gzip_input_is_decompressed_with_offsets_in_the_decompressed_stream() {
+    use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("in.jsonl.gz");
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -109,7 +122,10 @@ fn gzip_input_is_decompressed_with_offsets_in_the_decompressed_stream() {
     let records: Vec<_> = source.records().map(|r| r.unwrap()).collect();
     let values: Vec<_> = records.iter().map(|r| r.value["n"].as_i64().unwrap()).collect();
     assert_eq!(values, [1, 22, 3]);
-    let offsets: Vec<_> = records.iter().map(|r| r.origin.as_ref().unwrap().offset).collect();
+    let offsets: Vec<_> = records
+        .iter()
+        .map(|r| r.origin.as_ref().unwrap().offset)
+        .collect();
     assert_eq!(offsets, [0, 8, 17]);
     assert_eq!(progress.bytes_read(), bytes.len() as u64); // on-disk bytes
 }
@@ -117,6 +133,7 @@ fn gzip_input_is_decompressed_with_offsets_in_the_decompressed_stream() {
 #[cfg(feature = "gzip")]
 #[test]
 fn a_corrupt_gzip_stream_ends_the_lines_with_a_read_error_naming_the_file() {
+    use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.jsonl.gz");
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -177,7 +194,10 @@ fn csv_with_a_header_decodes_typed_and_inferred_columns() {
     assert_eq!((lines[0].origin.line, lines[1].origin.line), (2, 3));
     assert_eq!(lines[0].origin.offset, 35);
     assert_eq!(lines[0].text, "1,ann,02134,4.5,true,\"[1,2]\",");
-    let values: Vec<_> = lines.into_iter().map(|l| decoder.decode(l).unwrap().value).collect();
+    let values: Vec<_> = lines
+        .into_iter()
+        .map(|l| decoder.decode(l).unwrap().value)
+        .collect();
     assert_eq!(
         values[0],
         json!({"id": 1, "name": "ann", "zip": "02134", "score": 4.5, "active": true, "tags": [1, 2], "note": null})
@@ -196,13 +216,24 @@ fn a_typed_csv_column_that_does_not_parse_is_a_decode_error_naming_file_line_and
     let options = CsvOptions::default().column("age", ColumnType::Integer);
     let results: Vec<_> = open(&path, Format::Csv(options)).records().collect();
     assert_eq!(results.len(), 3);
-    assert_eq!(results[0].as_ref().unwrap().value, json!({"name": "ann", "age": 41}));
+    assert_eq!(
+        results[0].as_ref().unwrap().value,
+        json!({"name": "ann", "age": 41})
+    );
     let err = results[1].as_ref().unwrap_err();
     assert_eq!(err.kind(), DecodeErrorKind::Column);
-    assert!(err.to_string().ends_with("ages.csv:3: bad CSV value: column `age`: `old` is not an integer"), "{err}");
+    assert!(
+        err.to_string()
+            .ends_with("ages.csv:3: bad CSV value: column `age`: `old` is not an integer"),
+        "{err}"
+    );
     let err = results[2].as_ref().unwrap_err();
     assert_eq!(err.kind(), DecodeErrorKind::Csv);
-    assert!(err.to_string().ends_with("ages.csv:4: invalid CSV: the record has 3 fields but the header has 2"), "{err}");
+    assert!(
+        err.to_string()
+            .ends_with("ages.csv:4: invalid CSV: the record has 3 fields but the header has 2"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -214,7 +245,10 @@ fn csv_without_a_header_names_columns_by_the_explicit_names_then_by_position() {
         .delimiter(b'\t')
         .has_header(false)
         .column("id", ColumnType::String);
-    let records: Vec<_> = open(&path, Format::Csv(options)).records().map(|r| r.unwrap().value).collect();
+    let records: Vec<_> = open(&path, Format::Csv(options))
+        .records()
+        .map(|r| r.unwrap().value)
+        .collect();
     assert_eq!(records, [json!({"id": "1", "2": "ann", "3": "x"})]);
 }
 
@@ -243,7 +277,11 @@ fn an_invalid_utf8_line_is_yielded_lossily_with_a_fault_and_fails_to_decode() {
     assert_eq!(lines[2].text, "fine");
     let err = Format::Lines.decode(lines[1].clone()).unwrap_err();
     assert_eq!(err.kind(), DecodeErrorKind::InvalidUtf8);
-    assert!(err.to_string().ends_with("latin1.txt:2:4: invalid UTF-8: byte 3 is not part of a UTF-8 character"), "{err}");
+    assert!(
+        err.to_string()
+            .ends_with("latin1.txt:2:4: invalid UTF-8: byte 3 is not part of a UTF-8 character"),
+        "{err}"
+    );
     // The dead letter shows the line and its fault.
     let json = serde_json::to_value(&lines[1]).unwrap();
     assert_eq!(json["fault"], json!({"kind": "invalid_utf8", "at": 3}));
@@ -254,21 +292,42 @@ fn a_line_over_max_line_bytes_is_too_long_and_only_its_start_is_kept() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("long.jsonl");
     let long = "x".repeat(3_000_000); // spans many read buffers
-    std::fs::write(&path, format!("[1]\n\"{long}\"\r\n[2]\n\"{}\"\n", "y".repeat(150))).unwrap();
+    std::fs::write(
+        &path,
+        format!("[1]\n\"{long}\"\r\n[2]\n\"{}\"\n", "y".repeat(150)),
+    )
+    .unwrap();
     let config = FileSourceConfig::new(path_str(&path)).max_line_bytes(100);
     let lines: Vec<Line> = FileSource::open(config).unwrap().lines().collect();
     assert_eq!(lines.len(), 4);
-    assert_eq!(lines[1].fault, Some(Fault::TooLong { len: 3_000_002, max: 100 }));
+    assert_eq!(
+        lines[1].fault,
+        Some(Fault::TooLong {
+            len: 3_000_002,
+            max: 100
+        })
+    );
     assert_eq!(lines[1].text.len(), weir_io::record::TOO_LONG_KEPT);
     assert!(lines[1].text.starts_with("\"xxx"));
     // The next line is read cleanly, at the right place.
-    assert_eq!((lines[2].text.as_str(), lines[2].origin.line, lines[2].origin.offset), ("[2]", 3, 3_000_008));
+    assert_eq!(
+        (
+            lines[2].text.as_str(),
+            lines[2].origin.line,
+            lines[2].origin.offset
+        ),
+        ("[2]", 3, 3_000_008)
+    );
     // A too-long line found within one buffer is cut the same way.
     assert_eq!(lines[3].fault, Some(Fault::TooLong { len: 152, max: 100 }));
     assert_eq!(lines[3].text.len(), 152.min(weir_io::record::TOO_LONG_KEPT));
     let err = Format::JsonLines.decode(lines[1].clone()).unwrap_err();
     assert_eq!(err.kind(), DecodeErrorKind::TooLong);
-    assert!(err.to_string().ends_with("long.jsonl:2: line too long: 3000002 bytes (the limit is 100)"), "{err}");
+    assert!(
+        err.to_string()
+            .ends_with("long.jsonl:2: line too long: 3000002 bytes (the limit is 100)"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -288,7 +347,10 @@ fn a_last_line_without_a_newline_is_read() {
     let path = dir.path().join("tail.jsonl");
     std::fs::write(&path, "1\n2").unwrap();
     let lines = lines_of(&path, Format::JsonLines);
-    let got: Vec<_> = lines.iter().map(|l| (l.text.as_str(), l.origin.line, l.origin.offset)).collect();
+    let got: Vec<_> = lines
+        .iter()
+        .map(|l| (l.text.as_str(), l.origin.line, l.origin.offset))
+        .collect();
     assert_eq!(got, [("1", 1, 0), ("2", 2, 2)]);
 }
 
@@ -326,7 +388,11 @@ fn a_missing_file_is_an_error_naming_it() {
     let err = open_err(path_str(&path));
     assert_eq!(err.kind(), IoErrorKind::NotFound);
     assert_eq!(err.path(), Some(path.as_path()));
-    assert!(err.to_string().starts_with(&format!("cannot open `{}`: ", path.display())), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("cannot open `{}`: ", path.display())),
+        "{err}"
+    );
 }
 
 #[test]
@@ -336,7 +402,10 @@ fn a_glob_matching_nothing_is_an_error_naming_the_pattern() {
     let pattern = dir.path().join("*.jsonl");
     let err = open_err(path_str(&pattern));
     assert_eq!(err.kind(), IoErrorKind::NoMatch);
-    assert_eq!(err.to_string(), format!("no file matches `{}`", pattern.display()));
+    assert_eq!(
+        err.to_string(),
+        format!("no file matches `{}`", pattern.display())
+    );
 }
 
 #[test]
@@ -344,7 +413,10 @@ fn a_directory_given_as_the_file_is_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let err = open_err(path_str(dir.path()));
     assert_eq!(err.kind(), IoErrorKind::IsDirectory);
-    assert_eq!(err.to_string(), format!("`{}` is a directory, not a file", dir.path().display()));
+    assert_eq!(
+        err.to_string(),
+        format!("`{}` is a directory, not a file", dir.path().display())
+    );
 }
 
 #[test]

@@ -144,7 +144,8 @@ impl Aggregator<Prepared> for PerKey {
         let i = match acc.index.get(&key) {
             Some(i) => *i,
             None => {
-                acc.groups.push((key.clone(), self.fields.iter().map(Acc::new).collect()));
+                acc.groups
+                    .push((key.clone(), self.fields.iter().map(Acc::new).collect()));
                 acc.index.insert(key, acc.groups.len() - 1);
                 acc.groups.len() - 1
             }
@@ -160,7 +161,12 @@ impl Aggregator<Prepared> for PerKey {
             .map(|(key, accs)| {
                 let mut out = Map::new();
                 if self.keyed {
-                    out.insert("key".into(), key.map_or(Value::Null, |k| serde_json::from_str(&k).unwrap_or(Value::String(k))));
+                    out.insert(
+                        "key".into(),
+                        key.map_or(Value::Null, |k| {
+                            serde_json::from_str(&k).unwrap_or(Value::String(k))
+                        }),
+                    );
                 }
                 for (name, a) in self.names.iter().zip(accs) {
                     out.insert(name.clone(), a.finish());
@@ -174,7 +180,9 @@ impl Aggregator<Prepared> for PerKey {
 fn field_jq(f: &Field) -> Option<&Jq> {
     match f {
         Field::Count => None,
-        Field::Sum(j) | Field::Min(j) | Field::Max(j) | Field::Avg(j) | Field::First(j) | Field::Last(j) => Some(j),
+        Field::Sum(j) | Field::Min(j) | Field::Max(j) | Field::Avg(j) | Field::First(j) | Field::Last(j) => {
+            Some(j)
+        }
     }
 }
 
@@ -243,7 +251,10 @@ mod tests {
             max.add(v.into());
         }
         assert_eq!(max.finish(), Value::from("c"));
-        assert_eq!(Acc::new(&Field::Avg(Jq::compile(".").unwrap())).finish(), Value::Null);
+        assert_eq!(
+            Acc::new(&Field::Avg(Jq::compile(".").unwrap())).finish(),
+            Value::Null
+        );
     }
 
     #[test]

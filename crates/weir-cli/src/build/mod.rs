@@ -95,7 +95,9 @@ pub(crate) struct Built {
 
 impl std::fmt::Debug for Built {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Built").field("outputs", &self.outputs).finish_non_exhaustive()
+        f.debug_struct("Built")
+            .field("outputs", &self.outputs)
+            .finish_non_exhaustive()
     }
 }
 
@@ -122,7 +124,11 @@ impl Ctx {
 
 /// Builds the pipeline of `config` (sources, stages, sinks), with custom
 /// stages from `registry`.
-pub(crate) fn build(config: &Config, registry: &Registry<Record>, mut options: Options) -> Result<Built, ConfigError> {
+pub(crate) fn build(
+    config: &Config,
+    registry: &Registry<Record>,
+    mut options: Options,
+) -> Result<Built, ConfigError> {
     let mut outputs = Vec::new();
     let testing = options.test.is_some();
     let mut made: HashMap<String, Collected> = HashMap::new();
@@ -143,7 +149,6 @@ pub(crate) fn build(config: &Config, registry: &Registry<Record>, mut options: O
     let stages = reader.stages(&config.stages());
     let sink = config.sink().and_then(|s| reader.sink(&s, ""));
     let Reader { mut problems, .. } = reader;
-    drop(make_sink);
 
     let pipe = config.pipeline();
     let default = spec::policy(pipe.str("on_error").as_deref().unwrap_or("fail_fast"));
@@ -159,7 +164,7 @@ pub(crate) fn build(config: &Config, registry: &Registry<Record>, mut options: O
         match weir_io::sink::DeadLetterFileSink::with_config(cfg) {
             Ok(sink) => {
                 dead_letters = Some((path, sink.written()));
-                Some(DeadLetters::new(DeadSink::File(sink)))
+                Some(DeadLetters::new(DeadSink::File(Box::new(sink))))
             }
             Err(e) => {
                 problems.push(Problem {
@@ -189,13 +194,20 @@ pub(crate) fn build(config: &Config, registry: &Registry<Record>, mut options: O
         .name(name)
         .capacity(pipe.int("capacity").unwrap_or(4096).max(1) as usize)
         .chunk_size(pipe.int("chunk_size").unwrap_or(1024).max(1) as usize)
-        .progress_interval(pipe.duration("progress_interval").unwrap_or(std::time::Duration::from_secs(1)))
+        .progress_interval(
+            pipe.duration("progress_interval")
+                .unwrap_or(std::time::Duration::from_secs(1)),
+        )
         .event_level(match pipe.str("event_level").as_deref() {
             Some("lifecycle") => EventLevel::Lifecycle,
             Some("items") => EventLevel::Items,
             _ => EventLevel::Progress,
         })
-        .error_policy(if default == ErrorPolicy::DeadLetter { ErrorPolicy::FailFast } else { default });
+        .error_policy(if default == ErrorPolicy::DeadLetter {
+            ErrorPolicy::FailFast
+        } else {
+            default
+        });
 
     let source: Option<Dyn<Input>> = if let Some(test) = options.test.take() {
         Some(builder.from_iter(test.inputs).boxed())
@@ -207,7 +219,11 @@ pub(crate) fn build(config: &Config, registry: &Registry<Record>, mut options: O
                 Ok(Opened::Iter(it, name)) => iters.push((it, name)),
                 Ok(Opened::Stream(st, name)) => streams.push((st, name)),
                 Err(message) => problems.push(Problem {
-                    pos: s.opts.pos_of(if s.opts.node("path").is_some() { "path" } else { "type" }),
+                    pos: s.opts.pos_of(if s.opts.node("path").is_some() {
+                        "path"
+                    } else {
+                        "type"
+                    }),
                     path: if s.opts.node("path").is_some() {
                         format!("{}.path", s.opts.path)
                     } else {
@@ -244,10 +260,15 @@ pub(crate) fn build(config: &Config, registry: &Registry<Record>, mut options: O
     }
     let mut source = source.expect("sources opened");
     if let Some(n) = options.limit {
-        source = source.take(usize::try_from(n).unwrap_or(usize::MAX)).name("limit").boxed();
+        source = source
+            .take(usize::try_from(n).unwrap_or(usize::MAX))
+            .name("limit")
+            .boxed();
     }
     let ctx = Ctx { default, dlq };
-    let parsed = ctx.recover(source.try_map(Input::decode).name("parse"), parse_policy).boxed();
+    let parsed = ctx
+        .recover(source.try_map(Input::decode).name("parse"), parse_policy)
+        .boxed();
     let pipeline = assemble(parsed, stages, sink, &ctx);
     drop(ctx);
     Ok(Built {
@@ -264,7 +285,11 @@ fn make_real_sink(t: &Typed<'_>, outputs: &mut Vec<PathBuf>) -> Result<AnySink, 
     let o = &t.opts;
     let format = match o.str("format").as_deref() {
         Some("csv") => {
-            let columns: Vec<String> = o.list("columns").iter().filter_map(|n| n.as_str().map(str::to_owned)).collect();
+            let columns: Vec<String> = o
+                .list("columns")
+                .iter()
+                .filter_map(|n| n.as_str().map(str::to_owned))
+                .collect();
             OutputFormat::Csv {
                 columns: (!columns.is_empty()).then_some(columns),
             }
@@ -283,7 +308,7 @@ fn make_real_sink(t: &Typed<'_>, outputs: &mut Vec<PathBuf>) -> Result<AnySink, 
             }
             let sink = weir_io::sink::FileSink::create(cfg).map_err(|e| e.to_string())?;
             outputs.push(path);
-            Ok(AnySink::File(sink))
+            Ok(AnySink::File(Box::new(sink)))
         }
     }
 }
@@ -316,7 +341,10 @@ fn format_of(t: &Typed<'_>) -> Result<weir_io::Format, String> {
                 let [b] = delim.as_bytes() else {
                     return Err(format!("csv.delimiter must be one byte, found \"{delim}\""));
                 };
-                csv = csv.delimiter(*b).has_header(c.bool("header").unwrap_or(true)).infer(c.bool("infer").unwrap_or(true));
+                csv = csv
+                    .delimiter(*b)
+                    .has_header(c.bool("header").unwrap_or(true))
+                    .infer(c.bool("infer").unwrap_or(true));
                 for (name, node) in c.entries("columns") {
                     let ty = match node.as_str() {
                         Some("integer") => ColumnType::Integer,
@@ -356,10 +384,14 @@ fn open_source(t: &Typed<'_>, inputs: &mut Vec<weir_io::file::ReadProgress>) -> 
             let source = weir_io::stdin::StdinSource::new()
                 .format(format)
                 .max_line_bytes(o.size("max_line_bytes").unwrap_or(16 << 20));
-            Ok(Opened::Iter(Box::new(lines_to_inputs(source.lines(), decoder)), name))
+            Ok(Opened::Iter(
+                Box::new(lines_to_inputs(source.lines(), decoder)),
+                name,
+            ))
         }
         _ => {
-            let jq = crate::jq::Jq::compile(&o.str("template").unwrap_or_else(|| "{id: .}".into())).map_err(|e| e.to_string())?;
+            let jq = crate::jq::Jq::compile(&o.str("template").unwrap_or_else(|| "{id: .}".into()))
+                .map_err(|e| e.to_string())?;
             let template = move |n: u64| jq.first(&serde_json::Value::from(n)).map_err(|e| e.to_string());
             let mut generator = weir_io::generate::Generator::new(template);
             if let Some(count) = o.int("count") {
@@ -383,10 +415,19 @@ fn open_source(t: &Typed<'_>, inputs: &mut Vec<weir_io::file::ReadProgress>) -> 
 /// The lines as inputs; a failure of the input itself (an I/O error, a
 /// corrupt gzip stream) ends the lines and becomes one last failed item,
 /// so the run's error policy sees it and the report counts it.
-fn lines_to_inputs(lines: weir_io::read::Lines, decoder: Arc<weir_io::format::Decoder>) -> impl Iterator<Item = Input> + Send + 'static {
+fn lines_to_inputs(
+    lines: weir_io::read::Lines,
+    decoder: Arc<weir_io::format::Decoder>,
+) -> impl Iterator<Item = Input> + Send + 'static {
     let progress = lines.progress();
-    let tail = std::iter::once(()).filter_map(move |()| progress.error().map(|e| Input::Failed(e.to_string(), progress.lines_read())));
-    lines.map(move |line| Input::Line(line, decoder.clone())).chain(tail)
+    let tail = std::iter::once(()).filter_map(move |()| {
+        progress
+            .error()
+            .map(|e| Input::Failed(e.to_string(), progress.lines_read()))
+    });
+    lines
+        .map(move |line| Input::Line(line, decoder.clone()))
+        .chain(tail)
 }
 
 /// Applies concurrent-work settings to a `then`-like stage (blocking or
@@ -438,7 +479,10 @@ fn assemble(mut p: Dyn<Record>, stages: Vec<Stage>, sink: Option<Sink>, ctx: &Ct
                     })
                     .name(format!("{name}:key"));
                 let keyed = ctx.recover(keyed, None);
-                let mut d = keyed.dedup(|(k, _): &(String, Record)| k.clone()).name(name.clone()).capacity(capacity);
+                let mut d = keyed
+                    .dedup(|(k, _): &(String, Record)| k.clone())
+                    .name(name.clone())
+                    .capacity(capacity);
                 if let Some(ttl) = ttl {
                     d = d.ttl(ttl);
                 }
@@ -492,7 +536,10 @@ fn assemble(mut p: Dyn<Record>, stages: Vec<Stage>, sink: Option<Sink>, ctx: &Ct
                         ))),
                     })
                     .name(name.clone());
-                ctx.recover(split, policy).flatten().name(format!("{name}:emit")).boxed()
+                ctx.recover(split, policy)
+                    .flatten()
+                    .name(format!("{name}:emit"))
+                    .boxed()
             }
             Stage::Aggregate {
                 key,
@@ -510,7 +557,11 @@ fn assemble(mut p: Dyn<Record>, stages: Vec<Stage>, sink: Option<Sink>, ctx: &Ct
                 name,
             } => p.rate_limit(per_second, burst).name(name).boxed(),
             Stage::Boundary { name } => p.boundary().name(name).boxed(),
-            Stage::Custom { mut stage, name, policy } => {
+            Stage::Custom {
+                mut stage,
+                name,
+                policy,
+            } => {
                 let context = weir::Context::new(&name);
                 let run = p
                     .try_map(move |r: Record| {
@@ -518,7 +569,10 @@ fn assemble(mut p: Dyn<Record>, stages: Vec<Stage>, sink: Option<Sink>, ctx: &Ct
                         weir::compose::Stage::process(&mut stage, r, &context, &mut out).map(|()| out)
                     })
                     .name(name.clone());
-                ctx.recover(run, policy).flatten().name(format!("{name}:emit")).boxed()
+                ctx.recover(run, policy)
+                    .flatten()
+                    .name(format!("{name}:emit"))
+                    .boxed()
             }
             Stage::Route {
                 name,
@@ -636,7 +690,9 @@ fn jq_stage(
     match kind {
         JqKind::Map => {
             let m = p
-                .try_map(move |r: Record| jq_apply(JqKind::Map, &jq, r).map(|mut v| v.pop().expect("one output")))
+                .try_map(move |r: Record| {
+                    jq_apply(JqKind::Map, &jq, r).map(|mut v| v.pop().expect("one output"))
+                })
                 .name(name);
             ctx.recover(m, policy).boxed()
         }
@@ -647,39 +703,57 @@ fn jq_stage(
                     Err(e) => Err(at(r.origin.as_ref(), e)),
                 })
                 .name(name.clone());
-            ctx.recover(m, policy).filter_map(|r| r).name(format!("{name}:keep")).boxed()
+            ctx.recover(m, policy)
+                .filter_map(|r| r)
+                .name(format!("{name}:keep"))
+                .boxed()
         }
         JqKind::FlatMap => {
-            let m = p.try_map(move |r: Record| jq_apply(JqKind::FlatMap, &jq, r)).name(name.clone());
-            ctx.recover(m, policy).flatten().name(format!("{name}:emit")).boxed()
+            let m = p
+                .try_map(move |r: Record| jq_apply(JqKind::FlatMap, &jq, r))
+                .name(name.clone());
+            ctx.recover(m, policy)
+                .flatten()
+                .name(format!("{name}:emit"))
+                .boxed()
         }
     }
 }
 
 type Keyed = (Arc<str>, Record);
 
-fn branch_pipeline(stages: Vec<Stage>, sink: Sink, ctx: &Ctx) -> impl FnOnce(Pipeline<Keyed, weir::stage::BranchSource<Keyed>>) -> Dyn<()> + '_ {
+fn branch_pipeline(
+    stages: Vec<Stage>,
+    sink: Sink,
+    ctx: &Ctx,
+) -> impl FnOnce(Pipeline<Keyed, weir::stage::BranchSource<Keyed>>) -> Dyn<()> + '_ {
     move |p| {
         let records = p.map(|(_, r): Keyed| r).name(format!("{}:in", sink.name)).boxed();
         assemble(records, stages, Some(sink), ctx)
     }
 }
 
-fn route(p: Dyn<Record>, name: String, policy: Option<ErrorPolicy>, branches: Vec<Branch>, ctx: &Ctx) -> Dyn<()> {
-    let rules: Vec<(Arc<str>, Option<crate::jq::Jq>)> =
-        branches.iter().map(|b| (Arc::from(b.name.as_str()), b.when.clone())).collect();
+fn route(
+    p: Dyn<Record>,
+    name: String,
+    policy: Option<ErrorPolicy>,
+    branches: Vec<Branch>,
+    ctx: &Ctx,
+) -> Dyn<()> {
+    let rules: Vec<(Arc<str>, Option<crate::jq::Jq>)> = branches
+        .iter()
+        .map(|b| (Arc::from(b.name.as_str()), b.when.clone()))
+        .collect();
     let keyed = p
         .try_map(move |r: Record| {
             let mut default = None;
             for (branch, when) in &rules {
                 match when {
-                    Some(jq) => {
-                        match jq.test(&r.value) {
-                            Ok(true) => return Ok((branch.clone(), r)),
-                            Ok(false) => {}
-                            Err(e) => return Err(at(r.origin.as_ref(), e)),
-                        }
-                    }
+                    Some(jq) => match jq.test(&r.value) {
+                        Ok(true) => return Ok((branch.clone(), r)),
+                        Ok(false) => {}
+                        Err(e) => return Err(at(r.origin.as_ref(), e)),
+                    },
                     None => default = default.or(Some(branch.clone())),
                 }
             }
@@ -771,7 +845,9 @@ pub(crate) fn check(config: &Config, registry: &Registry<Record>) -> Result<Stri
             problems,
         });
     }
-    let sink = config.sink().map_or_else(|| "no sink".to_owned(), |s| format!("sink {}", s.type_name));
+    let sink = config
+        .sink()
+        .map_or_else(|| "no sink".to_owned(), |s| format!("sink {}", s.type_name));
     Ok(format!(
         "{} source{}, {} stage{}, {sink}",
         sources.len(),

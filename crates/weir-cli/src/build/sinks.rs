@@ -11,7 +11,7 @@ use weir_io::Record;
 /// Any sink of the configuration.
 pub(crate) enum AnySink {
     /// A file (renamed into place on close).
-    File(FileSink),
+    File(Box<FileSink>),
     /// Standard output.
     Stdout(StdoutSink),
     /// Values kept in memory (`weir test`).
@@ -33,7 +33,7 @@ impl Sink<Record> for AnySink {
 
     async fn write(&mut self, item: Record) -> Result<(), BoxError> {
         match self {
-            AnySink::File(s) => Sink::<Record>::write(s, item).await.map_err(Into::into),
+            AnySink::File(s) => Sink::<Record>::write(s.as_mut(), item).await.map_err(Into::into),
             AnySink::Stdout(s) => Sink::<Record>::write(s, item).await.map_err(Into::into),
             AnySink::Collect(v) => {
                 v.lock().expect("collector lock").push(item.value);
@@ -44,7 +44,7 @@ impl Sink<Record> for AnySink {
 
     async fn flush(&mut self) -> Result<(), BoxError> {
         match self {
-            AnySink::File(s) => Sink::<Record>::flush(s).await.map_err(Into::into),
+            AnySink::File(s) => Sink::<Record>::flush(s.as_mut()).await.map_err(Into::into),
             AnySink::Stdout(s) => Sink::<Record>::flush(s).await.map_err(Into::into),
             AnySink::Collect(_) => Ok(()),
         }
@@ -52,7 +52,7 @@ impl Sink<Record> for AnySink {
 
     async fn close(&mut self) -> Result<(), BoxError> {
         match self {
-            AnySink::File(s) => Sink::<Record>::close(s).await.map_err(Into::into),
+            AnySink::File(s) => Sink::<Record>::close(s.as_mut()).await.map_err(Into::into),
             AnySink::Stdout(s) => Sink::<Record>::close(s).await.map_err(Into::into),
             AnySink::Collect(_) => Ok(()),
         }
@@ -62,7 +62,7 @@ impl Sink<Record> for AnySink {
 /// The dead-letter sink.
 pub(crate) enum DeadSink {
     /// A JSON-lines file.
-    File(DeadLetterFileSink),
+    File(Box<DeadLetterFileSink>),
     /// Records kept in memory (`weir test`).
     Collect(Arc<Mutex<Vec<serde_json::Value>>>),
 }
@@ -81,7 +81,7 @@ impl Sink<DeadLetter<serde_json::Value>> for DeadSink {
 
     async fn write(&mut self, letter: DeadLetter<serde_json::Value>) -> Result<(), BoxError> {
         match self {
-            DeadSink::File(s) => s.write(letter).await.map_err(Into::into),
+            DeadSink::File(s) => s.as_mut().write(letter).await.map_err(Into::into),
             DeadSink::Collect(v) => {
                 let json = serde_json::to_value(&letter)?;
                 v.lock().expect("collector lock").push(json);
@@ -92,14 +92,18 @@ impl Sink<DeadLetter<serde_json::Value>> for DeadSink {
 
     async fn flush(&mut self) -> Result<(), BoxError> {
         match self {
-            DeadSink::File(s) => Sink::<DeadLetter<serde_json::Value>>::flush(s).await.map_err(Into::into),
+            DeadSink::File(s) => Sink::<DeadLetter<serde_json::Value>>::flush(s.as_mut())
+                .await
+                .map_err(Into::into),
             DeadSink::Collect(_) => Ok(()),
         }
     }
 
     async fn close(&mut self) -> Result<(), BoxError> {
         match self {
-            DeadSink::File(s) => Sink::<DeadLetter<serde_json::Value>>::close(s).await.map_err(Into::into),
+            DeadSink::File(s) => Sink::<DeadLetter<serde_json::Value>>::close(s.as_mut())
+                .await
+                .map_err(Into::into),
             DeadSink::Collect(_) => Ok(()),
         }
     }

@@ -40,7 +40,11 @@ pub(crate) struct Work {
 impl Work {
     /// Whether the stage runs as separate work (not fused).
     pub(crate) fn concurrent(&self) -> bool {
-        self.concurrency > 1 || self.key_by.is_some() || self.retry.is_some() || self.timeout.is_some() || self.breaker.is_some()
+        self.concurrency > 1
+            || self.key_by.is_some()
+            || self.retry.is_some()
+            || self.timeout.is_some()
+            || self.breaker.is_some()
     }
 }
 
@@ -187,7 +191,9 @@ pub(crate) struct Reader<'r> {
 
 impl std::fmt::Debug for Reader<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reader").field("problems", &self.problems).finish()
+        f.debug_struct("Reader")
+            .field("problems", &self.problems)
+            .finish()
     }
 }
 
@@ -208,7 +214,11 @@ impl Reader<'_> {
             format!("{}.{key}", opts.path)
         };
         self.problems.push(Problem {
-            pos: if key.is_empty() { opts.pos() } else { opts.pos_of(key) },
+            pos: if key.is_empty() {
+                opts.pos()
+            } else {
+                opts.pos_of(key)
+            },
             path,
             message: message.into(),
         });
@@ -284,7 +294,11 @@ impl Reader<'_> {
         if concurrency == 0 {
             self.problem(opts, "concurrency", "must be at least 1");
         }
-        let key_by = if opts.node("key_by").is_some() { self.jq(opts, "key_by") } else { None };
+        let key_by = if opts.node("key_by").is_some() {
+            self.jq(opts, "key_by")
+        } else {
+            None
+        };
         Work {
             concurrency: concurrency.max(1),
             ordered: opts.bool("ordered").unwrap_or(true),
@@ -342,7 +356,9 @@ impl Reader<'_> {
                 let name = self.name(o, "validate");
                 let jq = self.jq(o, "jq")?;
                 Stage::Validate {
-                    message: o.str("message").unwrap_or_else(|| format!("validation failed: {}", jq.source())),
+                    message: o
+                        .str("message")
+                        .unwrap_or_else(|| format!("validation failed: {}", jq.source())),
                     jq,
                     name,
                     policy: Reader::policy(o),
@@ -359,7 +375,11 @@ impl Reader<'_> {
             },
             "aggregate" => {
                 let name = self.name(o, "aggregate");
-                let key = if o.node("key").is_some() { Some(self.jq(o, "key")?) } else { None };
+                let key = if o.node("key").is_some() {
+                    Some(self.jq(o, "key")?)
+                } else {
+                    None
+                };
                 let mut fields = Vec::new();
                 for (field, node) in o.entries("fields") {
                     let text = node.as_str().unwrap_or_default();
@@ -398,7 +418,11 @@ impl Reader<'_> {
             "rate_limit" => {
                 let name = self.name(o, "rate_limit");
                 let per_second = self.positive(o, "per_second")?;
-                let burst = if o.node("burst").is_some() { self.positive(o, "burst")? } else { per_second };
+                let burst = if o.node("burst").is_some() {
+                    self.positive(o, "burst")?
+                } else {
+                    per_second
+                };
                 Stage::RateLimit {
                     per_second: u32::try_from(per_second).unwrap_or(u32::MAX),
                     burst: u32::try_from(burst).unwrap_or(u32::MAX),
@@ -432,7 +456,11 @@ impl Reader<'_> {
                         policy: Reader::policy(o),
                     },
                     Err(e) => {
-                        self.problem(o, "", format!("custom stage \"{custom}\" refused its config: {e}"));
+                        self.problem(
+                            o,
+                            "",
+                            format!("custom stage \"{custom}\" refused its config: {e}"),
+                        );
                         return None;
                     }
                 }
@@ -445,11 +473,19 @@ impl Reader<'_> {
         for b in o.tables(key) {
             let name = b.str("name").unwrap_or_default();
             if self.names.contains(&name) {
-                self.problem(&b, "name", format!("another stage or branch is already named \"{name}\""));
+                self.problem(
+                    &b,
+                    "name",
+                    format!("another stage or branch is already named \"{name}\""),
+                );
                 continue;
             }
             self.names.push(name.clone());
-            let when = if route && b.node("when").is_some() { self.jq(&b, "when") } else { None };
+            let when = if route && b.node("when").is_some() {
+                self.jq(&b, "when")
+            } else {
+                None
+            };
             let stages = self.stages(&b.stages("stage"));
             let Some(sink) = b.sink("sink").and_then(|s| self.sink(&s, &name)) else {
                 continue;
@@ -475,7 +511,11 @@ impl Reader<'_> {
             None if default_name.is_empty() => "sink".to_owned(),
             None => format!("{default_name}.sink"),
         };
-        let owner = if default_name.is_empty() { "sink" } else { default_name };
+        let owner = if default_name.is_empty() {
+            "sink"
+        } else {
+            default_name
+        };
         let sink = match (self.make_sink)(t, owner) {
             Ok(s) => s,
             Err(e) => {
@@ -489,8 +529,16 @@ impl Reader<'_> {
             name,
             policy: Reader::policy(o),
             retry: if has("retry") { Reader::retry(o) } else { None },
-            timeout: if has("timeout") { o.duration("timeout") } else { None },
-            breaker: if has("circuit_breaker") { Reader::breaker(o) } else { None },
+            timeout: if has("timeout") {
+                o.duration("timeout")
+            } else {
+                None
+            },
+            breaker: if has("circuit_breaker") {
+                Reader::breaker(o)
+            } else {
+                None
+            },
         })
     }
 }

@@ -8,7 +8,12 @@ use super::validate::Problem;
 /// Replaces every `${…}` in the tree's strings, looking names up with
 /// `lookup`; an undefined variable without a default is a problem at its
 /// string's position.
-pub fn interpolate(node: &mut Node, path: &str, lookup: &dyn Fn(&str) -> Option<String>, problems: &mut Vec<Problem>) {
+pub fn interpolate(
+    node: &mut Node,
+    path: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<Problem>,
+) {
     match &mut node.value {
         Value::Str(s) if s.contains('$') => match expand(s, lookup) {
             Ok(new) => *s = new,
@@ -55,14 +60,15 @@ pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Str
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!("invalid variable name `{name}` in `${{{inner}}}`"));
             }
-            match (lookup(name).filter(|v| !v.is_empty() || default.is_none()), default) {
+            match (
+                lookup(name).filter(|v| !v.is_empty() || default.is_none()),
+                default,
+            ) {
                 (Some(v), _) => out.push_str(&v),
                 (None, Some(d)) => out.push_str(d),
-                (None, None) => {
-                    return Err(format!(
-                        "environment variable `{name}` is not set (write `${{{name}:-default}}` for a default)"
-                    ))
-                }
+                (None, None) => return Err(format!(
+                    "environment variable `{name}` is not set (write `${{{name}:-default}}` for a default)"
+                )),
             }
             rest = &tail[end + 1..];
         } else {
@@ -98,7 +104,9 @@ mod tests {
     fn undefined_and_malformed_variables_are_errors() {
         assert!(expand("${NOPE}", &env).unwrap_err().contains("`NOPE` is not set"));
         assert!(expand("${HOME", &env).unwrap_err().contains("unclosed"));
-        assert!(expand("${a b}", &env).unwrap_err().contains("invalid variable name"));
+        assert!(expand("${a b}", &env)
+            .unwrap_err()
+            .contains("invalid variable name"));
     }
 
     #[test]

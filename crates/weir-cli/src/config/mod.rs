@@ -102,13 +102,21 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let path = path.into();
         let yaml = matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
-        let parsed = if yaml { tree::parse_yaml(text) } else { tree::parse_toml(text) };
+        let parsed = if yaml {
+            tree::parse_yaml(text)
+        } else {
+            tree::parse_toml(text)
+        };
         let mut root = parsed.map_err(|e| ConfigError {
             path: path.clone(),
             problems: vec![Problem {
                 pos: e.pos,
                 path: String::new(),
-                message: format!("{} syntax error: {}", if yaml { "YAML" } else { "TOML" }, e.message),
+                message: format!(
+                    "{} syntax error: {}",
+                    if yaml { "YAML" } else { "TOML" },
+                    e.message
+                ),
             }],
         })?;
         let mut problems = Vec::new();
@@ -162,7 +170,9 @@ impl Config {
 
     /// The main sink, if any.
     pub fn sink(&self) -> Option<Typed<'_>> {
-        self.root.get("sink").map(|n| Typed::new(n, Role::Sink, "sink".to_owned()))
+        self.root
+            .get("sink")
+            .map(|n| Typed::new(n, Role::Sink, "sink".to_owned()))
     }
 
     /// The dead-letter sink, if any.
@@ -208,7 +218,9 @@ fn semantic_checks(root: &Node, problems: &mut Vec<Problem>) {
                 problems.push(Problem {
                     pos: s.pos,
                     path: format!("{path}[{i}]"),
-                    message: format!("a {t} ends its pipeline: it must be the last stage (its branches have their own)"),
+                    message: format!(
+                        "a {t} ends its pipeline: it must be the last stage (its branches have their own)"
+                    ),
                 });
             }
             if matches!(t, "route" | "broadcast") && top && root.get("sink").is_some() {
@@ -248,7 +260,8 @@ fn semantic_checks(root: &Node, problems: &mut Vec<Problem>) {
                             problems.push(Problem {
                                 pos: b.get("when").map_or(b.pos, |n| n.pos),
                                 path: format!("{path}[{i}].{key}[{j}].when"),
-                                message: "a broadcast sends every item to every branch: `when` is for route".into(),
+                                message: "a broadcast sends every item to every branch: `when` is for route"
+                                    .into(),
                             });
                         }
                     }

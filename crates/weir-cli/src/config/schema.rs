@@ -179,25 +179,73 @@ pub const COLUMN_TYPES: &[&str] = &["string", "integer", "number", "boolean", "j
 pub const EVENT_LEVELS: &[&str] = &["lifecycle", "progress", "items"];
 
 const RETRY: &[Opt] = &[
-    opt("max_attempts", Kind::Int, "3", "attempts in all, the first included"),
-    opt("backoff", Kind::Duration, "100ms", "the first retry's delay; each next one is `factor` times longer"),
+    opt(
+        "max_attempts",
+        Kind::Int,
+        "3",
+        "attempts in all, the first included",
+    ),
+    opt(
+        "backoff",
+        Kind::Duration,
+        "100ms",
+        "the first retry's delay; each next one is `factor` times longer",
+    ),
     opt("factor", Kind::Float, "2.0", "growth of the delay per attempt"),
     off("max_backoff", Kind::Duration, "a cap on one delay"),
-    off("max_elapsed", Kind::Duration, "give up once this long has passed since the first attempt"),
-    opt("jitter", Kind::Bool, "true", "full jitter: each delay is random between 0 and its value"),
+    off(
+        "max_elapsed",
+        Kind::Duration,
+        "give up once this long has passed since the first attempt",
+    ),
+    opt(
+        "jitter",
+        Kind::Bool,
+        "true",
+        "full jitter: each delay is random between 0 and its value",
+    ),
 ];
 
 const BREAKER: &[Opt] = &[
-    opt("failure_rate", Kind::Float, "0.5", "open when this fraction of calls in the window failed"),
+    opt(
+        "failure_rate",
+        Kind::Float,
+        "0.5",
+        "open when this fraction of calls in the window failed",
+    ),
     opt("window", Kind::Int, "100", "the window, in calls"),
     off("window_time", Kind::Duration, "a window in time instead of calls"),
-    opt("min_calls", Kind::Int, "10", "calls needed in the window before it may open"),
-    opt("open_for", Kind::Duration, "30s", "how long it stays open before probing"),
-    opt("half_open_probes", Kind::Int, "1", "probe calls let through when half open"),
-    opt("when_open", Kind::Enum(&["wait", "fail"]), "wait", "wait for it to close, or fail the item at once"),
+    opt(
+        "min_calls",
+        Kind::Int,
+        "10",
+        "calls needed in the window before it may open",
+    ),
+    opt(
+        "open_for",
+        Kind::Duration,
+        "30s",
+        "how long it stays open before probing",
+    ),
+    opt(
+        "half_open_probes",
+        Kind::Int,
+        "1",
+        "probe calls let through when half open",
+    ),
+    opt(
+        "when_open",
+        Kind::Enum(&["wait", "fail"]),
+        "wait",
+        "wait for it to close, or fail the item at once",
+    ),
 ];
 
-const NAME: Opt = off("name", Kind::Str, "the stage's name in the display, events, reports and dead letters");
+const NAME: Opt = off(
+    "name",
+    Kind::Str,
+    "the stage's name in the display, events, reports and dead letters",
+);
 const ON_ERROR: Opt = off(
     "on_error",
     Kind::Enum(ERROR_POLICIES),
@@ -209,8 +257,17 @@ const CONCURRENCY: Opt = opt(
     "1",
     "items worked on at once; more than 1 runs the stage on the blocking pool, over all cores",
 );
-const ORDERED: Opt = opt("ordered", Kind::Bool, "true", "with concurrency: emit in input order");
-const RETRY_OPT: Opt = off("retry", Kind::Table(RETRY), "retry a failed item with exponential backoff");
+const ORDERED: Opt = opt(
+    "ordered",
+    Kind::Bool,
+    "true",
+    "with concurrency: emit in input order",
+);
+const RETRY_OPT: Opt = off(
+    "retry",
+    Kind::Table(RETRY),
+    "retry a failed item with exponential backoff",
+);
 const TIMEOUT: Opt = off("timeout", Kind::Duration, "limit on each attempt");
 const BREAKER_OPT: Opt = off(
     "circuit_breaker",
@@ -224,7 +281,11 @@ const KEY_BY: Opt = off(
 );
 
 const MAP: &[Opt] = &[
-    req("jq", Kind::Jq, "the new item (no output: the item is dropped; several: an error)"),
+    req(
+        "jq",
+        Kind::Jq,
+        "the new item (no output: the item is dropped; several: an error)",
+    ),
     NAME,
     ON_ERROR,
     CONCURRENCY,
@@ -235,7 +296,11 @@ const MAP: &[Opt] = &[
     BREAKER_OPT,
 ];
 const FILTER: &[Opt] = &[
-    req("jq", Kind::Jq, "keep the item when the first output is neither false nor null"),
+    req(
+        "jq",
+        Kind::Jq,
+        "keep the item when the first output is neither false nor null",
+    ),
     NAME,
     ON_ERROR,
     CONCURRENCY,
@@ -260,7 +325,12 @@ const FLAT_MAP: &[Opt] = &[
 const CSV: &[Opt] = &[
     opt("delimiter", Kind::Str, ",", "the field separator (one byte)"),
     opt("header", Kind::Bool, "true", "the first row names the columns"),
-    opt("infer", Kind::Bool, "true", "numbers and booleans become JSON numbers and booleans"),
+    opt(
+        "infer",
+        Kind::Bool,
+        "true",
+        "numbers and booleans become JSON numbers and booleans",
+    ),
     off(
         "columns",
         Kind::Map(&Kind::Enum(COLUMN_TYPES)),
@@ -270,11 +340,24 @@ const CSV: &[Opt] = &[
 
 const BRANCH: &[Opt] = &[
     req("name", Kind::Str, "the branch's name"),
-    off("when", Kind::Jq, "route: items for which this is true go here (first match wins); no `when`: the default branch"),
+    off(
+        "when",
+        Kind::Jq,
+        "route: items for which this is true go here (first match wins); no `when`: the default branch",
+    ),
     off("stage", Kind::Stages, "the branch's stages"),
     req("sink", Kind::Sink, "where the branch's items go"),
-    off("buffer", Kind::Int, "a buffer of this many items before the branch"),
-    opt("drop_newest", Kind::Bool, "false", "when the buffer is full, drop (and count) instead of waiting"),
+    off(
+        "buffer",
+        Kind::Int,
+        "a buffer of this many items before the branch",
+    ),
+    opt(
+        "drop_newest",
+        Kind::Bool,
+        "false",
+        "when the buffer is full, drop (and count) instead of waiting",
+    ),
 ];
 
 /// Every source, stage and sink type, in the order `weir stages` lists them.
@@ -475,27 +558,77 @@ pub const TYPES: &[TypeDef] = &[
 
 /// Options every custom (registered) stage takes.
 pub const CUSTOM: &[Opt] = &[
-    off("config", Kind::Any, "the stage's own settings, passed to its factory"),
+    off(
+        "config",
+        Kind::Any,
+        "the stage's own settings, passed to its factory",
+    ),
     NAME,
     ON_ERROR,
 ];
 
 /// The `[pipeline]` table.
 pub const PIPELINE: &[Opt] = &[
-    off("name", Kind::Str, "the run's name; by default, the config file's name"),
-    opt("capacity", Kind::Int, "4096", "items a channel between tasks holds"),
-    opt("chunk_size", Kind::Int, "1024", "items moved between tasks at once"),
-    opt("event_level", Kind::Enum(EVENT_LEVELS), "progress", "lifecycle, progress or items"),
-    opt("progress_interval", Kind::Duration, "1s", "time between progress events"),
-    opt("on_error", Kind::Enum(ERROR_POLICIES), "fail_fast", "every stage's error policy unless it sets its own"),
-    opt("drain_timeout", Kind::Duration, "30s", "on SIGINT/SIGTERM: how long to let in-flight items finish"),
+    off(
+        "name",
+        Kind::Str,
+        "the run's name; by default, the config file's name",
+    ),
+    opt(
+        "capacity",
+        Kind::Int,
+        "4096",
+        "items a channel between tasks holds",
+    ),
+    opt(
+        "chunk_size",
+        Kind::Int,
+        "1024",
+        "items moved between tasks at once",
+    ),
+    opt(
+        "event_level",
+        Kind::Enum(EVENT_LEVELS),
+        "progress",
+        "lifecycle, progress or items",
+    ),
+    opt(
+        "progress_interval",
+        Kind::Duration,
+        "1s",
+        "time between progress events",
+    ),
+    opt(
+        "on_error",
+        Kind::Enum(ERROR_POLICIES),
+        "fail_fast",
+        "every stage's error policy unless it sets its own",
+    ),
+    opt(
+        "drain_timeout",
+        Kind::Duration,
+        "30s",
+        "on SIGINT/SIGTERM: how long to let in-flight items finish",
+    ),
 ];
 
 const TEST: &[Opt] = &[
     req("name", Kind::Str, "the case's name"),
-    off("input", Kind::List(&Kind::Any), "input items (JSON values), given to the stages"),
-    off("input_lines", Kind::List(&Kind::Str), "raw input lines, decoded as the first source's format"),
-    off("expect", Kind::List(&Kind::Any), "the items expected at the sink, in order"),
+    off(
+        "input",
+        Kind::List(&Kind::Any),
+        "input items (JSON values), given to the stages",
+    ),
+    off(
+        "input_lines",
+        Kind::List(&Kind::Str),
+        "raw input lines, decoded as the first source's format",
+    ),
+    off(
+        "expect",
+        Kind::List(&Kind::Any),
+        "the items expected at the sink, in order",
+    ),
     off(
         "expect_routes",
         Kind::Map(&Kind::List(&Kind::Any)),
@@ -506,7 +639,12 @@ const TEST: &[Opt] = &[
         Kind::List(&Kind::Any),
         "expected dead letters, in order; each a table of the fields to compare (stage, error, item, …)",
     ),
-    opt("ordered", Kind::Bool, "true", "compare in order (false: as multisets)"),
+    opt(
+        "ordered",
+        Kind::Bool,
+        "true",
+        "compare in order (false: as multisets)",
+    ),
 ];
 
 /// The top-level keys.
@@ -514,8 +652,16 @@ pub const ROOT: &[Opt] = &[
     off("pipeline", Kind::Table(PIPELINE), "the run's settings"),
     req("source", Kind::Any, "one or more sources (merged)"),
     off("stage", Kind::Stages, "the stages, in order"),
-    off("sink", Kind::Sink, "where items go; by default, nowhere (counted only)"),
-    off("dead_letter", Kind::Any, "where failed items go (for on_error = \"dead_letter\")"),
+    off(
+        "sink",
+        Kind::Sink,
+        "where items go; by default, nowhere (counted only)",
+    ),
+    off(
+        "dead_letter",
+        Kind::Any,
+        "where failed items go (for on_error = \"dead_letter\")",
+    ),
     off("test", Kind::Tables(TEST), "test cases for `weir test`"),
 ];
 
@@ -616,7 +762,10 @@ mod tests {
     #[test]
     fn nearest_suggests_typos_only() {
         assert_eq!(nearest("fliter", ["filter", "map"]), Some("filter"));
-        assert_eq!(nearest("concurency", ["concurrency", "ordered"]), Some("concurrency"));
+        assert_eq!(
+            nearest("concurency", ["concurrency", "ordered"]),
+            Some("concurrency")
+        );
         assert_eq!(nearest("zzz", ["filter", "map"]), None);
     }
 

@@ -99,9 +99,12 @@ impl Node {
             Value::Float(f) => serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into),
             Value::Str(s) => s.clone().into(),
             Value::Array(items) => items.iter().map(Node::to_json).collect(),
-            Value::Table(entries) => {
-                serde_json::Value::Object(entries.iter().map(|e| (e.key.clone(), e.node.to_json())).collect())
-            }
+            Value::Table(entries) => serde_json::Value::Object(
+                entries
+                    .iter()
+                    .map(|e| (e.key.clone(), e.node.to_json()))
+                    .collect(),
+            ),
         }
     }
 }
@@ -117,8 +120,11 @@ pub struct SyntaxError {
 
 /// Line and column (1-based, in characters) of byte `offset` in `text`.
 pub fn position(text: &str, offset: usize) -> Pos {
-    let offset = offset.min(text.len());
-    let before = &text[..text.floor_char_boundary(offset)];
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     Pos {
@@ -214,7 +220,9 @@ fn yaml_node(node: saphyr::MarkedYaml<'_>) -> Result<Node, SyntaxError> {
         YamlData::Value(Scalar::FloatingPoint(f)) => Value::Float(f.into_inner()),
         YamlData::Value(Scalar::String(s)) => Value::Str(s.into_owned()),
         YamlData::Representation(s, _, _) => Value::Str(s.into_owned()),
-        YamlData::Sequence(items) => Value::Array(items.into_iter().map(yaml_node).collect::<Result<_, _>>()?),
+        YamlData::Sequence(items) => {
+            Value::Array(items.into_iter().map(yaml_node).collect::<Result<_, _>>()?)
+        }
         YamlData::Mapping(map) => {
             let mut entries = Vec::with_capacity(map.len());
             for (key, value) in map {
@@ -260,9 +268,13 @@ mod tests {
         let (t, y) = (parse_toml(toml).unwrap(), parse_yaml(yaml).unwrap());
         assert_eq!(t.to_json(), y.to_json());
         let stage = &t.get("stage").unwrap();
-        let Value::Array(items) = &stage.value else { panic!() };
+        let Value::Array(items) = &stage.value else {
+            panic!()
+        };
         assert_eq!(items[0].get("n").unwrap().pos, Pos { line: 6, col: 5 });
-        let Value::Array(items) = &y.get("stage").unwrap().value else { panic!() };
+        let Value::Array(items) = &y.get("stage").unwrap().value else {
+            panic!()
+        };
         assert_eq!(items[0].get("n").unwrap().pos, Pos { line: 5, col: 8 });
     }
 

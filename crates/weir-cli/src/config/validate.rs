@@ -34,14 +34,18 @@ pub struct Checker<'a> {
 
 impl std::fmt::Debug for Checker<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Checker").field("problems", &self.problems).finish()
+        f.debug_struct("Checker")
+            .field("problems", &self.problems)
+            .finish()
     }
 }
 
 /// Parses a duration: `"250ms"`, `"1.5s"`, `"2m"`, `"1h"`, `"100us"`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
     let n: f64 = number
         .parse()
@@ -54,7 +58,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "m" => n * 60.0,
         "h" => n * 3600.0,
         "" => return Err(format!("\"{text}\" needs a unit: ms, s, m or h")),
-        other => return Err(format!("unknown unit \"{other}\" in \"{text}\" (use ms, s, m or h)")),
+        other => {
+            return Err(format!(
+                "unknown unit \"{other}\" in \"{text}\" (use ms, s, m or h)"
+            ))
+        }
     };
     Duration::try_from_secs_f64(secs).map_err(|_| format!("\"{text}\" is not a valid duration"))
 }
@@ -66,9 +74,13 @@ pub fn parse_size(node: &Node) -> Result<u64, String> {
         Value::Int(i) if *i >= 0 => Ok(*i as u64),
         Value::Str(text) => {
             let t = text.trim();
-            let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+            let split = t
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .unwrap_or(t.len());
             let (number, unit) = t.split_at(split);
-            let n: f64 = number.parse().map_err(|_| format!("expected a size such as \"16MiB\", found \"{text}\""))?;
+            let n: f64 = number
+                .parse()
+                .map_err(|_| format!("expected a size such as \"16MiB\", found \"{text}\""))?;
             let mult: f64 = match unit.trim() {
                 "" | "B" => 1.0,
                 "KB" | "kB" => 1e3,
@@ -77,11 +89,18 @@ pub fn parse_size(node: &Node) -> Result<u64, String> {
                 "KiB" => 1024.0,
                 "MiB" => 1024.0 * 1024.0,
                 "GiB" => 1024.0 * 1024.0 * 1024.0,
-                other => return Err(format!("unknown unit \"{other}\" in \"{text}\" (use B, KiB, MiB, GiB, KB, MB, GB)")),
+                other => {
+                    return Err(format!(
+                        "unknown unit \"{other}\" in \"{text}\" (use B, KiB, MiB, GiB, KB, MB, GB)"
+                    ))
+                }
             };
             Ok((n * mult) as u64)
         }
-        other => Err(format!("expected a size (bytes, or \"16MiB\"), found {}", other.type_name())),
+        other => Err(format!(
+            "expected a size (bytes, or \"16MiB\"), found {}",
+            other.type_name()
+        )),
     }
 }
 
@@ -109,16 +128,21 @@ impl Checker<'_> {
                     self.typed(item, Role::Source, &format!("source[{i}]"));
                 }
             }
-            Some(table @ Node {
-                value: Value::Table(_),
-                ..
-            }) => {
+            Some(
+                table @ Node {
+                    value: Value::Table(_),
+                    ..
+                },
+            ) => {
                 self.typed(table, Role::Source, "source");
             }
             Some(other) => self.problem(
                 other.pos,
                 "source",
-                format!("expected a source table or an array of them, found {}", other.value.type_name()),
+                format!(
+                    "expected a source table or an array of them, found {}",
+                    other.value.type_name()
+                ),
             ),
             None => {}
         }
@@ -133,7 +157,11 @@ impl Checker<'_> {
             self.problem(
                 node.pos,
                 path,
-                format!("expected a {} table, found {}", role.as_str(), node.value.type_name()),
+                format!(
+                    "expected a {} table, found {}",
+                    role.as_str(),
+                    node.value.type_name()
+                ),
             );
             return None;
         };
@@ -163,7 +191,11 @@ impl Checker<'_> {
         }
         let names: Vec<&str> = schema::types(role)
             .map(|t| t.name)
-            .chain(if role == Role::Stage { self.custom.to_vec() } else { Vec::new() })
+            .chain(if role == Role::Stage {
+                self.custom.to_vec()
+            } else {
+                Vec::new()
+            })
             .collect();
         let hint = match schema::nearest(name, names.iter().copied()) {
             Some(near) => format!(" (did you mean \"{near}\"?)"),
@@ -193,7 +225,11 @@ impl Checker<'_> {
 
     fn table_keys(&mut self, node: &Node, opts: &'static [Opt], path: &str, extra: &[&str]) {
         let Value::Table(entries) = &node.value else {
-            self.problem(node.pos, path, format!("expected a table, found {}", node.value.type_name()));
+            self.problem(
+                node.pos,
+                path,
+                format!("expected a table, found {}", node.value.type_name()),
+            );
             return;
         };
         for e in entries {
@@ -343,18 +379,30 @@ mod tests {
         let p = check("[[source]]\ntype = \"file\"\npath = \"x\"\n[[stage]]\ntype = \"fliter\"\njq = \".\"\n[[stage]]\ntype = \"map\"\njq = \".\"\nconcurency = 2\n");
         assert_eq!(p.len(), 2, "{p:?}");
         assert_eq!(p[0].pos, Pos { line: 5, col: 8 });
-        assert!(p[0].message.contains("did you mean \"filter\""), "{}", p[0].message);
+        assert!(
+            p[0].message.contains("did you mean \"filter\""),
+            "{}",
+            p[0].message
+        );
         assert_eq!(p[1].path, "stage[1].concurency");
         assert_eq!(p[1].pos, Pos { line: 10, col: 1 });
-        assert!(p[1].message.contains("did you mean `concurrency`"), "{}", p[1].message);
+        assert!(
+            p[1].message.contains("did you mean `concurrency`"),
+            "{}",
+            p[1].message
+        );
     }
 
     #[test]
     fn type_errors_say_what_was_expected_and_found() {
         let p = check("[[source]]\ntype = \"file\"\npath = 3\n[pipeline]\ncapacity = \"big\"\nprogress_interval = \"5\"\n");
         assert_eq!(p.len(), 3, "{p:?}");
-        assert!(p.iter().any(|p| p.path == "source[0].path" && p.message == "expected string, found an integer"));
-        assert!(p.iter().any(|p| p.path == "pipeline.capacity" && p.message.contains("found \"big\"")));
+        assert!(p
+            .iter()
+            .any(|p| p.path == "source[0].path" && p.message == "expected string, found an integer"));
+        assert!(p
+            .iter()
+            .any(|p| p.path == "pipeline.capacity" && p.message.contains("found \"big\"")));
         assert!(p.iter().any(|p| p.message.contains("needs a unit")));
     }
 

@@ -287,7 +287,12 @@ impl FileSource {
             .zip(self.compressions)
             .map(|(path, compression)| Input::File { path, compression })
             .collect();
-        Lines::new(inputs, &self.config.format, self.config.max_line_bytes, self.progress)
+        Lines::new(
+            inputs,
+            &self.config.format,
+            self.config.max_line_bytes,
+            self.progress,
+        )
     }
 
     /// The files' lines, decoded (see [`Records`]: a read error is the
@@ -406,6 +411,9 @@ mod tests {
     fn a_malformed_glob_is_a_bad_pattern_error_naming_it() {
         let err = expand("data/[*.jsonl").unwrap_err();
         assert_eq!(err.kind(), IoErrorKind::BadPattern);
-        assert!(err.to_string().starts_with("bad glob pattern `data/[*.jsonl`"), "{err}");
+        assert!(
+            err.to_string().starts_with("bad glob pattern `data/[*.jsonl`"),
+            "{err}"
+        );
     }
 }

@@ -233,9 +233,7 @@ fn typed(field: String, ty: ColumnType) -> Result<Value, String> {
             Some(b) => Ok(Value::Bool(b)),
             None => Err(wrong(&field)),
         },
-        ColumnType::Json => {
-            serde_json::from_str(&field).map_err(|e| format!("`{field}` is not JSON: {e}"))
-        }
+        ColumnType::Json => serde_json::from_str(&field).map_err(|e| format!("`{field}` is not JSON: {e}")),
     }
 }
 
@@ -397,8 +395,13 @@ mod tests {
             typed("4.5".into(), ColumnType::Integer),
             Err("`4.5` is not an integer".to_owned())
         );
-        assert_eq!(typed("yes".into(), ColumnType::Boolean), Err("`yes` is not a boolean".to_owned()));
-        assert!(typed("{".into(), ColumnType::Json).unwrap_err().starts_with("`{` is not JSON"));
+        assert_eq!(
+            typed("yes".into(), ColumnType::Boolean),
+            Err("`yes` is not a boolean".to_owned())
+        );
+        assert!(typed("{".into(), ColumnType::Json)
+            .unwrap_err()
+            .starts_with("`{` is not JSON"));
     }
 
     #[test]

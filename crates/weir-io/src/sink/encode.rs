@@ -171,7 +171,10 @@ mod tests {
         let mut out = Vec::new();
         let err = encoder.encode(&json!(3), &mut out).unwrap_err();
         assert_eq!(err.kind(), IoErrorKind::Encode);
-        assert_eq!(err.to_string(), "CSV output needs a JSON object per record, not a number");
+        assert_eq!(
+            err.to_string(),
+            "CSV output needs a JSON object per record, not a number"
+        );
         assert!(out.is_empty());
     }
 }

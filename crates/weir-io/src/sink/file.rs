@@ -140,7 +140,11 @@ pub(crate) struct FileWriter {
 }
 
 impl FileWriter {
-    pub(crate) fn create(path: &Path, rotate: Option<u64>, compression: Compression) -> Result<FileWriter, IoError> {
+    pub(crate) fn create(
+        path: &Path,
+        rotate: Option<u64>,
+        compression: Compression,
+    ) -> Result<FileWriter, IoError> {
         if path.as_os_str().is_empty() {
             return Err(IoError::new(IoErrorKind::NotFound, None, "no output path given"));
         }
@@ -163,7 +167,8 @@ impl FileWriter {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        fs::create_dir_all(&dir).map_err(|e| IoError::io("cannot create the directory", &dir, e, IoErrorKind::Write))?;
+        fs::create_dir_all(&dir)
+            .map_err(|e| IoError::io("cannot create the directory", &dir, e, IoErrorKind::Write))?;
         let mut writer = FileWriter {
             path: path.to_path_buf(),
             dir,
@@ -193,7 +198,11 @@ impl FileWriter {
         if self.rotate.is_none() {
             return self.path.clone();
         }
-        let name = self.path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
         let (stem, ext) = match name.get(1..).and_then(|rest| rest.find('.')) {
             Some(dot) => name.split_at(dot + 1),
             None => (&*name, ""),
@@ -206,8 +215,10 @@ impl FileWriter {
         let done = self.part_path(self.number);
         let name = done.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
         let tmp = self.dir.join(format!(".{name}.tmp"));
-        let file = File::create(&tmp).map_err(|e| IoError::io("cannot create", &tmp, e, IoErrorKind::Write))?;
-        let out = Encoder::new(self.compression, file).map_err(|e| IoError::io("cannot write", &tmp, e, IoErrorKind::Write))?;
+        let file =
+            File::create(&tmp).map_err(|e| IoError::io("cannot create", &tmp, e, IoErrorKind::Write))?;
+        let out = Encoder::new(self.compression, file)
+            .map_err(|e| IoError::io("cannot write", &tmp, e, IoErrorKind::Write))?;
         self.part = Some(Part { tmp, done, out });
         Ok(())
     }
@@ -255,7 +266,11 @@ impl FileWriter {
     /// them), so that none is written twice.
     pub(crate) fn flush(&mut self) -> Result<(), IoError> {
         if self.closed {
-            return Err(IoError::new(IoErrorKind::Write, Some(&self.path), format!("`{}` is already closed", self.path.display())));
+            return Err(IoError::new(
+                IoErrorKind::Write,
+                Some(&self.path),
+                format!("`{}` is already closed", self.path.display()),
+            ));
         }
         let buf = std::mem::take(&mut self.buf);
         let cuts = std::mem::take(&mut self.cuts);
@@ -309,7 +324,9 @@ impl FileWriter {
 
     /// Checks that the output directory still takes new files.
     pub(crate) fn healthcheck(&self) -> Result<(), IoError> {
-        let probe = self.dir.join(format!(".weir-healthcheck-{}.tmp", std::process::id()));
+        let probe = self
+            .dir
+            .join(format!(".weir-healthcheck-{}.tmp", std::process::id()));
         File::create(&probe).map_err(|e| IoError::io("cannot create", &probe, e, IoErrorKind::Write))?;
         fs::remove_file(&probe).map_err(|e| IoError::io("cannot remove", &probe, e, IoErrorKind::Write))
     }
@@ -459,11 +476,13 @@ mod tests {
     #[test]
     fn parts_are_named_after_the_stem_up_to_the_first_dot() {
         let dir = tempfile::tempdir().unwrap();
-        let writer = FileWriter::create(&dir.path().join("events.jsonl.gz"), Some(10), Compression::None).unwrap();
+        let writer =
+            FileWriter::create(&dir.path().join("events.jsonl.gz"), Some(10), Compression::None).unwrap();
         assert_eq!(writer.part_path(2), dir.path().join("events-00002.jsonl.gz"));
         let writer = FileWriter::create(&dir.path().join("noext"), Some(10), Compression::None).unwrap();
         assert_eq!(writer.part_path(1), dir.path().join("noext-00001"));
-        let writer = FileWriter::create(&dir.path().join(".hidden.log"), Some(10), Compression::None).unwrap();
+        let writer =
+            FileWriter::create(&dir.path().join(".hidden.log"), Some(10), Compression::None).unwrap();
         assert_eq!(writer.part_path(3), dir.path().join(".hidden-00003.log"));
     }
 }

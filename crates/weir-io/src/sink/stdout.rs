@@ -174,7 +174,10 @@ impl StdoutSink {
         IoError::new(
             IoErrorKind::BrokenPipe,
             None,
-            format!("cannot write to {}: {BROKEN_PIPE} (its reader went away)", self.name),
+            format!(
+                "cannot write to {}: {BROKEN_PIPE} (its reader went away)",
+                self.name
+            ),
         )
     }
 
