@@ -27,12 +27,12 @@
 //!     let mut registry = Registry::<Record>::new();
 //!     registry
 //!         .register("upper", |_config| {
-//!             Ok(compose::map("upper", |mut r: Record| {
+//!             Ok(compose::BoxStage::new(compose::map("upper", |mut r: Record| {
 //!                 if let Some(s) = r.value.as_str() {
 //!                     r.value = s.to_uppercase().into();
 //!                 }
 //!                 r
-//!             }))
+//!             })))
 //!         })
 //!         .unwrap();
 //!     weir_cli::main_with(registry)

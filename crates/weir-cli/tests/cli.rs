@@ -667,3 +667,71 @@ path = "dead.jsonl"
     assert_eq!(dead.len(), 1);
     assert!(dead[0]["error"].as_str().unwrap().contains("no route matched"));
 }
+
+#[test]
+fn metrics_are_served_in_the_prometheus_format_while_the_run_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "p.toml",
+        "[[source]]\ntype = \"generate\"\ncount = 60\nrate = 40.0\n[[stage]]\ntype = \"map\"\nname = \"shape\"\njq = '{id}'\n",
+    );
+    let mut child = weir(dir.path())
+        .args(["run", "p.toml", "--metrics-addr", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let url = loop {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "no metrics address printed"
+        );
+        if let Some(rest) = line.trim().strip_prefix("metrics on http://") {
+            break rest.trim_end_matches("/metrics").to_owned();
+        }
+    };
+    let mut conn = std::net::TcpStream::connect(&url).unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    conn.read_to_string(&mut body).unwrap();
+    assert!(body.starts_with("HTTP/1.") && body.contains(" 200"), "{body}");
+    assert!(body.contains("stage=\"shape\""), "{body}");
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    assert!(child.wait().unwrap().success(), "{rest}");
+}
+
+#[test]
+fn sigterm_drains_like_sigint() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "p.toml",
+        "[[source]]\ntype = \"generate\"\nrate = 100.0\n[sink]\ntype = \"file\"\npath = \"out.jsonl\"\n",
+    );
+    let child = weir(dir.path())
+        .args(["run", "p.toml", "--quiet"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("drained (SIGTERM)"), "{stderr}");
+    assert!(
+        dir.path().join("out.jsonl").exists(),
+        "the output is renamed into place after a drain"
+    );
+}

@@ -856,3 +856,181 @@ pub(crate) fn check(config: &Config, registry: &Registry<Record>) -> Result<Stri
         if config.stages().len() == 1 { "" } else { "s" }
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use weir::compose;
+
+    fn registry() -> Registry<Record> {
+        let mut r = Registry::new();
+        r.register("shout", |config: &serde_json::Value| {
+            let suffix = config
+                .get("suffix")
+                .and_then(|s| s.as_str())
+                .unwrap_or("!")
+                .to_owned();
+            Ok(compose::BoxStage::new(compose::try_map(
+                "shout",
+                move |mut rec: Record| {
+                    let Some(s) = rec.value.as_str() else {
+                        return Err(format!("not a string: {}", rec.value));
+                    };
+                    rec.value = format!("{}{suffix}", s.to_uppercase()).into();
+                    Ok(rec)
+                },
+            )))
+        })
+        .unwrap();
+        r
+    }
+
+    async fn run_case(
+        text: &str,
+        inputs: Vec<serde_json::Value>,
+    ) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+        let reg = registry();
+        let config = Config::parse("t.toml", text, &reg.names()).unwrap();
+        let dead = collector();
+        let built = build(
+            &config,
+            &reg,
+            Options {
+                limit: None,
+                test: Some(TestIo {
+                    inputs: inputs
+                        .into_iter()
+                        .map(|v| Input::Record(Record::new(v)))
+                        .collect(),
+                    dead_letters: dead.clone(),
+                }),
+            },
+        )
+        .unwrap();
+        built.pipeline.run().await.unwrap();
+        let out = built
+            .collected
+            .get("sink")
+            .map(|c| c.lock().unwrap().clone())
+            .unwrap_or_default();
+        let dead = dead.lock().unwrap().clone();
+        (out, dead)
+    }
+
+    #[tokio::test]
+    async fn custom_stages_from_the_registry_run_by_name_with_their_config_and_dead_letters() {
+        let (out, dead) = run_case(
+            "[pipeline]\non_error = \"dead_letter\"\n[[source]]\ntype = \"stdin\"\n[[stage]]\ntype = \"shout\"\nconfig = { suffix = \"?\" }\n[sink]\ntype = \"stdout\"\n[dead_letter]\ntype = \"file\"\npath = \"x\"\n",
+            vec![json!("a"), json!(1), json!("b")],
+        )
+        .await;
+        assert_eq!(out, [json!("A?"), json!("B?")]);
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0]["stage"], "shout");
+        assert_eq!(dead[0]["item"]["value"], 1);
+        assert!(
+            dead[0]["error"].as_str().unwrap().contains("not a string"),
+            "{}",
+            dead[0]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn batch_unbatch_take_skip_validate_and_flat_map_compose() {
+        let (out, dead) = run_case(
+            r#"
+[pipeline]
+on_error = "dead_letter"
+[[source]]
+type = "stdin"
+[[stage]]
+type = "skip"
+count = 1
+[[stage]]
+type = "validate"
+jq = '.n >= 0'
+message = "negative"
+[[stage]]
+type = "flat_map"
+jq = '.n, .n * 10'
+[[stage]]
+type = "batch"
+max_items = 3
+max_wait = "1s"
+[[stage]]
+type = "map"
+jq = 'add'
+[[stage]]
+type = "take"
+count = 2
+[sink]
+type = "stdout"
+[dead_letter]
+type = "file"
+path = "x"
+"#,
+            vec![
+                json!({"n": 100}),
+                json!({"n": 1}),
+                json!({"n": -1}),
+                json!({"n": 2}),
+                json!({"n": 3}),
+            ],
+        )
+        .await;
+        // 1, 10, 2 | 20, 3, 30 → sums 13 and 53
+        assert_eq!(out, [json!(13), json!(53)]);
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0]["error"], "negative");
+    }
+
+    #[tokio::test]
+    async fn concurrent_and_keyed_jq_stages_keep_order_and_apply_retry_settings() {
+        let (out, _) = run_case(
+            "[[source]]\ntype = \"stdin\"\n[[stage]]\ntype = \"map\"\njq = '. + 1'\nconcurrency = 4\nretry = { max_attempts = 2, backoff = \"1ms\" }\ntimeout = \"5s\"\n[[stage]]\ntype = \"filter\"\njq = '. % 2 == 0'\nconcurrency = 2\nkey_by = '. % 3'\n[sink]\ntype = \"stdout\"\n",
+            (0..100).map(|i| json!(i)).collect(),
+        )
+        .await;
+        let mut want: Vec<_> = (1..=100).filter(|i| i % 2 == 0).map(|i| json!(i)).collect();
+        let mut got = out.clone();
+        // keyed output keeps per-key order; compare as sets, and check per-key order.
+        got.sort_by_key(|v| v.as_i64());
+        want.sort_by_key(|v| v.as_i64());
+        assert_eq!(got, want);
+        for k in 0..3 {
+            let per_key: Vec<i64> = out
+                .iter()
+                .filter_map(|v| v.as_i64())
+                .filter(|v| v % 3 == k)
+                .collect();
+            assert!(per_key.windows(2).all(|w| w[0] < w[1]), "{per_key:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn aggregate_over_the_whole_stream_groups_by_key() {
+        let (out, _) = run_case(
+            "[[source]]\ntype = \"stdin\"\n[[stage]]\ntype = \"aggregate\"\nkey = '.k'\nfields = { n = \"count\", total = \"sum(.v)\", last = \"last(.v)\" }\n[sink]\ntype = \"stdout\"\n",
+            vec![json!({"k": "a", "v": 1}), json!({"k": "b", "v": 2}), json!({"k": "a", "v": 3})],
+        )
+        .await;
+        assert_eq!(
+            out,
+            [
+                json!({"key": "a", "n": 2, "total": 4, "last": 3}),
+                json!({"key": "b", "n": 1, "total": 2, "last": 2})
+            ]
+        );
+    }
+
+    #[test]
+    fn aggregate_fields_are_parsed_with_a_hint_for_typos() {
+        assert!(matches!(spec::parse_field("count"), Ok(spec::Field::Count)));
+        assert!(matches!(spec::parse_field("sum(.a)"), Ok(spec::Field::Sum(_))));
+        let e = spec::parse_field("summ(.a)").err().unwrap();
+        assert!(e.contains("did you mean \"sum\""), "{e}");
+        assert!(spec::parse_field("sum(.a").is_err());
+        assert!(spec::parse_field("total").is_err());
+    }
+}
