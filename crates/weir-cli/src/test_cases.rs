@@ -54,7 +54,10 @@ fn inputs(case: &Opts<'_>, config: &Config) -> Vec<Input> {
 }
 
 /// Runs every case of `config`.
-pub(crate) async fn run_cases(config: &Config, registry: &Registry<Record>) -> Result<Vec<CaseResult>, String> {
+pub(crate) async fn run_cases(
+    config: &Config,
+    registry: &Registry<Record>,
+) -> Result<Vec<CaseResult>, String> {
     let mut results = Vec::new();
     for case in config.tests() {
         let name = case.str("name").unwrap_or_default();
@@ -63,7 +66,15 @@ pub(crate) async fn run_cases(config: &Config, registry: &Registry<Record>) -> R
             inputs: inputs(&case, config),
             dead_letters: dead.clone(),
         };
-        let built = build::build(config, registry, Options { limit: None, test: Some(io) }).map_err(|e| e.to_string())?;
+        let built = build::build(
+            config,
+            registry,
+            Options {
+                limit: None,
+                test: Some(io),
+            },
+        )
+        .map_err(|e| e.to_string())?;
         let run = built.pipeline.run().await;
         let ordered = case.bool("ordered").unwrap_or(true);
         let mut problems = String::new();
@@ -86,10 +97,20 @@ pub(crate) async fn run_cases(config: &Config, registry: &Registry<Record>) -> R
                 crate::config::tree::Value::Array(items) => items.iter().map(|n| n.to_json()).collect(),
                 _ => Vec::new(),
             };
-            compare(&format!("branch {branch}"), &want, &got(&branch), ordered, &mut problems);
+            compare(
+                &format!("branch {branch}"),
+                &want,
+                &got(&branch),
+                ordered,
+                &mut problems,
+            );
         }
         if case.node("expect_dead_letters").is_some() {
-            let want: Vec<Value> = case.list("expect_dead_letters").iter().map(|n| n.to_json()).collect();
+            let want: Vec<Value> = case
+                .list("expect_dead_letters")
+                .iter()
+                .map(|n| n.to_json())
+                .collect();
             let have = dead.lock().expect("collector lock").clone();
             compare_letters(&want, &have, &mut problems);
         }
@@ -107,25 +128,7 @@ fn compare(what: &str, want: &[Value], got: &[Value], ordered: bool, out: &mut S
         want.sort_by_key(|v| v.to_string());
         got.sort_by_key(|v| v.to_string());
     }
-    if want == got {
-        return;
-    }
-    let _ = writeln!(out, "  {what}: expected {} items, got {}", want.len(), got.len());
-    for i in 0..want.len().max(got.len()) {
-        match (want.get(i), got.get(i)) {
-            (Some(w), Some(g)) if w == g => {
-                let _ = writeln!(out, "      {w}");
-            }
-            (w, g) => {
-                if let Some(w) = w {
-                    let _ = writeln!(out, "    - {w}");
-                }
-                if let Some(g) = g {
-                    let _ = writeln!(out, "    + {g}");
-                }
-            }
-        }
-    }
+    diff(what, "items", &want, &got, |w, g| w == g, out);
 }
 
 /// Each expected letter's fields must match the actual one's; `error`
@@ -141,11 +144,16 @@ fn compare_letters(want: &[Value], got: &[Value], out: &mut String) {
             _ => false,
         })
     };
-    let ok = want.len() == got.len() && want.iter().zip(got).all(|(w, g)| matches(w, g));
-    if ok {
+    diff("dead letters", "records", want, got, matches, out);
+}
+
+/// Writes `- expected` / `+ actual` lines for every position where the
+/// two lists differ (nothing when they match).
+fn diff(what: &str, noun: &str, want: &[Value], got: &[Value], matches: impl Fn(&Value, &Value) -> bool, out: &mut String) {
+    if want.len() == got.len() && want.iter().zip(got).all(|(w, g)| matches(w, g)) {
         return;
     }
-    let _ = writeln!(out, "  dead letters: expected {}, got {}", want.len(), got.len());
+    let _ = writeln!(out, "  {what}: expected {} {noun}, got {}", want.len(), got.len());
     for i in 0..want.len().max(got.len()) {
         match (want.get(i), got.get(i)) {
             (Some(w), Some(g)) if matches(w, g) => {

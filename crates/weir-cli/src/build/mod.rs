@@ -733,6 +733,26 @@ fn branch_pipeline(
     }
 }
 
+/// Adds each branch (its stages, its sink, its buffer) to a route or
+/// broadcast.
+fn add_branches<M>(
+    mut r: weir::stage::Branches<Keyed, M>,
+    branches: Vec<Branch>,
+    ctx: &Ctx,
+) -> weir::stage::Branches<Keyed, M> {
+    for b in branches {
+        let (buffer, drop_newest) = (b.buffer, b.drop_newest);
+        r = r.branch(b.name, branch_pipeline(b.stages, b.sink, ctx));
+        if let Some(n) = buffer {
+            r = r.buffer(n);
+            if drop_newest {
+                r = r.drop_newest();
+            }
+        }
+    }
+    r
+}
+
 fn route(
     p: Dyn<Record>,
     name: String,
@@ -770,19 +790,7 @@ fn route(
     keyed
         .route(
             |(k, _): &Keyed| k.clone(),
-            move |mut r| {
-                for b in branches {
-                    let (buffer, drop_newest) = (b.buffer, b.drop_newest);
-                    r = r.branch(b.name, branch_pipeline(b.stages, b.sink, ctx));
-                    if let Some(n) = buffer {
-                        r = r.buffer(n);
-                        if drop_newest {
-                            r = r.drop_newest();
-                        }
-                    }
-                }
-                r
-            },
+            move |r| add_branches(r, branches, ctx),
         )
         .name(format!("{name}:out"))
         .boxed()
@@ -792,19 +800,7 @@ fn broadcast(p: Dyn<Record>, name: String, branches: Vec<Branch>, ctx: &Ctx) -> 
     let empty: Arc<str> = Arc::from("");
     p.map(move |r: Record| (empty.clone(), r))
         .name(format!("{name}:in"))
-        .broadcast(move |mut r| {
-            for b in branches {
-                let (buffer, drop_newest) = (b.buffer, b.drop_newest);
-                r = r.branch(b.name, branch_pipeline(b.stages, b.sink, ctx));
-                if let Some(n) = buffer {
-                    r = r.buffer(n);
-                    if drop_newest {
-                        r = r.drop_newest();
-                    }
-                }
-            }
-            r
-        })
+        .broadcast(move |r| add_branches(r, branches, ctx))
         .name(name)
         .boxed()
 }

@@ -66,9 +66,11 @@ pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Str
             ) {
                 (Some(v), _) => out.push_str(&v),
                 (None, Some(d)) => out.push_str(d),
-                (None, None) => return Err(format!(
+                (None, None) => {
+                    return Err(format!(
                     "environment variable `{name}` is not set (write `${{{name}:-default}}` for a default)"
-                )),
+                ))
+                }
             }
             rest = &tail[end + 1..];
         } else {

@@ -280,47 +280,27 @@ const KEY_BY: Opt = off(
     "with concurrency: items of one key (this jq expression) in order, keys in parallel",
 );
 
-const MAP: &[Opt] = &[
-    req(
-        "jq",
-        Kind::Jq,
-        "the new item (no output: the item is dropped; several: an error)",
-    ),
-    NAME,
-    ON_ERROR,
-    CONCURRENCY,
-    ORDERED,
-    KEY_BY,
-    RETRY_OPT,
-    TIMEOUT,
-    BREAKER_OPT,
-];
-const FILTER: &[Opt] = &[
-    req(
-        "jq",
-        Kind::Jq,
-        "keep the item when the first output is neither false nor null",
-    ),
-    NAME,
-    ON_ERROR,
-    CONCURRENCY,
-    ORDERED,
-    KEY_BY,
-    RETRY_OPT,
-    TIMEOUT,
-    BREAKER_OPT,
-];
-const FLAT_MAP: &[Opt] = &[
-    req("jq", Kind::Jq, "every output becomes an item"),
-    NAME,
-    ON_ERROR,
-    CONCURRENCY,
-    ORDERED,
-    KEY_BY,
-    RETRY_OPT,
-    TIMEOUT,
-    BREAKER_OPT,
-];
+/// The options of a jq stage (`map`, `filter`, `flat_map`): its
+/// expression, then the work settings they share.
+macro_rules! jq_stage {
+    ($doc:expr) => {
+        &[
+            req("jq", Kind::Jq, $doc),
+            NAME,
+            ON_ERROR,
+            CONCURRENCY,
+            ORDERED,
+            KEY_BY,
+            RETRY_OPT,
+            TIMEOUT,
+            BREAKER_OPT,
+        ]
+    };
+}
+
+const MAP: &[Opt] = jq_stage!("the new item (exactly one output)");
+const FILTER: &[Opt] = jq_stage!("keep the item when the first output is neither false nor null");
+const FLAT_MAP: &[Opt] = jq_stage!("every output becomes an item");
 
 const CSV: &[Opt] = &[
     opt("delimiter", Kind::Str, ",", "the field separator (one byte)"),

@@ -197,10 +197,7 @@ impl Checker<'_> {
                 Vec::new()
             })
             .collect();
-        let hint = match schema::nearest(name, names.iter().copied()) {
-            Some(near) => format!(" (did you mean \"{near}\"?)"),
-            None => format!(" (expected one of {})", schema::quoted(&names)),
-        };
+        let hint = hint(name, &names, '"');
         self.problem(
             type_node.pos,
             &format!("{path}.type"),
@@ -240,13 +237,8 @@ impl Checker<'_> {
             match opts.iter().find(|o| o.name == e.key) {
                 Some(o) => self.value(&e.node, &o.kind, &key_path),
                 None => {
-                    let hint = match schema::nearest(&e.key, opts.iter().map(|o| o.name)) {
-                        Some(near) => format!(" (did you mean `{near}`?)"),
-                        None => {
-                            let names: Vec<&str> = opts.iter().map(|o| o.name).collect();
-                            format!(" (expected one of {})", schema::quoted(&names))
-                        }
-                    };
+                    let names: Vec<&str> = opts.iter().map(|o| o.name).collect();
+                    let hint = hint(&e.key, &names, '`');
                     self.problem(e.pos, &key_path, format!("unknown key `{}`{hint}", e.key));
                 }
             }
@@ -331,6 +323,14 @@ impl Checker<'_> {
             }
             _ => wrong(self),
         }
+    }
+}
+
+/// ` (did you mean "x"?)` for a likely typo, else ` (expected one of …)`.
+fn hint(wrong: &str, names: &[&str], quote: char) -> String {
+    match schema::nearest(wrong, names.iter().copied()) {
+        Some(near) => format!(" (did you mean {quote}{near}{quote}?)"),
+        None => format!(" (expected one of {})", schema::quoted(names)),
     }
 }
 
