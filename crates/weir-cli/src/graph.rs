@@ -47,7 +47,12 @@ fn settings(node: &Node) -> Vec<String> {
     };
     entries
         .iter()
-        .filter(|e| !matches!(e.key.as_str(), "type" | "name" | "stage" | "sink" | "route" | "branch"))
+        .filter(|e| {
+            !matches!(
+                e.key.as_str(),
+                "type" | "name" | "stage" | "sink" | "route" | "branch"
+            )
+        })
         .map(|e| format!("{} = {}", e.key, e.node.to_json()))
         .collect()
 }
@@ -58,7 +63,11 @@ fn label(t: &Typed<'_>, node: Option<&Node>) -> String {
         .and_then(Node::as_str)
         .unwrap_or(t.type_name)
         .to_owned();
-    let mut lines = vec![if name == t.type_name { name } else { format!("{name} ({})", t.type_name) }];
+    let mut lines = vec![if name == t.type_name {
+        name
+    } else {
+        format!("{name} ({})", t.type_name)
+    }];
     if let Some(n) = node {
         lines.extend(settings(n));
     }
@@ -78,7 +87,9 @@ fn stages(g: &mut Graph, mut prev: String, list: &[Typed<'_>], sink: Option<Type
         };
         for b in t.opts.tables(key) {
             let name = b.str("name").unwrap_or_default();
-            let when = b.str("when").map_or_else(|| name.clone(), |w| format!("{name}: {w}"));
+            let when = b
+                .str("when")
+                .map_or_else(|| name.clone(), |w| format!("{name}: {w}"));
             let first = g.add(format!("branch {name}"), Shape::Stage);
             g.edges.push((prev.clone(), first.clone(), Some(when)));
             stages(g, first, &b.stages("stage"), b.sink("sink"));
@@ -115,14 +126,22 @@ pub(crate) fn render(config: &Config, format: GraphFormat) -> String {
     let mut out = String::new();
     match format {
         GraphFormat::Dot => {
-            let _ = writeln!(out, "digraph weir {{\n  rankdir=LR;\n  node [fontname=\"monospace\"];");
+            let _ = writeln!(
+                out,
+                "digraph weir {{\n  rankdir=LR;\n  node [fontname=\"monospace\"];"
+            );
             for v in &g.vertices {
                 let shape = match v.shape {
                     Shape::Source => "cds",
                     Shape::Stage => "box",
                     Shape::Sink => "cylinder",
                 };
-                let _ = writeln!(out, "  {} [shape={shape}, label=\"{}\"];", v.id, dot_escape(&v.label));
+                let _ = writeln!(
+                    out,
+                    "  {} [shape={shape}, label=\"{}\"];",
+                    v.id,
+                    dot_escape(&v.label)
+                );
             }
             if g.edges.iter().any(|(from, _, _)| from == "failures") {
                 let _ = writeln!(out, "  failures [shape=note, label=\"failed items\"];");
@@ -161,7 +180,8 @@ pub(crate) fn render(config: &Config, format: GraphFormat) -> String {
 }
 
 fn dot_escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\l") + if s.contains('\n') { "\\l" } else { "" }
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\l")
+        + if s.contains('\n') { "\\l" } else { "" }
 }
 
 fn mermaid_escape(s: &str) -> String {

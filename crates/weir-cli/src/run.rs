@@ -42,7 +42,10 @@ pub(crate) fn run(args: RunArgs, registry: &Registry<Record>) -> ExitCode {
 }
 
 async fn run_async(args: RunArgs, config: Config, registry: &Registry<Record>) -> ExitCode {
-    let drain_timeout = config.pipeline().duration("drain_timeout").unwrap_or(Duration::from_secs(30));
+    let drain_timeout = config
+        .pipeline()
+        .duration("drain_timeout")
+        .unwrap_or(Duration::from_secs(30));
     let built = match build::build(
         &config,
         registry,
@@ -99,7 +102,8 @@ async fn run_async(args: RunArgs, config: Config, registry: &Registry<Record>) -
     let _metrics = match args.metrics_addr {
         Some(addr) => {
             let snapshot = latest.clone();
-            match weir::metrics::serve_on(addr, move || snapshot.lock().expect("snapshot lock").clone()).await {
+            match weir::metrics::serve_on(addr, move || snapshot.lock().expect("snapshot lock").clone()).await
+            {
                 Ok(server) => {
                     screen.note(&format!("metrics on http://{}/metrics", server.local_addr()));
                     Some(server)
@@ -230,7 +234,10 @@ async fn run_async(args: RunArgs, config: Config, registry: &Registry<Record>) -
 }
 
 /// Waits for the run's end, keeping the shared snapshot fresh meanwhile.
-async fn handle_wait<I: Send + 'static>(handle: weir::Handle<I>, latest: Arc<Mutex<Report>>) -> Result<Report, weir::Error> {
+async fn handle_wait<I: Send + 'static>(
+    handle: weir::Handle<I>,
+    latest: Arc<Mutex<Report>>,
+) -> Result<Report, weir::Error> {
     let refresh = async {
         loop {
             tokio::time::sleep(TICK).await;

@@ -149,7 +149,14 @@ fn compare_letters(want: &[Value], got: &[Value], out: &mut String) {
 
 /// Writes `- expected` / `+ actual` lines for every position where the
 /// two lists differ (nothing when they match).
-fn diff(what: &str, noun: &str, want: &[Value], got: &[Value], matches: impl Fn(&Value, &Value) -> bool, out: &mut String) {
+fn diff(
+    what: &str,
+    noun: &str,
+    want: &[Value],
+    got: &[Value],
+    matches: impl Fn(&Value, &Value) -> bool,
+    out: &mut String,
+) {
     if want.len() == got.len() && want.iter().zip(got).all(|(w, g)| matches(w, g)) {
         return;
     }

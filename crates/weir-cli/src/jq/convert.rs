@@ -23,11 +23,7 @@ pub(super) fn to_val(value: Value) -> Val {
         Value::Number(n) => Val::Num(to_num(&n)),
         Value::String(s) => Val::from(s),
         Value::Array(items) => items.into_iter().map(to_val).collect(),
-        Value::Object(map) => Val::obj(
-            map.into_iter()
-                .map(|(k, v)| (Val::from(k), to_val(v)))
-                .collect(),
-        ),
+        Value::Object(map) => Val::obj(map.into_iter().map(|(k, v)| (Val::from(k), to_val(v))).collect()),
     }
 }
 

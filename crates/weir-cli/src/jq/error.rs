@@ -61,8 +61,8 @@ impl CompileError {
         (self.line, self.column)
     }
 
-    /// What is wrong, without the position: `syntax error`,
-    /// ``undefined filter `selct/1` ``, …
+    /// What is wrong, without the position: ``unexpected `b` ``,
+    /// ``undefined filter `selct/1` ``, ``unclosed `(` ``…
     ///
     /// # Examples
     ///
@@ -77,15 +77,16 @@ impl CompileError {
     }
 
     /// What the parser expected or what was probably meant, if known:
-    /// ``expected term, found end of expression``, ``did you mean `select/1`?``.
+    /// ``expected `,` or `}` ``, ``did you mean `select/1`?``.
     ///
     /// # Examples
     ///
     /// ```
     /// use weir_cli::jq::Jq;
     ///
-    /// let err = Jq::compile(".foo |").unwrap_err();
-    /// assert_eq!(err.detail(), Some("expected a term, found the end of the expression"));
+    /// let err = Jq::compile("{a: 1 b}").unwrap_err();
+    /// assert_eq!(err.detail(), Some("expected `,` or `}`"));
+    /// assert_eq!(err.message(), "unexpected `b`");
     /// ```
     pub fn detail(&self) -> Option<&str> {
         self.detail.as_deref()

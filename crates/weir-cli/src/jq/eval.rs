@@ -53,6 +53,26 @@ pub(super) fn truthy(v: &Value) -> bool {
 }
 
 impl Expr {
+    /// The truthiness of the expression's output (`None` without output):
+    /// [`eval`](Expr::eval) without building the boolean values of
+    /// comparisons and logic, for `select` and [`Jq::test`](super::Jq::test).
+    pub(super) fn truth(&self, x: &Value, vars: &[Value]) -> Result<Option<bool>, Fail> {
+        match self {
+            Expr::Cmp(l, op, r) => {
+                let l = one!(l.eval(x, vars));
+                let r = one!(r.eval(x, vars));
+                Ok(Some(compare(&l, *op, &r)))
+            }
+            Expr::Logic(l, stop, r) => match l.truth(x, vars)? {
+                Some(b) if b == *stop => Ok(Some(*stop)),
+                Some(_) => r.truth(x, vars),
+                None => Ok(None),
+            },
+            Expr::Not => Ok(Some(!truthy(x))),
+            _ => Ok(self.eval(x, vars)?.map(|v| truthy(&v))),
+        }
+    }
+
     /// Runs the expression on `x` with the run-time variables `vars`.
     pub(super) fn eval<'a>(&'a self, x: &'a Value, vars: &'a [Value]) -> Out<'a> {
         match self {
@@ -110,21 +130,16 @@ impl Expr {
                 },
                 _ => Err(Fail::Error),
             },
-            Expr::Logic(l, stop, r) => {
-                let l = one!(l.eval(x, vars));
-                if truthy(&l) == *stop {
-                    return owned(Value::Bool(*stop));
-                }
-                let r = one!(r.eval(x, vars));
-                owned(Value::Bool(truthy(&r)))
-            }
+            Expr::Logic(..) => match self.truth(x, vars)? {
+                Some(b) => owned(Value::Bool(b)),
+                None => Ok(None),
+            },
             Expr::Alt(l, r) => match l.eval(x, vars)? {
                 Some(v) if truthy(&v) => Ok(Some(v)),
                 _ => r.eval(x, vars),
             },
             Expr::Ite(cond, then, otherwise) => {
-                let c = one!(cond.eval(x, vars));
-                if truthy(&c) {
+                if one!(cond.truth(x, vars)) {
                     then.eval(x, vars)
                 } else {
                     otherwise.eval(x, vars)
@@ -192,9 +207,7 @@ fn index_mut<'v>(v: &'v mut Value, key: &Key) -> Result<Option<&'v mut Value>, F
         (Value::Null, _) => Ok(None),
         (Value::Object(map), Key::Field(k)) => Ok(map.get_mut(k)),
         (Value::Object(_), Key::Index(_)) => Ok(None),
-        (Value::Array(items), Key::Index(i)) => {
-            Ok(wrap_index(*i, items.len()).map(|i| &mut items[i]))
-        }
+        (Value::Array(items), Key::Index(i)) => Ok(wrap_index(*i, items.len()).map(|i| &mut items[i])),
         _ => Err(Fail::Error),
     }
 }
@@ -306,7 +319,10 @@ pub(super) fn cmp_values(a: &Value, b: &Value) -> Ordering {
             (false, true) => Ordering::Greater,
             (false, false) => {
                 let (a, b) = (sorted(a), sorted(b));
-                let keys = a.iter().map(|kv| kv.0.as_bytes()).cmp(b.iter().map(|kv| kv.0.as_bytes()));
+                let keys = a
+                    .iter()
+                    .map(|kv| kv.0.as_bytes())
+                    .cmp(b.iter().map(|kv| kv.0.as_bytes()));
                 let values = || lexicographic(a.iter().map(|kv| kv.1), b.iter().map(|kv| kv.1), cmp_values);
                 keys.then_with(values)
             }
@@ -384,14 +400,12 @@ fn math<'a>(l: Cow<'a, Value>, op: Math, r: Cow<'a, Value>) -> Out<'a> {
             let kept = a.iter().filter(|x| !b.iter().any(|y| cmp_values(x, y).is_eq()));
             owned(Array(kept.cloned().collect()))
         }
-        (Math::Mul, Str(s), Value::Number(n)) | (Math::Mul, Value::Number(n), Str(s)) => {
-            match num(n) {
-                N::Int(i) if i <= 0 => owned(Null),
-                N::Int(i) if i <= 1_000 => owned(Str(s.repeat(i as usize))),
-                N::Int(_) | N::Big(_) => Err(Fail::Unsupported),
-                N::Float(_) => Err(Fail::Error),
-            }
-        }
+        (Math::Mul, Str(s), Value::Number(n)) | (Math::Mul, Value::Number(n), Str(s)) => match num(n) {
+            N::Int(i) if i <= 0 => owned(Null),
+            N::Int(i) if i <= 1_000 => owned(Str(s.repeat(i as usize))),
+            N::Int(_) | N::Big(_) => Err(Fail::Unsupported),
+            N::Float(_) => Err(Fail::Error),
+        },
         (Math::Mul, Object(_), Object(_)) | (Math::Div, Str(_), Str(_)) => Err(Fail::Unsupported),
         _ => Err(Fail::Error),
     }
@@ -506,7 +520,10 @@ fn strict_json_number(s: &str) -> Option<Number> {
     if integer {
         s.parse::<i64>().ok().map(Number::from)
     } else {
-        s.parse::<f64>().ok().filter(|f| f.is_finite()).and_then(Number::from_f64)
+        s.parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .and_then(Number::from_f64)
     }
 }
 
@@ -566,7 +583,9 @@ mod tests {
         assert_eq!(strict_json_number("12"), Some(Number::from(12)));
         assert_eq!(strict_json_number("-0"), Some(Number::from(0)));
         assert_eq!(strict_json_number("1.5e3"), Number::from_f64(1500.0));
-        for bad in ["", "-", "01", "1.", ".5", "1e", " 1", "1 ", "nan", "0x10", "+1", "1e999"] {
+        for bad in [
+            "", "-", "01", "1.", ".5", "1e", " 1", "1 ", "nan", "0x10", "+1", "1e999",
+        ] {
             assert_eq!(strict_json_number(bad), None, "{bad:?}");
         }
     }

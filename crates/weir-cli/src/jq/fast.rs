@@ -283,7 +283,10 @@ mod tests {
     #[test]
     fn literals_keep_their_integer_or_float_kind() {
         assert_eq!(number_literal("500"), Some(Number::from(500u64)));
-        assert_eq!(number_literal("18446744073709551615"), Some(Number::from(u64::MAX)));
+        assert_eq!(
+            number_literal("18446744073709551615"),
+            Some(Number::from(u64::MAX))
+        );
         assert_eq!(number_literal("18446744073709551616"), None);
         assert_eq!(number_literal("1.5"), Number::from_f64(1.5));
         assert_eq!(number_literal("1e400"), None);

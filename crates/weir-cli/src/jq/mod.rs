@@ -26,7 +26,9 @@
 //! an input makes it fail (an error, an integer overflowing into jaq's big
 //! integers, a rarely used case) that input is run through jaq instead, so
 //! results and error messages are always jaq's. A differential test checks
-//! the two evaluators against each other on random inputs.
+//! the two evaluators against each other on random inputs; the ignored test
+//! `jq::tests::bench_fast_vs_jaq_per_item` measures both (run it by hand
+//! with `--release -- --ignored --nocapture`).
 //!
 //! # Numbers, strings and key order
 //!
@@ -145,7 +147,13 @@ impl Jq {
     pub fn compile_with_vars(source: &str, vars: &[&str]) -> Result<Jq, CompileError> {
         let vars: Vec<String> = vars
             .iter()
-            .map(|v| if v.starts_with('$') { (*v).to_owned() } else { format!("${v}") })
+            .map(|v| {
+                if v.starts_with('$') {
+                    (*v).to_owned()
+                } else {
+                    format!("${v}")
+                }
+            })
             .collect();
         let filter = compile_jaq(source, &vars)?;
         let fast = fast::lower_source(source, &vars);
@@ -291,8 +299,8 @@ impl Jq {
     pub fn test_with_vars(&self, input: &Value, vars: &[Value]) -> Result<bool, EvalError> {
         self.check_vars(vars)?;
         if let Some(fast) = &self.inner.fast {
-            if let Ok(out) = fast.eval(input, vars) {
-                return Ok(out.is_some_and(|v| eval::truthy(&v)));
+            if let Ok(truth) = fast.truth(input, vars) {
+                return Ok(truth.unwrap_or(false));
             }
         }
         match self.jaq_outputs(input.clone(), vars).next() {
@@ -448,7 +456,13 @@ fn compile_jaq(source: &str, vars: &[String]) -> Result<Filter, CompileError> {
     let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
     let arena = Arena::default();
     let modules = Loader::new(defs)
-        .load(&arena, File { code: source, path: () })
+        .load(
+            &arena,
+            File {
+                code: source,
+                path: (),
+            },
+        )
         .map_err(|errs| load_error(source, errs))?;
     let funs = jaq_core::funs().chain(jaq_std::funs()).chain(jaq_json::funs());
     Compiler::default()
@@ -487,7 +501,10 @@ fn load_error(source: &str, errs: load::Errors<&str, ()>) -> CompileError {
                 return CompileError::new("syntax error".into(), None, source, 0);
             };
             let offset = offset_in(source, at);
-            let found = at.chars().next().map_or("end of expression".to_owned(), |c| format!("`{c}`"));
+            let found = at
+                .chars()
+                .next()
+                .map_or("end of expression".to_owned(), |c| format!("`{c}`"));
             match expect {
                 Lex::Delim(open) => {
                     let close = match open.chars().next() {
@@ -503,7 +520,9 @@ fn load_error(source: &str, errs: load::Errors<&str, ()>) -> CompileError {
                         offset_in(source, open),
                     )
                 }
-                Lex::Token => CompileError::new(format!("unexpected character {found}"), None, source, offset),
+                Lex::Token => {
+                    CompileError::new(format!("unexpected character {found}"), None, source, offset)
+                }
                 other => CompileError::new(
                     format!("unexpected {found}"),
                     Some(format!("expected {}", other.as_str())),
@@ -516,7 +535,11 @@ fn load_error(source: &str, errs: load::Errors<&str, ()>) -> CompileError {
             let Some((expect, at)) = errs.into_iter().min_by_key(|(_, at)| offset_in(source, at)) else {
                 return CompileError::new("syntax error".into(), None, source, 0);
             };
-            let offset = if at.is_empty() { source.len() } else { offset_in(source, at) };
+            let offset = if at.is_empty() {
+                source.len()
+            } else {
+                offset_in(source, at)
+            };
             CompileError::new(
                 format!("unexpected {}", describe_token(at)),
                 Some(format!("expected {}", describe_expect(&expect))),
