@@ -21,6 +21,7 @@ use serde::{Serialize, Serializer};
 use weir::compose::Registry;
 use weir::stage::{BoxPlan, NoIntake, Recoverable, Streamed};
 use weir::{DeadLetters, ErrorPolicy, EventLevel, Pipeline, PipelineBuilder};
+use weir_io::format::Projection;
 use weir_io::{Line, Record};
 
 use crate::config::{Config, ConfigError, Problem, Typed};
@@ -179,7 +180,8 @@ pub(crate) fn build(
         None
     };
 
-    // Sources.
+    // Sources, decoding only the fields the stages read when that is known.
+    let keep = projection(&stages, default);
     let mut inputs = Vec::new();
     let sources = config.sources();
     let parse_policy = sources
@@ -215,7 +217,7 @@ pub(crate) fn build(
         let mut streams = Vec::new();
         let mut iters = Vec::new();
         for s in &sources {
-            match open_source(s, &mut inputs) {
+            match open_source(s, keep.as_ref(), &mut inputs) {
                 Ok(Opened::Iter(it, name)) => iters.push((it, name)),
                 Ok(Opened::Stream(st, name)) => streams.push((st, name)),
                 Err(message) => problems.push(Problem {
@@ -322,6 +324,49 @@ fn compression(name: Option<&str>) -> weir_io::Compression {
     }
 }
 
+/// The fields the `parse` stage needs to build: what the leading `filter`
+/// and `map` stages read, up to and including the first `map` (whose
+/// output replaces the record). `None` (build everything) when a stage on
+/// the way needs the whole record: one that is not a plain jq filter or
+/// map, one whose expression's reads are not known, one that may
+/// dead-letter the record (a dead letter holds the whole item), or the
+/// sink. Invisible to the stages: see the `jq` module's projection test.
+fn projection(stages: &[Stage], default: ErrorPolicy) -> Option<Projection> {
+    let mut keep = Projection::default();
+    for stage in stages {
+        let Stage::Jq {
+            kind,
+            jq,
+            policy,
+            work,
+            ..
+        } = stage
+        else {
+            return None;
+        };
+        if *kind == JqKind::FlatMap
+            || work.concurrent()
+            || policy.unwrap_or(default) == ErrorPolicy::DeadLetter
+        {
+            return None;
+        }
+        for path in jq.reads()? {
+            keep.add(&path);
+        }
+        if *kind == JqKind::Map {
+            return (!keep.is_whole()).then_some(keep);
+        }
+    }
+    None
+}
+
+fn project(decoder: weir_io::format::Decoder, keep: Option<&Projection>) -> weir_io::format::Decoder {
+    match keep {
+        Some(k) => decoder.project(k.clone()),
+        None => decoder,
+    }
+}
+
 type BoxIter = Box<dyn Iterator<Item = Input> + Send>;
 
 enum Opened {
@@ -362,13 +407,17 @@ fn format_of(t: &Typed<'_>) -> Result<weir_io::Format, String> {
     })
 }
 
-fn open_source(t: &Typed<'_>, inputs: &mut Vec<weir_io::file::ReadProgress>) -> Result<Opened, String> {
+fn open_source(
+    t: &Typed<'_>,
+    keep: Option<&Projection>,
+    inputs: &mut Vec<weir_io::file::ReadProgress>,
+) -> Result<Opened, String> {
     let o = &t.opts;
     let name = o.str("name").unwrap_or_else(|| t.type_name.to_owned());
     match t.type_name {
         "file" => {
             let format = format_of(t)?;
-            let decoder = Arc::new(format.decoder());
+            let decoder = Arc::new(project(format.decoder(), keep));
             let cfg = weir_io::file::FileSourceConfig::new(o.str("path").unwrap_or_default())
                 .format(format)
                 .compression(compression(o.str("compression").as_deref()))
@@ -380,7 +429,7 @@ fn open_source(t: &Typed<'_>, inputs: &mut Vec<weir_io::file::ReadProgress>) -> 
         }
         "stdin" => {
             let format = format_of(t)?;
-            let decoder = Arc::new(format.decoder());
+            let decoder = Arc::new(project(format.decoder(), keep));
             let source = weir_io::stdin::StdinSource::new()
                 .format(format)
                 .max_line_bytes(o.size("max_line_bytes").unwrap_or(16 << 20));
@@ -826,7 +875,7 @@ pub(crate) fn check(config: &Config, registry: &Registry<Record>) -> Result<Stri
     let sources = config.sources();
     for s in &sources {
         if s.type_name == "file" {
-            if let Err(message) = open_source(s, &mut Vec::new()) {
+            if let Err(message) = open_source(s, None, &mut Vec::new()) {
                 problems.push(Problem {
                     pos: s.opts.pos_of("path"),
                     path: format!("{}.path", s.opts.path),
@@ -1028,5 +1077,41 @@ path = "x"
         assert!(e.contains("did you mean \"sum\""), "{e}");
         assert!(spec::parse_field("sum(.a").is_err());
         assert!(spec::parse_field("total").is_err());
+    }
+
+    fn stages_of(text: &str) -> Vec<Stage> {
+        let reg = registry();
+        let config = Config::parse("t.toml", text, &reg.names()).unwrap();
+        let mut make =
+            |_: &Typed<'_>, _: &str| -> Result<AnySink, String> { Ok(AnySink::Collect(collector())) };
+        let mut reader = Reader {
+            problems: Vec::new(),
+            registry: &reg,
+            names: Vec::new(),
+            make_sink: &mut make,
+        };
+        reader.stages(&config.stages())
+    }
+
+    #[test]
+    fn the_parse_stage_builds_only_what_the_leading_filters_and_first_map_read() {
+        let src = "[[source]]\ntype = \"stdin\"\n";
+        let s = stages_of(&format!(
+            "{src}[[stage]]\ntype = \"filter\"\njq = '.level != \"info\" or .status >= 500'\n[[stage]]\ntype = \"map\"\njq = '{{ts, path: .http.path}}'\n"
+        ));
+        let keep = projection(&s, ErrorPolicy::FailFast).unwrap();
+        let paths: Vec<String> = keep.paths().iter().map(|p| p.join(".")).collect();
+        assert_eq!(paths, ["http.path", "level", "status", "ts"]);
+        // A filter alone passes the whole record on to the sink.
+        let s = stages_of(&format!("{src}[[stage]]\ntype = \"filter\"\njq = '.a'\n"));
+        assert!(projection(&s, ErrorPolicy::FailFast).is_none());
+        // Dead letters hold whole records; unknown reads need everything.
+        let s = stages_of(&format!("{src}[[stage]]\ntype = \"map\"\njq = '{{a}}'\n"));
+        assert!(projection(&s, ErrorPolicy::FailFast).is_some());
+        assert!(projection(&s, ErrorPolicy::DeadLetter).is_none());
+        let s = stages_of(&format!("{src}[[stage]]\ntype = \"map\"\njq = '[.[] | 1]'\n"));
+        assert!(projection(&s, ErrorPolicy::FailFast).is_none());
+        let s = stages_of(&format!("{src}[[stage]]\ntype = \"map\"\njq = '.'\n"));
+        assert!(projection(&s, ErrorPolicy::FailFast).is_none());
     }
 }

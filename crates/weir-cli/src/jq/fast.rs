@@ -292,3 +292,89 @@ mod tests {
         assert_eq!(number_literal("1e400"), None);
     }
 }
+
+/// What an expression's input is, for [`Expr::reads`]: a part of the
+/// pipeline's item (the path from its root), or a value computed from
+/// parts already accounted for.
+#[derive(Debug, Clone)]
+pub(super) enum Src {
+    /// The item's value at this path (empty: the whole item).
+    Item(Vec<String>),
+    /// A computed value.
+    Computed,
+}
+
+impl Expr {
+    /// Adds to `out` the paths of the item this expression reads when its
+    /// input is `src` (a path read whole covers everything below it).
+    pub(super) fn reads(&self, src: &Src, out: &mut Vec<Vec<String>>) {
+        let whole = |out: &mut Vec<Vec<String>>| {
+            if let Src::Item(p) = src {
+                out.push(p.clone());
+            }
+        };
+        match self {
+            Expr::Lit(_) | Expr::Var(_) | Expr::Empty => {}
+            Expr::Id | Expr::Not | Expr::Length | Expr::ToString | Expr::ToNumber | Expr::AsciiCase(_) => {
+                whole(out)
+            }
+            Expr::Has(k) => {
+                k.reads(src, out);
+                whole(out);
+            }
+            Expr::Path(head, keys) => match (head.as_ref(), src) {
+                (Expr::Id, Src::Item(p)) => {
+                    let mut path = p.clone();
+                    for (key, _) in keys {
+                        match key {
+                            Key::Field(f) => path.push(f.clone()),
+                            Key::Index(_) => break,
+                        }
+                    }
+                    out.push(path);
+                }
+                _ => head.reads(src, out),
+            },
+            Expr::Pipe(l, r) => {
+                let next = match (l.as_ref(), src) {
+                    (Expr::Id, _) => src.clone(),
+                    (Expr::Path(h, keys), Src::Item(p))
+                        if matches!(h.as_ref(), Expr::Id)
+                            && keys.iter().all(|(k, _)| matches!(k, Key::Field(_))) =>
+                    {
+                        let mut path = p.clone();
+                        path.extend(keys.iter().filter_map(|(k, _)| match k {
+                            Key::Field(f) => Some(f.clone()),
+                            Key::Index(_) => None,
+                        }));
+                        Src::Item(path)
+                    }
+                    // `select(c) | r`: c reads the input, r gets it unchanged.
+                    (Expr::Ite(c, t, e), _)
+                        if matches!(t.as_ref(), Expr::Id) && matches!(e.as_ref(), Expr::Empty) =>
+                    {
+                        c.reads(src, out);
+                        src.clone()
+                    }
+                    _ => {
+                        l.reads(src, out);
+                        Src::Computed
+                    }
+                };
+                r.reads(&next, out);
+            }
+            Expr::Obj(fields) => fields.iter().for_each(|(_, v)| v.reads(src, out)),
+            Expr::Arr(items) => items.iter().for_each(|v| v.reads(src, out)),
+            Expr::Cmp(a, _, b) | Expr::Math(a, _, b) | Expr::Logic(a, _, b) | Expr::Alt(a, b) => {
+                a.reads(src, out);
+                b.reads(src, out);
+            }
+            Expr::Neg(a) | Expr::Try(a) => a.reads(src, out),
+            Expr::Ite(c, t, e) => {
+                c.reads(src, out);
+                t.reads(src, out);
+                e.reads(src, out);
+            }
+        }
+    }
+}

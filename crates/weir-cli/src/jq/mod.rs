@@ -429,7 +429,30 @@ impl Jq {
         Ok(jq)
     }
 
-    #[cfg(test)]
+    /// The paths of its input the expression reads (each read whole,
+    /// covering everything below it; an empty path is the whole input), or
+    /// `None` when that is not known (an expression the direct evaluator
+    /// does not run). With [`weir_io::format::Projection`], a decoder
+    /// then builds only these fields.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_cli::jq::Jq;
+    ///
+    /// let reshape = Jq::compile("{ts, path: .http.path}").unwrap();
+    /// assert_eq!(reshape.reads(), Some(vec![vec!["ts".to_owned()], vec!["http".to_owned(), "path".to_owned()]]));
+    /// let filter = Jq::compile(r#"select(.level != "info") | {level}"#).unwrap();
+    /// assert_eq!(filter.reads(), Some(vec![vec!["level".to_owned()], vec!["level".to_owned()]]));
+    /// assert_eq!(Jq::compile(".").unwrap().reads(), Some(vec![vec![]])); // all of it
+    /// assert_eq!(Jq::compile("[.[] | . + 1]").unwrap().reads(), None);  // not known
+    /// ```
+    pub fn reads(&self) -> Option<Vec<Vec<String>>> {
+        let mut out = Vec::new();
+        self.fast_expr()?.reads(&fast::Src::Item(Vec::new()), &mut out);
+        Some(out)
+    }
+
     fn fast_expr(&self) -> Option<&fast::Expr> {
         self.inner.fast.as_ref()
     }

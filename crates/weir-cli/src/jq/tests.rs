@@ -896,3 +896,42 @@ fn bench_fast_vs_jaq_per_item() {
         fast_select / typed
     );
 }
+
+/// `input` decoded keeping only what `jq.reads()` names, as the `parse`
+/// stage does when every stage's expression says what it reads.
+fn projected(jq: &Jq, input: &Value) -> Option<Value> {
+    let paths = jq.reads()?;
+    let mut keep = weir_io::format::Projection::default();
+    for p in &paths {
+        keep.add(p);
+    }
+    let decoder = weir_io::Format::JsonLines.decoder().project(keep);
+    let line = weir_io::Line::new(input.to_string(), weir_io::Origin::new("t", 1, 0));
+    Some(decoder.decode(line).expect("valid JSON").value)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        failure_persistence: None,
+        // Each case runs every fast expression twice: fewer cases keep it quick.
+        cases: 24,
+        ..ProptestConfig::default()
+    })]
+
+    /// Projection is invisible: every fast expression without variables
+    /// gives the same outputs (or fails alike) on the fields it says it
+    /// reads as on the whole input.
+    #[test]
+    fn an_expression_sees_the_same_through_the_projection_of_what_it_reads(input in arb_value()) {
+        for source in FAST.iter().filter(|s| !s.contains('$')) {
+            let jq = Jq::compile(source).unwrap();
+            let Some(small) = projected(&jq, &input) else { continue };
+            let (full, part) = (jq.run(input.clone()), jq.run(small.clone()));
+            match (full, part) {
+                (Ok(a), Ok(b)) => prop_assert_eq!(a.into_vec(), b.into_vec(), "{} on {} (projected {})", source, input, small),
+                (Err(_), Err(_)) => {}
+                (a, b) => prop_assert!(false, "{} on {}: {:?} vs {:?} (projected {})", source, input, a.map(|o| o.into_vec()), b.map(|o| o.into_vec()), small),
+            }
+        }
+    }
+}

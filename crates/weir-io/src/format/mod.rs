@@ -6,6 +6,7 @@
 
 mod csv;
 mod error;
+mod project;
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use serde_json::Value;
 pub(crate) use self::csv::join as join_csv;
 pub use self::csv::{ColumnType, CsvOptions};
 pub use self::error::{DecodeError, DecodeErrorKind};
+pub use self::project::Projection;
 use crate::record::{Line, Record};
 
 /// How the lines of a source become [`Record`]s.
@@ -62,7 +64,7 @@ impl Format {
     pub fn decoder(&self) -> Decoder {
         let kind = match self {
             Format::Lines => Kind::Lines,
-            Format::JsonLines => Kind::Json,
+            Format::JsonLines => Kind::Json(None),
             Format::Csv(options) => Kind::Csv(Arc::new(options.clone())),
         };
         Decoder { kind }
@@ -110,11 +112,35 @@ pub struct Decoder {
 #[derive(Clone, Debug)]
 enum Kind {
     Lines,
-    Json,
+    /// With the fields to keep, if not all.
+    Json(Option<Arc<Projection>>),
     Csv(Arc<CsvOptions>),
 }
 
 impl Decoder {
+    /// Decodes JSON keeping only the fields `keep` names (see
+    /// [`Projection`]): for a pipeline that reads a few fields of large
+    /// records, most of the decoding cost goes. Malformed lines are errors
+    /// as before. Other formats are unaffected.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_io::{format::Projection, Format, Line, Origin};
+    ///
+    /// let mut keep = Projection::default();
+    /// keep.add(&["id"]);
+    /// let decoder = Format::JsonLines.decoder().project(keep);
+    /// let r = decoder.decode(Line::new(r#"{"id":7,"body":"…"}"#, Origin::new("x", 1, 0))).unwrap();
+    /// assert_eq!(r.value, serde_json::json!({"id": 7}));
+    /// ```
+    pub fn project(mut self, keep: Projection) -> Decoder {
+        if let Kind::Json(p) = &mut self.kind {
+            *p = (!keep.is_whole()).then(|| Arc::new(keep));
+        }
+        self
+    }
+
     /// Decodes `line`, moving its text and origin into the record. A line
     /// with a [`fault`](Line::fault) (invalid UTF-8, too long, unreadable
     /// CSV), malformed JSON, a CSV row of the wrong width or a typed CSV
@@ -143,7 +169,11 @@ impl Decoder {
         }
         let value = match &self.kind {
             Kind::Lines => Value::String(text),
-            Kind::Json => match serde_json::from_str::<Value>(&text) {
+            Kind::Json(None) => match serde_json::from_str::<Value>(&text) {
+                Ok(value) => value,
+                Err(e) => return Err(DecodeError::json(&e, origin)),
+            },
+            Kind::Json(Some(keep)) => match keep.parse(&text) {
                 Ok(value) => value,
                 Err(e) => return Err(DecodeError::json(&e, origin)),
             },
