@@ -287,47 +287,53 @@ fn malformed_json_invalid_utf8_and_overlong_lines_are_dead_lettered_with_file_an
     input.extend_from_slice(format!("{{\"long\":\"{}\"}}\n", "x".repeat(5000)).as_bytes());
     input.extend_from_slice(b"{\"n\":5}");
     std::fs::write(dir.path().join("in.jsonl"), &input).unwrap();
-    write(
-        dir.path(),
-        "p.toml",
-        r#"
+    // Decoded in the `parse` stage, and on decoding threads: the same result.
+    for threads in [1, 3] {
+        write(
+            dir.path(),
+            "p.toml",
+            &format!(
+                r#"
 [pipeline]
 on_error = "dead_letter"
 [[source]]
 type = "file"
 path = "in.jsonl"
 max_line_bytes = 1024
+decode_threads = {threads}
 [sink]
 type = "file"
 path = "out.jsonl"
 [dead_letter]
 type = "file"
 path = "dead.jsonl"
-"#,
-    );
-    let out = run(weir(dir.path()).args(["run", "p.toml", "--quiet"]));
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(
-        lines(&dir.path().join("out.jsonl")),
-        [serde_json::json!({"n": 1}), serde_json::json!({"n": 5})]
-    );
-    let dead = lines(&dir.path().join("dead.jsonl"));
-    let at: Vec<u64> = dead
-        .iter()
-        .map(|d| d["item"]["origin"]["line"].as_u64().unwrap())
-        .collect();
-    assert_eq!(at, [2, 3, 4]);
-    assert!(
-        dead[0]["error"].as_str().unwrap().contains("in.jsonl:2:"),
-        "{}",
-        dead[0]
-    );
-    assert!(
-        dead[2]["item"]["text"].as_str().unwrap().len() < 2048,
-        "the long line is not kept whole"
-    );
-    assert!(out.stderr.contains("3 dead-lettered"), "{}", out.stderr);
-    assert!(out.stderr.contains("dead.jsonl"), "{}", out.stderr);
+"#
+            ),
+        );
+        let out = run(weir(dir.path()).args(["run", "p.toml", "--quiet"]));
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_eq!(
+            lines(&dir.path().join("out.jsonl")),
+            [serde_json::json!({"n": 1}), serde_json::json!({"n": 5})]
+        );
+        let dead = lines(&dir.path().join("dead.jsonl"));
+        let at: Vec<u64> = dead
+            .iter()
+            .map(|d| d["item"]["origin"]["line"].as_u64().unwrap())
+            .collect();
+        assert_eq!(at, [2, 3, 4]);
+        assert!(
+            dead[0]["error"].as_str().unwrap().contains("in.jsonl:2:"),
+            "{}",
+            dead[0]
+        );
+        assert!(
+            dead[2]["item"]["text"].as_str().unwrap().len() < 2048,
+            "the long line is not kept whole"
+        );
+        assert!(out.stderr.contains("3 dead-lettered"), "{}", out.stderr);
+        assert!(out.stderr.contains("dead.jsonl"), "{}", out.stderr);
+    }
 }
 
 #[test]

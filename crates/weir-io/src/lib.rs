@@ -73,6 +73,7 @@ mod error;
 pub mod file;
 pub mod format;
 pub mod generate;
+pub mod parallel;
 pub mod read;
 pub mod record;
 pub mod sink;

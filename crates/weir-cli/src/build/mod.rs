@@ -38,6 +38,8 @@ pub(crate) enum Input {
     Line(Line, Arc<weir_io::format::Decoder>),
     /// An item that needs no decoding.
     Record(Record),
+    /// A line decoded on a decoding thread (or why it did not decode).
+    Decoded(weir_io::parallel::Decoded),
     /// A generator's template failed for item `n`.
     Failed(String, u64),
 }
@@ -46,7 +48,8 @@ impl Serialize for Input {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Input::Line(line, _) => line.serialize(s),
-            Input::Record(r) => r.serialize(s),
+            Input::Record(r) | Input::Decoded(Ok(r)) => r.serialize(s),
+            Input::Decoded(Err(u)) => u.line.serialize(s),
             Input::Failed(_, n) => s.serialize_u64(*n),
         }
     }
@@ -56,7 +59,8 @@ impl Input {
     fn decode(self) -> Result<Record, weir::BoxError> {
         match self {
             Input::Line(line, decoder) => decoder.decode(line).map_err(Into::into),
-            Input::Record(r) => Ok(r),
+            Input::Record(r) | Input::Decoded(Ok(r)) => Ok(r),
+            Input::Decoded(Err(u)) => Err(u.error.into()),
             Input::Failed(e, n) => Err(format!("generator item {n}: {e}").into()),
         }
     }
@@ -425,6 +429,19 @@ fn open_source(
             let source = weir_io::file::FileSource::open(cfg).map_err(|e| e.to_string())?;
             inputs.push(source.progress());
             let lines = source.lines();
+            let threads = match o.int("decode_threads").unwrap_or(0) {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                n => n as usize,
+            };
+            if threads > 1 {
+                let progress = lines.progress();
+                let decoded = weir_io::parallel::decode_parallel(lines, (*decoder).clone(), threads);
+                let tail = read_error(progress);
+                return Ok(Opened::Iter(
+                    Box::new(decoded.map(Input::Decoded).chain(tail)),
+                    name,
+                ));
+            }
             Ok(Opened::Iter(Box::new(lines_to_inputs(lines, decoder)), name))
         }
         "stdin" => {
@@ -468,15 +485,20 @@ fn lines_to_inputs(
     lines: weir_io::read::Lines,
     decoder: Arc<weir_io::format::Decoder>,
 ) -> impl Iterator<Item = Input> + Send + 'static {
-    let progress = lines.progress();
-    let tail = std::iter::once(()).filter_map(move |()| {
-        progress
-            .error()
-            .map(|e| Input::Failed(e.to_string(), progress.lines_read()))
-    });
+    let tail = read_error(lines.progress());
     lines
         .map(move |line| Input::Line(line, decoder.clone()))
         .chain(tail)
+}
+
+/// After the last line: the input's own failure, if it had one, as one
+/// last failed item.
+fn read_error(progress: weir_io::read::ReadProgress) -> impl Iterator<Item = Input> + Send + 'static {
+    std::iter::once(()).filter_map(move |()| {
+        progress
+            .error()
+            .map(|e| Input::Failed(e.to_string(), progress.lines_read()))
+    })
 }
 
 /// Applies concurrent-work settings to a `then`-like stage (blocking or

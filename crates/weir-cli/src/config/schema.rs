@@ -352,6 +352,12 @@ pub const TYPES: &[TypeDef] = &[
             opt("compression", Kind::Enum(COMPRESSIONS), "auto", "auto: by extension (.gz, .zst)"),
             opt("max_line_bytes", Kind::Size, "16MiB", "longer lines are failed (dead-lettered), never buffered"),
             off("csv", Kind::Table(CSV), "CSV options"),
+            opt(
+                "decode_threads",
+                Kind::Int,
+                "0",
+                "threads decoding lines beside the pipeline, order kept (0: one per core; 1: none, decode in `parse`)",
+            ),
             opt("name", Kind::Str, "file", "the source's name"),
             ON_ERROR,
         ],

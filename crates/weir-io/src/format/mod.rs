@@ -141,6 +141,45 @@ impl Decoder {
         self
     }
 
+    /// Decodes `line` without taking it, where the format allows (JSON:
+    /// the record is built from the borrowed text); `None` where decoding
+    /// needs the line itself (plain lines, CSV): call
+    /// [`decode`](Decoder::decode) then. For keeping a line that fails, as
+    /// a dead letter, without copying every line that does not.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_io::{Format, Line, Origin};
+    ///
+    /// let line = Line::new(r#"{"a":1"#, Origin::new("x.jsonl", 4, 0));
+    /// let err = Format::JsonLines.decoder().decode_ref(&line).unwrap().unwrap_err();
+    /// assert!(err.to_string().starts_with("x.jsonl:4:"));
+    /// assert_eq!(line.text, r#"{"a":1"#); // still ours
+    /// assert!(Format::Lines.decoder().decode_ref(&line).is_none());
+    /// ```
+    pub fn decode_ref(&self, line: &Line) -> Option<Result<Record, DecodeError>> {
+        let parsed = match &self.kind {
+            Kind::Json(keep) => {
+                if let Some(fault) = &line.fault {
+                    return Some(Err(DecodeError::from_fault(fault, line.origin.clone())));
+                }
+                match keep {
+                    None => serde_json::from_str::<Value>(&line.text),
+                    Some(keep) => keep.parse(&line.text),
+                }
+            }
+            _ => return None,
+        };
+        Some(match parsed {
+            Ok(value) => Ok(Record {
+                value,
+                origin: Some(line.origin.clone()),
+            }),
+            Err(e) => Err(DecodeError::json(&e, line.origin.clone())),
+        })
+    }
+
     /// Decodes `line`, moving its text and origin into the record. A line
     /// with a [`fault`](Line::fault) (invalid UTF-8, too long, unreadable
     /// CSV), malformed JSON, a CSV row of the wrong width or a typed CSV
