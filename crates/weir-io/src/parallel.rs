@@ -36,7 +36,7 @@ pub struct Undecoded {
 }
 
 /// What [`decode_parallel`] yields for each line.
-pub type Decoded = Result<Record, Undecoded>;
+pub type Decoded = Result<Record, Box<Undecoded>>;
 
 /// The decoded lines, in their original order: made by [`decode_parallel`].
 pub struct ParallelDecode {
@@ -125,12 +125,12 @@ pub fn decode_parallel(lines: Lines, decoder: Decoder, threads: usize) -> Parall
 fn decode(decoder: &Decoder, line: Line) -> Decoded {
     match decoder.decode_ref(&line) {
         Some(Ok(record)) => Ok(record),
-        Some(Err(error)) => Err(Undecoded { line, error }),
+        Some(Err(error)) => Err(Box::new(Undecoded { line, error })),
         None => {
             let kept = line.clone();
             decoder
                 .decode(line)
-                .map_err(|error| Undecoded { line: kept, error })
+                .map_err(|error| Box::new(Undecoded { line: kept, error }))
         }
     }
 }
