@@ -60,7 +60,7 @@ impl Input {
         match self {
             Input::Line(line, decoder) => decoder.decode(line).map_err(Into::into),
             Input::Record(r) | Input::Decoded(Ok(r)) => Ok(r),
-            Input::Decoded(Err(u)) => Err((*u).error.into()),
+            Input::Decoded(Err(u)) => Err(u.error.into()),
             Input::Failed(e, n) => Err(format!("generator item {n}: {e}").into()),
         }
     }
