@@ -741,3 +741,50 @@ fn sigterm_drains_like_sigint() {
         "the output is renamed into place after a drain"
     );
 }
+
+#[test]
+fn several_sources_are_merged_and_a_rotated_output_keeps_every_item() {
+    let dir = tempfile::tempdir().unwrap();
+    let a: String = (0..300)
+        .map(|i| format!("{{\"src\":\"a\",\"n\":{i}}}\n"))
+        .collect();
+    write(dir.path(), "a.jsonl", &a);
+    write(dir.path(), "b.csv", "src,n\nb,1\nb,2\n");
+    write(
+        dir.path(),
+        "p.toml",
+        r#"
+[[source]]
+type = "file"
+path = "a.jsonl"
+[[source]]
+type = "file"
+path = "b.csv"
+format = "csv"
+[[source]]
+type = "generate"
+count = 5
+template = '{src: "g", n: .}'
+[sink]
+type = "file"
+path = "out/all.jsonl"
+rotate_bytes = 2000
+"#,
+    );
+    let out = run(weir(dir.path()).args(["run", "p.toml", "--quiet"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mut parts: Vec<_> = std::fs::read_dir(dir.path().join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    parts.sort();
+    assert!(parts.len() > 1, "{parts:?}");
+    assert!(
+        parts.iter().all(|p| !p.to_string_lossy().ends_with(".tmp")),
+        "{parts:?}"
+    );
+    let all: Vec<Value> = parts.iter().flat_map(|p| lines(p)).collect();
+    let count = |src: &str| all.iter().filter(|v| v["src"] == src).count();
+    assert_eq!((count("a"), count("b"), count("g")), (300, 2, 5));
+    assert!(out.stderr.contains("307 pulled, 307 delivered"), "{}", out.stderr);
+}

@@ -1136,4 +1136,74 @@ path = "x"
         let s = stages_of(&format!("{src}[[stage]]\ntype = \"map\"\njq = '.'\n"));
         assert!(projection(&s, ErrorPolicy::FailFast).is_none());
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_limit_boundary_and_a_circuit_breaker_are_reachable_from_config() {
+        let start = tokio::time::Instant::now();
+        let (out, _) = run_case(
+            r#"
+[[source]]
+type = "stdin"
+[[stage]]
+type = "rate_limit"
+per_second = 10
+burst = 1
+[[stage]]
+type = "boundary"
+[[stage]]
+type = "map"
+jq = '. * 3'
+circuit_breaker = { failure_rate = 0.5, window = 10, min_calls = 5, open_for = "1s" }
+timeout = "1s"
+[sink]
+type = "stdout"
+"#,
+            (0..21).map(|i| json!(i)).collect(),
+        )
+        .await;
+        assert_eq!(out, (0..21).map(|i| json!(i * 3)).collect::<Vec<_>>());
+        // 21 items at 10 a second with a burst of 1: at least 2 s of (virtual) time.
+        assert!(
+            start.elapsed() >= std::time::Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_route_without_a_default_fails_unmatched_items_by_policy() {
+        let text = r#"
+[pipeline]
+on_error = "skip"
+[[source]]
+type = "stdin"
+[[stage]]
+type = "route"
+[[stage.route]]
+name = "big"
+when = '. > 10'
+sink = { type = "stdout" }
+"#;
+        let reg = registry();
+        let config = Config::parse("t.toml", text, &reg.names()).unwrap();
+        let built = build(
+            &config,
+            &reg,
+            Options {
+                limit: None,
+                test: Some(TestIo {
+                    inputs: [1, 20, 3, 40]
+                        .into_iter()
+                        .map(|v| Input::Record(Record::new(json!(v))))
+                        .collect(),
+                    dead_letters: collector(),
+                }),
+            },
+        )
+        .unwrap();
+        let report = built.pipeline.run().await.unwrap();
+        assert_eq!((report.delivered, report.failed), (2, 2));
+        let big = built.collected.get("big").unwrap().lock().unwrap().clone();
+        assert_eq!(big, [json!(20), json!(40)]);
+    }
 }
