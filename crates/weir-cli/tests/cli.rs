@@ -788,3 +788,86 @@ rotate_bytes = 2000
     assert_eq!((count("a"), count("b"), count("g")), (300, 2, 5));
     assert!(out.stderr.contains("307 pulled, 307 delivered"), "{}", out.stderr);
 }
+
+#[test]
+fn working_ahead_on_decoding_threads_changes_no_count_no_output_and_no_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = String::new();
+    for i in 0..3000 {
+        input.push_str(&match i % 7 {
+            0 => format!("{{\"n\":{i},\"level\":\"error\"}}\n"),
+            1 => "{broken\n".to_owned(),
+            2 => format!("{{\"n\":\"x{i}\",\"level\":\"warn\"}}\n"),
+            3 => format!("{{\"n\":\"s{i}\",\"level\":\"info\"}}\n"), // `.n % 2` on a string: an error
+            _ => format!("{{\"n\":{i},\"level\":\"info\",\"pad\":[1,2,3]}}\n"),
+        });
+    }
+    write(dir.path(), "in.jsonl", &input);
+    let mut reports = Vec::new();
+    for threads in [1, 3] {
+        write(
+            dir.path(),
+            "p.toml",
+            &format!(
+                r#"
+[pipeline]
+on_error = "skip"
+[[source]]
+type = "file"
+path = "in.jsonl"
+decode_threads = {threads}
+[[stage]]
+type = "filter"
+name = "not_info"
+jq = '.level != "info" or .n % 2 == 0'
+[[stage]]
+type = "filter"
+name = "small"
+jq = '.n < 2500 or (.n | type) == "string"'
+[[stage]]
+type = "map"
+name = "double"
+jq = '{{n2: (.n * 2), level}}'
+[sink]
+type = "file"
+path = "out-{threads}.jsonl"
+"#
+            ),
+        );
+        let out = run(weir(dir.path()).args(["run", "p.toml", "--quiet"]));
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let table: Vec<String> = out
+            .stderr
+            .lines()
+            .filter(|l| {
+                ["parse", "not_info", "small", "double", "sink"]
+                    .iter()
+                    .any(|s| l.trim_start().starts_with(s))
+            })
+            .map(|l| l.split_whitespace().take(7).collect::<Vec<_>>().join(" "))
+            .collect();
+        reports.push(table);
+    }
+    assert_eq!(reports[0], reports[1]);
+    assert!(
+        reports[0].iter().any(|l| l.starts_with("double map")),
+        "{:?}",
+        reports[0]
+    );
+    // Every kind of outcome happened: parse failures, a filter's errors, drops.
+    let failed = |name: &str| {
+        let row = reports[0]
+            .iter()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap();
+        row.split(' ').nth(5).unwrap().to_owned()
+    };
+    assert_eq!(
+        (failed("parse"), failed("not_info")),
+        ("429".to_owned(), "429".to_owned())
+    );
+    assert_eq!(
+        lines(&dir.path().join("out-1.jsonl")),
+        lines(&dir.path().join("out-3.jsonl"))
+    );
+}

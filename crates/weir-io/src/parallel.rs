@@ -39,13 +39,16 @@ pub struct Undecoded {
 pub type Decoded = Result<Record, Box<Undecoded>>;
 
 /// The decoded lines, in their original order: made by [`decode_parallel`].
-pub struct ParallelDecode {
-    outputs: Vec<Receiver<Vec<Decoded>>>,
+pub type ParallelDecode = ParallelMap<Decoded>;
+
+/// `f` of every line, in the lines' order: made by [`map_parallel`].
+pub struct ParallelMap<T> {
+    outputs: Vec<Receiver<Vec<T>>>,
     next: usize,
-    current: std::vec::IntoIter<Decoded>,
+    current: std::vec::IntoIter<T>,
 }
 
-impl fmt::Debug for ParallelDecode {
+impl<T> fmt::Debug for ParallelMap<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ParallelDecode")
             .field("threads", &self.outputs.len())
@@ -80,19 +83,44 @@ impl fmt::Debug for ParallelDecode {
 /// assert_eq!((bad.line.text.as_str(), bad.line.origin.line), ("{oops", 501));
 /// ```
 pub fn decode_parallel(lines: Lines, decoder: Decoder, threads: usize) -> ParallelDecode {
+    map_parallel(lines, threads, move |line| decode(&decoder, line))
+}
+
+/// Reads `lines` on a thread of its own and applies `f` to each on
+/// `threads` others (at least one), yielding the results in the lines'
+/// order: [`decode_parallel`] with work of the caller's choosing (decode,
+/// then whatever else can run per line beside the pipeline).
+///
+/// # Examples
+///
+/// ```
+/// use weir_io::file::{FileSource, FileSourceConfig};
+/// use weir_io::parallel::map_parallel;
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("in.txt");
+/// std::fs::write(&path, "a\nbb\nccc\n").unwrap();
+/// let source = FileSource::open(FileSourceConfig::new(path.to_str().unwrap())).unwrap();
+/// let lengths: Vec<usize> = map_parallel(source.lines(), 2, |line| line.text.len()).collect();
+/// assert_eq!(lengths, [1, 2, 3]);
+/// ```
+pub fn map_parallel<T, F>(lines: Lines, threads: usize, f: F) -> ParallelMap<T>
+where
+    T: Send + 'static,
+    F: Fn(Line) -> T + Clone + Send + 'static,
+{
     let threads = threads.max(1);
     let mut inputs: Vec<SyncSender<Vec<Line>>> = Vec::with_capacity(threads);
     let mut outputs = Vec::with_capacity(threads);
     for _ in 0..threads {
         let (in_tx, in_rx) = sync_channel::<Vec<Line>>(2);
-        let (out_tx, out_rx) = sync_channel::<Vec<Decoded>>(2);
-        let decoder = decoder.clone();
+        let (out_tx, out_rx) = sync_channel::<Vec<T>>(2);
+        let f = f.clone();
         thread::Builder::new()
             .name("weir-decode".into())
             .spawn(move || {
                 for chunk in in_rx {
-                    let decoded: Vec<Decoded> =
-                        chunk.into_iter().map(|line| decode(&decoder, line)).collect();
+                    let decoded: Vec<T> = chunk.into_iter().map(&f).collect();
                     if out_tx.send(decoded).is_err() {
                         return;
                     }
@@ -114,7 +142,7 @@ pub fn decode_parallel(lines: Lines, decoder: Decoder, threads: usize) -> Parall
             }
         })
         .expect("spawn the reading thread");
-    ParallelDecode {
+    ParallelMap {
         outputs,
         next: 0,
         current: Vec::new().into_iter(),
@@ -135,10 +163,10 @@ fn decode(decoder: &Decoder, line: Line) -> Decoded {
     }
 }
 
-impl Iterator for ParallelDecode {
-    type Item = Decoded;
+impl<T> Iterator for ParallelMap<T> {
+    type Item = T;
 
-    fn next(&mut self) -> Option<Decoded> {
+    fn next(&mut self) -> Option<T> {
         loop {
             if let Some(item) = self.current.next() {
                 return Some(item);

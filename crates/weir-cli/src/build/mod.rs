@@ -9,6 +9,7 @@
 //! line and its position in the dead letter.
 
 pub(crate) mod aggregate;
+pub(crate) mod ahead;
 pub(crate) mod sinks;
 pub(crate) mod spec;
 
@@ -40,6 +41,9 @@ pub(crate) enum Input {
     Record(Record),
     /// A line decoded on a decoding thread (or why it did not decode).
     Decoded(weir_io::parallel::Decoded),
+    /// A line decoded and run through the leading stages on a decoding
+    /// thread (see [`ahead`]).
+    Ahead(ahead::Ahead),
     /// A generator's template failed for item `n`.
     Failed(String, u64),
 }
@@ -50,17 +54,32 @@ impl Serialize for Input {
             Input::Line(line, _) => line.serialize(s),
             Input::Record(r) | Input::Decoded(Ok(r)) => r.serialize(s),
             Input::Decoded(Err(u)) => u.line.serialize(s),
+            Input::Ahead(a) => ahead::Staged::Ahead(a.clone()).serialize(s),
             Input::Failed(_, n) => s.serialize_u64(*n),
         }
     }
 }
 
 impl Input {
+    /// [`decode`](Input::decode) for a pipeline that works ahead: outcomes
+    /// found ahead go on to their stages.
+    fn decode_staged(self) -> Result<ahead::Staged, weir::BoxError> {
+        match self {
+            Input::Ahead(a) => Ok(ahead::Staged::Ahead(a)),
+            other => other.decode().map(ahead::Staged::Plain),
+        }
+    }
+
     fn decode(self) -> Result<Record, weir::BoxError> {
         match self {
             Input::Line(line, decoder) => decoder.decode(line).map_err(Into::into),
             Input::Record(r) | Input::Decoded(Ok(r)) => Ok(r),
             Input::Decoded(Err(u)) => Err(u.error.into()),
+            Input::Ahead(ahead::Ahead::Kept(r)) => Ok(r),
+            Input::Ahead(a) => Err(format!(
+                "internal: an outcome found ahead reached a pipeline without its stages: {a:?}"
+            )
+            .into()),
             Input::Failed(e, n) => Err(format!("generator item {n}: {e}").into()),
         }
     }
@@ -184,8 +203,41 @@ pub(crate) fn build(
         None
     };
 
-    // Sources, decoding only the fields the stages read when that is known.
+    // Sources, decoding only the fields the stages read when that is known,
+    // and running the leading stages ahead on the decoding threads then.
     let keep = projection(&stages, default);
+    let mut stages = stages;
+    let leading: Vec<(ahead::Step, String, Option<ErrorPolicy>)> = if keep.is_some() {
+        let n = stages
+            .iter()
+            .position(|s| {
+                matches!(
+                    s,
+                    Stage::Jq {
+                        kind: JqKind::Map,
+                        ..
+                    }
+                )
+            })
+            .map_or(0, |i| i + 1);
+        stages
+            .drain(..n)
+            .filter_map(|s| match s {
+                Stage::Jq {
+                    kind,
+                    jq,
+                    name,
+                    policy,
+                    ..
+                } => Some((ahead::Step { kind, jq }, name, policy)),
+                _ => None,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let steps: Option<Arc<Vec<ahead::Step>>> =
+        (!leading.is_empty()).then(|| Arc::new(leading.iter().map(|(s, _, _)| s.clone()).collect()));
     let mut inputs = Vec::new();
     let sources = config.sources();
     let parse_policy = sources
@@ -221,7 +273,7 @@ pub(crate) fn build(
         let mut streams = Vec::new();
         let mut iters = Vec::new();
         for s in &sources {
-            match open_source(s, keep.as_ref(), &mut inputs) {
+            match open_source(s, keep.as_ref(), steps.clone(), &mut inputs) {
                 Ok(Opened::Iter(it, name)) => iters.push((it, name)),
                 Ok(Opened::Stream(st, name)) => streams.push((st, name)),
                 Err(message) => problems.push(Problem {
@@ -272,9 +324,15 @@ pub(crate) fn build(
             .boxed();
     }
     let ctx = Ctx { default, dlq };
-    let parsed = ctx
-        .recover(source.try_map(Input::decode).name("parse"), parse_policy)
-        .boxed();
+    let parsed = if leading.is_empty() {
+        ctx.recover(source.try_map(Input::decode).name("parse"), parse_policy)
+            .boxed()
+    } else {
+        let staged = ctx
+            .recover(source.try_map(Input::decode_staged).name("parse"), parse_policy)
+            .boxed();
+        ahead::stages(staged, leading, &ctx)
+    };
     let pipeline = assemble(parsed, stages, sink, &ctx);
     drop(ctx);
     Ok(Built {
@@ -414,6 +472,7 @@ fn format_of(t: &Typed<'_>) -> Result<weir_io::Format, String> {
 fn open_source(
     t: &Typed<'_>,
     keep: Option<&Projection>,
+    steps: Option<Arc<Vec<ahead::Step>>>,
     inputs: &mut Vec<weir_io::file::ReadProgress>,
 ) -> Result<Opened, String> {
     let o = &t.opts;
@@ -433,6 +492,21 @@ fn open_source(
                 0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
                 n => n as usize,
             };
+            let json = matches!(o.str("format").as_deref(), None | Some("jsonl"));
+            if let (true, true, Some(steps)) = (threads > 1, json, steps) {
+                let progress = lines.progress();
+                let decoder = (*decoder).clone();
+                let work = move |line: Line| match decoder.decode_ref(&line) {
+                    Some(Ok(record)) => Input::Ahead(ahead::run(&steps, record)),
+                    Some(Err(error)) => {
+                        Input::Decoded(Err(Box::new(weir_io::parallel::Undecoded { line, error })))
+                    }
+                    None => Input::Line(line, Arc::new(decoder.clone())),
+                };
+                let ahead = weir_io::parallel::map_parallel(lines, threads, work);
+                let tail = read_error(progress);
+                return Ok(Opened::Iter(Box::new(ahead.chain(tail)), name));
+            }
             if threads > 1 {
                 let progress = lines.progress();
                 let decoded = weir_io::parallel::decode_parallel(lines, (*decoder).clone(), threads);
@@ -897,7 +971,7 @@ pub(crate) fn check(config: &Config, registry: &Registry<Record>) -> Result<Stri
     let sources = config.sources();
     for s in &sources {
         if s.type_name == "file" {
-            if let Err(message) = open_source(s, None, &mut Vec::new()) {
+            if let Err(message) = open_source(s, None, None, &mut Vec::new()) {
                 problems.push(Problem {
                     pos: s.opts.pos_of("path"),
                     path: format!("{}.path", s.opts.path),
