@@ -160,6 +160,9 @@ pub(crate) fn render(config: &Config, format: GraphFormat) -> String {
         }
         GraphFormat::Mermaid => {
             out.push_str("flowchart LR\n");
+            if g.edges.iter().any(|(from, _, _)| from == "failures") {
+                out.push_str("  failures([\"failed items\"])\n");
+            }
             for v in &g.vertices {
                 let text = mermaid_escape(&v.label);
                 let _ = match v.shape {

@@ -986,9 +986,15 @@ pub(crate) fn check(config: &Config, registry: &Registry<Record>) -> Result<Stri
             problems,
         });
     }
-    let sink = config
-        .sink()
-        .map_or_else(|| "no sink".to_owned(), |s| format!("sink {}", s.type_name));
+    let ends_in_branches = config
+        .stages()
+        .last()
+        .is_some_and(|s| matches!(s.type_name, "route" | "broadcast"));
+    let sink = match config.sink() {
+        Some(s) => format!("sink {}", s.type_name),
+        None if ends_in_branches => "a sink per branch".to_owned(),
+        None => "no sink".to_owned(),
+    };
     Ok(format!(
         "{} source{}, {} stage{}, {sink}",
         sources.len(),
