@@ -18,9 +18,12 @@
 //! retried, against no failures), `latency` (end-to-end latency percentiles
 //! at half the maximum throughput, against hand-rolled tokio channels) and
 //! `json` (JSON lines parsed, filtered, mapped and serialised, against a
-//! `serde_json` loop).
+//! `serde_json` loop) and `cli` (the `weir` binary on a JSON-lines file,
+//! against a typed `serde_json` loop and `jq`, and its peak RSS at 4× the
+//! input; needs `cargo build --release -p weir-cli` first).
 
 mod chain;
+mod cli;
 mod io;
 mod json;
 mod keyed;
@@ -39,7 +42,8 @@ const USAGE: &str = "\
 usage: weir-bench [--suite NAME]... [--quick] [--json] [--rounds N]
 
   --suite NAME   run only this suite (repeatable): chain, io, memory, observe,
-                 stages, keyed, retry, latency, json.
+                 stages, keyed, retry, latency, json, cli (which runs the
+                 `weir` binary built next to this one, and jq if on PATH).
                  By default, all of them.
   --quick        tiny sizes: the whole run takes a few seconds (used by CI)
   --json         one JSON object per line instead of the table
@@ -50,8 +54,8 @@ usage: weir-bench [--suite NAME]... [--quick] [--json] [--rounds N]
 Build with --release: `cargo run --release -p weir-bench -- --quick`.";
 
 /// The suites, in the order they run.
-const SUITES: [&str; 9] = [
-    "chain", "io", "memory", "observe", "stages", "keyed", "retry", "latency", "json",
+const SUITES: [&str; 10] = [
+    "chain", "io", "memory", "observe", "stages", "keyed", "retry", "latency", "json", "cli",
 ];
 
 /// What the command line asked for.
@@ -167,6 +171,7 @@ fn main() -> ExitCode {
             "retry" => retry::run_suite(&opts, &mut out),
             "latency" => latency::run(&opts, &mut out),
             "json" => json::run(&opts, &mut out),
+            "cli" => cli::run(&opts, &mut out),
             _ => unreachable!("Options::parse accepts only known suites"),
         };
         if let Err(e) = result {
