@@ -550,6 +550,12 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// Runs `f` and turns a panic into an [`Error`].
+#[inline(always)]
+pub(crate) fn guard<R>(f: impl FnOnce() -> R) -> Result<R, Error> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| Error::panicked(&*p))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -745,7 +745,7 @@ where
         let (shared, tasks, _intake) = self.wire("collect", None, |sh, idx| {
             if idx.is_some() {
                 // Nothing before this terminal delivers: no item is timed.
-                sh.births.switch_off();
+                sh.e2e.switch_off();
             }
             Collect::new(Counters::new(sh.clone(), idx.unwrap_or(0)), tx)
         });
@@ -776,7 +776,7 @@ where
         let (tx, rx) = oneshot::channel();
         let (shared, tasks, _intake) = self.wire("fold", None, |sh, idx| {
             if idx.is_some() {
-                sh.births.switch_off();
+                sh.e2e.switch_off();
             }
             Fold::new(init, f, Counters::new(sh.clone(), idx.unwrap_or(0)), tx)
         });

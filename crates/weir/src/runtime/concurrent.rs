@@ -17,12 +17,13 @@ use futures::{Stream, StreamExt};
 use tokio::time::Instant;
 
 use super::channel::Receiver;
-use super::trace::ItemEvents;
+use super::failure::route_uncounted;
+use super::item_events::ItemEvents;
+use super::{flush_all, route, settle, Flow, Push, TaskCx};
 use crate::ack::Token;
 use crate::error::Error;
 use crate::event::EventLevel;
 use crate::metrics::Counters;
-use crate::stage::{Flow, Push, TaskCx};
 
 /// What a concurrent stage does with one item.
 pub(crate) trait Work<T>: Send + 'static {
@@ -104,58 +105,6 @@ impl<F: Future> Stream for InFlight<F> {
         match self.get_mut() {
             InFlight::Ordered(s) => s.poll_next_unpin(cx),
             InFlight::Unordered(s) => s.poll_next_unpin(cx),
-        }
-    }
-}
-
-/// Publishes `c` and settles `down` with the items pushed into it since
-/// the last call (`c`'s output count). Drivers call it, or [`flush_all`],
-/// before every await.
-#[inline]
-pub(crate) fn settle<U, D: Push<U>>(down: &mut D, c: &mut Counters) {
-    let out = c.publish();
-    down.settle(out);
-}
-
-/// Settles the counts, sends buffered events and ships buffered output.
-pub(crate) async fn flush_all<U, D: Push<U>>(down: &mut D, c: &mut Counters, cx: &mut TaskCx) -> Flow {
-    settle(down, c);
-    // Tested first: with nothing to send, running `flush_events` anyway
-    // cost ~200 instructions per chunk (callgrind).
-    if cx.has_events() {
-        cx.flush_events().await;
-    }
-    down.flush(cx).await
-}
-
-#[inline]
-pub(crate) fn route<U, D: Push<U>>(
-    result: Result<U, Error>,
-    token: Token,
-    c: &mut Counters,
-    down: &mut D,
-    cx: &mut TaskCx,
-) {
-    if result.is_ok() {
-        c.count_out();
-    }
-    route_uncounted(result, token, c, down, cx);
-}
-
-/// [`route`] for a caller that counts outputs itself.
-#[inline(always)]
-fn route_uncounted<U, D: Push<U>>(
-    result: Result<U, Error>,
-    token: Token,
-    c: &mut Counters,
-    down: &mut D,
-    cx: &mut TaskCx,
-) {
-    match result {
-        Ok(out) => down.push(out, token, cx),
-        Err(e) => {
-            c.failed += 1;
-            cx.fail(c.stage(), token, e);
         }
     }
 }

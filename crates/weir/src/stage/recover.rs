@@ -284,7 +284,7 @@ pub(crate) struct Concurrent<T, D> {
 
 impl<T: Send + 'static, U: Send + 'static, D: Push<U>> SpawnWork<T, U> for Concurrent<T, D> {
     fn spawn<I, W: Work<T, Out = U>>(self, w: &mut Wiring<I>, work: W) {
-        super::trace::spawn_concurrent(w, self.idx, self.rx, work, self.down);
+        crate::runtime::spans::spawn_concurrent(w, self.idx, self.rx, work, self.down);
     }
 }
 

@@ -352,7 +352,7 @@ async fn run_sink<T, S, D>(
 /// Finalizes an item the sink took care of.
 fn deliver(token: Token, c: &mut Counters, cx: &TaskCx) {
     *c.out.get_or_insert(0) += 1;
-    cx.shared.births.delivered(token.seq());
+    cx.shared.e2e.delivered(token.seq());
     token.finish(Status::Delivered);
 }
 
@@ -499,7 +499,7 @@ impl<T: Send + 'static> Flush<'_, T> {
             Ok(()) => {
                 *self.c.out.get_or_insert(0) += self.written.len() as u64;
                 for token in self.written.drain(..) {
-                    self.cx.shared.births.delivered(token.seq());
+                    self.cx.shared.e2e.delivered(token.seq());
                     token.finish(Status::Delivered);
                 }
                 if let Some(r) = self.recover.as_deref_mut() {
