@@ -131,9 +131,8 @@ struct Inner {
     retryable: Option<bool>,
     /// Set when the error is made, or (an error caused by a source, whose
     /// message is the source's) on first use: a failure that a retry then
-    /// fixes never formats its message (measured: formatting it was one
-    /// allocation and ~250 instructions of each failed attempt, callgrind
-    /// on the `retry` bench, docs/BENCHMARKS.md).
+    /// fixes never formats its message (formatting is an allocation per
+    /// failed attempt: callgrind on the `retry` bench, docs/BENCHMARKS.md).
     message: OnceLock<String>,
     source: Option<BoxError>,
     /// Where the failure goes next (a dead-letter copy of the item, a

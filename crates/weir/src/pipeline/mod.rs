@@ -500,10 +500,9 @@ where
     /// Sync stages are fused into one loop on one core. A boundary splits
     /// a CPU-heavy chain over cores (pipeline parallelism: Akka Streams'
     /// `.async`), or keeps a slow segment from holding up the one before
-    /// it. Each costs a channel hop per chunk, about 0.5–0.7 ns per item
-    /// on the `chain` benchmark ((1.84 - 0.29) / 3 and (2.43 - 0.43) / 3 in
-    /// the latest full runs, docs/BENCHMARKS.md): for cheap stages one fused
-    /// loop is faster, and for one costly stage a
+    /// it. Each costs a channel hop per chunk (the `chain` benchmark's
+    /// `weir-tasks` row against `weir-fused`, docs/BENCHMARKS.md): for
+    /// cheap stages one fused loop is faster, and for one costly stage a
     /// [`blocking`](Pipeline::blocking) or concurrent
     /// [`then`](Pipeline::then) stage spreads it wider.
     ///

@@ -34,7 +34,7 @@ pub(crate) trait Work<T>: Send + 'static {
     /// ignores it says so, and drivers then pass 0 without reading the
     /// item's token: for an acknowledged token that read is an atomic
     /// load, which the compiler keeps even when its value goes unused
-    /// (callgrind: 2 instructions per item per stage).
+    /// (seen under callgrind on the `chain` bench's `weir-tasks`).
     const SEQ: bool = true;
 
     /// Starts the work on `item`, the item numbered `seq` at its source
@@ -160,9 +160,10 @@ async fn drive<T, W, D>(
 
 /// The windowed driver times one item in this many when futures are ready
 /// at once (the serial driver times the first of each run of ready items);
-/// pending ones are always timed. Reading the clock costs ~30 ns on this
-/// KVM guest: one in 32 items made a chain of ready `then` stages 2×
-/// slower (docs/BENCHMARKS.md).
+/// pending ones are always timed. Reading the clock is dear on a
+/// virtual machine next to a ready future's trip: sampled more often, it
+/// slowed a chain of ready `then` stages (the `io` bench's ready rows,
+/// docs/BENCHMARKS.md).
 const TIME_EVERY: u64 = 1024;
 
 /// A pinned place for one in-flight future, allocated once per task.
@@ -411,8 +412,8 @@ impl<F: Future> Future for Entry<F> {
 ///
 /// Every item's future is first polled in place, in a pinned slot from a
 /// pool: one that is ready at once is routed without entering the window
-/// (no allocation, no trip through `FuturesOrdered`; measured: a chain of
-/// ready `then`s with `concurrency(16)` cost ~370 ns/item before), unless
+/// (no allocation, no trip through `FuturesOrdered`, which dominated a
+/// chain of ready `then`s with `concurrency(16)`: the `io` bench), unless
 /// an ordered stage still has earlier items in flight, in which case it
 /// waits in the window as a finished entry. Pending futures enter the
 /// window in their slot.

@@ -76,7 +76,7 @@ pub enum Flow {
 /// Steps do not count the items pushed into them: the driver tells them how
 /// many with [`settle`](Self::settle) before it awaits anything, and each
 /// step passes its own output count on. That keeps the per-item path free
-/// of counter updates (measured: 0.99 → 0.72 ns/item on the fused chain,
+/// of counter updates (the `chain` benchmark's fused rows,
 /// docs/BENCHMARKS.md).
 #[doc(hidden)]
 pub trait Push<T>: Send + 'static {

@@ -285,8 +285,8 @@ where
 /// [`Pull::MAX_CHUNKS`] chunks, while whole pulls take less than
 /// [`Pull::QUICK`], and halves when one takes more than [`Pull::SLOW`]. So
 /// cheap stages spend their time in the loop (the work around a pull of
-/// 1024 items cost as much as 0.5 ns per item next to a hand loop's 0.7:
-/// docs/BENCHMARKS.md) and slow ones still look up every few hundred
+/// one chunk is of the order of a cheap stage's own work per item: the
+/// `chain` bench, docs/BENCHMARKS.md) and slow ones still look up every few hundred
 /// microseconds. Measured with the standard clock, one read per pull.
 #[derive(Debug)]
 struct Pull {
