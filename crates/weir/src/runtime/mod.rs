@@ -26,10 +26,11 @@ mod subscription;
 mod task_cx;
 
 pub use handle::{Controller, Handle, PushError, Pusher, Shutdown, TryPushError};
-pub use push::{Flow, NoIntake, Plan, Push, Wiring};
+pub(crate) use push::{Flow, Push, Wiring};
+pub use push::{NoIntake, Plan};
 pub use streams::{Events, Results};
 pub use subscription::{Lagged, Subscription};
-pub use task_cx::TaskCx;
+pub(crate) use task_cx::TaskCx;
 
 pub(crate) use chunk::{channel, flush_all, forward, settle, ChannelOut};
 pub(crate) use concurrent::{current_waker, run_concurrent, seq_of, Slot, Work};
@@ -352,7 +353,7 @@ impl Shared {
     /// Sends an event without waiting, from code that cannot wait (a
     /// [`Context`], a future being polled). Still lossless: what does not
     /// fit the events channel waits in an overflow queue that the task's
-    /// next flush ([`TaskCx::flush_events`](crate::stage::TaskCx), the
+    /// next flush ([`TaskCx::flush_events`](crate::runtime::TaskCx), the
     /// sources' [`events_gate`](Self::events_gate)) sends, waiting for the
     /// consumer; every driver flushes at least once a chunk, so the queue
     /// stays about a chunk's worth of events long.

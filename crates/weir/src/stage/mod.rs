@@ -89,11 +89,12 @@ pub use validate::Validate;
 
 pub use crate::source::{AckedSource, IntakeSource, IterSource, Merge, StreamSource, Streamed};
 
-pub use crate::runtime::{NoIntake, Plan};
-// The runtime's core interface, hidden: `Plan::attach` names it.
 pub(crate) use crate::runtime::{forward_flush, guard, run_held, Held};
-#[doc(hidden)]
-pub use crate::runtime::{Flow, Push, TaskCx, Wiring};
+pub use crate::runtime::{NoIntake, Plan};
+// The runtime's core interface, which `Plan::attach` names: public in the
+// private `runtime` module and re-exported nowhere public, so no other
+// crate can name it, and `Plan` is sealed.
+pub(crate) use crate::runtime::{Flow, Push, TaskCx, Wiring};
 
 use std::time::Duration;
 
