@@ -131,9 +131,8 @@ struct Inner {
     retryable: Option<bool>,
     /// Set when the error is made, or (an error caused by a source, whose
     /// message is the source's) on first use: a failure that a retry then
-    /// fixes never formats its message (measured: formatting it was one
-    /// allocation and ~250 instructions of each failed attempt, callgrind
-    /// on the `retry` bench, docs/BENCHMARKS.md).
+    /// fixes never formats its message (formatting is an allocation per
+    /// failed attempt: callgrind on the `retry` bench, docs/BENCHMARKS.md).
     message: OnceLock<String>,
     source: Option<BoxError>,
     /// Where the failure goes next (a dead-letter copy of the item, a
@@ -548,6 +547,12 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     } else {
         "panic with a non-string payload".to_owned()
     }
+}
+
+/// Runs `f` and turns a panic into an [`Error`].
+#[inline(always)]
+pub(crate) fn guard<R>(f: impl FnOnce() -> R) -> Result<R, Error> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| Error::panicked(&*p))
 }
 
 #[cfg(test)]

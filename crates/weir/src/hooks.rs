@@ -10,9 +10,9 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 
 use crate::context::Context;
+use crate::error::guard;
 use crate::error::{panic_message, Error, ErrorKind};
 use crate::metrics::{Report, StageReport};
-use crate::stage::guard;
 
 type SyncFn<A> = Arc<dyn Fn(&A, &Context) + Send + Sync>;
 type AsyncFn<A> = Arc<dyn Fn(&A, Context) -> BoxFuture<'static, ()> + Send + Sync>;

@@ -327,6 +327,21 @@ async fn no_events_no_cost_and_empty_input() {
         .await
         .unwrap();
     assert_eq!(r.stages[1].breaker, None);
+    // No events: a breaker that never leaves `closed` emits no state change.
+    let events: Vec<Event> = Pipeline::from_iter(0..20u64)
+        .try_then(service(&Calls::new(), |_| false))
+        .circuit_breaker(breaker())
+        .events()
+        .collect()
+        .await;
+    assert!(events
+        .iter()
+        .any(|e| matches!(e.kind, EventKind::PipelineFinished { .. })));
+    let changes = events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::StageStateChanged { .. }))
+        .count();
+    assert_eq!(changes, 0, "{events:?}");
 }
 
 #[tokio::test(start_paused = true)]

@@ -297,4 +297,15 @@ async fn no_subscriber_no_trouble() {
         .await
         .unwrap();
     assert_eq!(report.delivered, 100);
+    // Every item traced, with no subscriber installed: the spans are
+    // disabled (no item runs inside a live span) and every item still goes
+    // through, in order.
+    let out = PipelineBuilder::new()
+        .trace_items(1.0)
+        .from_iter(0..100u32)
+        .then(|x| async move { (x, tracing::Span::current().is_disabled()) })
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(out, (0..100).map(|x| (x, true)).collect::<Vec<_>>());
 }

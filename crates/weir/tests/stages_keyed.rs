@@ -441,7 +441,7 @@ fn rate_limit_of_zero_is_refused_when_building() {
     let _ = Pipeline::from_iter(0..1).rate_limit(0, 1);
 }
 
-// ---- throttle --------------------------------------------------------------
+// ---- throttle_first ----------------------------------------------------------
 
 /// Items `0..n`, item `i` arriving at `i × every`.
 fn ticks(ledger: &Ledger, n: u64, every: Duration) -> impl futures::Stream<Item = weir::Acked<u64>> + Send {
@@ -457,7 +457,7 @@ async fn throttle_passes_one_item_per_interval_and_drops_the_rest() {
     let out = Arc::new(Mutex::new(Vec::new()));
     let o = out.clone();
     let r = Pipeline::from_acked(ticks(&ledger, 20, Duration::from_millis(30)))
-        .throttle(Duration::from_millis(100))
+        .throttle_first(Duration::from_millis(100))
         .name("throttle")
         .for_each(move |x| o.lock().unwrap().push(x))
         .run()
@@ -478,7 +478,7 @@ async fn throttle_passes_one_item_per_interval_and_drops_the_rest() {
 async fn throttle_drops_a_burst_but_not_spaced_items() {
     // All at once: only the first passes.
     let r = Pipeline::from_iter(0..100)
-        .throttle(Duration::from_secs(1))
+        .throttle_first(Duration::from_secs(1))
         .run()
         .await
         .unwrap();
@@ -486,20 +486,20 @@ async fn throttle_drops_a_burst_but_not_spaced_items() {
     // Spaced wider than the interval: all pass.
     let ledger = Ledger::default();
     let r = Pipeline::from_acked(ticks(&ledger, 5, Duration::from_millis(200)))
-        .throttle(Duration::from_millis(100))
+        .throttle_first(Duration::from_millis(100))
         .run()
         .await
         .unwrap();
     assert_eq!((r.delivered, r.dropped), (5, 0));
     // Empty input, and an interval past the clock's range.
     let r = Pipeline::from_iter(0..0)
-        .throttle(Duration::from_secs(1))
+        .throttle_first(Duration::from_secs(1))
         .run()
         .await
         .unwrap();
     assert_eq!(r.delivered, 0);
     let r = Pipeline::from_iter(0..3)
-        .throttle(Duration::MAX)
+        .throttle_first(Duration::MAX)
         .run()
         .await
         .unwrap();

@@ -8,7 +8,7 @@ use crate::context::Context;
 use crate::error::{Error, ErrorKind};
 use crate::metrics::Counters;
 use crate::pipeline::Pipeline;
-use crate::stage::{forward_flush, guard, Plan, Push, TaskCx, Wiring};
+use crate::runtime::{forward_flush, guard, Plan, Push, TaskCx, Wiring};
 
 /// The plan node of [`Pipeline::pipe`].
 ///

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use super::Stage;
 use crate::context::Context;
+use crate::error::guard;
 use crate::error::{BoxError, Error, ErrorKind};
-use crate::stage::guard;
 
 /// A type-erased [`Stage`]: what a [`Registry`] builds. Compose it with
 /// `>>` and pipe it like any stage; it costs one virtual call per item.

@@ -15,7 +15,7 @@ use tokio::task::{AbortHandle, JoinSet};
 
 use super::prometheus::{render, CONTENT_TYPE};
 use super::{Outcome, Report};
-use crate::stage::guard;
+use crate::error::guard;
 
 /// The most a request's line and headers may take; the routes need no more.
 const MAX_HEAD: usize = 8 * 1024;

@@ -23,9 +23,8 @@ use crate::runtime::{
 };
 use crate::stage::FnSink;
 use crate::stage::{
-    AckedSource, Blocking, Boundary, BoxPlan, BranchJoin, Filter, FilterMap, FlatMap, ForEach, Inspect,
-    IntakeSource, IterSource, Map, Plan, Push, Sink, SinkStage, StageSpec, StreamSource, Then, TryMap,
-    Wiring,
+    AckedSource, Blocking, Boundary, BoxPlan, Filter, FilterMap, FlatMap, ForEach, Inspect, IntakeSource,
+    IterSource, Map, Plan, Push, Sink, SinkStage, StageSpec, StreamSource, Then, TryMap, Wiring,
 };
 
 /// A typed pipeline: a source, then stages, each taking the previous
@@ -501,10 +500,9 @@ where
     /// Sync stages are fused into one loop on one core. A boundary splits
     /// a CPU-heavy chain over cores (pipeline parallelism: Akka Streams'
     /// `.async`), or keeps a slow segment from holding up the one before
-    /// it. Each costs a channel hop per chunk, about 0.5–0.7 ns per item
-    /// on the `chain` benchmark ((1.84 - 0.29) / 3 and (2.43 - 0.43) / 3 in
-    /// the latest full runs, docs/BENCHMARKS.md): for cheap stages one fused
-    /// loop is faster, and for one costly stage a
+    /// it. Each costs a channel hop per chunk (the `chain` benchmark's
+    /// `weir-tasks` row against `weir-fused`, docs/BENCHMARKS.md): for
+    /// cheap stages one fused loop is faster, and for one costly stage a
     /// [`blocking`](Pipeline::blocking) or concurrent
     /// [`then`](Pipeline::then) stage spreads it wider.
     ///
@@ -745,7 +743,7 @@ where
         let (shared, tasks, _intake) = self.wire("collect", None, |sh, idx| {
             if idx.is_some() {
                 // Nothing before this terminal delivers: no item is timed.
-                sh.births.switch_off();
+                sh.e2e.switch_off();
             }
             Collect::new(Counters::new(sh.clone(), idx.unwrap_or(0)), tx)
         });
@@ -776,7 +774,7 @@ where
         let (tx, rx) = oneshot::channel();
         let (shared, tasks, _intake) = self.wire("fold", None, |sh, idx| {
             if idx.is_some() {
-                sh.births.switch_off();
+                sh.e2e.switch_off();
             }
             Fold::new(init, f, Counters::new(sh.clone(), idx.unwrap_or(0)), tx)
         });
@@ -889,103 +887,6 @@ impl<T, P> Pipeline<T, P> {
         self.stages.last_mut().expect("a pipeline always has a source")
     }
 }
-
-/// Settings of concurrent stages ([`then`](Pipeline::then),
-/// [`blocking`](Pipeline::blocking)). Only these stages have them: calling
-/// `concurrency` after a `map` is a compile error.
-macro_rules! concurrent_settings {
-    ($node:ident) => {
-        impl<T, P, F> Pipeline<T, $node<P, F>> {
-            /// How many items the stage works on at once. By default, 1.
-            ///
-            /// # Examples
-            ///
-            /// ```
-            /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
-            /// let started = tokio::time::Instant::now();
-            /// let out = weir::Pipeline::from_iter(0..8u64)
-            ///     .then(|x| async move {
-            ///         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            ///         x
-            ///     })
-            ///     .concurrency(8) // all eight sleep at once
-            ///     .collect()
-            ///     .await
-            ///     .unwrap();
-            /// assert_eq!(out, (0..8).collect::<Vec<_>>());
-            /// // On the paused clock of this example, exactly one sleep's time.
-            /// assert_eq!(started.elapsed(), std::time::Duration::from_millis(50));
-            /// # });
-            /// ```
-            ///
-            /// # Panics
-            ///
-            /// If `n` is 0.
-            #[track_caller]
-            pub fn concurrency(mut self, n: usize) -> Self {
-                assert!(n > 0, "Pipeline::concurrency must be at least 1");
-                self.last().concurrency = n;
-                self
-            }
-
-            /// Emit items in input order, holding back those that finish
-            /// early (at most `concurrency` of them). The default.
-            ///
-            /// # Examples
-            ///
-            /// ```
-            /// use std::time::Duration;
-            /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
-            /// let out = weir::Pipeline::from_iter([30u64, 10, 20])
-            ///     .then(|ms| async move {
-            ///         tokio::time::sleep(Duration::from_millis(ms)).await; // a call of varying latency
-            ///         ms
-            ///     })
-            ///     .concurrency(3)
-            ///     .ordered()
-            ///     .collect()
-            ///     .await
-            ///     .unwrap();
-            /// assert_eq!(out, [30, 10, 20]); // input order, although 10 finished first
-            /// # });
-            /// ```
-            pub fn ordered(mut self) -> Self {
-                self.last().ordered = true;
-                self
-            }
-
-            /// Emit items as they finish.
-            ///
-            /// # Examples
-            ///
-            /// ```
-            /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
-            /// let out = weir::Pipeline::from_iter([40u64, 0, 20])
-            ///     .then(|ms| async move {
-            ///         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-            ///         ms
-            ///     })
-            ///     .concurrency(3)
-            ///     .unordered()
-            ///     .collect()
-            ///     .await
-            ///     .unwrap();
-            /// assert_eq!(out, [0, 20, 40]);
-            /// # });
-            /// ```
-            pub fn unordered(mut self) -> Self {
-                self.last().ordered = false;
-                self
-            }
-        }
-    };
-}
-
-concurrent_settings!(Then);
-concurrent_settings!(Blocking);
-concurrent_settings!(BranchJoin);
-use crate::stage::TapAsync;
-concurrent_settings!(TapAsync);
 
 pin_project_lite::pin_project! {
     /// The future of an infallible [`then`](Pipeline::then) stage.

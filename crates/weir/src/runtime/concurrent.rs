@@ -17,12 +17,13 @@ use futures::{Stream, StreamExt};
 use tokio::time::Instant;
 
 use super::channel::Receiver;
-use super::trace::ItemEvents;
+use super::failure::route_uncounted;
+use super::item_events::ItemEvents;
+use super::{flush_all, route, settle, Flow, Push, TaskCx};
 use crate::ack::Token;
 use crate::error::Error;
 use crate::event::EventLevel;
 use crate::metrics::Counters;
-use crate::stage::{Flow, Push, TaskCx};
 
 /// What a concurrent stage does with one item.
 pub(crate) trait Work<T>: Send + 'static {
@@ -33,7 +34,7 @@ pub(crate) trait Work<T>: Send + 'static {
     /// ignores it says so, and drivers then pass 0 without reading the
     /// item's token: for an acknowledged token that read is an atomic
     /// load, which the compiler keeps even when its value goes unused
-    /// (callgrind: 2 instructions per item per stage).
+    /// (seen under callgrind on the `chain` bench's `weir-tasks`).
     const SEQ: bool = true;
 
     /// Starts the work on `item`, the item numbered `seq` at its source
@@ -108,58 +109,6 @@ impl<F: Future> Stream for InFlight<F> {
     }
 }
 
-/// Publishes `c` and settles `down` with the items pushed into it since
-/// the last call (`c`'s output count). Drivers call it, or [`flush_all`],
-/// before every await.
-#[inline]
-pub(crate) fn settle<U, D: Push<U>>(down: &mut D, c: &mut Counters) {
-    let out = c.publish();
-    down.settle(out);
-}
-
-/// Settles the counts, sends buffered events and ships buffered output.
-pub(crate) async fn flush_all<U, D: Push<U>>(down: &mut D, c: &mut Counters, cx: &mut TaskCx) -> Flow {
-    settle(down, c);
-    // Tested first: with nothing to send, running `flush_events` anyway
-    // cost ~200 instructions per chunk (callgrind).
-    if cx.has_events() {
-        cx.flush_events().await;
-    }
-    down.flush(cx).await
-}
-
-#[inline]
-pub(crate) fn route<U, D: Push<U>>(
-    result: Result<U, Error>,
-    token: Token,
-    c: &mut Counters,
-    down: &mut D,
-    cx: &mut TaskCx,
-) {
-    if result.is_ok() {
-        c.count_out();
-    }
-    route_uncounted(result, token, c, down, cx);
-}
-
-/// [`route`] for a caller that counts outputs itself.
-#[inline(always)]
-fn route_uncounted<U, D: Push<U>>(
-    result: Result<U, Error>,
-    token: Token,
-    c: &mut Counters,
-    down: &mut D,
-    cx: &mut TaskCx,
-) {
-    match result {
-        Ok(out) => down.push(out, token, cx),
-        Err(e) => {
-            c.failed += 1;
-            cx.fail(c.stage(), token, e);
-        }
-    }
-}
-
 pub(crate) async fn run_concurrent<T, W, D>(
     rx: Receiver<T>,
     work: W,
@@ -211,9 +160,10 @@ async fn drive<T, W, D>(
 
 /// The windowed driver times one item in this many when futures are ready
 /// at once (the serial driver times the first of each run of ready items);
-/// pending ones are always timed. Reading the clock costs ~30 ns on this
-/// KVM guest: one in 32 items made a chain of ready `then` stages 2×
-/// slower (docs/BENCHMARKS.md).
+/// pending ones are always timed. Reading the clock is dear on a
+/// virtual machine next to a ready future's trip: sampled more often, it
+/// slowed a chain of ready `then` stages (the `io` bench's ready rows,
+/// docs/BENCHMARKS.md).
 const TIME_EVERY: u64 = 1024;
 
 /// A pinned place for one in-flight future, allocated once per task.
@@ -462,8 +412,8 @@ impl<F: Future> Future for Entry<F> {
 ///
 /// Every item's future is first polled in place, in a pinned slot from a
 /// pool: one that is ready at once is routed without entering the window
-/// (no allocation, no trip through `FuturesOrdered`; measured: a chain of
-/// ready `then`s with `concurrency(16)` cost ~370 ns/item before), unless
+/// (no allocation, no trip through `FuturesOrdered`, which dominated a
+/// chain of ready `then`s with `concurrency(16)`: the `io` bench), unless
 /// an ordered stage still has earlier items in flight, in which case it
 /// waits in the window as a finished entry. Pending futures enter the
 /// window in their slot.

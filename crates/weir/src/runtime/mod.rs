@@ -1,21 +1,44 @@
-//! The runtime: shared run state, task supervision, shutdown.
+//! The runtime: the push/flow interface every stage is built on, the
+//! failure router, the chunk channel with both its ends, the drivers, and
+//! the shared run state with task supervision and shutdown.
+//!
+//! | question | file |
+//! | --- | --- |
+//! | what a stage implements | [`push`] (`Plan`, `Push`, `Flow`, `Wiring`) |
+//! | where a failed item goes and is finalized | [`failure`] (`TaskCx::fail`) |
+//! | where a chunk crosses a task boundary | [`chunk`] (channel, `ChannelOut`, `forward`, `flush_all`) |
+//! | how a panic becomes an item's failure | [`panic`] |
+//! | what runs a concurrent stage | `concurrent` |
+//! | what `run`, `collect`, `fold` attach at the end | `consume` |
 
-mod births;
-pub(crate) mod channel;
+pub(crate) mod chunk;
 mod concurrent;
+mod consume;
+mod e2e_latency;
+pub(crate) mod failure;
 mod handle;
+mod item_events;
+pub(crate) mod panic;
+pub(crate) mod push;
+pub(crate) mod spans;
 mod streams;
 mod subscription;
-mod terminal;
-mod trace;
+mod task_cx;
 
 pub use handle::{Controller, Handle, PushError, Pusher, Shutdown, TryPushError};
+pub(crate) use push::{Flow, Push, Wiring};
+pub use push::{NoIntake, Plan};
 pub use streams::{Events, Results};
 pub use subscription::{Lagged, Subscription};
+pub(crate) use task_cx::TaskCx;
 
-pub(crate) use concurrent::{current_waker, flush_all, route, run_concurrent, seq_of, settle, Slot, Work};
-pub(crate) use terminal::{ChannelOut, Collect, Discard, Fold};
-pub(crate) use trace::ItemEvents;
+pub(crate) use chunk::{channel, flush_all, forward, settle, ChannelOut};
+pub(crate) use concurrent::{current_waker, run_concurrent, seq_of, Slot, Work};
+pub(crate) use consume::{Collect, Discard, Fold};
+pub(crate) use failure::route;
+pub(crate) use item_events::ItemEvents;
+pub(crate) use panic::{guard, run_held, Held};
+pub(crate) use push::forward_flush;
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -118,7 +141,7 @@ pub(crate) struct Shared {
     /// Recent output counts, for throughput over a sliding window.
     rates: StageRates,
     /// Sampled end-to-end latency.
-    pub(crate) births: births::Births,
+    pub(crate) e2e: e2e_latency::E2eSampler,
 }
 
 /// Output counts sampled at each report, kept for about ten seconds.
@@ -203,7 +226,7 @@ impl Shared {
             acked: AtomicBool::new(false),
             rates: StageRates::default(),
             outcome: Mutex::new(None),
-            births: births::Births::default(),
+            e2e: e2e_latency::E2eSampler::default(),
         }
     }
 
@@ -330,7 +353,7 @@ impl Shared {
     /// Sends an event without waiting, from code that cannot wait (a
     /// [`Context`], a future being polled). Still lossless: what does not
     /// fit the events channel waits in an overflow queue that the task's
-    /// next flush ([`TaskCx::flush_events`](crate::stage::TaskCx), the
+    /// next flush ([`TaskCx::flush_events`](crate::runtime::TaskCx), the
     /// sources' [`events_gate`](Self::events_gate)) sends, waiting for the
     /// consumer; every driver flushes at least once a chunk, so the queue
     /// stays about a chunk's worth of events long.
@@ -519,7 +542,7 @@ impl Shared {
             unfinalized,
             stages,
             bottleneck,
-            latency: self.births.summary(),
+            latency: self.e2e.summary(),
         }
     }
 

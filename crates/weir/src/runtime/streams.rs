@@ -99,7 +99,7 @@ impl<T: Send + 'static> Results<T> {
             loop {
                 if let Some((item, token)) = st.current.next() {
                     st.c.items_in += 1;
-                    st.c.shared().births.delivered(token.seq());
+                    st.c.shared().e2e.delivered(token.seq());
                     token.finish(Status::Delivered);
                     return Some((Ok(item), st));
                 }

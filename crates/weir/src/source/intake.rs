@@ -2,10 +2,10 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::Ordering;
 
-use super::{settle, ship};
+use super::{flush_all, settle};
 use crate::metrics::Counters;
 use crate::runtime::channel::Receiver;
-use crate::stage::{Flow, Plan, Push, TaskCx, Wiring};
+use crate::runtime::{Flow, Plan, Push, TaskCx, Wiring};
 
 /// The source node of [`Pipeline::intake`](crate::Pipeline::intake): items
 /// pushed through the [`Handle`](crate::Handle).
@@ -77,13 +77,13 @@ where
         shared.events_gate().await;
         for (item, token) in chunk {
             c.items_in += 1;
-            shared.births.pulled(token.seq(), token.seq() + 1);
+            shared.e2e.pulled(token.seq(), token.seq() + 1);
             down.push(item, token, &mut cx);
-            if down.wants_flush() && ship(&mut down, &mut c, &mut cx).await == Flow::Stop {
+            if down.wants_flush() && flush_all(&mut down, &mut c, &mut cx).await == Flow::Stop {
                 break 'run;
             }
         }
-        if ship(&mut down, &mut c, &mut cx).await == Flow::Stop {
+        if flush_all(&mut down, &mut c, &mut cx).await == Flow::Stop {
             break;
         }
     }

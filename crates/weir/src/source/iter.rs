@@ -3,11 +3,11 @@ use std::fmt;
 use std::mem::ManuallyDrop;
 use std::ops::Range;
 
-use super::{settle, ship};
+use super::{flush_all, settle};
 use crate::ack::Token;
 use crate::error::Error;
 use crate::metrics::Counters;
-use crate::stage::{guard, Flow, Plan, Push, TaskCx, Wiring};
+use crate::runtime::{guard, Flow, Plan, Push, TaskCx, Wiring};
 
 /// The source node of [`Pipeline::from_iter`](crate::Pipeline::from_iter).
 ///
@@ -37,7 +37,7 @@ where
     I::Item: Send + 'static,
 {
     type Out = I::Item;
-    type Intake = crate::stage::NoIntake;
+    type Intake = crate::runtime::NoIntake;
 
     fn attach<D: Push<I::Item>>(self, down: D, w: &mut Wiring<Self::Intake>) {
         let task = drive(self.iter, down, w.counters(0), w.cx(), w.chunk_size());
@@ -285,8 +285,8 @@ where
 /// [`Pull::MAX_CHUNKS`] chunks, while whole pulls take less than
 /// [`Pull::QUICK`], and halves when one takes more than [`Pull::SLOW`]. So
 /// cheap stages spend their time in the loop (the work around a pull of
-/// 1024 items cost as much as 0.5 ns per item next to a hand loop's 0.7:
-/// docs/BENCHMARKS.md) and slow ones still look up every few hundred
+/// one chunk is of the order of a cheap stage's own work per item: the
+/// `chain` bench, docs/BENCHMARKS.md) and slow ones still look up every few hundred
 /// microseconds. Measured with the standard clock, one read per pull.
 #[derive(Debug)]
 struct Pull {
@@ -350,8 +350,8 @@ where
             }
         };
         c.items_in += seq - start;
-        shared.births.pulled(start, seq);
-        if ship(&mut down, &mut c, &mut cx).await == Flow::Stop || exhausted {
+        shared.e2e.pulled(start, seq);
+        if flush_all(&mut down, &mut c, &mut cx).await == Flow::Stop || exhausted {
             break;
         }
         tokio::task::consume_budget().await;

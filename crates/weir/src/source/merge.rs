@@ -7,14 +7,14 @@ use std::task::{ready, Context, Poll};
 use futures::future::BoxFuture;
 use futures::{FutureExt, Stream};
 
-use super::{settle, ship, Source};
+use super::{flush_all, settle, Source};
 use crate::ack::Token;
 use crate::error::{Error, ErrorKind};
 use crate::event::EventKind;
 use crate::metrics::Counters;
 use crate::pipeline::{Pipeline, PipelineBuilder};
 use crate::policy::ErrorPolicy;
-use crate::stage::{guard, Flow, NoIntake, Plan, Push, TaskCx, Wiring};
+use crate::runtime::{guard, Flow, NoIntake, Plan, Push, TaskCx, Wiring};
 
 /// The source node of [`Pipeline::merge`]: several [`Source`]s read
 /// concurrently, at most [`max_concurrent`](Pipeline::max_concurrent) at
@@ -344,9 +344,9 @@ where
                         taken += 1;
                         if down.wants_flush() {
                             c.items_in += seq - counted;
-                            shared.births.pulled(counted, seq);
+                            shared.e2e.pulled(counted, seq);
                             counted = seq;
-                            if ship(&mut down, &mut c, &mut cx).await == Flow::Stop {
+                            if flush_all(&mut down, &mut c, &mut cx).await == Flow::Stop {
                                 break 'run;
                             }
                         }
@@ -392,9 +392,9 @@ where
             }
         }
         c.items_in += seq - counted;
-        shared.births.pulled(counted, seq);
+        shared.e2e.pulled(counted, seq);
         counted = seq;
-        if ship(&mut down, &mut c, &mut cx).await == Flow::Stop {
+        if flush_all(&mut down, &mut c, &mut cx).await == Flow::Stop {
             break;
         }
         tokio::task::consume_budget().await;

@@ -16,5 +16,5 @@ pub use stream::{AckedSource, StreamSource};
 
 /// Ships a chunk: settle counts, send events, flush downstream (the same
 /// step every task takes).
-pub(crate) use crate::runtime::flush_all as ship;
+pub(crate) use crate::runtime::flush_all;
 pub(crate) use crate::runtime::settle;

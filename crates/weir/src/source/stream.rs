@@ -5,11 +5,11 @@ use std::task::Poll;
 
 use futures::{FutureExt, Stream, StreamExt};
 
-use super::{settle, ship};
+use super::{flush_all, settle};
 use crate::ack::{Acked, Token};
 use crate::error::Error;
 use crate::metrics::Counters;
-use crate::stage::{Flow, Plan, Push, TaskCx, Wiring};
+use crate::runtime::{Flow, Plan, Push, TaskCx, Wiring};
 
 /// The source node of [`Pipeline::from_stream`](crate::Pipeline::from_stream).
 ///
@@ -65,7 +65,7 @@ where
     S::Item: Send + 'static,
 {
     type Out = S::Item;
-    type Intake = crate::stage::NoIntake;
+    type Intake = crate::runtime::NoIntake;
 
     fn attach<D: Push<S::Item>>(self, down: D, w: &mut Wiring<Self::Intake>) {
         let split = |item, seq| (item, Token::plain(seq));
@@ -80,7 +80,7 @@ where
     T: Send + 'static,
 {
     type Out = T;
-    type Intake = crate::stage::NoIntake;
+    type Intake = crate::runtime::NoIntake;
 
     fn attach<D: Push<T>>(self, down: D, w: &mut Wiring<Self::Intake>) {
         // Before any task starts: the forwarders then keep the tokens'
@@ -166,8 +166,8 @@ async fn drive<S, G, T, D>(
             }
         }
         c.items_in += seq - start;
-        shared.births.pulled(start, seq);
-        if ship(&mut down, &mut c, &mut cx).await == Flow::Stop || exhausted {
+        shared.e2e.pulled(start, seq);
+        if flush_all(&mut down, &mut c, &mut cx).await == Flow::Stop || exhausted {
             break;
         }
         // An always-ready stream whose items are all dropped in this task

@@ -21,8 +21,8 @@ use crate::event::EventKind;
 use crate::metrics::Counters;
 use crate::pipeline::{Config, Pipeline};
 use crate::runtime::channel::{self, Chunk, Receiver, Sender};
+use crate::runtime::Flow;
 use crate::runtime::{Discard, Shared};
-use crate::stage::Flow;
 
 /// Marks the [`Branches`] of a [`broadcast`](crate::Pipeline::broadcast):
 /// every item goes to every branch.

@@ -71,7 +71,7 @@ where
     fn push(&mut self, item: T, token: Token, cx: &mut TaskCx) {
         let error = match guard(|| (self.f)(item)) {
             Ok(Ok(())) => {
-                cx.shared.births.delivered(token.seq());
+                cx.shared.e2e.delivered(token.seq());
                 return token.finish(Status::Delivered);
             }
             Ok(Err(e)) => Error::caused_by(ErrorKind::Sink, e.into()),

@@ -250,54 +250,6 @@ where
     }
 }
 
-impl<T, P, KF, F> Pipeline<T, KeyedThen<P, KF, F>> {
-    /// How many items the keyed stage holds at once: those running (at
-    /// most one per key) plus those waiting for an earlier item of their
-    /// key to finish. By default, 1 (one item at a time, whatever its key).
-    ///
-    /// Parked items count against the window so that memory stays bounded
-    /// whatever the key distribution: the stage holds at most `n` items
-    /// (running, parked, or finished and not yet passed on), plus the chunk
-    /// of input it is reading and a chunk of output waiting to be shipped,
-    /// as any concurrent stage does. The price is head-of-line blocking under
-    /// skew: when the window is full of one hot key's items, only one of
-    /// them runs until the window frees up.
-    ///
-    /// Output keeps input order within each key; across keys, items leave
-    /// as they finish (there is no `ordered` setting for keyed stages).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
-    /// let started = tokio::time::Instant::now();
-    /// let out = weir::Pipeline::from_iter(0..8u64)
-    ///     .key_by(|x| *x) // eight keys: all eight run at once
-    ///     .then(|x| async move {
-    ///         tokio::time::sleep(Duration::from_millis(50)).await;
-    ///         x
-    ///     })
-    ///     .concurrency(8)
-    ///     .collect()
-    ///     .await
-    ///     .unwrap();
-    /// assert_eq!(out.len(), 8);
-    /// assert_eq!(started.elapsed(), Duration::from_millis(50));
-    /// # });
-    /// ```
-    ///
-    /// # Panics
-    ///
-    /// If `n` is 0.
-    #[track_caller]
-    pub fn concurrency(mut self, n: usize) -> Self {
-        assert!(n > 0, "Pipeline::concurrency must be at least 1");
-        self.last().concurrency = n;
-        self
-    }
-}
-
 /// An item's work that was pending when first polled, in its pooled slot:
 /// done, it gives back its result, token, key and slot.
 struct KeyedRun<F, K> {

@@ -32,7 +32,7 @@ where
     /// owns a timer).
     ///
     /// Use it to respect a downstream service's quota. To shed excess
-    /// items instead of waiting, see [`throttle`](Pipeline::throttle).
+    /// items instead of waiting, see [`throttle_first`](Pipeline::throttle_first).
     ///
     /// The runtime must have timers enabled (`enable_time`/`enable_all`).
     ///

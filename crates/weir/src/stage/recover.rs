@@ -15,6 +15,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
@@ -236,35 +237,23 @@ impl<T: Send + 'static, U> SyncRecover<T, U> {
                 Err(e) => e,
             };
             let first_ms = *first_failure.get_or_insert_with(now_ms);
-            let to = self.to.clone();
-            let decision = match &self.handler {
-                None => Decision::Fail,
-                Some(h) => {
-                    let failure = Failure {
-                        item: &copy,
-                        error: &error,
-                        attempt,
-                    };
-                    match guard(|| h(&failure)) {
-                        Ok(d) => d,
-                        Err(panic) => return Err(routed(panic, copy, to, None, attempt, first_ms)),
+            let handler = self.handler.as_ref();
+            let (policy, error) =
+                match verdict(handler, &copy, &error, attempt, true, &cx.shared, self.stage, seq) {
+                    Verdict::Replace(out, event) => {
+                        cx.event(event);
+                        return Ok(out);
                     }
-                }
-            };
-            let policy = match decision {
-                Decision::Replace(out) => {
-                    cx.event(replaced(&cx.shared, self.stage, seq, &error, attempt));
-                    return Ok(out);
-                }
-                Decision::RetryAfter(_) if attempt < MAX_HANDLER_ATTEMPTS => {
-                    attempt += 1;
-                    input = (self.keep)(&copy);
-                    continue;
-                }
-                Decision::Skip => Some(ErrorPolicy::Skip),
-                Decision::Fail | Decision::RetryAfter(_) => None,
-            };
-            return Err(routed(error, copy, to, policy, attempt, first_ms));
+                    // A synchronous stage cannot wait: it runs again at once.
+                    Verdict::Again(_) => {
+                        attempt += 1;
+                        input = (self.keep)(&copy);
+                        continue;
+                    }
+                    Verdict::Route(policy) => (policy, error),
+                    Verdict::Panicked(panic) => (None, panic),
+                };
+            return Err(routed(error, copy, self.to.clone(), policy, attempt, first_ms));
         }
     }
 }
@@ -284,7 +273,7 @@ pub(crate) struct Concurrent<T, D> {
 
 impl<T: Send + 'static, U: Send + 'static, D: Push<U>> SpawnWork<T, U> for Concurrent<T, D> {
     fn spawn<I, W: Work<T, Out = U>>(self, w: &mut Wiring<I>, work: W) {
-        super::trace::spawn_concurrent(w, self.idx, self.rx, work, self.down);
+        crate::runtime::spans::spawn_concurrent(w, self.idx, self.rx, work, self.down);
     }
 }
 
@@ -323,36 +312,30 @@ where
                     Ok(out) => return Ok(out),
                     Err(e) => e,
                 };
-                let now = now_ms();
-                let first_ms = *first_failure.get_or_insert(now);
-                let decision = match &handler {
-                    None => Decision::Fail,
-                    Some(h) => {
-                        let failure = Failure {
-                            item: &copy,
-                            error: &error,
-                            attempt,
-                        };
-                        match guard(|| h(&failure)) {
-                            Ok(d) => d,
-                            // A panicking handler fails the item with its panic.
-                            Err(panic) => return Err(routed(panic, copy, to, None, attempt, first_ms)),
-                        }
-                    }
-                };
-                let policy = match decision {
-                    Decision::Replace(out) => {
-                        shared.emit(replaced(&shared, stage, seq, &error, attempt)).await;
+                let first_ms = *first_failure.get_or_insert_with(now_ms);
+                let (policy, error) = match verdict(
+                    handler.as_ref(),
+                    &copy,
+                    &error,
+                    attempt,
+                    true,
+                    &shared,
+                    stage,
+                    seq,
+                ) {
+                    Verdict::Replace(out, event) => {
+                        shared.emit(event).await;
                         return Ok(out);
                     }
-                    Decision::RetryAfter(delay) if attempt < MAX_HANDLER_ATTEMPTS => {
+                    Verdict::Again(delay) => {
                         tokio::time::sleep(delay).await;
                         attempt += 1;
                         fut = lock(&work).start(keep(&copy), seq);
                         continue;
                     }
-                    Decision::Skip => Some(ErrorPolicy::Skip),
-                    Decision::Fail | Decision::RetryAfter(_) => None,
+                    Verdict::Route(policy) => (policy, error),
+                    // A panicking handler fails the item with its panic.
+                    Verdict::Panicked(panic) => (None, panic),
                 };
                 return Err(routed(error, copy, to, policy, attempt, first_ms));
             }
@@ -398,6 +381,61 @@ pub(crate) fn replaced(shared: &Shared, stage: usize, item: u64, error: &Error, 
         error: error.message().to_owned(),
         error_type: error.kind().as_str().to_owned(),
         attempt,
+    }
+}
+
+/// What comes of a failed attempt at an item, as the stage's failure
+/// handler decides: [`verdict`]'s answer.
+pub(crate) enum Verdict<U> {
+    /// The handler replaced the item's output: pass it on and emit the
+    /// event (the replacement is already counted).
+    Replace(U, EventKind),
+    /// Run the stage's function again on a copy of the item, after this
+    /// delay where the driver can wait (a synchronous stage cannot: it runs
+    /// again at once).
+    Again(Duration),
+    /// Failed for good: route the error with this policy (`None`: the
+    /// stage's own).
+    Route(Option<ErrorPolicy>),
+    /// The handler panicked: route its panic instead of the error.
+    Panicked(Error),
+}
+
+/// Reads the stage's failure handler on a failed attempt: the one place a
+/// [`Decision`] is interpreted. Every driver with a handler (a fused stage,
+/// a concurrent stage, a sink's writes and flushes) asks it after each
+/// failed attempt and only runs again, waits or routes as it says. Without
+/// a handler, the failure is routed by the stage's policy. `may_retry` is
+/// false where the failure cannot be attempted again (a sink's flush); a
+/// [`RetryAfter`](Decision::RetryAfter) past [`MAX_HANDLER_ATTEMPTS`] or
+/// where it may not retry is routed as a [`Fail`](Decision::Fail).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn verdict<T, U>(
+    handler: Option<&Handler<T, U>>,
+    copy: &T,
+    error: &Error,
+    attempt: u32,
+    may_retry: bool,
+    shared: &Shared,
+    stage: usize,
+    seq: u64,
+) -> Verdict<U> {
+    let Some(h) = handler else {
+        return Verdict::Route(None);
+    };
+    let failure = Failure {
+        item: copy,
+        error,
+        attempt,
+    };
+    match guard(|| h(&failure)) {
+        Err(panic) => Verdict::Panicked(panic),
+        Ok(Decision::Replace(out)) => Verdict::Replace(out, replaced(shared, stage, seq, error, attempt)),
+        Ok(Decision::RetryAfter(delay)) if may_retry && attempt < MAX_HANDLER_ATTEMPTS => {
+            Verdict::Again(delay)
+        }
+        Ok(Decision::Skip) => Verdict::Route(Some(ErrorPolicy::Skip)),
+        Ok(Decision::Fail | Decision::RetryAfter(_)) => Verdict::Route(None),
     }
 }
 

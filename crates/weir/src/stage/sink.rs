@@ -7,15 +7,15 @@ use std::time::Duration;
 use futures::FutureExt;
 use tokio::sync::mpsc;
 
-use super::recover::{replaced, routed, Handler};
+use super::recover::{routed, verdict, Handler, Verdict};
 use super::resilience::{Retrier, RetrySpec};
 use super::timeout::within;
-use super::{guard, Plan, Push, TaskCx, Wiring};
+use super::{Plan, Push, TaskCx, Wiring};
 use crate::ack::{Status, Token};
 use crate::error::{BoxError, Error, ErrorKind};
 use crate::event::now_ms;
 use crate::metrics::Counters;
-use crate::policy::{CircuitBreaker, Decision, ErrorPolicy, Failure, Letter, MAX_HANDLER_ATTEMPTS};
+use crate::policy::{CircuitBreaker, Letter};
 use crate::runtime::channel::Receiver;
 use crate::runtime::ChannelOut;
 
@@ -352,7 +352,7 @@ async fn run_sink<T, S, D>(
 /// Finalizes an item the sink took care of.
 fn deliver(token: Token, c: &mut Counters, cx: &TaskCx) {
     *c.out.get_or_insert(0) += 1;
-    cx.shared.births.delivered(token.seq());
+    cx.shared.e2e.delivered(token.seq());
     token.finish(Status::Delivered);
 }
 
@@ -499,7 +499,7 @@ impl<T: Send + 'static> Flush<'_, T> {
             Ok(()) => {
                 *self.c.out.get_or_insert(0) += self.written.len() as u64;
                 for token in self.written.drain(..) {
-                    self.cx.shared.births.delivered(token.seq());
+                    self.cx.shared.e2e.delivered(token.seq());
                     token.finish(Status::Delivered);
                 }
                 if let Some(r) = self.recover.as_deref_mut() {
@@ -526,18 +526,19 @@ impl<T: Send + 'static> Flush<'_, T> {
         errors.push(error);
         for ((token, copy), e) in failed.into_iter().chain(last).zip(errors) {
             let attempt = e.attempt().max(1);
-            let decided = recover.decide(&copy, &e, attempt);
             let tried = Tried {
                 seq: token.seq(),
                 attempt,
                 first_ms,
             };
-            match recover.settle(copy, e, decided, tried, self.cx) {
-                None => deliver(token, self.c, self.cx),
-                Some(e) => {
+            // A flush is not attempted again for one item: no retry here.
+            match recover.settle(copy, e, tried, false, self.cx) {
+                Settled::Replaced => deliver(token, self.c, self.cx),
+                Settled::Failed(e) => {
                     self.c.failed += 1;
                     self.cx.fail(self.c.stage(), token, e);
                 }
+                Settled::Again(..) => unreachable!("`settle` does not retry when told not to"),
             }
         }
     }
@@ -580,7 +581,7 @@ impl<T: Send + 'static> SinkRecover<T> {
         c: &mut Counters,
         cx: &mut TaskCx,
     ) -> Result<Option<T>, Error> {
-        let copy = (self.keep)(&item);
+        let mut copy = (self.keep)(&item);
         let mut input = item;
         let mut attempt = 1;
         let mut first_failure = None;
@@ -589,73 +590,57 @@ impl<T: Send + 'static> SinkRecover<T> {
                 Ok(()) => return Ok(Some(copy)),
                 Err(e) => e,
             };
-            let first_ms = *first_failure.get_or_insert_with(now_ms);
-            let decided = self.decide(&copy, &error, attempt);
-            if let Ok(Decision::RetryAfter(delay)) = decided {
-                if attempt < MAX_HANDLER_ATTEMPTS {
-                    c.publish();
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                    input = (self.keep)(&copy);
-                    continue;
-                }
-            }
             let tried = Tried {
                 seq,
                 attempt,
-                first_ms,
+                first_ms: *first_failure.get_or_insert_with(now_ms),
             };
-            return match self.settle(copy, error, decided, tried, cx) {
-                None => Ok(None),
-                Some(e) => Err(e),
+            return match self.settle(copy, error, tried, true, cx) {
+                Settled::Again(delay, back) => {
+                    c.publish();
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                    input = (self.keep)(&back);
+                    copy = back;
+                    continue;
+                }
+                Settled::Replaced => Ok(None),
+                Settled::Failed(e) => Err(e),
             };
         }
     }
 
-    /// The handler's decision on a failure ([`Fail`](Decision::Fail)
-    /// without a handler), or its panic.
-    fn decide(&self, copy: &T, error: &Error, attempt: u32) -> Result<Decision<()>, Error> {
-        let Some(h) = &self.handler else {
-            return Ok(Decision::Fail);
-        };
-        let failure = Failure {
-            item: copy,
-            error,
-            attempt,
-        };
-        guard(|| h(&failure))
-    }
-
-    /// Settles a failure for good as `decided`: `None` if the handler
-    /// replaced the item (counted and evented), else the error to fail it
-    /// with, routed with its copy. A [`RetryAfter`](Decision::RetryAfter)
-    /// here (after the maximum, or on a failed flush) goes to the error
-    /// policy; a panicking handler fails the item with its panic.
-    fn settle(
-        &self,
-        copy: T,
-        error: Error,
-        decided: Result<Decision<()>, Error>,
-        tried: Tried,
-        cx: &mut TaskCx,
-    ) -> Option<Error> {
+    /// Settles a failed attempt at `copy` as the stage's handler decides
+    /// ([`verdict`]): again after a delay (handing the copy back), replaced
+    /// (counted and evented), or failed for good with the error to fail it
+    /// with, routed with its copy.
+    fn settle(&self, copy: T, error: Error, tried: Tried, may_retry: bool, cx: &mut TaskCx) -> Settled<T> {
         let Tried {
             seq,
             attempt,
             first_ms,
         } = tried;
-        let to = self.to.clone();
-        let policy = match decided {
-            Err(panic) => return Some(routed(panic, copy, to, None, attempt, first_ms)),
-            Ok(Decision::Replace(())) => {
-                cx.event(replaced(&cx.shared, self.stage, seq, &error, attempt));
-                return None;
+        let handler = self.handler.as_ref();
+        let (policy, error) = match verdict(
+            handler, &copy, &error, attempt, may_retry, &cx.shared, self.stage, seq,
+        ) {
+            Verdict::Again(delay) => return Settled::Again(delay, copy),
+            Verdict::Replace((), event) => {
+                cx.event(event);
+                return Settled::Replaced;
             }
-            Ok(Decision::Skip) => Some(ErrorPolicy::Skip),
-            Ok(Decision::Fail | Decision::RetryAfter(_)) => None,
+            Verdict::Route(policy) => (policy, error),
+            Verdict::Panicked(panic) => (None, panic),
         };
-        Some(routed(error, copy, to, policy, attempt, first_ms))
+        Settled::Failed(routed(error, copy, self.to.clone(), policy, attempt, first_ms))
     }
+}
+
+/// What [`SinkRecover::settle`] made of a failed attempt.
+enum Settled<T> {
+    Again(Duration, T),
+    Replaced,
+    Failed(Error),
 }
 
 /// Which item failed, at which attempt, first when.

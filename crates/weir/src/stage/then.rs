@@ -90,12 +90,11 @@ where
 pin_project_lite::pin_project! {
     /// A `then` stage's future: the user's, with panics caught at each
     /// poll and errors wrapped. Written by hand rather than as an async
-    /// block around `CatchUnwind`: it inlines, which measured ~2× cheaper
-    /// per item for futures that are ready at once. One enum rather than
-    /// a future and an error side by side: replacing a finished one in a
-    /// driver's slot then tests one tag, not two (callgrind: 3
-    /// instructions and a store per item per stage of the `weir-tasks`
-    /// chain; docs/BENCHMARKS.md).
+    /// block around `CatchUnwind`: it inlines, which is cheaper per item
+    /// for futures that are ready at once. One enum rather than a future
+    /// and an error side by side: replacing a finished one in a driver's
+    /// slot then tests one tag, not two (callgrind on the `chain` bench's
+    /// `weir-tasks`; docs/BENCHMARKS.md).
     #[project = ThenProj]
     #[project_replace = ThenTaken]
     pub(crate) enum ThenFuture<F> {

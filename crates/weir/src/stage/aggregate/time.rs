@@ -9,7 +9,7 @@ use crate::metrics::Counters;
 use crate::pipeline::Pipeline;
 use crate::runtime::channel::Receiver;
 use crate::runtime::{flush_all, settle, ChannelOut};
-use crate::stage::{Flow, Plan, Push, TaskCx, Wiring};
+use crate::runtime::{Flow, Plan, Push, TaskCx, Wiring};
 
 /// The plan node of [`Pipeline::aggregate_time`]: a stage in a task of its
 /// own, so that a window closes while no input arrives.

@@ -6,8 +6,8 @@ use crate::ack::Token;
 use crate::error::Error;
 use crate::metrics::Counters;
 use crate::pipeline::Pipeline;
+use crate::runtime::{guard, Flow, Plan, Push, TaskCx, Wiring};
 use crate::stage::batch::Members;
-use crate::stage::{guard, Flow, Plan, Push, TaskCx, Wiring};
 
 /// One open window: its accumulator and the tokens of its items. The
 /// accumulator exists exactly while the window holds items.

@@ -12,12 +12,12 @@
 use tracing::instrument::Instrumented;
 use tracing::{Instrument, Span};
 
+use super::channel::Receiver;
+use super::{run_concurrent, Shared, Work};
 use super::{Push, Wiring};
-use crate::runtime::channel::Receiver;
-use crate::runtime::{run_concurrent, Shared, Work};
 
 /// The span of the task that runs `stage`.
-pub(super) fn stage_span(shared: &Shared, stage: usize) -> Span {
+pub(crate) fn stage_span(shared: &Shared, stage: usize) -> Span {
     let spec = &shared.stages[stage].spec;
     tracing::info_span!(
         target: "weir",
@@ -31,7 +31,7 @@ pub(super) fn stage_span(shared: &Shared, stage: usize) -> Span {
 /// Spawns the task of the concurrent stage `idx`: its work, with the
 /// stage's time limit and item spans when they are set (and without the
 /// wrappers, at no cost, when they are not).
-pub(super) fn spawn_concurrent<I, T, W, D>(w: &mut Wiring<I>, idx: usize, rx: Receiver<T>, work: W, down: D)
+pub(crate) fn spawn_concurrent<I, T, W, D>(w: &mut Wiring<I>, idx: usize, rx: Receiver<T>, work: W, down: D)
 where
     T: Send + 'static,
     W: Work<T>,

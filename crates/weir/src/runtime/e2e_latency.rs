@@ -23,7 +23,7 @@ const EVERY: u64 = 64;
 const KEEP: usize = 4096;
 
 #[derive(Debug, Default)]
-pub(crate) struct Births {
+pub(crate) struct E2eSampler {
     recent: Mutex<VecDeque<(u64, Instant)>>,
     e2e: Recorder,
     /// Set when nothing will look the stamps up (the pipeline ends in a
@@ -31,7 +31,7 @@ pub(crate) struct Births {
     off: AtomicBool,
 }
 
-impl Births {
+impl E2eSampler {
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(u64, Instant)>> {
         self.recent.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -92,7 +92,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn sampled_items_are_timed_once_and_the_buffer_is_bounded() {
-        let b = Births::default();
+        let b = E2eSampler::default();
         b.pulled(0, 200); // stamps 0, 64, 128, 192
         tokio::time::sleep(Duration::from_millis(5)).await;
         for seq in 0..200 {
@@ -108,7 +108,7 @@ mod tests {
 
     #[test]
     fn switched_off_births_stamp_nothing() {
-        let b = Births::default();
+        let b = E2eSampler::default();
         b.switch_off();
         b.pulled(0, 10_000);
         assert!(b.lock().is_empty());

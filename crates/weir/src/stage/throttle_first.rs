@@ -1,5 +1,7 @@
-//! `throttle(interval)`: throttle-first. An item passes, then the items
-//! that arrive within `interval` after it are dropped.
+//! `throttle_first(interval)`: an item passes, then the items that arrive
+//! within `interval` after it are dropped. Named for what it does with the
+//! rest (as Rx's `throttleFirst`): tokio-stream's `throttle` delays items
+//! and Akka's shapes the rate, both keeping every item; this one does not.
 
 use std::fmt;
 use std::time::Duration;
@@ -19,11 +21,11 @@ where
     /// Lets at most one item through per `interval`: an item passes, and
     /// the items that reach the stage within `interval` after it are
     /// finalized as [`Dropped`](crate::Status::Dropped) and counted
-    /// (throttle-first, as in Rx). Fused with neighbouring sync stages; it
+    /// (as Rx's `throttleFirst`). Fused with neighbouring sync stages; it
     /// reads tokio's clock once per item and never waits.
     ///
     /// Unlike [`rate_limit`](Pipeline::rate_limit), which delays items and
-    /// keeps every one of them, `throttle` sheds load: use it for samples,
+    /// keeps every one of them, `throttle_first` sheds load: use it for samples,
     /// UI refreshes or alerts, where the latest news matters more than all
     /// of it.
     ///
@@ -37,46 +39,50 @@ where
     ///     tokio::time::sleep(Duration::from_millis(30)).await;
     ///     (i < 10).then_some((i, i + 1))
     /// });
-    /// let r = weir::Pipeline::from_stream(ticks).throttle(Duration::from_millis(100)).run().await.unwrap();
+    /// let r = weir::Pipeline::from_stream(ticks).throttle_first(Duration::from_millis(100)).run().await.unwrap();
     /// // Ticks at 30, 60, …, 300 ms: those at 30, 150 and 270 ms pass.
     /// assert_eq!((r.delivered, r.dropped), (3, 7));
     /// # });
     /// ```
-    pub fn throttle(self, interval: Duration) -> Pipeline<T, Throttle<P>> {
-        self.stage("throttle", |prev, idx| Throttle { prev, interval, idx })
+    pub fn throttle_first(self, interval: Duration) -> Pipeline<T, ThrottleFirst<P>> {
+        self.stage("throttle_first", |prev, idx| ThrottleFirst {
+            prev,
+            interval,
+            idx,
+        })
     }
 }
 
-/// The plan node of [`Pipeline::throttle`].
+/// The plan node of [`Pipeline::throttle_first`].
 ///
 /// # Examples
 ///
 /// ```
 /// use std::time::Duration;
-/// use weir::{stage::{IterSource, Throttle}, Pipeline};
+/// use weir::{stage::{IterSource, ThrottleFirst}, Pipeline};
 /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
-/// let p: Pipeline<u32, Throttle<IterSource<_>>> = Pipeline::from_iter(0..5u32).throttle(Duration::from_secs(1));
+/// let p: Pipeline<u32, ThrottleFirst<IterSource<_>>> = Pipeline::from_iter(0..5u32).throttle_first(Duration::from_secs(1));
 /// let r = p.run().await.unwrap();
 /// assert_eq!((r.delivered, r.dropped), (1, 4)); // all five came within a second
 /// # });
 /// ```
 #[must_use]
-pub struct Throttle<P> {
+pub struct ThrottleFirst<P> {
     prev: P,
     interval: Duration,
     idx: usize,
 }
 
-impl<P: fmt::Debug> fmt::Debug for Throttle<P> {
+impl<P: fmt::Debug> fmt::Debug for ThrottleFirst<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Throttle")
+        f.debug_struct("ThrottleFirst")
             .field("prev", &self.prev)
             .field("interval", &self.interval)
             .finish_non_exhaustive()
     }
 }
 
-impl<P: Plan> Plan for Throttle<P> {
+impl<P: Plan> Plan for ThrottleFirst<P> {
     type Out = P::Out;
     type Intake = P::Intake;
 
