@@ -21,6 +21,7 @@ mod item_events;
 pub(crate) mod panic;
 pub(crate) mod push;
 pub(crate) mod spans;
+mod spec;
 mod streams;
 mod subscription;
 mod task_cx;
@@ -39,6 +40,7 @@ pub(crate) use failure::route;
 pub(crate) use item_events::ItemEvents;
 pub(crate) use panic::{guard, run_held, Held};
 pub(crate) use push::forward_flush;
+pub(crate) use spec::{RecoverSpec, RetrySpec, StageSpec};
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -57,7 +59,6 @@ use crate::event::{now_ms, Event, EventKind, EventLevel, Progress, RateWindow, E
 use crate::metrics::{Outcome, Report, StageMetrics, StageReport, Utilization};
 use crate::pipeline::Config;
 use crate::policy::ErrorPolicy;
-use crate::stage::StageSpec;
 
 pub(crate) type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 

@@ -8,10 +8,10 @@ use std::future::Future;
 use std::sync::Arc;
 
 use super::channel::{Receiver, Sender};
+use super::StageSpec;
 use super::{spans, Shared, TaskCx};
 use crate::ack::Token;
 use crate::metrics::Counters;
-use crate::stage::StageSpec;
 
 /// A pipeline's plan: a source followed by stages. Implemented by the node
 /// types of this module only; what a node does is the business of the

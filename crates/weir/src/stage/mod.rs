@@ -71,7 +71,7 @@ pub use map::{Map, TryMap};
 pub use map_batch::MapBatch;
 pub use rate_limit::RateLimit;
 pub use recover::Recoverable;
-pub(crate) use recover::{with_recovery, Concurrent, RecoverSpec, SpawnWork, SyncRecover};
+pub(crate) use recover::{with_recovery, Concurrent, SpawnWork, SyncRecover};
 pub use route::Route;
 pub use scan::Scan;
 pub use settings::{CallSettings, ConcurrencySettings, OrderSettings};
@@ -94,46 +94,4 @@ pub use crate::runtime::{NoIntake, Plan};
 // The runtime's core interface, which `Plan::attach` names: public in the
 // private `runtime` module and re-exported nowhere public, so no other
 // crate can name it, and `Plan` is sealed.
-pub(crate) use crate::runtime::{Flow, Push, TaskCx, Wiring};
-
-use std::time::Duration;
-
-use crate::policy::ErrorPolicy;
-
-/// Per-stage settings fixed when the pipeline is built.
-#[derive(Debug, Clone)]
-pub(crate) struct StageSpec {
-    pub(crate) name: String,
-    pub(crate) kind: &'static str,
-    pub(crate) policy: Option<ErrorPolicy>,
-    pub(crate) concurrency: usize,
-    pub(crate) ordered: bool,
-    /// How long one item's work may take (concurrent stages), or one
-    /// write or flush (sinks).
-    pub(crate) timeout: Option<Duration>,
-    /// Retries of failed items (concurrent stages and sinks).
-    pub(crate) retry: Option<resilience::RetrySpec>,
-    /// The stage's circuit breaker (concurrent stages and sink writes).
-    pub(crate) breaker: Option<crate::policy::Breaker>,
-    /// Dead-letter sink and failure handler, if set.
-    pub(crate) recovery: Option<RecoverSpec>,
-    /// Whether `dead_letter` gave the stage a dead-letter sink.
-    pub(crate) dead_letter: bool,
-}
-
-impl StageSpec {
-    pub(crate) fn new(kind: &'static str, position: usize) -> StageSpec {
-        StageSpec {
-            name: format!("{kind}#{position}"),
-            kind,
-            policy: None,
-            concurrency: 1,
-            ordered: true,
-            timeout: None,
-            retry: None,
-            breaker: None,
-            recovery: None,
-            dead_letter: false,
-        }
-    }
-}
+pub(crate) use crate::runtime::{Flow, Push, StageSpec, TaskCx, Wiring};

@@ -11,7 +11,6 @@
 //! their work unwrapped and pay nothing.
 
 use std::any::Any;
-use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -28,6 +27,7 @@ use crate::policy::{
     run_dead_letters, DeadLetter, Decision, ErrorPolicy, Failure, Letter, Routing, MAX_HANDLER_ATTEMPTS,
 };
 use crate::runtime::channel::Receiver;
+use crate::runtime::RecoverSpec;
 use crate::runtime::{Shared, Task, Work};
 use crate::Pipeline;
 
@@ -116,16 +116,6 @@ where
 
 pub(crate) type Handler<T, U> = Arc<dyn Fn(&Failure<'_, T>) -> Decision<U> + Send + Sync>;
 type Install = Box<dyn FnOnce(Arc<Shared>, usize) -> (Task, mpsc::Sender<Letter>) + Send>;
-
-/// A stage's recovery settings: a `Recovery<In, Out>` without its types.
-#[derive(Clone, Default)]
-pub(crate) struct RecoverSpec(Arc<Mutex<Option<Box<dyn Any + Send>>>>);
-
-impl fmt::Debug for RecoverSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RecoverSpec")
-    }
-}
 
 pub(crate) struct Recovery<T, U> {
     pub(crate) keep: fn(&T) -> T,

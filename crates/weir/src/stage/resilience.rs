@@ -26,8 +26,6 @@
 //! wrappers (recovery, per-item events) start items with
 //! [`Work::start`], whose futures always hold the context.
 
-use std::any::Any;
-use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -41,23 +39,7 @@ use super::Wiring;
 use crate::error::{Error, ErrorKind};
 use crate::event::EventKind;
 use crate::policy::{Backoff, CircuitBreaker, Retry, Ticket};
-use crate::runtime::{Shared, Work};
-
-/// A stage's retry setting: the policy and how to copy the stage's input
-/// for another attempt, recorded where the input type is known to be
-/// `Clone`.
-#[derive(Clone)]
-pub(crate) struct RetrySpec {
-    policy: Retry,
-    /// A `fn(&T) -> T` for the stage's input type `T`.
-    clone: Arc<dyn Any + Send + Sync>,
-}
-
-impl fmt::Debug for RetrySpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.policy.fmt(f)
-    }
-}
+use crate::runtime::{RetrySpec, Shared, Work};
 
 impl RetrySpec {
     pub(crate) fn new<T: Clone + 'static>(policy: Retry) -> RetrySpec {

@@ -14,10 +14,10 @@
 
 use std::time::Duration;
 
-use super::resilience::RetrySpec;
 use super::{Blocking, BranchJoin, KeyedThen, SinkStage, TapAsync, Then};
 use crate::policy::{Breaker, Retry};
 use crate::runtime::Plan;
+use crate::runtime::RetrySpec;
 use crate::Pipeline;
 
 mod sealed {

@@ -8,7 +8,7 @@ use futures::FutureExt;
 use tokio::sync::mpsc;
 
 use super::recover::{routed, verdict, Handler, Verdict};
-use super::resilience::{Retrier, RetrySpec};
+use super::resilience::Retrier;
 use super::timeout::within;
 use super::{Plan, Push, TaskCx, Wiring};
 use crate::ack::{Status, Token};
@@ -18,6 +18,7 @@ use crate::metrics::Counters;
 use crate::policy::{CircuitBreaker, Letter};
 use crate::runtime::channel::Receiver;
 use crate::runtime::ChannelOut;
+use crate::runtime::RetrySpec;
 
 /// Where items end: a file, a table, a topic, an HTTP endpoint.
 ///
