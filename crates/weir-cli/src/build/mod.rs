@@ -834,19 +834,12 @@ fn jq_stage(
     }
     match kind {
         JqKind::Map => {
-            let m = p
-                .try_map(move |r: Record| {
-                    jq_apply(JqKind::Map, &jq, r).map(|mut v| v.pop().expect("one output"))
-                })
-                .name(name);
+            let m = p.try_map(move |r: Record| ahead::map(&jq, r)).name(name);
             ctx.recover(m, policy).boxed()
         }
         JqKind::Filter => {
             let m = p
-                .try_map(move |r: Record| match jq.test(&r.value) {
-                    Ok(keep) => Ok(keep.then_some(r)),
-                    Err(e) => Err(at(r.origin.as_ref(), e)),
-                })
+                .try_map(move |r: Record| ahead::filter(&jq, r))
                 .name(name.clone());
             ctx.recover(m, policy)
                 .filter_map(|r| r)
