@@ -40,17 +40,22 @@ impl std::fmt::Debug for Checker<'_> {
     }
 }
 
-/// Parses a duration: `"250ms"`, `"1.5s"`, `"2m"`, `"1h"`, `"100us"`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+/// `"1.5 s"` → `(1.5, "s")`: a number and the unit after it, if the text
+/// starts with a number.
+fn number_and_unit(text: &str) -> Option<(f64, &str)> {
     let t = text.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
-    let n: f64 = number
-        .parse()
-        .map_err(|_| format!("expected a duration such as \"500ms\" or \"2s\", found \"{text}\""))?;
-    let secs = match unit.trim() {
+    Some((number.parse().ok()?, unit.trim()))
+}
+
+/// Parses a duration: `"250ms"`, `"1.5s"`, `"2m"`, `"1h"`, `"100us"`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (n, unit) = number_and_unit(text)
+        .ok_or_else(|| format!("expected a duration such as \"500ms\" or \"2s\", found \"{text}\""))?;
+    let secs = match unit {
         "ns" => n / 1e9,
         "us" | "µs" => n / 1e6,
         "ms" => n / 1e3,
@@ -73,15 +78,9 @@ pub fn parse_size(node: &Node) -> Result<u64, String> {
     match &node.value {
         Value::Int(i) if *i >= 0 => Ok(*i as u64),
         Value::Str(text) => {
-            let t = text.trim();
-            let split = t
-                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-                .unwrap_or(t.len());
-            let (number, unit) = t.split_at(split);
-            let n: f64 = number
-                .parse()
-                .map_err(|_| format!("expected a size such as \"16MiB\", found \"{text}\""))?;
-            let mult: f64 = match unit.trim() {
+            let (n, unit) = number_and_unit(text)
+                .ok_or_else(|| format!("expected a size such as \"16MiB\", found \"{text}\""))?;
+            let mult: f64 = match unit {
                 "" | "B" => 1.0,
                 "KB" | "kB" => 1e3,
                 "MB" => 1e6,
