@@ -20,7 +20,8 @@
 
 use serde::{Serialize, Serializer};
 use weir::ErrorPolicy;
-use weir_io::Record;
+use weir_io::format::Projection;
+use weir_io::{Line, Record};
 
 use super::{at, Ctx, Dyn, JqKind};
 use crate::jq::Jq;
@@ -91,6 +92,85 @@ pub(crate) fn run(steps: &[Step], mut r: Record) -> Ahead {
     Ahead::Kept(r)
 }
 
+/// The leading stages, run on the raw text of a line: each stage's input
+/// is built from only the fields that stage reads (a filter of `level`
+/// builds `level`, not the map's five fields), so a line the filters drop
+/// costs its validation and the filters' fields, not the whole projection.
+/// Every stage reads a known set of fields (else there is no projection
+/// and no work ahead); what the stage sees is exactly what it would see
+/// on the whole record (the `jq` module's projection test).
+#[derive(Debug, Clone)]
+pub(crate) struct Captures {
+    /// The fields any leading stage reads: captured raw from each line.
+    all: Projection,
+    /// Each stage, with the fields it reads.
+    steps: Vec<(Step, Projection)>,
+}
+
+impl Captures {
+    /// The leading `steps` on raw lines, where `all` is the union of their
+    /// reads; `None` unless every step's reads are known and only the last
+    /// is a map (whose output, not the line, goes on).
+    pub(crate) fn new(all: &Projection, steps: &[Step]) -> Option<Captures> {
+        let last = steps.len().checked_sub(1)?;
+        let mut out = Vec::with_capacity(steps.len());
+        for (k, step) in steps.iter().enumerate() {
+            if (step.kind == JqKind::Map) != (k == last) || step.kind == JqKind::FlatMap {
+                return None;
+            }
+            let mut keep = Projection::default();
+            for path in step.jq.reads()? {
+                keep.add(&path);
+            }
+            if keep.is_whole() {
+                return None;
+            }
+            out.push((step.clone(), keep));
+        }
+        Some(Captures {
+            all: all.clone(),
+            steps: out,
+        })
+    }
+
+    /// What the leading stages do with `line`, or `None` when it is not a
+    /// well-formed JSON object of decodable fields (decode it the usual
+    /// way then, for its error or its value).
+    pub(crate) fn run(&self, line: &Line) -> Option<Ahead> {
+        if line.fault.is_some() {
+            return None;
+        }
+        let captured = self.all.capture(&line.text)?;
+        let mut kept = None;
+        for (k, (step, keep)) in self.steps.iter().enumerate() {
+            // A filter of top-level fields decides on their raw text.
+            if step.kind == JqKind::Filter {
+                match step.jq.test_raw(&|key| captured.field(key)) {
+                    Some(true) => continue,
+                    Some(false) => return Some(Ahead::Dropped(k)),
+                    None => {}
+                }
+            }
+            let record = Record {
+                value: captured.project(keep)?,
+                origin: Some(line.origin.clone()),
+            };
+            match step.kind {
+                JqKind::Filter => match filter(&step.jq, record) {
+                    Ok(Some(_)) => {}
+                    Ok(None) => return Some(Ahead::Dropped(k)),
+                    Err(e) => return Some(Ahead::Failed(k, e.to_string())),
+                },
+                _ => match map(&step.jq, record) {
+                    Ok(out) => kept = Some(out),
+                    Err(e) => return Some(Ahead::Failed(k, e.to_string())),
+                },
+            }
+        }
+        kept.map(Ahead::Kept)
+    }
+}
+
 /// The leading stages of a pipeline that works ahead: each evaluates
 /// plain records and replays outcomes found ahead, under its own name and
 /// error policy.
@@ -137,4 +217,79 @@ pub(super) fn stages(
     })
     .name("ahead:done")
     .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_io::Origin;
+
+    fn step(kind: JqKind, source: &str) -> Step {
+        Step {
+            kind,
+            jq: Jq::compile(source).unwrap(),
+        }
+    }
+
+    fn brief(a: &Ahead) -> String {
+        match a {
+            Ahead::Kept(r) => format!("kept {}", r.value),
+            Ahead::Dropped(k) => format!("dropped by {k}"),
+            Ahead::Failed(k, _) => format!("failed in {k}"),
+        }
+    }
+
+    /// On raw lines the leading stages do what they do on the decoded
+    /// line: keep (the same record), drop or fail in the same stage.
+    #[test]
+    fn raw_lines_meet_the_same_fate_as_decoded_ones() {
+        let steps = [
+            step(JqKind::Filter, r#".level != "info" or .status >= 500"#),
+            step(JqKind::Filter, ".http.path != \"/health\""),
+            step(JqKind::Map, "{ts, level, status, path: .http.path, n: (.n + 1)}"),
+        ];
+        let mut all = Projection::default();
+        for s in &steps {
+            for path in s.jq.reads().unwrap() {
+                all.add(&path);
+            }
+        }
+        let captures = Captures::new(&all, &steps).unwrap();
+        let mut raw_answers = 0;
+        for text in [
+            r#"{"ts":"t1","level":"info","status":200,"http":{"path":"/a"},"n":1,"x":[1,{"y":"z"}]}"#,
+            r#"{"ts":"t2","level":"warn","status":200,"http":{"path":"/a"},"n":1}"#,
+            r#"{"ts":"t3","level":"info","status":503,"http":{"path":"/health"},"n":1}"#,
+            r#"{"ts":"t4","level":"w\u0061rn","status":"500","http":{"path":"/b"},"n":2}"#,
+            r#"{"ts":"t5","level":"error","status":500,"http":"oops","n":1}"#,
+            r#"{"ts":"t6","level":"error","status":500,"http":{"path":"/c"},"n":"one"}"#,
+            r#"{"ts":"t7","level":"error","status":1e400,"http":{"path":"/c"},"n":1}"#,
+            r#"{"level":null}"#,
+            r#"{"level":"info","status":200}"#,
+            r#"{"level":{"deep":1},"status":200}"#,
+        ] {
+            let line = Line::new(text, Origin::new("t.jsonl", 1, 0));
+            let decoded = serde_json::from_str(text)
+                .map(|v| run(&steps, Record::new(v).with_origin(line.origin.clone())));
+            if let Some(found) = captures.run(&line) {
+                raw_answers += 1;
+                let decoded = decoded.as_ref().expect("a line the capture reads decodes");
+                assert_eq!(brief(&found), brief(decoded), "{text}");
+            }
+        }
+        assert!(raw_answers >= 8, "only {raw_answers} lines were read raw");
+    }
+
+    #[test]
+    fn only_filters_then_one_map_run_on_raw_lines() {
+        let mut all = Projection::default();
+        all.add(&["a"]);
+        let filter = step(JqKind::Filter, ".a > 1");
+        let map = step(JqKind::Map, "{a}");
+        assert!(Captures::new(&all, &[filter.clone(), map.clone()]).is_some());
+        assert!(Captures::new(&all, &[map.clone(), filter.clone()]).is_none());
+        assert!(Captures::new(&all, &[filter]).is_none());
+        assert!(Captures::new(&all, &[step(JqKind::Map, ".")]).is_none());
+        assert!(Captures::new(&all, &[]).is_none());
+    }
 }

@@ -469,6 +469,16 @@ fn format_of(t: &Typed<'_>) -> Result<weir_io::Format, String> {
     })
 }
 
+/// A line of a source that works ahead, decoded and run through the
+/// leading `steps` the usual way.
+fn decode_ahead(decoder: &weir_io::format::Decoder, steps: &[ahead::Step], line: Line) -> Input {
+    match decoder.decode_ref(&line) {
+        Some(Ok(record)) => Input::Ahead(ahead::run(steps, record)),
+        Some(Err(error)) => Input::Decoded(Err(Box::new(weir_io::parallel::Undecoded { line, error }))),
+        None => Input::Line(line, Arc::new(decoder.clone())),
+    }
+}
+
 fn open_source(
     t: &Typed<'_>,
     keep: Option<&Projection>,
@@ -496,12 +506,10 @@ fn open_source(
             if let (true, true, Some(steps)) = (threads > 1, json, steps) {
                 let progress = lines.progress();
                 let decoder = (*decoder).clone();
-                let work = move |line: Line| match decoder.decode_ref(&line) {
-                    Some(Ok(record)) => Input::Ahead(ahead::run(&steps, record)),
-                    Some(Err(error)) => {
-                        Input::Decoded(Err(Box::new(weir_io::parallel::Undecoded { line, error })))
-                    }
-                    None => Input::Line(line, Arc::new(decoder.clone())),
+                let captures = keep.and_then(|all| ahead::Captures::new(all, &steps));
+                let work = move |line: Line| match captures.as_ref().and_then(|c| c.run(&line)) {
+                    Some(found) => Input::Ahead(found),
+                    None => decode_ahead(&decoder, &steps, line),
                 };
                 let ahead = weir_io::parallel::map_parallel(lines, threads, work);
                 let tail = read_error(progress);

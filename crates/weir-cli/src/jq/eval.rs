@@ -267,7 +267,7 @@ impl N {
 
 /// jaq's number order: integers exactly, anything with a float as floats
 /// (where `-0.0 == 0.0`).
-fn cmp_num(a: &Number, b: &Number) -> Ordering {
+pub(super) fn cmp_num(a: &Number, b: &Number) -> Ordering {
     let wide = |n| match n {
         N::Int(i) => Some(i128::from(i)),
         N::Big(u) => Some(i128::from(u)),
@@ -362,7 +362,11 @@ fn compare(l: &Value, op: Cmp, r: &Value) -> bool {
     if let (Value::String(a), Value::String(b), Cmp::Eq | Cmp::Ne) = (l, r, op) {
         return (a == b) == (op == Cmp::Eq);
     }
-    let ord = cmp_values(l, r);
+    holds(cmp_values(l, r), op)
+}
+
+/// Whether `op` holds between two values ordered `ord`.
+pub(super) fn holds(ord: Ordering, op: Cmp) -> bool {
     match op {
         Cmp::Lt => ord.is_lt(),
         Cmp::Le => ord.is_le(),

@@ -45,6 +45,7 @@ mod convert;
 mod error;
 mod eval;
 mod fast;
+mod raw;
 #[cfg(test)]
 mod tests;
 
@@ -89,6 +90,8 @@ struct Inner {
     vars: Vec<String>,
     filter: Filter,
     fast: Option<fast::Expr>,
+    /// The expression as a predicate on raw field text, where it is one.
+    raw: Option<raw::Pred>,
 }
 
 impl fmt::Debug for Jq {
@@ -157,12 +160,14 @@ impl Jq {
             .collect();
         let filter = compile_jaq(source, &vars)?;
         let fast = fast::lower_source(source, &vars);
+        let raw = fast.as_ref().and_then(raw::Pred::lower);
         Ok(Jq {
             inner: Arc::new(Inner {
                 source: source.to_owned(),
                 vars,
                 filter,
                 fast,
+                raw,
             }),
         })
     }
@@ -307,6 +312,17 @@ impl Jq {
             None => Ok(false),
             Some(out) => out.map(|v| eval::truthy(&v)),
         }
+    }
+
+    /// [`test`](Jq::test) decided on an object's raw field text, before
+    /// it is decoded: `raw(k)` is field `k`'s JSON text (`Some(None)` when
+    /// the object has no such field, `None` when it is not known). `None`
+    /// when the expression is not a predicate of top-level fields with
+    /// constants, or a field it reads is not a plain scalar: decode the
+    /// object and [`test`](Jq::test) it then. Where it answers, the answer
+    /// is `test`'s on the decoded object.
+    pub(crate) fn test_raw<'a>(&self, raw: &impl Fn(&str) -> Option<Option<&'a str>>) -> Option<bool> {
+        self.inner.raw.as_ref()?.test(raw)
     }
 
     /// The first output, for expressions that compute a key (dedup,

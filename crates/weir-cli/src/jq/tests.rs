@@ -743,3 +743,73 @@ proptest! {
         }
     }
 }
+
+/// Filters in the raw predicate subset (`raw.rs`).
+const RAW: &[&str] = &[
+    ".a",
+    ".a == 1",
+    ".a != \"x\"",
+    ".a < .b",
+    ".a >= 2.5",
+    ".a == null",
+    "select(.a > 0)",
+    ".a or .b",
+    ".a and (.b | not)",
+    "(.a == \"é\") or .b == true",
+    ".a? == false",
+    "1 < .a",
+    "\"m\" > .b",
+    ".missing == null",
+    "true",
+    "null",
+];
+
+#[test]
+fn the_raw_subset_decides_plain_scalar_fields() {
+    let text = [("a", "3"), ("b", r#""q\"x""#)];
+    let raw = |k: &str| Some(text.iter().find(|(n, _)| *n == k).map(|(_, t)| *t));
+    for source in RAW {
+        let jq = Jq::compile(source).unwrap();
+        let input = json!({"a": 3, "b": "q\"x"});
+        assert_eq!(jq.test_raw(&raw), Some(jq.test(&input).unwrap()), "{source}");
+    }
+    // Not in the subset, or not decidable on raw text: `None`.
+    let jq = Jq::compile(".a.b == 1").unwrap();
+    assert_eq!(jq.test_raw(&raw), None);
+    let jq = Jq::compile(".a == 1").unwrap();
+    assert_eq!(jq.test_raw(&|_| Some(Some("[1]"))), None);
+    assert_eq!(jq.test_raw(&|_| None), None); // field not captured
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        failure_persistence: None,
+        cases: 128,
+        ..ProptestConfig::default()
+    })]
+
+    /// Where a raw predicate answers, it answers as `test` on the decoded
+    /// object.
+    #[test]
+    fn a_raw_predicate_agrees_with_test_on_the_decoded_object(
+        a in proptest::option::of(arb_value()),
+        b in proptest::option::of(arb_value()),
+    ) {
+        let mut obj = serde_json::Map::new();
+        let mut text = Vec::new();
+        for (k, v) in [("a", a), ("b", b)] {
+            if let Some(v) = v {
+                text.push((k, serde_json::to_string(&v).unwrap()));
+                obj.insert(k.to_owned(), v);
+            }
+        }
+        let input = Value::Object(obj);
+        let raw = |k: &str| Some(text.iter().find(|(n, _)| *n == k).map(|(_, t)| t.as_str()));
+        for source in RAW {
+            let jq = Jq::compile(source).unwrap();
+            if let Some(got) = jq.test_raw(&raw) {
+                prop_assert_eq!(got, jq.test(&input).unwrap(), "{} on {}", source, input);
+            }
+        }
+    }
+}

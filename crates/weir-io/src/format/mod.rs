@@ -7,6 +7,7 @@
 mod csv;
 mod error;
 mod project;
+mod scan;
 
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ use serde_json::Value;
 pub(crate) use self::csv::join as join_csv;
 pub use self::csv::{ColumnType, CsvOptions};
 pub use self::error::{DecodeError, DecodeErrorKind};
-pub use self::project::Projection;
+pub use self::project::{Captured, Projection};
 use crate::record::{Line, Record};
 
 /// How the lines of a source become [`Record`]s.

@@ -54,6 +54,14 @@ impl Fields {
             .map(|(_, p)| p)
     }
 
+    /// This projection's own spelling of `key`, if it names it.
+    fn key(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k.len() == key.len() && k == key)
+            .map(|(k, _)| k.as_str())
+    }
+
     fn entry(&mut self, key: &str) -> &mut Projection {
         let i = match self.0.iter().position(|(k, _)| k == key) {
             Some(i) => i,
@@ -244,6 +252,142 @@ impl<'de> Visitor<'de> for Keep<'_> {
     }
 }
 
+/// The raw JSON text of the top-level fields a [`Projection`] names, taken
+/// from one line without building any value: see
+/// [`Projection::capture`]. Lets a caller build, per reader, only the
+/// fields that reader needs ([`Captured::project`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Captured<'a> {
+    /// The capturing projection's fields.
+    of: &'a Fields,
+    /// Each field found, by the projection's key, with its raw text (the
+    /// last one where a key repeats, as decoding keeps).
+    found: Vec<(&'a str, &'a str)>,
+}
+
+impl Projection {
+    /// Validates `text` as one JSON object exactly as
+    /// [`Decoder::decode`](crate::Decoder::decode) would, and keeps the raw
+    /// text of each top-level field this projection names, whole (nested
+    /// projections apply later, in [`Captured::project`]). `None` when the
+    /// text is malformed, is not an object, or this projection keeps
+    /// everything: decode the line the usual way then, for its error or
+    /// its value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use weir_io::format::Projection;
+    ///
+    /// let mut all = Projection::default();
+    /// all.add(&["level"]);
+    /// all.add(&["http", "path"]);
+    /// let line = r#"{"level":"warn","user":"u1","http":{"path":"/a","method":"GET"}}"#;
+    /// let captured = all.capture(line).unwrap();
+    ///
+    /// // A reader of `level` alone gets `level` alone.
+    /// let mut level = Projection::default();
+    /// level.add(&["level"]);
+    /// assert_eq!(captured.project(&level), Some(json!({"level": "warn"})));
+    /// assert_eq!(captured.project(&all), Some(json!({"level": "warn", "http": {"path": "/a"}})));
+    ///
+    /// assert!(all.capture(r#"{"level": }"#).is_none()); // malformed
+    /// assert!(all.capture("[1, 2]").is_none()); // not an object
+    /// ```
+    pub fn capture<'a>(&'a self, text: &'a str) -> Option<Captured<'a>> {
+        let of = self.fields.as_ref()?;
+        let mut found: Vec<(&'a str, &'a str)> = Vec::with_capacity(of.0.len());
+        // A scan of our own finds the fields (see `scan.rs` for why);
+        // anything it refuses is decoded by serde_json, whose error is the
+        // one reported.
+        super::scan::object_fields(text, |key, raw| {
+            if let Some(name) = of.key(key) {
+                match found.iter_mut().find(|(k, _)| std::ptr::eq(*k, name)) {
+                    Some(slot) => slot.1 = raw,
+                    None => found.push((name, raw)),
+                }
+            }
+        })?;
+        Some(Captured { of, found })
+    }
+}
+
+impl<'a> Captured<'a> {
+    /// The raw JSON text of the top-level field `key`: `Some(None)` when
+    /// the line has no such field, `None` when the capturing projection
+    /// does not name it (the capture cannot tell).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_io::format::Projection;
+    ///
+    /// let mut keep = Projection::default();
+    /// keep.add(&["status"]);
+    /// keep.add(&["user"]);
+    /// let captured = keep.capture(r#"{"status": 503, "level": "warn"}"#).unwrap();
+    /// assert_eq!(captured.field("status"), Some(Some("503")));
+    /// assert_eq!(captured.field("user"), Some(None)); // named, absent
+    /// assert_eq!(captured.field("level"), None); // not named: unknown
+    /// ```
+    pub fn field(&self, key: &str) -> Option<Option<&'a str>> {
+        self.of.get(key)?;
+        Some(
+            self.found
+                .iter()
+                .find(|(k, _)| k.len() == key.len() && *k == key)
+                .map(|&(_, raw)| raw),
+        )
+    }
+
+    /// The object `keep` names, built from the captured text: the same
+    /// value as decoding the line with `keep` as its projection. `None`
+    /// when `keep` names a field the capturing projection does not (the
+    /// capture cannot tell whether it is there), keeps everything, or a
+    /// field's value does not decode (a number out of range: decode the
+    /// line the usual way for its error).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use weir_io::format::Projection;
+    ///
+    /// let mut all = Projection::default();
+    /// all.add(&["a"]);
+    /// all.add(&["b"]);
+    /// let captured = all.capture(r#"{"a":1,"b":{"x":2,"y":3},"a":4}"#).unwrap();
+    ///
+    /// let mut bx = Projection::default();
+    /// bx.add(&["b", "x"]);
+    /// assert_eq!(captured.project(&bx), Some(json!({"b": {"x": 2}})));
+    /// let mut a = Projection::default();
+    /// a.add(&["a"]);
+    /// assert_eq!(captured.project(&a), Some(json!({"a": 4}))); // the last `a`, as decoding keeps
+    ///
+    /// let mut c = Projection::default();
+    /// c.add(&["c"]);
+    /// assert_eq!(captured.project(&c), None); // not captured: unknown
+    /// ```
+    pub fn project(&self, keep: &Projection) -> Option<Value> {
+        let fields = keep.fields.as_ref()?;
+        let mut out = Map::new();
+        for (key, child) in &fields.0 {
+            self.of.get(key)?;
+            let Some(&(_, raw)) = self.found.iter().find(|(k, _)| k.len() == key.len() && k == key) else {
+                continue;
+            };
+            let value = match child.fields {
+                None => serde_json::from_str::<Value>(raw).ok()?,
+                Some(_) => child.parse(raw).ok()?,
+            };
+            out.insert(key.clone(), value);
+        }
+        Some(Value::Object(out))
+    }
+}
+
 /// A key borrowed from the input when it has no escapes (serde's own
 /// `Cow<str>` always allocates: a key per field of every line).
 struct Key<'de>(Cow<'de, str>);
@@ -337,5 +481,65 @@ mod tests {
         );
         p.add(&[] as &[&str]);
         assert!(p.is_whole());
+    }
+
+    #[test]
+    fn a_capture_never_accepts_what_decoding_rejects_and_reads_plain_lines() {
+        let p = keep(&[&["a"], &["h", "p"]]);
+        for text in [
+            r#"{"a":1,"b":"x","h":{"p":"/","m":"GET"}}"#,
+            r#" {"a" : [1, {"x": 2}] , "b" : null }  "#,
+            r#"{}"#,
+            r#"{"a":"\u00e9\n\"","b":"\ud83d\ude00"}"#,
+            r#"{"a\u0062":1}"#,
+            r#"{"a":1,"b":}"#,
+            r#"{"a":1,"b":[1,}"#,
+            r#"{"a":1} x"#,
+            r#"{"a":1}{"a":2}"#,
+            r#"{"a":1"#,
+            r#"{"b":"\x"}"#,
+            r#"{"b":"\u12"}"#,
+            "{\"b\":\"tab\there\"}",
+            r#"{"b":01}"#,
+            r#"{"b":1.}"#,
+            r#"{"b":-}"#,
+            r#"{"b":1e}"#,
+            r#"{"b":tru}"#,
+            r#"{"b":nul}"#,
+            r#"{"b":[1,2,]}"#,
+            r#"{"b":{"c":1,}}"#,
+            r#"{"a":1,}"#,
+            r#"{,}"#,
+            r#"{"a" 1}"#,
+            r#"{"a":1 "b":2}"#,
+            r#"{'a':1}"#,
+            r#"{"b":NaN}"#,
+            r#"{"b":"\ud800"}"#,
+            r#"{"a":"\ud800x"}"#,
+            r#"{"b":1e400}"#,
+            r#"{"a":1e400}"#,
+            r#"{"b":-0.0e-5,"a":[[[[]]]]}"#,
+            "{\"b\":\"\u{7f}\u{e9}\"}",
+            "",
+            "   ",
+        ] {
+            // A capture checks syntax; building a field checks the rest
+            // (an unpaired surrogate, a number out of range), as decoding
+            // does. It may refuse more than decoding does
+            // (what a capture refuses, serde_json decodes: see `scan.rs`).
+            let decoded = p.parse(text).ok();
+            if let Some(built) = p.capture(text).and_then(|c| c.project(&p)) {
+                assert_eq!(decoded, Some(built), "{text:?}");
+            }
+        }
+        for plain in [
+            r#"{"a":1,"b":"x","h":{"p":"/","m":"GET"}}"#,
+            r#" {"a" : [1, {"x": 2}] , "b" : null }  "#,
+            r#"{"a":"\u00e9\n\"","b":"\ud83d\ude00"}"#,
+            "{}",
+        ] {
+            let built = p.capture(plain).and_then(|c| c.project(&p));
+            assert_eq!(built, p.parse(plain).ok(), "{plain:?}");
+        }
     }
 }
