@@ -143,13 +143,21 @@ impl Captures {
         let captured = self.all.capture(&line.text)?;
         let mut kept = None;
         for (k, (step, keep)) in self.steps.iter().enumerate() {
-            // A filter of top-level fields decides on their raw text.
+            // A filter of top-level fields decides on their raw text; a
+            // reshape of fields builds its object from their raw text.
+            let raw = |key: &str| captured.field(key);
             if step.kind == JqKind::Filter {
-                match step.jq.test_raw(&|key| captured.field(key)) {
+                match step.jq.test_raw(&raw) {
                     Some(true) => continue,
                     Some(false) => return Some(Ahead::Dropped(k)),
                     None => {}
                 }
+            } else if let Some(value) = step.jq.map_raw(&raw) {
+                kept = Some(Record {
+                    value,
+                    origin: Some(line.origin.clone()),
+                });
+                continue;
             }
             let record = Record {
                 value: captured.project(keep)?,
@@ -278,6 +286,40 @@ mod tests {
             }
         }
         assert!(raw_answers >= 8, "only {raw_answers} lines were read raw");
+    }
+
+    #[test]
+    fn a_reshape_of_fields_built_from_raw_text_is_the_decoded_one() {
+        let steps = [
+            step(JqKind::Filter, ".keep"),
+            step(
+                JqKind::Map,
+                "{ts, level, path: .http.path, deep: .a.b.c, m: .http.method}",
+            ),
+        ];
+        let mut all = Projection::default();
+        for s in &steps {
+            for path in s.jq.reads().unwrap() {
+                all.add(&path);
+            }
+        }
+        let captures = Captures::new(&all, &steps).unwrap();
+        for text in [
+            r#"{"keep":true,"ts":"t","level":"w\u00e9","http":{"path":"/a","method":"GET","path":"/b"},"a":{"b":{"c":[1]}}}"#,
+            r#"{"keep":1,"ts":2.50,"http":null,"a":{"b":null}}"#,
+            r#"{"keep":"y","http":{},"a":{}}"#,
+            r#"{"keep":true,"http":"text","a":{}}"#,
+            r#"{"keep":true,"http":{"path":1},"a":[1]}"#,
+        ] {
+            let line = Line::new(text, Origin::new("t.jsonl", 1, 0));
+            let decoded = run(&steps, Record::new(serde_json::from_str(text).unwrap()));
+            match captures.run(&line) {
+                Some(found) => assert_eq!(brief(&found), brief(&decoded), "{text}"),
+                // Indexing a string or an array: left to the decoded path,
+                // where it is jq's error.
+                None => assert!(matches!(decoded, Ahead::Failed(1, _)), "{text}: {decoded:?}"),
+            }
+        }
     }
 
     #[test]

@@ -499,7 +499,12 @@ fn open_source(
             inputs.push(source.progress());
             let lines = source.lines();
             let threads = match o.int("decode_threads").unwrap_or(0) {
-                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                // One more than the cores: the reader and the pipeline's
+                // tasks share the cores, and a decoder waiting for its turn
+                // (order is kept) would leave a core idle (measured on the
+                // `cli` job: 0.60-0.61 s against 0.65-0.79 s per 1M lines
+                // on 2 cores).
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get() + 1),
                 n => n as usize,
             };
             let json = matches!(o.str("format").as_deref(), None | Some("jsonl"));

@@ -356,7 +356,7 @@ pub const TYPES: &[TypeDef] = &[
                 "decode_threads",
                 Kind::Int,
                 "0",
-                "threads decoding lines beside the pipeline, order kept (0: one per core; 1: none, decode in `parse`)",
+                "threads decoding lines beside the pipeline, order kept (0: one per core plus one; 1: none, decode in `parse`)",
             ),
             opt("name", Kind::Str, "file", "the source's name"),
             ON_ERROR,

@@ -92,6 +92,9 @@ struct Inner {
     fast: Option<fast::Expr>,
     /// The expression as a predicate on raw field text, where it is one.
     raw: Option<raw::Pred>,
+    /// The expression as an object of fields built from raw text, where
+    /// it is one.
+    shape: Option<raw::Shape>,
 }
 
 impl fmt::Debug for Jq {
@@ -161,6 +164,7 @@ impl Jq {
         let filter = compile_jaq(source, &vars)?;
         let fast = fast::lower_source(source, &vars);
         let raw = fast.as_ref().and_then(raw::Pred::lower);
+        let shape = fast.as_ref().and_then(raw::Shape::lower);
         Ok(Jq {
             inner: Arc::new(Inner {
                 source: source.to_owned(),
@@ -168,6 +172,7 @@ impl Jq {
                 filter,
                 fast,
                 raw,
+                shape,
             }),
         })
     }
@@ -323,6 +328,16 @@ impl Jq {
     /// is `test`'s on the decoded object.
     pub(crate) fn test_raw<'a>(&self, raw: &impl Fn(&str) -> Option<Option<&'a str>>) -> Option<bool> {
         self.inner.raw.as_ref()?.test(raw)
+    }
+
+    /// The one output of an object-of-fields expression (`{a, b: .c.d}`),
+    /// built from an object's raw field text as for
+    /// [`test_raw`](Jq::test_raw); `None` when the expression is not one,
+    /// or a path meets what it cannot index on raw text: run it on the
+    /// decoded object then. Where it answers, the answer is
+    /// [`run`](Jq::run)'s on the decoded object.
+    pub(crate) fn map_raw<'a>(&self, raw: &impl Fn(&str) -> Option<Option<&'a str>>) -> Option<Value> {
+        self.inner.shape.as_ref()?.build(raw)
     }
 
     /// The first output, for expressions that compute a key (dedup,

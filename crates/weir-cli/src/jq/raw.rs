@@ -8,12 +8,16 @@
 //! evaluation gives up and the caller evaluates the decoded value as usual,
 //! so the answer is always the direct evaluator's (checked against it by a
 //! differential property test in `tests.rs`).
+//!
+//! Likewise a reshape of fields (`{ts, level, path: .http.path}`) builds
+//! its object straight from the fields' text ([`Shape`]), not from a
+//! decoded record it would then copy from.
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use jaq_core::ops::Cmp;
-use serde_json::{Number, Value};
+use serde_json::{Map, Number, Value};
 
 use super::eval::{cmp_num, holds};
 use super::fast::{Expr, Key};
@@ -176,5 +180,77 @@ fn cmp(a: &Scalar<'_>, b: &Scalar<'_>) -> Ordering {
         (Scalar::Num(a), Scalar::Num(b)) => cmp_num(a, b),
         (Scalar::Str(a), Scalar::Str(b)) => a.as_bytes().cmp(b.as_bytes()),
         _ => rank(a).cmp(&rank(b)),
+    }
+}
+
+/// An object of fields: `{a, b: .c, d: .e.f}`.
+#[derive(Debug, Clone)]
+pub(super) struct Shape(Vec<(String, Vec<String>)>);
+
+impl Shape {
+    /// The shape an expression builds when it is an object whose every
+    /// value is a path of field names.
+    pub(super) fn lower(e: &Expr) -> Option<Shape> {
+        let Expr::Obj(entries) = e else { return None };
+        let mut out = Vec::with_capacity(entries.len());
+        for (key, value) in entries {
+            let Expr::Path(head, keys) = value else {
+                return None;
+            };
+            if !matches!(**head, Expr::Id) || keys.is_empty() {
+                return None;
+            }
+            let path = keys
+                .iter()
+                .map(|(k, _)| match k {
+                    Key::Field(f) => Some(f.clone()),
+                    Key::Index(_) => None,
+                })
+                .collect::<Option<Vec<_>>>()?;
+            out.push((key.clone(), path));
+        }
+        Some(Shape(out))
+    }
+
+    /// The object built from an object whose field `k` has the raw JSON
+    /// text `raw(k)` (as for [`Pred::test`]); `None` when a path meets
+    /// something it cannot index on raw text (jq's error, or an escape it
+    /// leaves to the decoder): evaluate the decoded record then.
+    pub(super) fn build<'a>(&self, raw: &impl Fn(&str) -> Option<Option<&'a str>>) -> Option<Value> {
+        let mut map = Map::new();
+        for (key, path) in &self.0 {
+            let value = match raw(&path[0])? {
+                None => Value::Null,
+                Some(text) => descend(text, &path[1..])?,
+            };
+            map.insert(key.clone(), value);
+        }
+        Some(Value::Object(map))
+    }
+}
+
+/// The value at `path` inside the value whose raw text is `text`.
+fn descend(text: &str, path: &[String]) -> Option<Value> {
+    let Some((first, rest)) = path.split_first() else {
+        return decode(text);
+    };
+    match text.as_bytes().first()? {
+        // `null.a` is `null`.
+        b'n' => Some(Value::Null),
+        b'{' => match weir_io::format::object_field(text, first)? {
+            None => Some(Value::Null),
+            Some(inner) => descend(inner, rest),
+        },
+        // Indexing anything else by a name is jq's error: the decoded
+        // record's evaluation reports it.
+        _ => None,
+    }
+}
+
+/// The value of valid raw JSON text, as serde_json decodes it.
+fn decode(text: &str) -> Option<Value> {
+    match text.as_bytes().first()? {
+        b'"' if !text.contains('\\') => Some(Value::String(text[1..text.len() - 1].to_owned())),
+        _ => serde_json::from_str(text).ok(),
     }
 }

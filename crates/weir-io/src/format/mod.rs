@@ -16,7 +16,7 @@ use serde_json::Value;
 pub(crate) use self::csv::join as join_csv;
 pub use self::csv::{ColumnType, CsvOptions};
 pub use self::error::{DecodeError, DecodeErrorKind};
-pub use self::project::{Captured, Projection};
+pub use self::project::{object_field, Captured, Projection};
 use crate::record::{Line, Record};
 
 /// How the lines of a source become [`Record`]s.

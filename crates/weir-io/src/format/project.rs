@@ -388,6 +388,32 @@ impl<'a> Captured<'a> {
     }
 }
 
+/// The raw JSON text of field `key` of the JSON object `text` (the last
+/// one where the key repeats, as decoding keeps): `Some(None)` when the
+/// object has no such field, `None` when `text` is not a well-formed
+/// object or uses what the field scan refuses (an escaped key, an unpaired
+/// surrogate escape); decode it then.
+///
+/// # Examples
+///
+/// ```
+/// use weir_io::format::object_field;
+///
+/// let http = r#"{"method": "GET", "path": "/a"}"#;
+/// assert_eq!(object_field(http, "path"), Some(Some(r#""/a""#)));
+/// assert_eq!(object_field(http, "status"), Some(None));
+/// assert_eq!(object_field("[1]", "path"), None);
+/// ```
+pub fn object_field<'a>(text: &'a str, key: &str) -> Option<Option<&'a str>> {
+    let mut found = None;
+    super::scan::object_fields(text, |k, raw| {
+        if k == key {
+            found = Some(raw);
+        }
+    })?;
+    Some(found)
+}
+
 /// A key borrowed from the input when it has no escapes (serde's own
 /// `Cow<str>` always allocates: a key per field of every line).
 struct Key<'de>(Cow<'de, str>);

@@ -170,42 +170,42 @@ fn string(b: &[u8], i: usize) -> Option<(usize, bool)> {
     let mut j = i + 1;
     let mut escaped = false;
     loop {
-        // Eight bytes at a time past plain text (most of a line).
+        // Eight bytes at a time past plain text (most of a line), straight
+        // to the first quote, escape or control byte.
         while let Some(chunk) = b.get(j..j + 8) {
-            let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-            if special(word) {
+            let mask = special(u64::from_le_bytes(chunk.try_into().expect("eight bytes")));
+            if mask != 0 {
+                j += (mask.trailing_zeros() / 8) as usize;
                 break;
             }
             j += 8;
         }
-        // Then byte by byte up to the quote, escape or control byte that
-        // stopped it (or the end of the line).
-        loop {
-            match *b.get(j)? {
-                b'"' => return Some((j + 1, escaped)),
-                b'\\' => {
-                    escaped = true;
-                    j = escape(b, j)?;
-                    break;
-                }
-                0..0x20 => return None,
-                _ => j += 1,
+        // There (or byte by byte in the last few bytes of the line).
+        match *b.get(j)? {
+            b'"' => return Some((j + 1, escaped)),
+            b'\\' => {
+                escaped = true;
+                j = escape(b, j)?;
             }
+            0..0x20 => return None,
+            _ => j += 1,
         }
     }
 }
 
-/// Whether any byte of `word` is a quote, a backslash or below 0x20 (the
-/// bytes that end plain string text): the classic "has a zero byte" and
-/// "has a byte less than n" tests, exact for whether one exists.
-fn special(word: u64) -> bool {
+/// The high bit of each byte of `word` (little-endian) that is a quote, a
+/// backslash or below 0x20 (the bytes that end plain string text), by the
+/// classic "has a zero byte" and "has a byte less than n" tests. A mask
+/// may also flag bytes above a flagged one, never below: its lowest bit is
+/// always a true one.
+fn special(word: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
     let quote = zero(word ^ (ONES * u64::from(b'"')));
     let backslash = zero(word ^ (ONES * u64::from(b'\\')));
     let control = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
-    quote | backslash | control != 0
+    quote | backslash | control
 }
 
 /// The end of the escape at the backslash at `j`.
@@ -256,8 +256,23 @@ mod tests {
                 let mut word = *b"abcdefgh";
                 word[at] = byte;
                 let want = byte == b'"' || byte == b'\\' || byte < 0x20;
-                assert_eq!(special(u64::from_le_bytes(word)), want, "{byte:#x} at {at}");
+                let mask = special(u64::from_le_bytes(word));
+                assert_eq!(mask != 0, want, "{byte:#x} at {at}");
+                if want {
+                    assert_eq!(mask.trailing_zeros() / 8, at as u32, "{byte:#x} at {at}");
+                }
             }
+        }
+    }
+
+    #[test]
+    fn the_first_special_byte_of_a_word_is_found_whatever_follows() {
+        for (text, at) in [
+            (*b"ab\"\\\x01cde", 2),
+            (*b"\x1f\"\"\"\"\"\"\"", 0),
+            (*b"abcdefg\\", 7),
+        ] {
+            assert_eq!(special(u64::from_le_bytes(text)).trailing_zeros() / 8, at);
         }
     }
 
