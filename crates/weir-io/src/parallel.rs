@@ -135,7 +135,10 @@ where
         .spawn(move || {
             let mut lines = lines;
             for worker in (0..threads).cycle() {
-                let chunk: Vec<Line> = lines.by_ref().take(CHUNK).collect();
+                // Sized up front: `take` gives no lower bound, so `collect`
+                // would grow the vector several times per chunk.
+                let mut chunk: Vec<Line> = Vec::with_capacity(CHUNK);
+                chunk.extend(lines.by_ref().take(CHUNK));
                 if chunk.is_empty() || inputs[worker].send(chunk).is_err() {
                     return;
                 }
