@@ -275,6 +275,10 @@ mod tests {
             r#"{"level":null}"#,
             r#"{"level":"info","status":200}"#,
             r#"{"level":{"deep":1},"status":200}"#,
+            // A number past a double's range in a field some stage reads
+            // fails the line's decoding, whichever stage would read it.
+            r#"{"ts":"t8","level":"warn","status":1e400,"http":{"path":"/health"},"n":1}"#,
+            r#"{"ts":"t9","level":"info","status":200,"http":{"path":"/a"},"n":1,"ts":1e400}"#,
         ] {
             let line = Line::new(text, Origin::new("t.jsonl", 1, 0));
             let decoded = serde_json::from_str(text)

@@ -268,8 +268,8 @@ pub struct Captured<'a> {
 }
 
 impl Projection {
-    /// Validates `text` as one JSON object exactly as
-    /// [`Decoder::decode`](crate::Decoder::decode) would, and keeps the raw
+    /// Validates `text` as one JSON object (never accepting what
+    /// [`Decoder::decode`](crate::Decoder::decode) rejects), and keeps the raw
     /// text of each top-level field this projection names, whole (nested
     /// projections apply later, in [`Captured::project`]). `None` when the
     /// text is malformed, is not an object, or this projection keeps
