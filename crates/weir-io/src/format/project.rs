@@ -47,21 +47,22 @@ pub struct Projection {
 struct Fields(Vec<(String, Projection)>);
 
 impl Fields {
-    fn get(&self, key: &str) -> Option<&Projection> {
+    /// The entry for `key`, looked up by length and first byte before the
+    /// bytes: most keys of a line are not kept, and this runs for every
+    /// one of them.
+    fn find(&self, key: &str) -> Option<&(String, Projection)> {
         self.0
             .iter()
-            .find(|(k, _)| k.len() == key.len() && k == key)
-            .map(|(_, p)| p)
+            .find(|(k, _)| k.len() == key.len() && k.as_bytes().first() == key.as_bytes().first() && k == key)
+    }
+
+    fn get(&self, key: &str) -> Option<&Projection> {
+        self.find(key).map(|(_, p)| p)
     }
 
     /// This projection's own spelling of `key`, if it names it.
     fn key(&self, key: &str) -> Option<&str> {
-        // Length and first byte before the bytes: most keys of a line are
-        // not kept, and this runs for every one of them.
-        self.0
-            .iter()
-            .find(|(k, _)| k.len() == key.len() && k.as_bytes().first() == key.as_bytes().first() && k == key)
-            .map(|(k, _)| k.as_str())
+        self.find(key).map(|(k, _)| k.as_str())
     }
 
     fn entry(&mut self, key: &str) -> &mut Projection {
@@ -376,8 +377,7 @@ impl<'a> Captured<'a> {
         let fields = keep.fields.as_ref()?;
         let mut out = Map::new();
         for (key, child) in &fields.0 {
-            self.of.get(key)?;
-            let Some(&(_, raw)) = self.found.iter().find(|(k, _)| k.len() == key.len() && k == key) else {
+            let Some(raw) = self.field(key)? else {
                 continue;
             };
             let value = match child.fields {
