@@ -790,6 +790,82 @@ rotate_bytes = 2000
 }
 
 #[test]
+fn a_reshape_written_as_text_ahead_writes_the_same_bytes_as_the_decoded_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = String::new();
+    for i in 0..2000 {
+        input.push_str(&match i % 6 {
+            0 => format!("{{\"ts\":\"t{i}\",\"level\":\"warn\",\"http\":{{\"path\":\"/a\\u00e9\\/\",\"m\":1}},\"ms\":{i}.50}}\n"),
+            1 => format!("{{\"ts\":{i},\"level\":\"error\",\"http\":null,\"ms\":-0}}\n"),
+            2 => "{\"level\":\"error\",\"http\":\"text\",\"ms\":1}\n".to_owned(), // `.http.path` of a string: jq's error
+            3 => format!("{{\"ts\":\"t{i}\",\"level\":\"info\",\"http\":{{\"path\":\"/b\"}},\"ms\":0.25}}\n"),
+            4 => format!("{{\"ts\":[{i},{{\"b\":1,\"a\":2.0}}],\"level\":\"warn\",\"ms\":1e2}}\n"),
+            _ => format!("{{\"ts\":\"t{i}\",\"level\":\"debug\",\"http\":{{\"path\":\"/c\"}},\"ms\":{i}}}\n"),
+        });
+    }
+    write(dir.path(), "in.jsonl", &input);
+    let mut outputs = Vec::new();
+    for (threads, format) in [(1, "jsonl"), (3, "jsonl"), (1, "csv"), (3, "csv")] {
+        write(
+            dir.path(),
+            "p.toml",
+            &format!(
+                r#"
+[pipeline]
+on_error = "skip"
+[[source]]
+type = "file"
+path = "in.jsonl"
+decode_threads = {threads}
+[[stage]]
+type = "filter"
+jq = '.level != "info"'
+[[stage]]
+type = "map"
+name = "shape"
+jq = '{{ts, path: .http.path, ms, level, ms2: .ms}}'
+[sink]
+type = "file"
+path = "out-{threads}.{format}"
+format = "{format}"
+"#
+            ),
+        );
+        let out = run(weir(dir.path()).args(["run", "p.toml", "--quiet"]));
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let shape = out
+            .stderr
+            .lines()
+            .find(|l| l.trim_start().starts_with("shape "))
+            .unwrap();
+        let shape: Vec<&str> = shape.split_whitespace().take(6).collect();
+        // 1667 kept by the filter, 333 of them fail `.http.path`.
+        assert_eq!(
+            shape,
+            ["shape", "map", "1,667", "1,334", "0", "333"],
+            "{}",
+            out.stderr
+        );
+        outputs.push(std::fs::read_to_string(dir.path().join(format!("out-{threads}.{format}"))).unwrap());
+    }
+    assert_eq!(outputs[0], outputs[1]);
+    assert_eq!(outputs[2], outputs[3]);
+    assert!(
+        outputs[0].starts_with(r#"{"level":"warn","ms":0.5,"ms2":0.5,"path":"/aé/","ts":"t0"}"#),
+        "{}",
+        outputs[0]
+    );
+    assert!(outputs[0].contains(r#"{"level":"error","ms":-0.0,"ms2":-0.0,"path":null,"ts":1}"#));
+    assert!(outputs[0]
+        .contains(r#"{"level":"warn","ms":100.0,"ms2":100.0,"path":null,"ts":[4,{"a":2.0,"b":1}]}"#));
+    assert!(
+        outputs[2].starts_with("level,ms,ms2,path,ts\nwarn,0.5,0.5,/aé/,t0\n"),
+        "{}",
+        outputs[2]
+    );
+}
+
+#[test]
 fn working_ahead_on_decoding_threads_changes_no_count_no_output_and_no_error() {
     let dir = tempfile::tempdir().unwrap();
     let mut input = String::new();

@@ -82,4 +82,4 @@ pub mod stdin;
 pub use compression::Compression;
 pub use error::{is_broken_pipe, IoError, IoErrorKind, BROKEN_PIPE};
 pub use format::{ColumnType, CsvOptions, DecodeError, DecodeErrorKind, Decoder, Format};
-pub use record::{CsvRow, Fault, Line, Origin, Record};
+pub use record::{CsvRow, Fault, JsonText, Line, Origin, Record};

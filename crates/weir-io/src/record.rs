@@ -245,3 +245,81 @@ impl From<Value> for Record {
         Record::new(value)
     }
 }
+
+/// One JSON value as compact text, exactly as `serde_json` writes it (no
+/// newline): what a [`Reshape`](crate::format::Reshape) writes, and what
+/// the file and stdout sinks write as a JSON line without building a
+/// [`Value`] (for CSV output they decode it and write its columns).
+///
+/// Always valid JSON: made by writing a value, never from unchecked text.
+/// Serializes as the value it holds.
+///
+/// # Examples
+///
+/// ```
+/// use serde_json::json;
+/// use weir_io::JsonText;
+///
+/// let text = JsonText::from_value(&json!({"b": [1, 2.5], "a": "x"}));
+/// assert_eq!(text.as_str(), r#"{"a":"x","b":[1,2.5]}"#);
+/// assert_eq!(text.to_value(), json!({"a": "x", "b": [1, 2.5]}));
+/// assert_eq!(serde_json::to_string(&text).unwrap(), text.as_str());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct JsonText(String);
+
+impl JsonText {
+    /// The text of `value`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(weir_io::JsonText::from_value(&serde_json::json!(null)).as_str(), "null");
+    /// ```
+    pub fn from_value(value: &Value) -> JsonText {
+        // Writing a `Value` to a `String` cannot fail: its map keys are
+        // strings and it holds no non-finite number.
+        JsonText::trusted(serde_json::to_string(value).expect("a Value always encodes"))
+    }
+
+    /// Text the crate wrote as `serde_json` would.
+    pub(crate) fn trusted(text: String) -> JsonText {
+        // Kept as written: shrinking it to a `Box<str>` would copy it.
+        JsonText(text)
+    }
+
+    /// The text.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(weir_io::JsonText::from_value(&serde_json::json!([1])).as_str(), "[1]");
+    /// ```
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The value the text holds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// assert_eq!(weir_io::JsonText::from_value(&json!({"a": 1})).to_value(), json!({"a": 1}));
+    /// ```
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(&self.0).expect("JsonText holds valid JSON")
+    }
+}
+
+impl fmt::Display for JsonText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for JsonText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.to_value().serialize(s)
+    }
+}

@@ -334,3 +334,52 @@ async fn dead_letters_are_json_lines_with_the_engines_fields_and_are_counted() {
         assert!(letter["causes"].is_array());
     }
 }
+
+#[tokio::test]
+async fn json_text_is_written_as_it_is_for_json_lines_and_by_its_columns_for_csv() {
+    use weir_io::JsonText;
+    let texts = [json!({"b": "x,y", "a": 1}), json!({"a": 2.5, "b": null})].map(|v| JsonText::from_value(&v));
+    let dir = tempfile::tempdir().unwrap();
+
+    let path = dir.path().join("out.jsonl");
+    let mut sink = FileSink::create(FileSinkConfig::new(&path)).unwrap();
+    for t in texts.clone() {
+        sink.write(t).await.unwrap();
+    }
+    Sink::<JsonText>::close(&mut sink).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "{\"a\":1,\"b\":\"x,y\"}\n{\"a\":2.5,\"b\":null}\n"
+    );
+    assert_eq!(sink.written().get(), 2);
+
+    let path = dir.path().join("out.csv");
+    let csv = OutputFormat::Csv { columns: None };
+    let mut sink = FileSink::create(FileSinkConfig::new(&path).format(csv.clone())).unwrap();
+    for t in texts.clone() {
+        sink.write(t).await.unwrap();
+    }
+    Sink::<JsonText>::close(&mut sink).await.unwrap();
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "a,b\n1,\"x,y\"\n2.5,\n");
+
+    #[derive(Clone, Default)]
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().write(b)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let out = Shared::default();
+    Pipeline::from_iter(texts.clone())
+        .sink(StdoutSink::to_writer(csv, out.clone()))
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(out.0.lock().unwrap().clone()).unwrap(),
+        "a,b\n1,\"x,y\"\n2.5,\n"
+    );
+}

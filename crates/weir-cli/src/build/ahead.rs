@@ -17,12 +17,19 @@
 //! generator, a CSV file, stdin) are evaluated by the stages as usual.
 //! Off wherever a stage may dead-letter its item (a dead letter holds the
 //! stage's input, which work ahead does not keep).
+//!
+//! When nothing follows the leading stages but the sink, and the map is an
+//! object of fields (`{ts, path: .http.path}`), the decoding threads write
+//! the map's output as JSON text straight from the line's fields
+//! ([`Reshape`](weir_io::format::Reshape)) and the sink writes that text
+//! ([`Out::Text`]): no value is built, written or dropped per kept line.
 
 use serde::{Serialize, Serializer};
 use weir::ErrorPolicy;
 use weir_io::format::Projection;
-use weir_io::{Line, Record};
+use weir_io::{JsonText, Line, Origin, Record};
 
+use super::sinks::Out;
 use super::{at, Ctx, Dyn, JqKind};
 use crate::jq::Jq;
 
@@ -38,6 +45,9 @@ pub(crate) struct Step {
 pub(crate) enum Ahead {
     /// Every leading stage passed it: the record after the last.
     Kept(Record),
+    /// Every leading stage passed it: the last one's output, written as
+    /// JSON text (only when the sink is next, see the module docs).
+    Written(JsonText, Origin),
     /// Stage `k` (of the leading ones) dropped it.
     Dropped(usize),
     /// Stage `k` failed it with this message.
@@ -57,9 +67,15 @@ impl Serialize for Staged {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Staged::Plain(r) | Staged::Ahead(Ahead::Kept(r)) => r.serialize(s),
+            Staged::Ahead(Ahead::Written(text, origin)) => written(text, origin).serialize(s),
             Staged::Ahead(_) => s.serialize_none(),
         }
     }
+}
+
+/// The record whose value `text` holds.
+pub(crate) fn written(text: &JsonText, origin: &Origin) -> Record {
+    Record::new(text.to_value()).with_origin(origin.clone())
 }
 
 /// A filter's verdict on `r`: kept, dropped, or the error (naming its
@@ -105,13 +121,17 @@ pub(crate) struct Captures {
     all: Projection,
     /// Each stage, with the fields it reads.
     steps: Vec<(Step, Projection)>,
+    /// Whether a map's output may be written as JSON text
+    /// ([`Ahead::Written`]): the sink comes next.
+    text: bool,
 }
 
 impl Captures {
     /// The leading `steps` on raw lines, where `all` is the union of their
     /// reads; `None` unless every step's reads are known and only the last
-    /// is a map (whose output, not the line, goes on).
-    pub(crate) fn new(all: &Projection, steps: &[Step]) -> Option<Captures> {
+    /// is a map (whose output, not the line, goes on). With `text`, the
+    /// map's output is written as JSON text where it can be.
+    pub(crate) fn new(all: &Projection, steps: &[Step], text: bool) -> Option<Captures> {
         let last = steps.len().checked_sub(1)?;
         let mut out = Vec::with_capacity(steps.len());
         for (k, step) in steps.iter().enumerate() {
@@ -130,6 +150,7 @@ impl Captures {
         Some(Captures {
             all: all.clone(),
             steps: out,
+            text,
         })
     }
 
@@ -152,6 +173,14 @@ impl Captures {
                     Some(false) => return Some(Ahead::Dropped(k)),
                     None => {}
                 }
+            } else if let Some(text) = step
+                .jq
+                .reshape()
+                .filter(|_| self.text)
+                .and_then(|r| captured.reshape(r))
+            {
+                // The map is the last stage.
+                return Some(Ahead::Written(text, line.origin.clone()));
             } else if let Some(value) = step.jq.map_raw(&raw) {
                 kept = Some(Record {
                     value,
@@ -181,12 +210,12 @@ impl Captures {
 
 /// The leading stages of a pipeline that works ahead: each evaluates
 /// plain records and replays outcomes found ahead, under its own name and
-/// error policy.
+/// error policy. Then [`records`] or [`outs`].
 pub(super) fn stages(
     mut p: Dyn<Staged>,
     leading: Vec<(Step, String, Option<ErrorPolicy>)>,
     ctx: &Ctx,
-) -> Dyn<Record> {
+) -> Dyn<Staged> {
     for (k, (step, name, policy)) in leading.into_iter().enumerate() {
         let jq = step.jq;
         p = match step.kind {
@@ -216,15 +245,34 @@ pub(super) fn stages(
             }
         };
     }
-    p.try_map(|s: Staged| match s {
-        Staged::Plain(r) | Staged::Ahead(Ahead::Kept(r)) => Ok(r),
+    p
+}
+
+/// The records the leading stages passed.
+pub(super) fn records(p: Dyn<Staged>) -> Dyn<Record> {
+    p.try_map(|s: Staged| match done(s)? {
+        Out::Record(r) => Ok::<_, weir::BoxError>(r),
+        Out::Text(text, origin) => Ok(written(&text, &origin)),
+    })
+    .name("ahead:done")
+    .boxed()
+}
+
+/// What the leading stages passed, for the sink: records, and outputs
+/// written as JSON text ahead.
+pub(super) fn outs(p: Dyn<Staged>) -> Dyn<Out> {
+    p.try_map(done).name("ahead:done").boxed()
+}
+
+fn done(s: Staged) -> Result<Out, weir::BoxError> {
+    match s {
+        Staged::Plain(r) | Staged::Ahead(Ahead::Kept(r)) => Ok(Out::Record(r)),
+        Staged::Ahead(Ahead::Written(text, origin)) => Ok(Out::Text(text, origin)),
         // Every drop and failure was replayed by its stage above.
         Staged::Ahead(other) => Err(weir::BoxError::from(format!(
             "internal: an outcome found ahead was not replayed: {other:?}"
         ))),
-    })
-    .name("ahead:done")
-    .boxed()
+    }
 }
 
 #[cfg(test)]
@@ -242,6 +290,7 @@ mod tests {
     fn brief(a: &Ahead) -> String {
         match a {
             Ahead::Kept(r) => format!("kept {}", r.value),
+            Ahead::Written(text, _) => format!("kept {text}"),
             Ahead::Dropped(k) => format!("dropped by {k}"),
             Ahead::Failed(k, _) => format!("failed in {k}"),
         }
@@ -262,7 +311,7 @@ mod tests {
                 all.add(&path);
             }
         }
-        let captures = Captures::new(&all, &steps).unwrap();
+        let captures = Captures::new(&all, &steps, false).unwrap();
         let mut raw_answers = 0;
         for text in [
             r#"{"ts":"t1","level":"info","status":200,"http":{"path":"/a"},"n":1,"x":[1,{"y":"z"}]}"#,
@@ -307,22 +356,30 @@ mod tests {
                 all.add(&path);
             }
         }
-        let captures = Captures::new(&all, &steps).unwrap();
-        for text in [
-            r#"{"keep":true,"ts":"t","level":"w\u00e9","http":{"path":"/a","method":"GET","path":"/b"},"a":{"b":{"c":[1]}}}"#,
-            r#"{"keep":1,"ts":2.50,"http":null,"a":{"b":null}}"#,
-            r#"{"keep":"y","http":{},"a":{}}"#,
-            r#"{"keep":true,"http":"text","a":{}}"#,
-            r#"{"keep":true,"http":{"path":1},"a":[1]}"#,
-        ] {
-            let line = Line::new(text, Origin::new("t.jsonl", 1, 0));
-            let decoded = run(&steps, Record::new(serde_json::from_str(text).unwrap()));
-            match captures.run(&line) {
-                Some(found) => assert_eq!(brief(&found), brief(&decoded), "{text}"),
-                // Indexing a string or an array: left to the decoded path,
-                // where it is jq's error.
-                None => assert!(matches!(decoded, Ahead::Failed(1, _)), "{text}: {decoded:?}"),
+        // As a value, and as JSON text when the sink is next.
+        for text_out in [false, true] {
+            let captures = Captures::new(&all, &steps, text_out).unwrap();
+            let mut written = 0;
+            for text in [
+                r#"{"keep":true,"ts":"t","level":"w\u00e9","http":{"path":"/a","method":"GET","path":"/b"},"a":{"b":{"c":[1]}}}"#,
+                r#"{"keep":1,"ts":2.50,"http":null,"a":{"b":null}}"#,
+                r#"{"keep":"y","http":{},"a":{}}"#,
+                r#"{"keep":true,"http":"text","a":{}}"#,
+                r#"{"keep":true,"http":{"path":1},"a":[1]}"#,
+            ] {
+                let line = Line::new(text, Origin::new("t.jsonl", 1, 0));
+                let decoded = run(&steps, Record::new(serde_json::from_str(text).unwrap()));
+                match captures.run(&line) {
+                    Some(found) => {
+                        written += usize::from(matches!(found, Ahead::Written(..)));
+                        assert_eq!(brief(&found), brief(&decoded), "{text}");
+                    }
+                    // Indexing a string or an array: left to the decoded
+                    // path, where it is jq's error.
+                    None => assert!(matches!(decoded, Ahead::Failed(1, _)), "{text}: {decoded:?}"),
+                }
             }
+            assert_eq!(written, if text_out { 3 } else { 0 });
         }
     }
 
@@ -332,10 +389,10 @@ mod tests {
         all.add(&["a"]);
         let filter = step(JqKind::Filter, ".a > 1");
         let map = step(JqKind::Map, "{a}");
-        assert!(Captures::new(&all, &[filter.clone(), map.clone()]).is_some());
-        assert!(Captures::new(&all, &[map.clone(), filter.clone()]).is_none());
-        assert!(Captures::new(&all, &[filter]).is_none());
-        assert!(Captures::new(&all, &[step(JqKind::Map, ".")]).is_none());
-        assert!(Captures::new(&all, &[]).is_none());
+        assert!(Captures::new(&all, &[filter.clone(), map.clone()], false).is_some());
+        assert!(Captures::new(&all, &[map.clone(), filter.clone()], false).is_none());
+        assert!(Captures::new(&all, &[filter], false).is_none());
+        assert!(Captures::new(&all, &[step(JqKind::Map, ".")], false).is_none());
+        assert!(Captures::new(&all, &[], false).is_none());
     }
 }

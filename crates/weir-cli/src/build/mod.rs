@@ -76,6 +76,7 @@ impl Input {
             Input::Record(r) | Input::Decoded(Ok(r)) => Ok(r),
             Input::Decoded(Err(u)) => Err(u.error.into()),
             Input::Ahead(ahead::Ahead::Kept(r)) => Ok(r),
+            Input::Ahead(ahead::Ahead::Written(text, origin)) => Ok(ahead::written(&text, &origin)),
             Input::Ahead(a) => Err(format!(
                 "internal: an outcome found ahead reached a pipeline without its stages: {a:?}"
             )
@@ -238,6 +239,9 @@ pub(crate) fn build(
     };
     let steps: Option<Arc<Vec<ahead::Step>>> =
         (!leading.is_empty()).then(|| Arc::new(leading.iter().map(|(s, _, _)| s.clone()).collect()));
+    // With nothing but the sink after the leading stages, a map's output
+    // may go to the sink as JSON text.
+    let text_out = !leading.is_empty() && stages.is_empty();
     let mut inputs = Vec::new();
     let sources = config.sources();
     let parse_policy = sources
@@ -273,7 +277,7 @@ pub(crate) fn build(
         let mut streams = Vec::new();
         let mut iters = Vec::new();
         for s in &sources {
-            match open_source(s, keep.as_ref(), steps.clone(), &mut inputs) {
+            match open_source(s, keep.as_ref(), steps.clone(), text_out, &mut inputs) {
                 Ok(Opened::Iter(it, name)) => iters.push((it, name)),
                 Ok(Opened::Stream(st, name)) => streams.push((st, name)),
                 Err(message) => problems.push(Problem {
@@ -324,16 +328,22 @@ pub(crate) fn build(
             .boxed();
     }
     let ctx = Ctx { default, dlq };
-    let parsed = if leading.is_empty() {
-        ctx.recover(source.try_map(Input::decode).name("parse"), parse_policy)
-            .boxed()
+    let pipeline = if leading.is_empty() {
+        let parsed = ctx
+            .recover(source.try_map(Input::decode).name("parse"), parse_policy)
+            .boxed();
+        assemble(parsed, stages, sink, &ctx)
     } else {
         let staged = ctx
             .recover(source.try_map(Input::decode_staged).name("parse"), parse_policy)
             .boxed();
-        ahead::stages(staged, leading, &ctx)
+        let staged = ahead::stages(staged, leading, &ctx);
+        if text_out {
+            into_sink(ahead::outs(staged), sink, &ctx)
+        } else {
+            assemble(ahead::records(staged), stages, sink, &ctx)
+        }
     };
-    let pipeline = assemble(parsed, stages, sink, &ctx);
     drop(ctx);
     Ok(Built {
         pipeline,
@@ -483,6 +493,7 @@ fn open_source(
     t: &Typed<'_>,
     keep: Option<&Projection>,
     steps: Option<Arc<Vec<ahead::Step>>>,
+    text_out: bool,
     inputs: &mut Vec<weir_io::file::ReadProgress>,
 ) -> Result<Opened, String> {
     let o = &t.opts;
@@ -511,7 +522,7 @@ fn open_source(
             if let (true, true, Some(steps)) = (threads > 1, json, steps) {
                 let progress = lines.progress();
                 let decoder = (*decoder).clone();
-                let captures = keep.and_then(|all| ahead::Captures::new(all, &steps));
+                let captures = keep.and_then(|all| ahead::Captures::new(all, &steps, text_out));
                 let work = move |line: Line| match captures.as_ref().and_then(|c| c.run(&line)) {
                     Some(found) => Input::Ahead(found),
                     None => decode_ahead(&decoder, &steps, line),
@@ -740,6 +751,15 @@ fn assemble(mut p: Dyn<Record>, stages: Vec<Stage>, sink: Option<Sink>, ctx: &Ct
             Stage::Broadcast { name, branches } => return broadcast(p, name, branches, ctx),
         };
     }
+    into_sink(p, sink, ctx)
+}
+
+/// `p` into the sink, with its policies (or discarded, with no sink).
+fn into_sink<T>(p: Dyn<T>, sink: Option<Sink>, ctx: &Ctx) -> Dyn<()>
+where
+    T: Clone + Serialize + Send + 'static,
+    AnySink: weir::Sink<T, Error = weir::BoxError>,
+{
     match sink {
         Some(s) => {
             let mut q = p.sink(s.sink).name(s.name);
@@ -977,7 +997,7 @@ pub(crate) fn check(config: &Config, registry: &Registry<Record>) -> Result<Stri
     let sources = config.sources();
     for s in &sources {
         if s.type_name == "file" {
-            if let Err(message) = open_source(s, None, None, &mut Vec::new()) {
+            if let Err(message) = open_source(s, None, None, false, &mut Vec::new()) {
                 problems.push(Problem {
                     pos: s.opts.pos_of("path"),
                     path: format!("{}.path", s.opts.path),

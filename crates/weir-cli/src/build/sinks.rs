@@ -4,9 +4,31 @@
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
+use serde::{Serialize, Serializer};
 use weir::{BoxError, DeadLetter, Sink};
 use weir_io::sink::{DeadLetterFileSink, FileSink, StdoutSink};
-use weir_io::Record;
+use weir_io::{JsonText, Origin, Record};
+
+/// What reaches the sink of a pipeline that works ahead with nothing
+/// between its leading stages and the sink (see `ahead`): a record, or a
+/// map's output already written as JSON text. Serializes (in a dead
+/// letter, say) as the record would.
+#[derive(Debug, Clone)]
+pub(crate) enum Out {
+    /// A record.
+    Record(Record),
+    /// A record's value as JSON text, and where it came from.
+    Text(JsonText, Origin),
+}
+
+impl Serialize for Out {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Out::Record(r) => r.serialize(s),
+            Out::Text(text, origin) => super::ahead::written(text, origin).serialize(s),
+        }
+    }
+}
 
 /// Any sink of the configuration.
 pub(crate) enum AnySink {
@@ -56,6 +78,33 @@ impl Sink<Record> for AnySink {
             AnySink::Stdout(s) => Sink::<Record>::close(s).await.map_err(Into::into),
             AnySink::Collect(_) => Ok(()),
         }
+    }
+}
+
+impl Sink<Out> for AnySink {
+    type Error = BoxError;
+
+    async fn write(&mut self, item: Out) -> Result<(), BoxError> {
+        let text = match item {
+            Out::Record(r) => return Sink::<Record>::write(self, r).await,
+            Out::Text(text, _) => text,
+        };
+        match self {
+            AnySink::File(s) => s.as_mut().write(text).await.map_err(Into::into),
+            AnySink::Stdout(s) => s.write(text).await.map_err(Into::into),
+            AnySink::Collect(v) => {
+                v.lock().expect("collector lock").push(text.to_value());
+                Ok(())
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), BoxError> {
+        Sink::<Record>::flush(self).await
+    }
+
+    async fn close(&mut self) -> Result<(), BoxError> {
+        Sink::<Record>::close(self).await
     }
 }
 

@@ -95,6 +95,8 @@ struct Inner {
     /// The expression as an object of fields built from raw text, where
     /// it is one.
     shape: Option<raw::Shape>,
+    /// The same object, written as JSON text from raw field text.
+    reshape: Option<weir_io::format::Reshape>,
 }
 
 impl fmt::Debug for Jq {
@@ -165,6 +167,7 @@ impl Jq {
         let fast = fast::lower_source(source, &vars);
         let raw = fast.as_ref().and_then(raw::Pred::lower);
         let shape = fast.as_ref().and_then(raw::Shape::lower);
+        let reshape = shape.as_ref().map(raw::Shape::reshape);
         Ok(Jq {
             inner: Arc::new(Inner {
                 source: source.to_owned(),
@@ -173,6 +176,7 @@ impl Jq {
                 fast,
                 raw,
                 shape,
+                reshape,
             }),
         })
     }
@@ -338,6 +342,14 @@ impl Jq {
     /// [`run`](Jq::run)'s on the decoded object.
     pub(crate) fn map_raw<'a>(&self, raw: &impl Fn(&str) -> Option<Option<&'a str>>) -> Option<Value> {
         self.inner.shape.as_ref()?.build(raw)
+    }
+
+    /// [`map_raw`](Jq::map_raw)'s object as a reshape that writes its JSON
+    /// text straight from a line's captured fields
+    /// ([`Captured::reshape`](weir_io::format::Captured::reshape)), for a
+    /// sink that writes the text and needs no value.
+    pub(crate) fn reshape(&self) -> Option<&weir_io::format::Reshape> {
+        self.inner.reshape.as_ref()
     }
 
     /// The first output, for expressions that compute a key (dedup,

@@ -188,6 +188,15 @@ fn cmp(a: &Scalar<'_>, b: &Scalar<'_>) -> Ordering {
 pub(super) struct Shape(Vec<(String, Vec<String>)>);
 
 impl Shape {
+    /// The same object as a reshape that writes JSON text.
+    pub(super) fn reshape(&self) -> weir_io::format::Reshape {
+        weir_io::format::Reshape::new(
+            self.0
+                .iter()
+                .map(|(k, path)| (k.as_str(), path.iter().map(String::as_str))),
+        )
+    }
+
     /// The shape an expression builds when it is an object whose every
     /// value is a path of field names.
     pub(super) fn lower(e: &Expr) -> Option<Shape> {

@@ -7,6 +7,7 @@
 mod csv;
 mod error;
 mod project;
+mod reshape;
 mod scan;
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ pub(crate) use self::csv::join as join_csv;
 pub use self::csv::{ColumnType, CsvOptions};
 pub use self::error::{DecodeError, DecodeErrorKind};
 pub use self::project::{object_field, Captured, Projection};
+pub use self::reshape::Reshape;
 use crate::record::{Line, Record};
 
 /// How the lines of a source become [`Record`]s.

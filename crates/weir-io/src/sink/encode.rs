@@ -4,6 +4,7 @@ use serde_json::Value;
 
 use super::OutputFormat;
 use crate::error::{IoError, IoErrorKind};
+use crate::record::JsonText;
 
 /// Encodes records one line at a time, in an [`OutputFormat`]; for CSV,
 /// knows the header (given, or taken from the first record's keys).
@@ -36,6 +37,18 @@ impl RecordEncoder {
     /// The CSV header line, once known.
     pub(crate) fn header(&self) -> Option<&[u8]> {
         self.csv.as_ref().and_then(|c| c.header.as_deref())
+    }
+
+    /// Appends the value `text` holds as one line to `out`: for JSON lines
+    /// the text itself (already as `serde_json` writes it), for CSV its
+    /// decoded value's columns. On error `out` is unchanged.
+    pub(crate) fn encode_text(&mut self, text: &JsonText, out: &mut Vec<u8>) -> Result<(), IoError> {
+        if self.csv.is_some() {
+            return self.encode(&text.to_value(), out);
+        }
+        out.extend_from_slice(text.as_str().as_bytes());
+        out.push(b'\n');
+        Ok(())
     }
 
     /// Appends `value` as one line to `out`; on error `out` is unchanged.

@@ -7,7 +7,7 @@ use super::encode::RecordEncoder;
 use super::{OutputFormat, Written};
 use crate::compression::{Compression, Encoder};
 use crate::error::{IoError, IoErrorKind};
-use crate::record::Record;
+use crate::record::{JsonText, Record};
 
 /// What a [`FileSink`] writes, and how.
 ///
@@ -434,6 +434,27 @@ impl FileSink {
         self.encoder.encode(value, &mut self.scratch)?;
         self.writer.push(&self.scratch, self.encoder.header());
         Ok(())
+    }
+}
+
+/// Writes a value already written as JSON text: for JSON lines, the text
+/// as it is (no value is built); for CSV, its decoded value's columns.
+impl weir::Sink<JsonText> for FileSink {
+    type Error = IoError;
+
+    async fn write(&mut self, text: JsonText) -> Result<(), IoError> {
+        self.scratch.clear();
+        self.encoder.encode_text(&text, &mut self.scratch)?;
+        self.writer.push(&self.scratch, self.encoder.header());
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), IoError> {
+        self.writer.flush()
+    }
+
+    async fn close(&mut self) -> Result<(), IoError> {
+        self.writer.close()
     }
 }
 

@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::encode::RecordEncoder;
 use super::{OutputFormat, Written};
 use crate::error::{IoError, IoErrorKind, BROKEN_PIPE};
-use crate::record::Record;
+use crate::record::{JsonText, Record};
 
 /// Whether a [`StdoutSink`]'s reader went away (`EPIPE`): a handle kept
 /// by the caller, readable after the run (the run's error may have lost
@@ -182,8 +182,16 @@ impl StdoutSink {
     }
 
     fn write_value(&mut self, value: &Value) -> Result<(), IoError> {
+        self.write_with(|encoder, buf| encoder.encode(value, buf))
+    }
+
+    /// Appends one line written by `encode`, with the CSV header first.
+    fn write_with(
+        &mut self,
+        encode: impl FnOnce(&mut RecordEncoder, &mut Vec<u8>) -> Result<(), IoError>,
+    ) -> Result<(), IoError> {
         let start = self.buf.len();
-        self.encoder.encode(value, &mut self.buf)?;
+        encode(&mut self.encoder, &mut self.buf)?;
         if !self.header_written {
             if let Some(header) = self.encoder.header() {
                 self.buf.splice(start..start, header.iter().copied());
@@ -253,6 +261,20 @@ impl weir::Sink<Record> for StdoutSink {
 
     async fn write(&mut self, record: Record) -> Result<(), IoError> {
         self.write_value(&record.value)
+    }
+
+    async fn flush(&mut self) -> Result<(), IoError> {
+        self.flush_out().await
+    }
+}
+
+/// Writes a value already written as JSON text: for JSON lines, the text
+/// as it is (no value is built); for CSV, its decoded value's columns.
+impl weir::Sink<JsonText> for StdoutSink {
+    type Error = IoError;
+
+    async fn write(&mut self, text: JsonText) -> Result<(), IoError> {
+        self.write_with(|encoder, buf| encoder.encode_text(&text, buf))
     }
 
     async fn flush(&mut self) -> Result<(), IoError> {
