@@ -42,6 +42,11 @@ pub enum IoErrorKind {
     /// Something this build cannot do (e.g. gzip without the `gzip`
     /// feature).
     Unsupported,
+    /// A file changed since a checkpoint was taken of it (replaced,
+    /// rotated or truncated): resuming would read from the wrong place.
+    Changed,
+    /// A store (a database) failed: opening, reading or committing.
+    Store,
 }
 
 /// An I/O failure of a source or a sink: what failed, on which path, and

@@ -68,6 +68,7 @@
 //! # });
 //! ```
 
+pub mod checkpoint;
 mod compression;
 mod error;
 pub mod file;

@@ -18,7 +18,7 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,10 +41,22 @@ const PUBLISH_EVERY: u64 = 1024;
 /// One input of a [`Lines`] iterator.
 #[derive(Debug)]
 pub(crate) enum Input {
-    /// A file, with its resolved compression.
-    File { path: PathBuf, compression: Compression },
+    /// A file, with its resolved compression, read from a position.
+    File {
+        path: PathBuf,
+        compression: Compression,
+        from: Resume,
+    },
     /// The process's standard input, with its compression.
     Stdin { compression: Compression },
+}
+
+/// Where reading an input starts: a byte offset in its (decompressed)
+/// stream and the number of lines before it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Resume {
+    pub(crate) offset: u64,
+    pub(crate) lines: u64,
 }
 
 /// A live view of a reader's progress, cheap to clone and to read (atomic
@@ -368,15 +380,45 @@ impl Lines {
     /// Opens the next input, or records why it could not be opened.
     fn open_next(&mut self) -> Option<Reader> {
         let input = self.inputs.next()?;
+        let mut start = Resume::default();
         let (name, path, raw): (Arc<str>, PathBuf, io::Result<Box<dyn Read + Send>>) = match input {
-            Input::File { path, compression } => {
+            Input::File {
+                path,
+                compression,
+                from,
+            } => {
                 let name: Arc<str> = Arc::from(path.to_string_lossy());
-                let raw = File::open(&path).and_then(|file| {
+                start = from;
+                let raw = File::open(&path).and_then(|mut file| {
+                    // A plain file is read from the offset; a compressed one
+                    // is decompressed from its start and the first bytes
+                    // skipped.
+                    let plain = compression == Compression::None;
+                    if plain && from.offset > 0 {
+                        file.seek(SeekFrom::Start(from.offset))?;
+                        self.progress
+                            .inner
+                            .bytes
+                            .fetch_add(from.offset, Ordering::Relaxed);
+                    }
                     let counted = Counted {
                         inner: file,
                         progress: self.progress.clone(),
                     };
-                    compression::decoder(compression, counted)
+                    let mut raw = compression::decoder(compression, counted)?;
+                    if !plain && from.offset > 0 {
+                        let skipped = io::copy(&mut raw.by_ref().take(from.offset), &mut io::sink())?;
+                        if skipped < from.offset {
+                            return Err(io::Error::new(
+                                io::ErrorKind::UnexpectedEof,
+                                format!(
+                                    "the input ends at byte {skipped}, before the position {} to resume from",
+                                    from.offset
+                                ),
+                            ));
+                        }
+                    }
+                    Ok(raw)
                 });
                 (name, path, raw)
             }
@@ -406,8 +448,8 @@ impl Lines {
                 src: BufReader::with_capacity(READ_BUFFER, raw),
                 name,
                 path,
-                line: 0,
-                offset: 0,
+                line: start.lines,
+                offset: start.offset,
                 partial: Partial::default(),
                 fresh: 0,
             }),
@@ -534,7 +576,8 @@ impl TextReader {
                 self.line += 1;
                 self.fresh += 1;
                 self.offset += self.partial.len;
-                let line = self.partial.take(origin, max);
+                let mut line = self.partial.take(origin, max);
+                line.end = self.offset;
                 if skip_blank && is_blank(&line) {
                     continue;
                 }
@@ -569,7 +612,8 @@ impl TextReader {
             self.line += 1;
             self.fresh += 1;
             self.offset += len + 1;
-            if let Some(line) = line {
+            if let Some(mut line) = line {
+                line.end = self.offset;
                 return Ok(Some(line));
             }
         }

@@ -148,23 +148,33 @@ pub struct Line {
     /// serialized.
     #[serde(skip)]
     pub csv: Option<CsvRow>,
+    /// Where the next line starts: the byte offset (in the decompressed
+    /// stream) just past this line's ending. Reading resumes there once
+    /// this line is done (see [`crate::checkpoint`]). Not serialized.
+    #[serde(skip)]
+    pub end: u64,
 }
 
 impl Line {
-    /// A clean line of `text` from `origin`.
+    /// A clean line of `text` from `origin`, ended by a `\n` (its
+    /// [`end`](Line::end); the readers set the true one).
     ///
     /// # Examples
     ///
     /// ```
-    /// let line = weir_io::Line::new("hello", weir_io::Origin::new("<stdin>", 1, 0));
+    /// let line = weir_io::Line::new("hello", weir_io::Origin::new("<stdin>", 1, 10));
     /// assert!(line.fault.is_none());
+    /// assert_eq!(line.end, 16);
     /// ```
     pub fn new(text: impl Into<String>, origin: Origin) -> Line {
+        let text = text.into();
+        let end = origin.offset + text.len() as u64 + 1;
         Line {
-            text: text.into(),
+            text,
             origin,
             fault: None,
             csv: None,
+            end,
         }
     }
 }

@@ -449,3 +449,86 @@ async fn lines_as_a_stream_arrive_in_order_and_end() {
     assert!(progress.error().is_none());
     assert_eq!(progress.lines_read(), 5000);
 }
+
+/// Reads `path` with a checkpointer, stopping after `take` lines (the rest
+/// never finalized), and returns the positions committed at the end.
+async fn read_some(
+    path: &Path,
+    store: &std::sync::Arc<weir_io::checkpoint::MemoryCheckpoints>,
+    take: usize,
+) -> Vec<(u64, String)> {
+    use weir_io::checkpoint::{CheckpointStore, Checkpointer, Committer};
+    let mut source = open(path, Format::Lines);
+    let resumed = store.load("s").unwrap();
+    source.resume(&resumed).unwrap();
+    let checkpointer = Checkpointer::new("s", source.files(), &resumed).unwrap();
+    let committer = Committer::start(
+        checkpointer.clone(),
+        store.clone(),
+        std::time::Duration::from_secs(60),
+    );
+    let acked = source.lines().map(move |line| {
+        let ack = checkpointer.ack(&line);
+        weir::Acked::new((line.origin.line, line.text), ack)
+    });
+    let out = weir::PipelineBuilder::new()
+        .chunk_size(1)
+        .from_acked(futures::stream::iter(acked))
+        .take(take)
+        .collect()
+        .await
+        .unwrap();
+    committer.finish().unwrap();
+    out
+}
+
+#[tokio::test]
+async fn a_checkpointed_read_resumes_after_the_last_finalized_line_with_its_line_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "one\r\ntwo\n\nfour\nfive\r\nsix";
+    let plain = dir.path().join("in.txt");
+    std::fs::write(&plain, text).unwrap();
+    let mut inputs = vec![plain];
+    #[cfg(feature = "gzip")]
+    {
+        use std::io::Write;
+        let gz_path = dir.path().join("in.txt.gz");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(text.as_bytes()).unwrap();
+        std::fs::write(&gz_path, gz.finish().unwrap()).unwrap();
+        inputs.push(gz_path);
+    }
+    for path in inputs {
+        let store = std::sync::Arc::new(weir_io::checkpoint::MemoryCheckpoints::default());
+        let first = read_some(&path, &store, 2).await;
+        let second = read_some(&path, &store, 3).await;
+        let third = read_some(&path, &store, 10).await;
+        let fourth = read_some(&path, &store, 10).await;
+        let got = |v: &[(u64, String)]| v.iter().map(|(n, t)| format!("{n}:{t}")).collect::<Vec<_>>();
+        assert_eq!(got(&first), ["1:one", "2:two"], "{}", path.display());
+        assert_eq!(got(&second), ["3:", "4:four", "5:five"], "{}", path.display());
+        assert_eq!(got(&third), ["6:six"], "{}", path.display());
+        assert!(fourth.is_empty(), "{fourth:?}");
+    }
+}
+
+#[test]
+fn resuming_a_replaced_file_is_refused_naming_what_changed() {
+    use weir_io::checkpoint::{FilePosition, Fingerprint};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in.txt");
+    std::fs::write(&path, "a\nb\n").unwrap();
+    let at = FilePosition {
+        file: path_str(&path).to_owned(),
+        offset: 2,
+        lines: 1,
+        fingerprint: Fingerprint::of(&path).unwrap(),
+    };
+    let other = dir.path().join("other.txt");
+    std::fs::write(&other, "x\ny\n").unwrap();
+    std::fs::rename(&other, &path).unwrap();
+    let err = open(&path, Format::Lines).resume(&[at]).unwrap_err();
+    assert_eq!(err.kind(), IoErrorKind::Changed);
+    assert!(err.to_string().contains("replaced"), "{err}");
+    assert!(err.to_string().contains("line 2"), "{err}");
+}

@@ -3,10 +3,11 @@ use std::path::{Path, PathBuf};
 
 use weir::stage::Streamed;
 
+use crate::checkpoint::FilePosition;
 use crate::compression::Compression;
 use crate::error::{IoError, IoErrorKind};
 use crate::format::{Decoder, Format};
-use crate::read::{Input, LineStream, Lines, ReadProgress, Records};
+use crate::read::{Input, LineStream, Lines, ReadProgress, Records, Resume};
 
 /// The default [`max_line_bytes`](FileSourceConfig::max_line_bytes): 16 MiB.
 pub const DEFAULT_MAX_LINE_BYTES: u64 = 16 * 1024 * 1024;
@@ -142,6 +143,8 @@ pub struct FileSource {
     config: FileSourceConfig,
     files: Vec<PathBuf>,
     compressions: Vec<Compression>,
+    /// Where each file's reading starts.
+    starts: Vec<Resume>,
     progress: ReadProgress,
 }
 
@@ -174,6 +177,7 @@ impl FileSource {
         }
         Ok(FileSource {
             config,
+            starts: vec![Resume::default(); files.len()],
             files,
             compressions,
             progress: ReadProgress::new(total),
@@ -266,6 +270,66 @@ impl FileSource {
         Ok(())
     }
 
+    /// Resumes where an earlier run left off: each file with a
+    /// [`FilePosition`] in `positions` (matched by path) is read from its
+    /// offset, after checking that it is still the same file (its
+    /// [`Fingerprint`](crate::checkpoint::Fingerprint)); the other files
+    /// from their start. A compressed file is decompressed from its start
+    /// and the bytes before the position skipped.
+    ///
+    /// Fails, naming the file and what changed, when a file was replaced,
+    /// rotated or truncated since the position was taken: reading it from
+    /// the stored offset would read from the wrong place. Start the run
+    /// over (without the positions) then.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_io::checkpoint::{Fingerprint, FilePosition};
+    /// use weir_io::file::{FileSource, FileSourceConfig};
+    ///
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("a.txt");
+    /// std::fs::write(&path, "one\ntwo\nthree\n").unwrap();
+    /// let file = path.to_str().unwrap();
+    /// let done = FilePosition { file: file.into(), offset: 4, lines: 1, fingerprint: Fingerprint::of(&path).unwrap() };
+    ///
+    /// let mut source = FileSource::open(FileSourceConfig::new(file).format(weir_io::Format::Lines)).unwrap();
+    /// source.resume(&[done.clone()]).unwrap();
+    /// let lines: Vec<(u64, String)> = source.lines().map(|l| (l.origin.line, l.text)).collect();
+    /// assert_eq!(lines, [(2, "two".to_owned()), (3, "three".to_owned())]);
+    ///
+    /// std::fs::write(&path, "on\n").unwrap(); // truncated
+    /// let mut source = FileSource::open(FileSourceConfig::new(file)).unwrap();
+    /// let err = source.resume(&[done]).unwrap_err();
+    /// assert!(err.to_string().contains("truncated"), "{err}");
+    /// ```
+    pub fn resume(&mut self, positions: &[FilePosition]) -> Result<(), IoError> {
+        for (path, start) in self.files.iter().zip(&mut self.starts) {
+            let name = path.to_string_lossy();
+            let Some(at) = positions.iter().find(|p| p.file == name) else {
+                continue;
+            };
+            if let Err(why) = at.fingerprint.check(path, at.offset) {
+                return Err(IoError::new(
+                    IoErrorKind::Changed,
+                    Some(path.as_path()),
+                    format!(
+                        "{}: cannot resume at byte {} (line {}): {why}; start over without the checkpoint (`--from-start`)",
+                        path.display(),
+                        at.offset,
+                        at.lines + 1
+                    ),
+                ));
+            }
+            *start = Resume {
+                offset: at.offset,
+                lines: at.lines,
+            };
+        }
+        Ok(())
+    }
+
     /// The files' lines, read in order on the calling thread (see
     /// [`Lines`]: a read error ends them and is kept in
     /// [`Lines::error`] and [`ReadProgress::error`]).
@@ -285,7 +349,12 @@ impl FileSource {
             .files
             .into_iter()
             .zip(self.compressions)
-            .map(|(path, compression)| Input::File { path, compression })
+            .zip(self.starts)
+            .map(|((path, compression), from)| Input::File {
+                path,
+                compression,
+                from,
+            })
             .collect();
         Lines::new(
             inputs,

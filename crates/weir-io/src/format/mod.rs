@@ -205,6 +205,7 @@ impl Decoder {
             origin,
             fault,
             csv: row,
+            end: _,
         } = line;
         if let Some(fault) = &fault {
             return Err(DecodeError::from_fault(fault, origin));

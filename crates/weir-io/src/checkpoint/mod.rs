@@ -1,0 +1,724 @@
+//! Checkpoints: where a file source was left, kept in a store, so that a
+//! run killed at any instant resumes without losing a line.
+//!
+//! A [`Checkpointer`] hands out one [`weir::Ack`] per line read. The
+//! pipeline finalizes each exactly once — delivered (after the sink's
+//! flush made it durable), dropped, dead-lettered, or failed under a skip
+//! policy — and the checkpointer keeps, per file, the position below which
+//! every line is finalized ([`weir::OffsetTracker`]). A line that was
+//! never finalized (the run aborted, the process was killed) holds the
+//! position back, so a committed position never runs ahead of what the
+//! sinks have durably accepted. A [`Committer`] writes the positions to a
+//! [`CheckpointStore`] every interval and once at the end of the run; the
+//! next run reads them back and [`FileSource::resume`]s each file from
+//! its offset, after checking its [`Fingerprint`] (a rotated, truncated
+//! or replaced file is reported, never read from the wrong place).
+//!
+//! After a crash, the lines between the committed position and where the
+//! run was are processed again: at most the lines in flight (the
+//! pipeline's capacity, its chunks and the decoding threads' batches) plus
+//! those finalized since the last commit (one commit interval's worth).
+//! With a sink that writes idempotently (an upsert by key), the result is
+//! the same as an uninterrupted run's.
+//!
+//! [`FileSource::resume`]: crate::file::FileSource::resume
+//!
+//! # Examples
+//!
+//! ```
+//! use std::sync::Arc;
+//! use weir_io::checkpoint::{CheckpointStore, Checkpointer, Committer, MemoryCheckpoints};
+//! use weir_io::file::{FileSource, FileSourceConfig};
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! # let dir = tempfile::tempdir().unwrap();
+//! let path = dir.path().join("in.txt");
+//! std::fs::write(&path, "a\nb\nc\n").unwrap();
+//! let config = || FileSourceConfig::new(path.to_str().unwrap()).format(weir_io::Format::Lines);
+//! let store = Arc::new(MemoryCheckpoints::default());
+//!
+//! // A first run reads every line and commits where it ended.
+//! let source = FileSource::open(config()).unwrap();
+//! let checkpointer = Checkpointer::new("in", source.files(), &[]).unwrap();
+//! let committer = Committer::start(checkpointer.clone(), store.clone(), std::time::Duration::from_secs(1));
+//! let acked = source.lines().map(move |line| {
+//!     let ack = checkpointer.ack(&line);
+//!     weir::Acked::new(line.text, ack)
+//! });
+//! weir::Pipeline::from_acked(futures::stream::iter(acked)).run().await.unwrap();
+//! committer.finish().unwrap();
+//!
+//! // The next run resumes after the last line: nothing to read again.
+//! let mut source = FileSource::open(config()).unwrap();
+//! source.resume(&store.load("in").unwrap()).unwrap();
+//! assert_eq!(source.lines().count(), 0);
+//! # });
+//! ```
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use weir::{Ack, Acker, OffsetTracker, Status};
+
+use crate::error::{IoError, IoErrorKind};
+use crate::record::Line;
+
+#[cfg(feature = "sqlite")]
+mod sqlite;
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteCheckpoints, StoredPosition};
+
+/// How many bytes from a file's start its fingerprint hashes.
+const HEAD: u64 = 4096;
+
+/// What identifies a file's contents well enough to tell that a position
+/// in it still means the same line: its device and inode (on Unix), its
+/// size when the fingerprint was taken, and a hash of its first bytes (up
+/// to 4 KiB).
+///
+/// # Examples
+///
+/// ```
+/// use weir_io::checkpoint::Fingerprint;
+/// # let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("log.txt");
+/// std::fs::write(&path, "first\nsecond\n").unwrap();
+/// let fp = Fingerprint::of(&path).unwrap();
+/// assert_eq!(fp.size, 13);
+///
+/// // Appending keeps it the same file.
+/// std::fs::write(&path, "first\nsecond\nthird\n").unwrap();
+/// assert!(fp.check(&path, 13).is_ok());
+/// // Rewriting its start does not.
+/// std::fs::write(&path, "FIRST\nsecond\nthird\n").unwrap();
+/// assert!(fp.check(&path, 13).unwrap_err().contains("first bytes"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    /// The device the file is on (0 where the platform has none).
+    pub dev: u64,
+    /// The file's inode (0 where the platform has none).
+    pub inode: u64,
+    /// Its size in bytes when the fingerprint was taken.
+    pub size: u64,
+    /// How many bytes from its start are hashed.
+    pub head_len: u64,
+    /// A hash (FNV-1a, 64 bits) of those bytes.
+    pub head_hash: u64,
+}
+
+impl Fingerprint {
+    /// The fingerprint of the file at `path` now.
+    ///
+    /// # Errors
+    ///
+    /// The I/O error of reading its metadata or its first bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("a");
+    /// std::fs::write(&path, "").unwrap();
+    /// let fp = weir_io::checkpoint::Fingerprint::of(&path).unwrap();
+    /// assert_eq!((fp.size, fp.head_len), (0, 0));
+    /// ```
+    pub fn of(path: &Path) -> std::io::Result<Fingerprint> {
+        let meta = std::fs::metadata(path)?;
+        let (dev, inode) = ids(&meta);
+        let head_len = meta.len().min(HEAD);
+        Ok(Fingerprint {
+            dev,
+            inode,
+            size: meta.len(),
+            head_len,
+            head_hash: head_hash(path, head_len)?,
+        })
+    }
+
+    /// Whether the file at `path` is still the one this fingerprint was
+    /// taken of, with its first `offset` bytes unchanged as far as can be
+    /// told: `Err` says what changed (gone, replaced, truncated, its first
+    /// bytes rewritten). A file that only grew passes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_io::checkpoint::Fingerprint;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("a");
+    /// std::fs::write(&path, "0123456789").unwrap();
+    /// let fp = Fingerprint::of(&path).unwrap();
+    /// std::fs::write(&path, "01234").unwrap();
+    /// assert!(fp.check(&path, 8).unwrap_err().contains("truncated"));
+    /// std::fs::remove_file(&path).unwrap();
+    /// assert!(fp.check(&path, 8).unwrap_err().contains("gone"));
+    /// ```
+    pub fn check(&self, path: &Path, offset: u64) -> Result<(), String> {
+        let meta = match std::fs::metadata(path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err("the file is gone".into()),
+            Err(e) => return Err(format!("cannot read its metadata: {e}")),
+        };
+        let (dev, inode) = ids(&meta);
+        if (dev, inode) != (self.dev, self.inode) {
+            return Err(format!(
+                "the file was replaced or rotated (inode {} on device {} when the checkpoint was taken, {inode} on {dev} now)",
+                self.inode, self.dev
+            ));
+        }
+        // Shorter than it was: truncated (for a plain file, also past the
+        // offset; a compressed file's offset counts decompressed bytes).
+        if meta.len() < self.size || meta.len() < offset.min(self.size) {
+            return Err(format!(
+                "the file was truncated ({} bytes when the checkpoint was taken, {} now)",
+                self.size,
+                meta.len()
+            ));
+        }
+        match head_hash(path, self.head_len) {
+            Ok(hash) if hash == self.head_hash => Ok(()),
+            Ok(_) => Err(format!("its first bytes (up to {}) changed", self.head_len)),
+            Err(e) => Err(format!("cannot read it: {e}")),
+        }
+    }
+}
+
+#[cfg(unix)]
+fn ids(meta: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
+}
+
+#[cfg(not(unix))]
+fn ids(_: &std::fs::Metadata) -> (u64, u64) {
+    (0, 0)
+}
+
+/// FNV-1a over the first `len` bytes of the file (a fingerprint, not a
+/// defence against forgery: a few lines of our own rather than a crate).
+fn head_hash(path: &Path, len: u64) -> std::io::Result<u64> {
+    let mut head = Vec::with_capacity(len as usize);
+    File::open(path)?.take(len).read_to_end(&mut head)?;
+    if (head.len() as u64) < len {
+        return Ok(0);
+    }
+    Ok(head.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    }))
+}
+
+/// Where reading one file resumes: the offset below which every line is
+/// finalized, the number of lines before it, and the file's fingerprint.
+///
+/// # Examples
+///
+/// ```
+/// use weir_io::checkpoint::{Fingerprint, FilePosition};
+/// let p = FilePosition {
+///     file: "logs/a.jsonl".into(),
+///     offset: 1234,
+///     lines: 17,
+///     fingerprint: Fingerprint { dev: 1, inode: 2, size: 5000, head_len: 4096, head_hash: 7 },
+/// };
+/// let json = serde_json::to_value(&p).unwrap();
+/// assert_eq!(json["offset"], 1234);
+/// assert_eq!(serde_json::from_value::<FilePosition>(json).unwrap(), p);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilePosition {
+    /// The file's path as the source expanded it.
+    pub file: String,
+    /// The byte offset (in the decompressed stream) to read from.
+    pub offset: u64,
+    /// Lines before `offset` (so line numbers go on where they were).
+    pub lines: u64,
+    /// The file when the position was taken.
+    pub fingerprint: Fingerprint,
+}
+
+/// Where the positions of sources are kept between runs, by source name.
+/// The SQLite store ([`SqliteCheckpoints`], feature `sqlite`) is the
+/// embedded default; [`MemoryCheckpoints`] is for tests.
+///
+/// # Examples
+///
+/// ```
+/// use weir_io::checkpoint::{CheckpointStore, MemoryCheckpoints};
+/// let store = MemoryCheckpoints::default();
+/// assert!(store.load("logs").unwrap().is_empty());
+/// store.commit("logs", &[]).unwrap();
+/// ```
+pub trait CheckpointStore: Send + Sync + 'static {
+    /// The positions last committed for `source` (none for a new source).
+    ///
+    /// # Errors
+    ///
+    /// The store's error ([`IoErrorKind::Store`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_io::checkpoint::{CheckpointStore, MemoryCheckpoints};
+    /// assert!(MemoryCheckpoints::default().load("x").unwrap().is_empty());
+    /// ```
+    fn load(&self, source: &str) -> Result<Vec<FilePosition>, IoError>;
+
+    /// Replaces `source`'s positions with `positions`, atomically: after a
+    /// crash, either the old ones or the new ones are there.
+    ///
+    /// # Errors
+    ///
+    /// The store's error ([`IoErrorKind::Store`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_io::checkpoint::{CheckpointStore, MemoryCheckpoints};
+    /// let store = MemoryCheckpoints::default();
+    /// store.commit("x", &[]).unwrap();
+    /// assert!(store.load("x").unwrap().is_empty());
+    /// ```
+    fn commit(&self, source: &str, positions: &[FilePosition]) -> Result<(), IoError>;
+}
+
+/// Positions kept in memory: for tests and for library users who keep
+/// them elsewhere themselves.
+///
+/// # Examples
+///
+/// ```
+/// use weir_io::checkpoint::{CheckpointStore, MemoryCheckpoints};
+/// let store = MemoryCheckpoints::default();
+/// assert_eq!(store.commits(), 0);
+/// store.commit("x", &[]).unwrap();
+/// assert_eq!(store.commits(), 1);
+/// ```
+#[derive(Debug, Default)]
+pub struct MemoryCheckpoints {
+    state: Mutex<Memory>,
+}
+
+#[derive(Debug, Default)]
+struct Memory {
+    /// Each source's positions.
+    sources: Vec<(String, Vec<FilePosition>)>,
+    commits: u64,
+}
+
+impl MemoryCheckpoints {
+    /// How many commits were made.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(weir_io::checkpoint::MemoryCheckpoints::default().commits(), 0);
+    /// ```
+    pub fn commits(&self) -> u64 {
+        self.state.lock().expect("checkpoint store lock").commits
+    }
+}
+
+impl CheckpointStore for MemoryCheckpoints {
+    fn load(&self, source: &str) -> Result<Vec<FilePosition>, IoError> {
+        let state = self.state.lock().expect("checkpoint store lock");
+        Ok(state
+            .sources
+            .iter()
+            .find(|(s, _)| s == source)
+            .map(|(_, p)| p.clone())
+            .unwrap_or_default())
+    }
+
+    fn commit(&self, source: &str, positions: &[FilePosition]) -> Result<(), IoError> {
+        let mut state = self.state.lock().expect("checkpoint store lock");
+        match state.sources.iter_mut().find(|(s, _)| s == source) {
+            Some(slot) => slot.1 = positions.to_vec(),
+            None => state.sources.push((source.to_owned(), positions.to_vec())),
+        }
+        state.commits += 1;
+        Ok(())
+    }
+}
+
+/// Tracks, per file of one source, the position below which every line
+/// is finalized: [`ack`](Checkpointer::ack) gives each line read its
+/// [`Ack`], and [`positions`](Checkpointer::positions) reads where each
+/// file stands. Cheap to clone (shared).
+///
+/// # Examples
+///
+/// ```
+/// use weir::Status;
+/// use weir_io::checkpoint::Checkpointer;
+/// use weir_io::{Line, Origin};
+/// # let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("a.txt");
+/// std::fs::write(&path, "x\ny\n").unwrap();
+/// let file = path.to_str().unwrap();
+/// let c = Checkpointer::new("a", &[path.clone()], &[]).unwrap();
+///
+/// let mut first = Line::new("x", Origin::new(file, 1, 0));
+/// first.end = 2;
+/// let mut second = Line::new("y", Origin::new(file, 2, 2));
+/// second.end = 4;
+/// let (a, b) = (c.ack(&first), c.ack(&second));
+/// drop(b); // never finalized: aborted
+/// drop(a); // likewise
+/// assert_eq!(c.positions()[0].offset, 0);
+/// ```
+#[derive(Clone)]
+pub struct Checkpointer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    source: String,
+    files: Vec<Arc<FileAcker>>,
+}
+
+/// One file's tracking; the [`Acker`] of its lines' acks (an ack's id is
+/// its line's offset).
+struct FileAcker {
+    name: String,
+    state: Mutex<FileState>,
+}
+
+struct FileState {
+    fingerprint: Fingerprint,
+    offsets: OffsetTracker,
+    /// The line number of each tracked line not yet below the committed
+    /// offset, by offset: to tell how many lines lie before it.
+    lines: VecDeque<(u64, u64)>,
+    /// The number of the last line tracked (or lines before the resumed
+    /// position).
+    last_line: u64,
+    /// Whether the file is part of the positions (read from, or resumed).
+    touched: bool,
+}
+
+impl Acker for FileAcker {
+    fn finalize(&self, id: u64, status: Status) {
+        // A line the run did not finish (aborted, killed) holds the
+        // position back: it is read again next time.
+        if !status.is_final() {
+            return;
+        }
+        let mut state = self.state.lock().expect("checkpoint lock");
+        state.offsets.finish(id);
+        let committed = state.offsets.committed();
+        while state.lines.front().is_some_and(|&(begin, _)| begin < committed) {
+            state.lines.pop_front();
+        }
+    }
+}
+
+impl std::fmt::Debug for Checkpointer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkpointer")
+            .field("source", &self.inner.source)
+            .field("files", &self.inner.files.len())
+            .finish()
+    }
+}
+
+impl Checkpointer {
+    /// A checkpointer for source `source` reading `files` (in order),
+    /// which resumed from `resumed` (the positions it was given, if any).
+    ///
+    /// # Errors
+    ///
+    /// An [`IoError`] if a file's fingerprint cannot be taken.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("a");
+    /// std::fs::write(&path, "x\n").unwrap();
+    /// let c = weir_io::checkpoint::Checkpointer::new("a", &[path], &[]).unwrap();
+    /// assert!(c.positions().is_empty()); // nothing read yet
+    /// ```
+    pub fn new(source: &str, files: &[PathBuf], resumed: &[FilePosition]) -> Result<Checkpointer, IoError> {
+        let mut out = Vec::with_capacity(files.len());
+        for path in files {
+            let name = path.to_string_lossy().into_owned();
+            let fingerprint = Fingerprint::of(path)
+                .map_err(|e| IoError::io("cannot take the fingerprint of", path, e, IoErrorKind::Read))?;
+            let at = resumed.iter().find(|p| p.file == name);
+            out.push(Arc::new(FileAcker {
+                name,
+                state: Mutex::new(FileState {
+                    fingerprint,
+                    offsets: OffsetTracker::new(at.map_or(0, |p| p.offset)),
+                    lines: VecDeque::new(),
+                    last_line: at.map_or(0, |p| p.lines),
+                    touched: at.is_some(),
+                }),
+            }));
+        }
+        Ok(Checkpointer {
+            inner: Arc::new(Inner {
+                source: source.to_owned(),
+                files: out,
+            }),
+        })
+    }
+
+    /// The source's name (its positions' key in a store).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(weir_io::checkpoint::Checkpointer::new("logs", &[], &[]).unwrap().source(), "logs");
+    /// ```
+    pub fn source(&self) -> &str {
+        &self.inner.source
+    }
+
+    /// The acknowledgement of `line` (read in order from one of the
+    /// files): finalizing it moves its file's position past the line once
+    /// every line before it is finalized too. A line of a file this
+    /// checkpointer does not know gets an ack that tracks nothing.
+    ///
+    /// # Examples
+    ///
+    /// See [`Checkpointer`].
+    pub fn ack(&self, line: &Line) -> Ack {
+        let file = &*line.origin.file;
+        let Some(acker) = self.inner.files.iter().find(|f| f.name == file) else {
+            return Ack::new(line.origin.offset, Arc::new(|_, _| {}));
+        };
+        {
+            let mut state = acker.state.lock().expect("checkpoint lock");
+            state.offsets.track(line.origin.offset, line.end);
+            state.lines.push_back((line.origin.offset, line.origin.line));
+            state.last_line = line.origin.line;
+            state.touched = true;
+        }
+        Ack::new(line.origin.offset, acker.clone())
+    }
+
+    /// Each file's position now (files not read from yet and not resumed
+    /// are left out).
+    ///
+    /// # Examples
+    ///
+    /// See [`Checkpointer`].
+    pub fn positions(&self) -> Vec<FilePosition> {
+        self.inner
+            .files
+            .iter()
+            .filter_map(|f| {
+                let state = f.state.lock().expect("checkpoint lock");
+                if !state.touched {
+                    return None;
+                }
+                let offset = state.offsets.committed();
+                let lines = match state.lines.front() {
+                    Some(&(begin, line)) if begin == offset => line - 1,
+                    _ => state.last_line,
+                };
+                Some(FilePosition {
+                    file: f.name.clone(),
+                    offset,
+                    lines,
+                    fingerprint: state.fingerprint.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Commits a [`Checkpointer`]'s positions to a [`CheckpointStore`] every
+/// interval (when they moved), on a thread of its own, and once more at
+/// [`finish`](Committer::finish).
+///
+/// # Examples
+///
+/// See the [module docs](self).
+#[derive(Debug)]
+pub struct Committer {
+    stop: mpsc::Sender<()>,
+    thread: Option<thread::JoinHandle<Result<u64, IoError>>>,
+    checkpointer: Checkpointer,
+    store: Arc<dyn CheckpointStore>,
+}
+
+impl std::fmt::Debug for dyn CheckpointStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CheckpointStore")
+    }
+}
+
+impl Committer {
+    /// Starts committing `checkpointer`'s positions to `store` every
+    /// `interval`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use weir_io::checkpoint::{Checkpointer, Committer, MemoryCheckpoints};
+    /// let store = Arc::new(MemoryCheckpoints::default());
+    /// let c = Checkpointer::new("x", &[], &[]).unwrap();
+    /// let committer = Committer::start(c, store.clone(), Duration::from_millis(10));
+    /// assert_eq!(committer.finish().unwrap(), 1); // the final commit
+    /// assert_eq!(store.commits(), 1);
+    /// ```
+    pub fn start(
+        checkpointer: Checkpointer,
+        store: Arc<dyn CheckpointStore>,
+        interval: Duration,
+    ) -> Committer {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let (c, s) = (checkpointer.clone(), store.clone());
+        let thread = thread::Builder::new()
+            .name("weir-io-checkpoint".to_owned())
+            .spawn(move || {
+                let mut last = c.positions();
+                let mut commits = 0;
+                loop {
+                    match stopped.recv_timeout(interval) {
+                        Err(RecvTimeoutError::Timeout) => {}
+                        _ => return Ok(commits),
+                    }
+                    let now = c.positions();
+                    if now != last {
+                        s.commit(c.source(), &now)?;
+                        commits += 1;
+                        last = now;
+                    }
+                }
+            })
+            .ok();
+        Committer {
+            stop,
+            thread,
+            checkpointer,
+            store,
+        }
+    }
+
+    /// Stops the periodic commits and commits the positions once more
+    /// (call it when the run has ended: every line it read is finalized
+    /// then). Returns how many commits were made in all.
+    ///
+    /// # Errors
+    ///
+    /// The store's error, from the last commit or an earlier one.
+    ///
+    /// # Examples
+    ///
+    /// See [`Committer::start`].
+    pub fn finish(mut self) -> Result<u64, IoError> {
+        let _ = self.stop.send(());
+        let periodic = match self.thread.take().map(thread::JoinHandle::join) {
+            Some(Ok(result)) => result?,
+            Some(Err(_)) => {
+                return Err(IoError::new(
+                    IoErrorKind::Store,
+                    None,
+                    "the checkpoint thread panicked",
+                ));
+            }
+            None => 0,
+        };
+        self.store
+            .commit(self.checkpointer.source(), &self.checkpointer.positions())?;
+        Ok(periodic + 1)
+    }
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        let _ = self.stop.send(());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Origin;
+
+    /// Finalizes the line at `begin` of the checkpointer's first file as
+    /// the runtime would.
+    fn finish(c: &Checkpointer, ack: Ack, begin: u64, status: Status) {
+        c.inner.files[0].finalize(begin, status);
+        // The runtime's one finalization: the drop's `Aborted` is not final.
+        std::mem::forget(ack);
+    }
+
+    fn line(file: &str, n: u64, begin: u64, end: u64) -> Line {
+        let mut l = Line::new("x", Origin::new(file, n, begin));
+        l.end = end;
+        l
+    }
+
+    #[test]
+    fn a_position_waits_for_the_oldest_unfinished_line_and_counts_the_lines_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a");
+        std::fs::write(&path, "0123456789").unwrap();
+        let file = path.to_str().unwrap();
+        let c = Checkpointer::new("s", std::slice::from_ref(&path), &[]).unwrap();
+        let a = c.ack(&line(file, 1, 0, 3));
+        let b = c.ack(&line(file, 3, 4, 7)); // line 2 was blank, skipped
+        let d = c.ack(&line(file, 4, 7, 10));
+        let at = |c: &Checkpointer| {
+            let p = &c.positions()[0];
+            (p.offset, p.lines)
+        };
+        assert_eq!(at(&c), (0, 0));
+        drop(b); // aborted: never moves the position
+        assert_eq!(at(&c), (0, 0));
+        finish(&c, a, 0, Status::Delivered);
+        assert_eq!(at(&c), (4, 2));
+        finish(&c, d, 7, Status::Dropped);
+        assert_eq!(at(&c), (4, 2));
+    }
+
+    #[test]
+    fn a_resumed_file_starts_at_its_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a");
+        std::fs::write(&path, "0123456789").unwrap();
+        let file = path.to_str().unwrap();
+        let resumed = FilePosition {
+            file: file.to_owned(),
+            offset: 4,
+            lines: 2,
+            fingerprint: Fingerprint::of(&path).unwrap(),
+        };
+        let c = Checkpointer::new("s", std::slice::from_ref(&path), &[resumed]).unwrap();
+        assert_eq!((c.positions()[0].offset, c.positions()[0].lines), (4, 2));
+        let a = c.ack(&line(file, 3, 4, 10));
+        finish(&c, a, 4, Status::Delivered);
+        assert_eq!((c.positions()[0].offset, c.positions()[0].lines), (10, 3));
+    }
+
+    #[test]
+    fn a_fingerprint_tells_replaced_and_truncated_files_from_grown_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a");
+        std::fs::write(&path, "line one\nline two\n").unwrap();
+        let fp = Fingerprint::of(&path).unwrap();
+        std::fs::write(&path, "line one\nline two\nline three\n").unwrap();
+        assert_eq!(fp.check(&path, 18), Ok(()));
+        std::fs::write(&path, "line one\n").unwrap();
+        assert!(fp.check(&path, 18).unwrap_err().contains("truncated"));
+        // Replaced: a new file renamed over the old one.
+        let new = dir.path().join("b");
+        std::fs::write(&new, "line one\nline two\n").unwrap();
+        std::fs::rename(&new, &path).unwrap();
+        assert!(fp.check(&path, 18).unwrap_err().contains("replaced"));
+    }
+}
