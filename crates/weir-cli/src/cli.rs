@@ -39,6 +39,11 @@ pub(crate) enum Command {
         /// An event log written by `weir run --events`.
         events: PathBuf,
     },
+    /// List the positions kept in a checkpoint store (`weir run --checkpoint`).
+    Checkpoints {
+        /// The SQLite store.
+        store: PathBuf,
+    },
     /// List every source, stage and sink type with its options and defaults.
     Stages,
     /// Run the config's [[test]] cases against its stages (no real sources or sinks).
@@ -73,6 +78,13 @@ pub(crate) struct RunArgs {
     /// Stop the sources after N items.
     #[arg(long, value_name = "N")]
     pub(crate) limit: Option<u64>,
+    /// Keep the file source's position in this SQLite store and resume from it
+    /// (overrides `[checkpoint] path`).
+    #[arg(long, value_name = "STATE.db")]
+    pub(crate) checkpoint: Option<PathBuf>,
+    /// Ignore the stored position: read the input from its start (and checkpoint anew).
+    #[arg(long)]
+    pub(crate) from_start: bool,
     /// Off a terminal: time between two progress lines (e.g. 2s, 500ms). By default, 5s.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub(crate) progress_every: Option<std::time::Duration>,

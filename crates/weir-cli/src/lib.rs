@@ -120,6 +120,7 @@ fn dispatch(command: Command, registry: &Registry<Record>) -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
+        Command::Checkpoints { store } => list_checkpoints(&store),
         Command::Stages => {
             print!("{}", config::schema::describe(&custom));
             ExitCode::SUCCESS
@@ -130,6 +131,65 @@ fn dispatch(command: Command, registry: &Registry<Record>) -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// `weir checkpoints STORE`: one line per file position, with its age.
+fn list_checkpoints(store: &std::path::Path) -> ExitCode {
+    if !store.is_file() {
+        eprintln!("weir: no checkpoint store at {}", store.display());
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let listed = weir_io::checkpoint::SqliteCheckpoints::open(store).and_then(|s| s.list());
+    let positions = match listed {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("weir: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if positions.is_empty() {
+        println!("{}: no checkpoints", store.display());
+        return ExitCode::SUCCESS;
+    }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let rows: Vec<[String; 5]> = positions
+        .iter()
+        .map(|p| {
+            [
+                p.source.clone(),
+                p.position.file.clone(),
+                p.position.offset.to_string(),
+                p.position.lines.to_string(),
+                format!("{} ago", display::age(now_ms.saturating_sub(p.committed_at_ms))),
+            ]
+        })
+        .collect();
+    let header = ["source", "file", "offset", "lines", "committed"];
+    let width = |i: usize| {
+        rows.iter()
+            .map(|r| r[i].len())
+            .chain([header[i].len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let widths: Vec<usize> = (0..5).map(width).collect();
+    for row in std::iter::once(header.map(str::to_owned)).chain(rows) {
+        let cells: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if (2..4).contains(&i) {
+                    format!("{c:>w$}", w = widths[i])
+                } else {
+                    format!("{c:<w$}", w = widths[i])
+                }
+            })
+            .collect();
+        println!("{}", cells.join("  ").trim_end());
+    }
+    ExitCode::SUCCESS
 }
 
 fn run_tests(file: &std::path::Path, registry: &Registry<Record>) -> ExitCode {

@@ -52,6 +52,7 @@ async fn run_async(args: RunArgs, config: Config, registry: &Registry<Record>) -
         Options {
             limit: args.limit,
             test: None,
+            checkpoint: checkpoint_options(&args, &config),
         },
     ) {
         Ok(b) => b,
@@ -196,6 +197,12 @@ async fn run_async(args: RunArgs, config: Config, registry: &Registry<Record>) -
     if missed > 0 {
         eprintln!("weir: warning: the event log missed {missed} events (its writer fell behind)");
     }
+    // Every item is finalized now: the last commit holds the end of the
+    // run (or, after an abort, the first item not finalized).
+    let checkpoint = built.committer.map(weir_io::checkpoint::Committer::finish);
+    if let Some(Err(e)) = &checkpoint {
+        eprintln!("weir: the checkpoint could not be committed: {e}");
+    }
     let dead = built.dead_letters.as_ref().map(|(p, w)| (p.clone(), w.get()));
     let mut summary = Summary {
         outcome: String::new(),
@@ -215,7 +222,7 @@ async fn run_async(args: RunArgs, config: Config, registry: &Registry<Record>) -
             if !args.json || args.quiet {
                 eprint!("{}", display::render_report(&report, &summary));
             }
-            if report.outcome == Outcome::Aborted {
+            if report.outcome == Outcome::Aborted || matches!(checkpoint, Some(Err(_))) {
                 ExitCode::from(EXIT_FAILED)
             } else {
                 ExitCode::SUCCESS
@@ -231,6 +238,20 @@ async fn run_async(args: RunArgs, config: Config, registry: &Registry<Record>) -
             ExitCode::from(EXIT_FAILED)
         }
     }
+}
+
+/// `--checkpoint` / `[checkpoint]`, if either is given.
+fn checkpoint_options(args: &RunArgs, config: &Config) -> Option<build::CheckpointOptions> {
+    let table = config.checkpoint();
+    let path = args
+        .checkpoint
+        .clone()
+        .or_else(|| table.str("path").map(PathBuf::from))?;
+    Some(build::CheckpointOptions {
+        path,
+        interval: table.duration("interval").unwrap_or(Duration::from_secs(1)),
+        from_start: args.from_start,
+    })
 }
 
 /// Waits for the run's end, keeping the shared snapshot fresh meanwhile.

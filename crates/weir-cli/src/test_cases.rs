@@ -72,6 +72,7 @@ pub(crate) async fn run_cases(
             Options {
                 limit: None,
                 test: Some(io),
+                checkpoint: None,
             },
         )
         .map_err(|e| e.to_string())?;

@@ -947,3 +947,90 @@ path = "out-{threads}.jsonl"
         lines(&dir.path().join("out-3.jsonl"))
     );
 }
+
+#[test]
+fn a_checkpointed_run_resumes_where_the_last_one_stopped_and_reports_a_replaced_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let input: String = (1..=5000).map(|i| format!("{{\"n\":{i}}}\n")).collect();
+    write(dir.path(), "in.jsonl", &input);
+    write(
+        dir.path(),
+        "p.toml",
+        r#"
+[[source]]
+type = "file"
+path = "in.jsonl"
+[[stage]]
+type = "filter"
+jq = '.n % 2 == 0'
+[[stage]]
+type = "map"
+jq = '{n}'
+[sink]
+type = "stdout"
+[checkpoint]
+path = "state/ck.db"
+"#,
+    );
+    let numbers = |stdout: &str| -> Vec<u64> {
+        stdout
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()["n"].as_u64().unwrap())
+            .collect()
+    };
+    // Stopped after 1200 lines: the next run reads from line 1201 on.
+    let first = run(weir(dir.path()).args(["run", "p.toml", "--quiet", "--limit", "1200"]));
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let listed = run(weir(dir.path()).args(["checkpoints", "state/ck.db"]));
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert!(
+        listed.stdout.contains("in.jsonl") && listed.stdout.contains(" 1200 "),
+        "{}",
+        listed.stdout
+    );
+    let second = run(weir(dir.path()).args(["run", "p.toml", "--quiet"]));
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    let (a, b) = (numbers(&first.stdout), numbers(&second.stdout));
+    assert_eq!(a, (2..=1200).step_by(2).collect::<Vec<u64>>());
+    assert_eq!(b, (1202..=5000).step_by(2).collect::<Vec<u64>>());
+    // Done: a third run reads nothing; --from-start reads everything again.
+    let third = run(weir(dir.path()).args(["run", "p.toml", "--quiet"]));
+    assert_eq!((third.code, third.stdout.as_str()), (0, ""), "{}", third.stderr);
+    let again = run(weir(dir.path()).args(["run", "p.toml", "--quiet", "--from-start"]));
+    assert_eq!(numbers(&again.stdout).len(), 2500, "{}", again.stderr);
+
+    // The input replaced by another file: reported, nothing read.
+    write(dir.path(), "new.jsonl", &input);
+    std::fs::rename(dir.path().join("new.jsonl"), dir.path().join("in.jsonl")).unwrap();
+    let replaced = run(weir(dir.path()).args(["run", "p.toml", "--quiet"]));
+    assert_eq!(replaced.code, 2, "{}", replaced.stderr);
+    assert!(
+        replaced.stderr.contains("replaced or rotated") && replaced.stderr.contains("--from-start"),
+        "{}",
+        replaced.stderr
+    );
+    assert_eq!(replaced.stdout, "");
+}
+
+#[test]
+fn checkpoints_refuse_a_file_sink_and_sources_that_cannot_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.jsonl", "{\"n\":1}\n");
+    for (body, wanted) in [
+        ("[[source]]\ntype = \"file\"\npath = \"in.jsonl\"\n[sink]\ntype = \"file\"\npath = \"out.jsonl\"\n", "a `file` sink"),
+        ("[[source]]\ntype = \"generate\"\ncount = 3\n", "a `generate` source cannot resume"),
+        ("[[source]]\ntype = \"file\"\npath = \"in.jsonl\"\n[[source]]\ntype = \"file\"\npath = \"in.jsonl\"\n", "exactly one `file` source"),
+    ] {
+        write(dir.path(), "p.toml", body);
+        let out = run(weir(dir.path()).args(["run", "p.toml", "--checkpoint", "ck.db", "--quiet"]));
+        assert_eq!(out.code, 2, "{body}: {}", out.stderr);
+        assert!(out.stderr.contains(wanted), "{body}: {}", out.stderr);
+    }
+    let missing = run(weir(dir.path()).args(["checkpoints", "none.db"]));
+    assert_eq!(missing.code, 2);
+    assert!(
+        missing.stderr.contains("no checkpoint store"),
+        "{}",
+        missing.stderr
+    );
+}

@@ -152,8 +152,20 @@ where
     }
 }
 
-/// Decodes one line, keeping it when it does not decode.
-fn decode(decoder: &Decoder, line: Line) -> Decoded {
+/// Decodes one line as [`decode_parallel`] does, keeping it when it does
+/// not decode (for work of one's own on [`map_parallel`]'s threads).
+///
+/// # Examples
+///
+/// ```
+/// use weir_io::{Format, Line, Origin};
+/// let decoder = Format::JsonLines.decoder();
+/// let ok = weir_io::parallel::decode(&decoder, Line::new("[1]", Origin::new("x", 1, 0)));
+/// assert_eq!(ok.unwrap().value, serde_json::json!([1]));
+/// let bad = weir_io::parallel::decode(&decoder, Line::new("[1", Origin::new("x", 2, 4)));
+/// assert_eq!(bad.unwrap_err().line.text, "[1");
+/// ```
+pub fn decode(decoder: &Decoder, line: Line) -> Decoded {
     match decoder.decode_ref(&line) {
         Some(Ok(record)) => Ok(record),
         Some(Err(error)) => Err(Box::new(Undecoded { line, error })),

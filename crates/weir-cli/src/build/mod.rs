@@ -93,7 +93,60 @@ pub(crate) struct Options {
     pub(crate) limit: Option<u64>,
     /// Replace sources and sinks (`weir test`).
     pub(crate) test: Option<TestIo>,
+    /// Checkpoint the file source in this store and resume from it.
+    pub(crate) checkpoint: Option<CheckpointOptions>,
 }
+
+/// `--checkpoint` / `[checkpoint]`: where positions are kept and how often
+/// they are committed.
+#[derive(Debug, Clone)]
+pub(crate) struct CheckpointOptions {
+    /// The SQLite store.
+    pub(crate) path: PathBuf,
+    /// Commit at most this often (and at the end of the run).
+    pub(crate) interval: std::time::Duration,
+    /// Ignore the stored positions: read from the start (then commit).
+    pub(crate) from_start: bool,
+}
+
+/// Where a line lies, for its checkpoint's acknowledgement.
+struct Span {
+    file: Arc<str>,
+    line: u64,
+    begin: u64,
+    end: u64,
+}
+
+impl Span {
+    fn of(line: &Line) -> Span {
+        Span {
+            file: line.origin.file.clone(),
+            line: line.origin.line,
+            begin: line.origin.offset,
+            end: line.end,
+        }
+    }
+}
+
+/// Inputs with the acknowledgements that move their file's checkpoint;
+/// the read error at the end (if any) tracks nothing.
+fn acked(
+    spanned: impl Iterator<Item = (Span, Input)> + Send + 'static,
+    tail: impl Iterator<Item = Input> + Send + 'static,
+    checkpointer: weir_io::checkpoint::Checkpointer,
+) -> BoxAcked {
+    let untracked = |input| weir::Acked::new(input, weir::Ack::new(0, Arc::new(|_, _| {})));
+    Box::new(
+        spanned
+            .map(move |(span, input)| {
+                let ack = checkpointer.ack_span(&span.file, span.line, span.begin, span.end);
+                weir::Acked::new(input, ack)
+            })
+            .chain(tail.map(untracked)),
+    )
+}
+
+type BoxAcked = Box<dyn Iterator<Item = weir::Acked<Input>> + Send>;
 
 /// The inputs and collectors of one `weir test` case.
 #[derive(Debug, Default)]
@@ -116,6 +169,8 @@ pub(crate) struct Built {
     pub(crate) dead_letters: Option<(PathBuf, weir_io::sink::Written)>,
     /// `weir test`: each sink's items, by its owner (`"sink"` or a branch name).
     pub(crate) collected: HashMap<String, Collected>,
+    /// The checkpoint's committer (finish it when the run has ended).
+    pub(crate) committer: Option<weir_io::checkpoint::Committer>,
 }
 
 impl std::fmt::Debug for Built {
@@ -271,15 +326,36 @@ pub(crate) fn build(
             default
         });
 
+    // Checkpoints: one file source (lines or JSON lines), its positions in
+    // a SQLite store.
+    let checkpointing = match options.checkpoint.take().filter(|_| options.test.is_none()) {
+        None => None,
+        Some(c) => match Checkpointing::open(&c, &sources, config.sink().as_ref()) {
+            Ok(c) => Some(c),
+            Err(problem) => {
+                problems.push(problem);
+                None
+            }
+        },
+    };
+    let mut acked = None;
     let source: Option<Dyn<Input>> = if let Some(test) = options.test.take() {
         Some(builder.from_iter(test.inputs).boxed())
     } else {
         let mut streams = Vec::new();
         let mut iters = Vec::new();
         for s in &sources {
-            match open_source(s, keep.as_ref(), steps.clone(), text_out, &mut inputs) {
+            match open_source(
+                s,
+                keep.as_ref(),
+                steps.clone(),
+                text_out,
+                checkpointing.as_ref(),
+                &mut inputs,
+            ) {
                 Ok(Opened::Iter(it, name)) => iters.push((it, name)),
                 Ok(Opened::Stream(st, name)) => streams.push((st, name)),
+                Ok(Opened::Acked(it)) => acked = Some(it),
                 Err(message) => problems.push(Problem {
                     pos: s.opts.pos_of(if s.opts.node("path").is_some() {
                         "path"
@@ -297,6 +373,8 @@ pub(crate) fn build(
         }
         if !problems.is_empty() {
             None
+        } else if let Some(it) = acked {
+            Some(builder.from_acked(futures::stream::iter(it)).boxed())
         } else if iters.len() == 1 && streams.is_empty() {
             let (it, _) = iters.pop().expect("one input");
             Some(builder.from_iter(it).boxed())
@@ -345,13 +423,130 @@ pub(crate) fn build(
         }
     };
     drop(ctx);
+    let committer = checkpointing.and_then(Checkpointing::start);
     Ok(Built {
         pipeline,
         inputs,
         outputs,
         dead_letters,
         collected: made,
+        committer,
     })
+}
+
+/// A run's checkpointing: the store, and the checkpointer of its file
+/// source once opened.
+pub(crate) struct Checkpointing {
+    store: Arc<weir_io::checkpoint::SqliteCheckpoints>,
+    options: CheckpointOptions,
+    made: std::cell::RefCell<Option<weir_io::checkpoint::Checkpointer>>,
+}
+
+impl Checkpointing {
+    /// Opens the store, if the sources can be checkpointed: one `file`
+    /// source reading lines or JSON lines.
+    fn open(
+        options: &CheckpointOptions,
+        sources: &[Typed<'_>],
+        sink: Option<&Typed<'_>>,
+    ) -> Result<Checkpointing, Problem> {
+        // `type` is not an option of the schema: the table's position.
+        let problem = |t: Option<&Typed<'_>>, key: &str, message: String| Problem {
+            pos: t
+                .map(|t| {
+                    if key == "type" {
+                        t.opts.pos()
+                    } else {
+                        t.opts.pos_of(key)
+                    }
+                })
+                .unwrap_or_default(),
+            path: t.map_or_else(|| "checkpoint".to_owned(), |t| format!("{}.{key}", t.opts.path)),
+            message,
+        };
+        match sources {
+            [one] if one.type_name == "file" => {
+                if one.opts.str("format").as_deref() == Some("csv") {
+                    return Err(problem(
+                        Some(one),
+                        "format",
+                        "checkpoints resume lines and JSON lines; a CSV source cannot be checkpointed yet"
+                            .into(),
+                    ));
+                }
+            }
+            [one] => {
+                return Err(problem(
+                    Some(one),
+                    "type",
+                    format!(
+                        "checkpoints need a `file` source; a `{}` source cannot resume",
+                        one.type_name
+                    ),
+                ))
+            }
+            _ => {
+                return Err(problem(
+                    sources.get(1),
+                    "type",
+                    format!(
+                        "checkpoints need exactly one `file` source, not {}",
+                        sources.len()
+                    ),
+                ))
+            }
+        }
+        // A file sink puts its output in place when the run ends: the
+        // output of a killed run would be lost while its checkpoint says
+        // the lines are done.
+        if let Some(file) = sink.filter(|s| s.type_name == "file") {
+            return Err(problem(
+                Some(file),
+                "path",
+                "a `file` sink writes its output when the run ends, so a killed run's lines would be lost \
+                 behind its checkpoint: with checkpoints, write to a store that keeps each flush (a `sqlite` \
+                 sink) or to stdout"
+                    .into(),
+            ));
+        }
+        let store = weir_io::checkpoint::SqliteCheckpoints::open(&options.path)
+            .map_err(|e| problem(None, "path", e.to_string()))?;
+        Ok(Checkpointing {
+            store: Arc::new(store),
+            options: options.clone(),
+            made: std::cell::RefCell::new(None),
+        })
+    }
+
+    /// Resumes `source` (named `name`) from its stored positions, unless
+    /// the run starts over, and makes its checkpointer.
+    fn resume(
+        &self,
+        name: &str,
+        source: &mut weir_io::file::FileSource,
+    ) -> Result<weir_io::checkpoint::Checkpointer, String> {
+        use weir_io::checkpoint::CheckpointStore;
+        let resumed = if self.options.from_start {
+            Vec::new()
+        } else {
+            self.store.load(name).map_err(|e| e.to_string())?
+        };
+        source.resume(&resumed).map_err(|e| e.to_string())?;
+        let checkpointer = weir_io::checkpoint::Checkpointer::new(name, source.files(), &resumed)
+            .map_err(|e| e.to_string())?;
+        *self.made.borrow_mut() = Some(checkpointer.clone());
+        Ok(checkpointer)
+    }
+
+    /// Starts committing, once the source is open.
+    fn start(self) -> Option<weir_io::checkpoint::Committer> {
+        let checkpointer = self.made.into_inner()?;
+        Some(weir_io::checkpoint::Committer::start(
+            checkpointer,
+            self.store,
+            self.options.interval,
+        ))
+    }
 }
 
 fn make_real_sink(t: &Typed<'_>, outputs: &mut Vec<PathBuf>) -> Result<AnySink, String> {
@@ -443,6 +638,8 @@ type BoxIter = Box<dyn Iterator<Item = Input> + Send>;
 
 enum Opened {
     Iter(BoxIter, String),
+    /// A checkpointed file source's inputs, each with its acknowledgement.
+    Acked(BoxAcked),
     Stream(futures::stream::BoxStream<'static, Input>, String),
 }
 
@@ -494,6 +691,7 @@ fn open_source(
     keep: Option<&Projection>,
     steps: Option<Arc<Vec<ahead::Step>>>,
     text_out: bool,
+    checkpoint: Option<&Checkpointing>,
     inputs: &mut Vec<weir_io::file::ReadProgress>,
 ) -> Result<Opened, String> {
     let o = &t.opts;
@@ -506,7 +704,11 @@ fn open_source(
                 .format(format)
                 .compression(compression(o.str("compression").as_deref()))
                 .max_line_bytes(o.size("max_line_bytes").unwrap_or(16 << 20));
-            let source = weir_io::file::FileSource::open(cfg).map_err(|e| e.to_string())?;
+            let mut source = weir_io::file::FileSource::open(cfg).map_err(|e| e.to_string())?;
+            let checkpointer = match checkpoint {
+                Some(c) => Some(c.resume(&name, &mut source)?),
+                None => None,
+            };
             inputs.push(source.progress());
             let lines = source.lines();
             let threads = match o.int("decode_threads").unwrap_or(0) {
@@ -527,18 +729,37 @@ fn open_source(
                     Some(found) => Input::Ahead(found),
                     None => decode_ahead(&decoder, &steps, line),
                 };
-                let ahead = weir_io::parallel::map_parallel(lines, threads, work);
                 let tail = read_error(progress);
+                if let Some(c) = checkpointer {
+                    let spanned = move |line: Line| (Span::of(&line), work(line));
+                    let ahead = weir_io::parallel::map_parallel(lines, threads, spanned);
+                    return Ok(Opened::Acked(acked(ahead, tail, c)));
+                }
+                let ahead = weir_io::parallel::map_parallel(lines, threads, work);
                 return Ok(Opened::Iter(Box::new(ahead.chain(tail)), name));
             }
             if threads > 1 {
                 let progress = lines.progress();
-                let decoded = weir_io::parallel::decode_parallel(lines, (*decoder).clone(), threads);
                 let tail = read_error(progress);
+                if let Some(c) = checkpointer {
+                    let decoder = (*decoder).clone();
+                    let decode = move |line: Line| {
+                        let span = Span::of(&line);
+                        (span, Input::Decoded(weir_io::parallel::decode(&decoder, line)))
+                    };
+                    let decoded = weir_io::parallel::map_parallel(lines, threads, decode);
+                    return Ok(Opened::Acked(acked(decoded, tail, c)));
+                }
+                let decoded = weir_io::parallel::decode_parallel(lines, (*decoder).clone(), threads);
                 return Ok(Opened::Iter(
                     Box::new(decoded.map(Input::Decoded).chain(tail)),
                     name,
                 ));
+            }
+            if let Some(c) = checkpointer {
+                let tail = read_error(lines.progress());
+                let spanned = lines.map(move |line| (Span::of(&line), Input::Line(line, decoder.clone())));
+                return Ok(Opened::Acked(acked(spanned, tail, c)));
             }
             Ok(Opened::Iter(Box::new(lines_to_inputs(lines, decoder)), name))
         }
@@ -991,13 +1212,14 @@ pub(crate) fn check(config: &Config, registry: &Registry<Record>) -> Result<Stri
         Options {
             limit: None,
             test: Some(TestIo::default()),
+            checkpoint: None,
         },
     )?;
     let mut problems = Vec::new();
     let sources = config.sources();
     for s in &sources {
         if s.type_name == "file" {
-            if let Err(message) = open_source(s, None, None, false, &mut Vec::new()) {
+            if let Err(message) = open_source(s, None, None, false, None, &mut Vec::new()) {
                 problems.push(Problem {
                     pos: s.opts.pos_of("path"),
                     path: format!("{}.path", s.opts.path),
@@ -1078,6 +1300,7 @@ mod tests {
                         .collect(),
                     dead_letters: dead.clone(),
                 }),
+                checkpoint: None,
             },
         )
         .unwrap();
@@ -1304,6 +1527,7 @@ sink = { type = "stdout" }
                         .collect(),
                     dead_letters: collector(),
                 }),
+                checkpoint: None,
             },
         )
         .unwrap();

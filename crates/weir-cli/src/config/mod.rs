@@ -142,6 +142,11 @@ impl Config {
         }
     }
 
+    /// The `[checkpoint]` options.
+    pub fn checkpoint(&self) -> Opts<'_> {
+        Opts::new(self.root.get("checkpoint"), schema::CHECKPOINT, "checkpoint")
+    }
+
     /// The `[pipeline]` options.
     pub fn pipeline(&self) -> Opts<'_> {
         Opts::new(self.root.get("pipeline"), schema::PIPELINE, "pipeline")

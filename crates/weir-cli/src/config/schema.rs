@@ -649,6 +649,26 @@ pub const ROOT: &[Opt] = &[
         "where failed items go (for on_error = \"dead_letter\")",
     ),
     off("test", Kind::Tables(TEST), "test cases for `weir test`"),
+    off(
+        "checkpoint",
+        Kind::Table(CHECKPOINT),
+        "keep the file source's position in a store; a run resumes from it (`weir run --checkpoint`)",
+    ),
+];
+
+/// The `[checkpoint]` table.
+pub const CHECKPOINT: &[Opt] = &[
+    req(
+        "path",
+        Kind::Str,
+        "the SQLite store (created if missing), like every path relative to the working directory",
+    ),
+    opt(
+        "interval",
+        Kind::Duration,
+        "1s",
+        "commit the position at most this often (and when the run ends)",
+    ),
 ];
 
 /// The types that may be used as `role`.

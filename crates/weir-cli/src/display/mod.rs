@@ -30,6 +30,11 @@ mod replay;
 mod report;
 
 pub use replay::render_replay;
+
+/// How long ago, for `weir checkpoints`: `0.4s`, `2m05s`, `1h02m03s`.
+pub(crate) fn age(ms: u64) -> String {
+    format::elapsed(std::time::Duration::from_millis(ms))
+}
 pub use report::{render_report, Summary};
 
 use std::fmt;

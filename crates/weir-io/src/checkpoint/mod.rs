@@ -382,6 +382,8 @@ pub struct Checkpointer {
 struct Inner {
     source: String,
     files: Vec<Arc<FileAcker>>,
+    /// The file of the last line acked: lines come file after file.
+    current: std::sync::atomic::AtomicUsize,
 }
 
 /// One file's tracking; the [`Acker`] of its lines' acks (an ack's id is
@@ -468,6 +470,7 @@ impl Checkpointer {
             inner: Arc::new(Inner {
                 source: source.to_owned(),
                 files: out,
+                current: std::sync::atomic::AtomicUsize::new(0),
             }),
         })
     }
@@ -492,18 +495,46 @@ impl Checkpointer {
     ///
     /// See [`Checkpointer`].
     pub fn ack(&self, line: &Line) -> Ack {
-        let file = &*line.origin.file;
-        let Some(acker) = self.inner.files.iter().find(|f| f.name == file) else {
-            return Ack::new(line.origin.offset, Arc::new(|_, _| {}));
+        self.ack_span(&line.origin.file, line.origin.line, line.origin.offset, line.end)
+    }
+
+    /// [`ack`](Checkpointer::ack) for a line known by its parts: its file,
+    /// its number, where it starts and where the next one starts (for a
+    /// line already handed on, as to a decoding thread).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("a");
+    /// std::fs::write(&path, "x\n").unwrap();
+    /// let c = weir_io::checkpoint::Checkpointer::new("a", &[path.clone()], &[]).unwrap();
+    /// let ack = c.ack_span(path.to_str().unwrap(), 1, 0, 2);
+    /// assert_eq!(ack.id(), 0);
+    /// drop(ack);
+    /// assert_eq!(c.positions()[0].offset, 0); // aborted: read again next time
+    /// ```
+    pub fn ack_span(&self, file: &str, line: u64, begin: u64, end: u64) -> Ack {
+        use std::sync::atomic::Ordering::Relaxed;
+        let files = &self.inner.files;
+        let current = self.inner.current.load(Relaxed);
+        let at = match files.get(current) {
+            Some(f) if f.name == file => Some(current),
+            _ => files.iter().position(|f| f.name == file),
         };
+        let Some(at) = at else {
+            return Ack::new(begin, Arc::new(|_, _| {}));
+        };
+        self.inner.current.store(at, Relaxed);
+        let acker = &files[at];
         {
             let mut state = acker.state.lock().expect("checkpoint lock");
-            state.offsets.track(line.origin.offset, line.end);
-            state.lines.push_back((line.origin.offset, line.origin.line));
-            state.last_line = line.origin.line;
+            state.offsets.track(begin, end);
+            state.lines.push_back((begin, line));
+            state.last_line = line;
             state.touched = true;
         }
-        Ack::new(line.origin.offset, acker.clone())
+        Ack::new(begin, acker.clone())
     }
 
     /// Each file's position now (files not read from yet and not resumed
