@@ -30,7 +30,7 @@ use crate::stage::{
 /// A typed pipeline: a source, then stages, each taking the previous
 /// stage's output type `T`. Nothing runs until one of the runners is
 /// called: [`run`](Self::run), [`collect`](Self::collect),
-/// [`fold`](Self::fold), [`results`](Self::results),
+/// [`count`](Self::count), [`fold`](Self::fold), [`results`](Self::results),
 /// [`events`](Self::events) or [`start`](Self::start).
 ///
 /// `P` is the plan built so far (a nest of [`stage`](crate::stage) node
@@ -771,8 +771,52 @@ where
         A: Send + 'static,
         F: FnMut(A, T) -> A + Send + 'static,
     {
+        self.fold_as("fold", init, f).await
+    }
+
+    /// Runs the pipeline and counts the items that reach its end (seed
+    /// 002's `count`): O(1) memory, fused with the stages before it, as
+    /// [`collect`](Self::collect) without keeping the items. A pipeline
+    /// that ends in a [`sink`](Self::sink) (or `for_each`) passes nothing
+    /// on: its count is of the items the sink delivered.
+    ///
+    /// Returns the first error of a stage whose policy is
+    /// [`ErrorPolicy::FailFast`], as [`run`](Self::run) does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// // Seed 002: filter, batch, tap, count.
+    /// let batches = weir::Pipeline::from_iter(0..250u32)
+    ///     .filter(|x| x % 2 == 0)
+    ///     .batch(100, Duration::from_secs(1))
+    ///     .tap(|batch| assert!(batch.len() <= 100))
+    ///     .count()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(batches, 2); // 125 even numbers: a batch of 100, one of 25
+    ///
+    /// let written = weir::Pipeline::from_iter(0..7).for_each(drop).count().await.unwrap();
+    /// assert_eq!(written, 7);
+    /// # });
+    /// ```
+    pub async fn count(self) -> Result<u64, Error> {
+        if self.ends_in_sink {
+            return Ok(self.run().await?.delivered);
+        }
+        self.fold_as("count", 0u64, |n, _| n + 1).await
+    }
+
+    /// [`fold`](Self::fold), its implicit end stage named `runner#n`.
+    async fn fold_as<A, F>(self, runner: &'static str, init: A, f: F) -> Result<A, Error>
+    where
+        A: Send + 'static,
+        F: FnMut(A, T) -> A + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
-        let (shared, tasks, _intake) = self.wire("fold", None, |sh, idx| {
+        let (shared, tasks, _intake) = self.wire(runner, None, |sh, idx| {
             if idx.is_some() {
                 sh.e2e.switch_off();
             }
