@@ -1,5 +1,6 @@
-//! The terminals that end a run and return a value: `count` beside
-//! `collect` and `fold` (seed 002's collect, count, drain).
+//! The ends of a pipeline: `count` beside `collect` and `fold` (seed
+//! 002's collect, count, drain), and `for_each_async` with closures that
+//! can and cannot fail.
 
 mod common;
 
@@ -55,4 +56,22 @@ async fn count_returns_a_fail_fast_error() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Stage);
+}
+
+/// Guards against `for_each_async` needing `Ok::<_, Infallible>(())` from
+/// a closure that cannot fail: a future of `()` is a write that succeeds.
+#[tokio::test]
+async fn for_each_async_takes_a_closure_that_cannot_fail() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let report = Pipeline::from_iter(0..4)
+        .for_each_async(move |x| {
+            let s = s.clone();
+            async move { s.lock().unwrap().push(x) }
+        })
+        .run()
+        .await
+        .unwrap();
+    assert_eq!((report.delivered, report.failed), (4, 0));
+    assert_eq!(*seen.lock().unwrap(), [0, 1, 2, 3]);
 }

@@ -24,7 +24,7 @@ use crate::runtime::{
 use crate::stage::FnSink;
 use crate::stage::{
     AckedSource, Blocking, Boundary, BoxPlan, Filter, FilterMap, FlatMap, ForEach, Inspect, IntakeSource,
-    IterSource, Map, Plan, Push, Sink, SinkStage, StageSpec, StreamSource, Then, TryMap, Wiring,
+    IterSource, Map, Plan, Push, Sink, SinkStage, StageSpec, StreamSource, Then, TryMap, Wiring, WriteOutput,
 };
 
 /// A typed pipeline: a source, then stages, each taking the previous
@@ -581,7 +581,9 @@ where
     }
 
     /// Ends the pipeline in an async closure run in a task of its own, one
-    /// item at a time.
+    /// item at a time. The closure's future returns `()` if the write
+    /// cannot fail, or `Result<(), E>` if it can: an `Err` fails the item
+    /// ([`WriteOutput`](crate::stage::WriteOutput)).
     ///
     /// # Examples
     ///
@@ -591,18 +593,28 @@ where
     /// let r = weir::Pipeline::from_iter(0..3)
     ///     .for_each_async(move |x| {
     ///         let tx = tx.clone();
-    ///         async move { tx.send(x).await }
+    ///         async move { tx.send(x).await } // fails if the receiver is gone
     ///     })
     ///     .run().await.unwrap();
     /// assert_eq!(r.delivered, 3);
     /// assert_eq!(rx.recv().await, Some(0));
+    ///
+    /// let total = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    /// let t = total.clone();
+    /// weir::Pipeline::from_iter(1..=3u64)
+    ///     .for_each_async(move |x| {
+    ///         let t = t.clone();
+    ///         async move { t.fetch_add(x, std::sync::atomic::Ordering::Relaxed); } // cannot fail
+    ///     })
+    ///     .run().await.unwrap();
+    /// assert_eq!(total.load(std::sync::atomic::Ordering::Relaxed), 6);
     /// # });
     /// ```
-    pub fn for_each_async<E, Fut, F>(mut self, f: F) -> Pipeline<(), SinkStage<P, impl Sink<T>>>
+    pub fn for_each_async<Fut, F>(mut self, f: F) -> Pipeline<(), SinkStage<P, impl Sink<T>>>
     where
         F: FnMut(T) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<(), E>> + Send,
-        E: Into<BoxError>,
+        Fut: Future + Send,
+        Fut::Output: WriteOutput,
     {
         self.ends_in_sink = true;
         self.stage("sink", |prev, idx| SinkStage {

@@ -76,7 +76,7 @@ pub use route::Route;
 pub use scan::Scan;
 pub use settings::{CallSettings, ConcurrencySettings, OrderSettings};
 pub use sink::sink_fn;
-pub use sink::{Sink, SinkStage};
+pub use sink::{Sink, SinkStage, WriteOutput};
 pub use skip::Skip;
 pub use skip_while::SkipWhile;
 pub use take::Take;
