@@ -54,6 +54,7 @@ mod unbatch;
 pub(crate) use crate::runtime::forward;
 pub use aggregate::{Aggregate, AggregateTime};
 pub use batch::Batch;
+pub(crate) use batch::Members;
 pub use blocking::Blocking;
 pub use boundary::Boundary;
 pub use boxed::BoxPlan;
