@@ -821,3 +821,53 @@ async fn merge_of_no_sources_and_of_empty_sources() {
     .unwrap();
     assert_eq!(out, [7]);
 }
+
+/// Guards against mixing kinds of source needing
+/// `stage::Streamed<BoxStream<…>>`: an iterator, a stream, a channel (an
+/// intake fed by other code) and a lifecycle source merge as `BoxSource`s,
+/// and the boxed source keeps its name, initialize and close.
+#[tokio::test(start_paused = true)]
+async fn merge_mixes_sources_of_different_kinds_as_box_sources() {
+    use futures::SinkExt;
+    use weir::{BoxSource, EventKind, Source};
+
+    let gauges = Gauges::default();
+    let (mut intake, rx) = futures::channel::mpsc::channel(4);
+    let pusher = tokio::spawn(async move {
+        for i in 0..3 {
+            intake.send(("intake", 100 + i)).await.unwrap();
+        }
+    });
+    let events: Vec<_> = Pipeline::merge([
+        BoxSource::from_iter([("iter", 0), ("iter", 1)]),
+        BoxSource::from_stream(futures::stream::iter([("stream", 10)])).named("ticks"),
+        BoxSource::from_stream(rx),
+        gauges.source("feed", 2, false).boxed(),
+    ])
+    .events()
+    .collect()
+    .await;
+    pusher.await.unwrap();
+    let report = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::PipelineFinished { report, .. } => Some(report.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(report.delivered, 2 + 1 + 3 + 2);
+    let mut inputs: Vec<String> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::SourceConnected { input, .. } => Some(input.clone()),
+            _ => None,
+        })
+        .collect();
+    inputs.sort();
+    assert_eq!(inputs, ["#0", "#2", "feed", "ticks"]);
+    assert_eq!(
+        gauges.closed.load(Ordering::SeqCst),
+        1,
+        "the boxed source was closed"
+    );
+}

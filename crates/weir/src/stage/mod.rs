@@ -88,7 +88,9 @@ pub use throttle_first::ThrottleFirst;
 pub use unbatch::Unbatch;
 pub use validate::Validate;
 
-pub use crate::source::{AckedSource, IntakeSource, IterSource, Merge, StreamSource, Streamed};
+pub use crate::source::{
+    AckedSource, BoxSourceStream, IntakeSource, IterSource, Merge, StreamSource, Streamed,
+};
 
 pub(crate) use crate::runtime::{forward_flush, guard, run_held, Held};
 pub use crate::runtime::{NoIntake, Plan};
