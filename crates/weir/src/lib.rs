@@ -63,4 +63,4 @@ pub use runtime::{
     Controller, Events, Handle, Lagged, PushError, Pusher, Results, Shutdown, Subscription, TryPushError,
 };
 pub use source::{BoxSource, Source};
-pub use stage::{aggregate, sink_fn, Sink};
+pub use stage::{aggregate, sink_fn, Sample, Sink};

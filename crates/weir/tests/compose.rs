@@ -387,3 +387,63 @@ async fn each_run_gets_its_own_context_id() {
     assert!(ids[0].starts_with("twice-") && ids[1].starts_with("twice-"));
     assert_ne!(ids[0], ids[1]);
 }
+
+/// Guards against the per-item hook running anywhere but around its
+/// stage's work on each item: with fused stages, before and after
+/// interleave item by item, each with the hooked stage's context; a
+/// sample runs on every nth item.
+#[tokio::test]
+async fn per_item_hooks_run_immediately_around_each_item_of_their_stage() {
+    use weir::Sample;
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (b, a, s) = (log.clone(), log.clone(), log.clone());
+    let out = Pipeline::from_iter(1..=3)
+        .before_each(Sample::ALL, move |x, ctx| {
+            b.lock().unwrap().push(format!("{} <- {x}", ctx.stage().unwrap()))
+        })
+        .map(|x| x * 10)
+        .name("tens")
+        .after_each(Sample::ALL, move |x, ctx| {
+            a.lock().unwrap().push(format!("{} -> {x}", ctx.stage().unwrap()))
+        })
+        .filter(|_| true)
+        .after_each(Sample::every(2), move |x, _| {
+            s.lock().unwrap().push(format!("sampled {x}"))
+        })
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(out, [10, 20, 30]);
+    assert_eq!(
+        *log.lock().unwrap(),
+        [
+            "tens <- 1",
+            "tens -> 10",
+            "sampled 10",
+            "tens <- 2",
+            "tens -> 20",
+            "tens <- 3",
+            "tens -> 30",
+            "sampled 30"
+        ]
+    );
+}
+
+/// A panicking per-item hook fails the run, naming the hook and its
+/// stage, as a panicking `Hooks` hook does.
+#[tokio::test]
+async fn a_panicking_per_item_hook_fails_the_run() {
+    let err = Pipeline::from_iter(0..5)
+        .map(|x| x + 1)
+        .name("inc")
+        .after_each(weir::Sample::ALL, |x, _| assert!(*x < 3, "too big"))
+        .run()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Panic);
+    assert!(
+        err.to_string()
+            .contains("a `after_each` hook of stage `inc` panicked"),
+        "{err}"
+    );
+}

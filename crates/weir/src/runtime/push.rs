@@ -189,6 +189,30 @@ macro_rules! forward_flush {
             self.down.finish(cx).await
         }
     };
+    // A step that is no stage and counts nothing (a per-item hook): it
+    // passes items and counts on as they come.
+    (uncounted) => {
+        #[inline]
+        fn settle(&mut self, pushed: u64) {
+            self.down.settle(pushed);
+        }
+
+        #[inline(always)]
+        fn room(&self) -> usize {
+            self.down.room()
+        }
+
+        #[inline]
+        fn wants_flush(&self) -> bool {
+            self.down.wants_flush()
+        }
+
+        $crate::runtime::forward_flush!(@pass);
+
+        async fn finish(self, cx: &mut $crate::runtime::TaskCx) {
+            self.down.finish(cx).await
+        }
+    };
     (@rest) => {
         $crate::runtime::forward_flush!(@common);
 
@@ -204,6 +228,9 @@ macro_rules! forward_flush {
             self.down.settle(out);
         }
 
+        $crate::runtime::forward_flush!(@pass);
+    };
+    (@pass) => {
         #[inline(always)]
         fn steady(&self) -> bool {
             self.down.steady()
