@@ -871,3 +871,43 @@ async fn merge_mixes_sources_of_different_kinds_as_box_sources() {
         "the boxed source was closed"
     );
 }
+
+/// Guards against `branch_join` arms having to share one value type:
+/// `branch_zip` joins arms of different types into a typed tuple, keeps
+/// the input order under concurrency, and fails an item whose arm fails
+/// with an error naming the arm.
+#[tokio::test]
+async fn branch_zip_joins_arms_of_different_types_into_a_tuple() {
+    let ledger = Ledger::default();
+    let out = PipelineBuilder::new()
+        .error_policy(ErrorPolicy::Skip)
+        .from_acked(ledger.source(6))
+        .branch_zip(|z| {
+            z.arm("label", |x: &u64| std::future::ready(format!("#{x}")))
+                .try_arm("half", |x: &u64| {
+                    std::future::ready(if x % 3 == 2 {
+                        Err("not halved")
+                    } else {
+                        Ok(*x as f64 / 2.0)
+                    })
+                })
+                .arm("odd", |x: &u64| std::future::ready(x % 2 == 1))
+        })
+        .concurrency(3)
+        .collect()
+        .await
+        .unwrap();
+    let want: Vec<(u64, String, f64, bool)> = [0u64, 1, 3, 4]
+        .into_iter()
+        .map(|x| (x, format!("#{x}"), x as f64 / 2.0, x % 2 == 1))
+        .collect();
+    assert_eq!(out, want);
+    ledger.assert_each(|id| id % 3 == 2, Status::Failed);
+
+    let err = Pipeline::from_iter([2u64])
+        .branch_zip(|z| z.try_arm("half", |_: &u64| std::future::ready(Err::<u8, _>("no"))))
+        .run()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("arm `half` failed"), "{err}");
+}

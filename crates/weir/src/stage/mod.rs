@@ -59,7 +59,7 @@ pub(crate) use batch::Members;
 pub use blocking::Blocking;
 pub use boundary::Boundary;
 pub use boxed::BoxPlan;
-pub use branch_join::{Arms, BranchJoin, Joined};
+pub use branch_join::{ArmTypes, Arms, BranchJoin, Joined, ZipArms};
 pub use broadcast::Broadcast;
 pub use dedup::Dedup;
 pub use each::{EachItem, Sample};
