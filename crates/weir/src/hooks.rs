@@ -52,10 +52,19 @@ impl<A: ?Sized> Hook<A> {
 ///
 /// | hook | runs | with |
 /// |---|---|---|
-/// | `before_stage` | once per stage, in order, before any item flows | the stage's name |
-/// | `after_stage` | once per stage, in order, when the run has ended | the stage's [`StageReport`] |
+/// | `before_stage` | **once per run** for each stage, in order, before any item flows | the stage's name |
+/// | `after_stage` | **once per run** for each stage, in order, when the run has ended | the stage's [`StageReport`] |
 /// | `on_error` | for every failed item, in the failing stage's task | the item's [`Error`] |
 /// | `on_complete` | once, when the run ended without error | the [`Report`] |
+///
+/// **`before_stage` and `after_stage` are not per item.** In a stream all
+/// stages run at once, so "before a stage" is the start of the run (every
+/// `before_stage` call comes first) and "after a stage" its end (every
+/// `after_stage` call comes last). For seed 003's per-item form, code that
+/// runs immediately before or after a stage processes each item (or a
+/// sample of them) and sees the item, use
+/// [`Pipeline::before_each`](crate::Pipeline::before_each) and
+/// [`Pipeline::after_each`](crate::Pipeline::after_each).
 ///
 /// An async `on_error` hook slows its stage while it runs (it is part of
 /// that stage's work, like an event consumer: nothing queues up). A hook
@@ -140,7 +149,9 @@ impl Hooks {
         Hooks::default()
     }
 
-    /// Runs `f` with each stage's name before any item flows.
+    /// Runs `f` with each stage's name before any item flows: **once per
+    /// stage per run**, all of them at the start, not before each item
+    /// (for that, see [`Pipeline::before_each`](crate::Pipeline::before_each)).
     ///
     /// # Examples
     ///
@@ -194,7 +205,9 @@ impl Hooks {
         self
     }
 
-    /// Runs `f` with each stage's report when the run has ended.
+    /// Runs `f` with each stage's report when the run has ended: **once
+    /// per stage per run**, all of them at the end, not after each item
+    /// (for that, see [`Pipeline::after_each`](crate::Pipeline::after_each)).
     ///
     /// # Examples
     ///

@@ -62,5 +62,5 @@ pub use policy::{
 pub use runtime::{
     Controller, Events, Handle, Lagged, PushError, Pusher, Results, Shutdown, Subscription, TryPushError,
 };
-pub use source::Source;
-pub use stage::{aggregate, sink_fn, Sink};
+pub use source::{BoxSource, Source};
+pub use stage::{aggregate, sink_fn, Sample, Sink};

@@ -821,3 +821,93 @@ async fn merge_of_no_sources_and_of_empty_sources() {
     .unwrap();
     assert_eq!(out, [7]);
 }
+
+/// Guards against mixing kinds of source needing
+/// `stage::Streamed<BoxStream<…>>`: an iterator, a stream, a channel (an
+/// intake fed by other code) and a lifecycle source merge as `BoxSource`s,
+/// and the boxed source keeps its name, initialize and close.
+#[tokio::test(start_paused = true)]
+async fn merge_mixes_sources_of_different_kinds_as_box_sources() {
+    use futures::SinkExt;
+    use weir::{BoxSource, EventKind, Source};
+
+    let gauges = Gauges::default();
+    let (mut intake, rx) = futures::channel::mpsc::channel(4);
+    let pusher = tokio::spawn(async move {
+        for i in 0..3 {
+            intake.send(("intake", 100 + i)).await.unwrap();
+        }
+    });
+    let events: Vec<_> = Pipeline::merge([
+        BoxSource::from_iter([("iter", 0), ("iter", 1)]),
+        BoxSource::from_stream(futures::stream::iter([("stream", 10)])).named("ticks"),
+        BoxSource::from_stream(rx),
+        gauges.source("feed", 2, false).boxed(),
+    ])
+    .events()
+    .collect()
+    .await;
+    pusher.await.unwrap();
+    let report = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::PipelineFinished { report, .. } => Some(report.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(report.delivered, 2 + 1 + 3 + 2);
+    let mut inputs: Vec<String> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::SourceConnected { input, .. } => Some(input.clone()),
+            _ => None,
+        })
+        .collect();
+    inputs.sort();
+    assert_eq!(inputs, ["#0", "#2", "feed", "ticks"]);
+    assert_eq!(
+        gauges.closed.load(Ordering::SeqCst),
+        1,
+        "the boxed source was closed"
+    );
+}
+
+/// Guards against `branch_join` arms having to share one value type:
+/// `branch_zip` joins arms of different types into a typed tuple, keeps
+/// the input order under concurrency, and fails an item whose arm fails
+/// with an error naming the arm.
+#[tokio::test]
+async fn branch_zip_joins_arms_of_different_types_into_a_tuple() {
+    let ledger = Ledger::default();
+    let out = PipelineBuilder::new()
+        .error_policy(ErrorPolicy::Skip)
+        .from_acked(ledger.source(6))
+        .branch_zip(|z| {
+            z.arm("label", |x: &u64| std::future::ready(format!("#{x}")))
+                .try_arm("half", |x: &u64| {
+                    std::future::ready(if x % 3 == 2 {
+                        Err("not halved")
+                    } else {
+                        Ok(*x as f64 / 2.0)
+                    })
+                })
+                .arm("odd", |x: &u64| std::future::ready(x % 2 == 1))
+        })
+        .concurrency(3)
+        .collect()
+        .await
+        .unwrap();
+    let want: Vec<(u64, String, f64, bool)> = [0u64, 1, 3, 4]
+        .into_iter()
+        .map(|x| (x, format!("#{x}"), x as f64 / 2.0, x % 2 == 1))
+        .collect();
+    assert_eq!(out, want);
+    ledger.assert_each(|id| id % 3 == 2, Status::Failed);
+
+    let err = Pipeline::from_iter([2u64])
+        .branch_zip(|z| z.try_arm("half", |_: &u64| std::future::ready(Err::<u8, _>("no"))))
+        .run()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("arm `half` failed"), "{err}");
+}

@@ -42,6 +42,11 @@ adapter!(
     FlatMapStage<I, F>
 );
 adapter!(
+    /// A stage that checks each item and passes it on unchanged, or fails
+    /// it: made by [`validate`].
+    ValidateStage<I, F>
+);
+adapter!(
     /// A stage from a function with the whole [`Stage::process`]
     /// signature: made by [`from_fn`].
     FnStage<I, O, F>
@@ -112,6 +117,52 @@ where
         _t: PhantomData,
     })
 }
+
+/// A stage named `name` that checks each item with `f` (seed 003's
+/// `ValidateStage`): `Ok(())` passes the item on unchanged, `Err(message)`
+/// fails it. In a pipeline the failure is of kind
+/// [`Validation`](crate::ErrorKind::Validation), as with
+/// [`Pipeline::validate`](crate::Pipeline::validate), routed by the
+/// stage's [`ErrorPolicy`](crate::ErrorPolicy).
+///
+/// # Examples
+///
+/// ```
+/// use weir::compose::{self, Stage};
+/// use weir::{ErrorKind, ErrorPolicy, Pipeline};
+///
+/// let mut adult = compose::validate("adult", |age: &u32| if *age >= 18 { Ok(()) } else { Err(format!("{age} is under 18")) });
+/// assert_eq!(adult.run_on([30, 41]).unwrap(), [30, 41]);
+/// assert_eq!(adult.run_on([30, 12]).unwrap_err().to_string(), "stage `adult`: 12 is under 18");
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let err = Pipeline::from_iter([30, 12]).pipe(adult).run().await.unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::Validation);
+/// # });
+/// ```
+pub fn validate<In, E, F>(name: impl Into<Cow<'static, str>>, f: F) -> ValidateStage<In, F>
+where
+    F: FnMut(&In) -> Result<(), E> + Send + 'static,
+    E: Into<String>,
+{
+    new(name, |name| ValidateStage {
+        name,
+        f,
+        _t: PhantomData,
+    })
+}
+
+/// A [`validate`] stage's failure: its message, recognised by the
+/// pipeline as a validation error.
+#[derive(Debug)]
+pub(super) struct Invalid(String);
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Invalid {}
 
 /// A stage named `name` that turns each item into the items `f` returns.
 ///
@@ -261,5 +312,29 @@ where
     #[inline]
     fn process(&mut self, item: In, ctx: &Context, out: &mut Vec<Out>) -> Result<(), BoxError> {
         (self.f)(item, ctx, out).map_err(Into::into)
+    }
+}
+
+impl<In, E, F> Stage<In> for ValidateStage<In, F>
+where
+    In: Send + 'static,
+    E: Into<String>,
+    F: FnMut(&In) -> Result<(), E> + Send + 'static,
+{
+    type Out = In;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    #[inline]
+    fn process(&mut self, item: In, _: &Context, out: &mut Vec<In>) -> Result<(), BoxError> {
+        match (self.f)(&item) {
+            Ok(()) => {
+                out.push(item);
+                Ok(())
+            }
+            Err(message) => Err(Box::new(Invalid(message.into()))),
+        }
     }
 }

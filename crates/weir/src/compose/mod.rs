@@ -8,6 +8,36 @@
 //! share the input's acknowledgement, and an input with no output is
 //! finalized as dropped.
 //!
+//! A stage may also hold items for a later output and emit what it holds
+//! at the end of the stream ([`Stage::flush`]): [`batch`], [`aggregate`]
+//! and [`aggregate_count`] do, so every step of seed 003's
+//! `validate >> transform >> aggregate` is a stage, and so is the chain.
+//! Their outputs stand for the inputs they hold ([`Stage::holds`]).
+//!
+//! ```
+//! use weir::aggregate::Sum;
+//! use weir::compose::{self, Stage};
+//!
+//! /// Seed 003's ETL core: one named, typed value.
+//! fn total_cents() -> impl Stage<&'static str, Out = u64> {
+//!     compose::validate("validate", |s: &&str| if s.starts_with('$') { Ok(()) } else { Err("no $") })
+//!         >> compose::try_map("transform", |s: &str| s[1..].parse::<u64>())
+//!         >> compose::aggregate("aggregate", Sum)
+//! }
+//!
+//! assert_eq!(total_cents().run_on(["$120", "$30"]).unwrap(), [150]);
+//! assert_eq!(total_cents().run_on(["$1", "2"]).unwrap_err().stage(), "validate");
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let out = weir::Pipeline::from_iter(["$5", "bad", "$7"])
+//!     .pipe(total_cents())
+//!     .on_error(weir::ErrorPolicy::Skip)
+//!     .collect()
+//!     .await
+//!     .unwrap();
+//! assert_eq!(out, [12]);
+//! # });
+//! ```
+//!
 //! ```
 //! use weir::compose::{self, Stage};
 //!
@@ -27,13 +57,18 @@
 //! ```
 
 mod adapters;
+mod aggregate;
+mod batch;
 mod etl;
 mod pipe;
 mod registry;
 
 pub use adapters::{
-    filter, flat_map, from_fn, map, try_map, FilterStage, FlatMapStage, FnStage, MapStage, TryMapStage,
+    filter, flat_map, from_fn, map, try_map, validate, FilterStage, FlatMapStage, FnStage, MapStage,
+    TryMapStage, ValidateStage,
 };
+pub use aggregate::{aggregate, aggregate_count, AggregateStage};
+pub use batch::{batch, BatchStage};
 pub use etl::{etl, Etl};
 pub use pipe::Piped;
 pub use registry::{BoxStage, Registry};
@@ -43,7 +78,7 @@ use std::marker::PhantomData;
 use std::ops::Shr;
 
 use crate::context::Context;
-use crate::error::BoxError;
+use crate::error::{BoxError, ErrorKind};
 
 /// A reusable, named step from `In` items to [`Out`](Self::Out) items.
 ///
@@ -110,9 +145,113 @@ pub trait Stage<In>: Send + 'static {
     /// ```
     fn process(&mut self, item: In, ctx: &Context, out: &mut Vec<Self::Out>) -> Result<(), BoxError>;
 
+    /// The end of the stream: pushes onto `out` what the stage still
+    /// holds (the last, partial batch; the aggregate of the whole stream).
+    /// Called once, after the last [`process`](Self::process): in a
+    /// pipeline when its input ends or it drains (not when it aborts), and
+    /// by [`run_on`](Self::run_on). An `Err` fails the items the stage
+    /// held. By default, emits nothing.
+    ///
+    /// A stage that keeps items for a later output must also say so with
+    /// [`holds`](Self::holds), so that a pipeline finishes those items
+    /// (an acknowledging source's references) when that output is
+    /// finished, not when `process` returns nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::compose::{self, Stage};
+    /// use weir::{BoxError, Context};
+    ///
+    /// /// Joins lines into paragraphs, which end at an empty line.
+    /// #[derive(Default)]
+    /// struct Paragraphs { open: Vec<String> }
+    ///
+    /// impl Stage<String> for Paragraphs {
+    ///     type Out = String;
+    ///     fn name(&self) -> &str { "paragraphs" }
+    ///     fn process(&mut self, line: String, _: &Context, out: &mut Vec<String>) -> Result<(), BoxError> {
+    ///         if line.is_empty() {
+    ///             return self.flush(&Context::new("-"), out);
+    ///         }
+    ///         self.open.push(line);
+    ///         Ok(())
+    ///     }
+    ///     fn flush(&mut self, _: &Context, out: &mut Vec<String>) -> Result<(), BoxError> {
+    ///         if !self.open.is_empty() {
+    ///             out.push(self.open.drain(..).collect::<Vec<_>>().join(" "));
+    ///         }
+    ///         Ok(())
+    ///     }
+    ///     fn holds(&self) -> bool { !self.open.is_empty() }
+    /// }
+    ///
+    /// let lines = ["a", "b", "", "c"].map(str::to_owned);
+    /// assert_eq!(Paragraphs::default().run_on(lines.clone()).unwrap(), ["a b", "c"]);
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let upper = compose::map("upper", |s: String| s.to_uppercase());
+    /// let out = weir::Pipeline::from_iter(lines).pipe(Paragraphs::default().chain(upper)).collect().await.unwrap();
+    /// assert_eq!(out, ["A B", "C"]);
+    /// # });
+    /// ```
+    fn flush(&mut self, ctx: &Context, out: &mut Vec<Self::Out>) -> Result<(), BoxError> {
+        let _ = (ctx, out);
+        Ok(())
+    }
+
+    /// Whether the stage now holds input that a later output, or
+    /// [`flush`](Self::flush), will stand for (an open batch or window).
+    /// In a pipeline, the inputs taken while a stage holds are finished
+    /// when the outputs made after them are (all of them, if it emits
+    /// while still holding); an input that makes no output while the
+    /// stage holds nothing is dropped. By default, `false`: each input's
+    /// outputs are made by its own `process`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::compose::{self, Stage};
+    /// use weir::Context;
+    /// let mut pairs = compose::batch("pairs", 2);
+    /// let mut out = Vec::new();
+    /// pairs.process(1, &Context::new("test"), &mut out).unwrap();
+    /// assert!(pairs.holds() && out.is_empty());
+    /// pairs.process(2, &Context::new("test"), &mut out).unwrap();
+    /// assert!(!pairs.holds());
+    /// assert_eq!(out, [vec![1, 2]]);
+    /// ```
+    fn holds(&self) -> bool {
+        false
+    }
+
+    /// Whether the last [`process`](Self::process) kept its input, or
+    /// part of it, for a later output, rather than dropping it: in a
+    /// pipeline an input that makes no output and is not kept is finished
+    /// as dropped at once, even while the stage holds others. By default,
+    /// [`holds`](Self::holds) (a stage that holds something after taking
+    /// an input is taken to hold that input: safe, as the input is then
+    /// finished with a later output); a [`Chain`] asks its parts, so a
+    /// filter before a batch still drops.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::compose::{self, Stage};
+    /// use weir::Context;
+    /// let mut odd_pairs = compose::filter("odd", |x: &u8| x % 2 == 1) >> compose::batch("pairs", 2);
+    /// let (ctx, mut out) = (Context::new("test"), Vec::new());
+    /// odd_pairs.process(1, &ctx, &mut out).unwrap();
+    /// assert!(odd_pairs.kept()); // in the open batch
+    /// odd_pairs.process(2, &ctx, &mut out).unwrap();
+    /// assert!(!odd_pairs.kept() && odd_pairs.holds()); // filtered out; 1 still held
+    /// ```
+    fn kept(&self) -> bool {
+        self.holds()
+    }
+
     /// Runs the stage over `items` outside any pipeline, with a fresh
-    /// context: the unit-test entry point. Stops at the first error,
-    /// which names the stage.
+    /// context, then [`flush`](Self::flush)es it: the unit-test entry
+    /// point. Stops at the first error, which names the stage.
     ///
     /// # Examples
     ///
@@ -122,6 +261,8 @@ pub trait Stage<In>: Send + 'static {
     /// assert_eq!(parse.run_on(["1", "2"]).unwrap(), [1, 2]);
     /// let err = parse.run_on(["1", "x", "3"]).unwrap_err(); // stops at the first error
     /// assert_eq!(err.stage(), "parse");
+    /// let mut total = compose::aggregate("total", weir::aggregate::Sum);
+    /// assert_eq!(total.run_on([1, 2, 3]).unwrap(), [6]); // flushed at the end
     /// ```
     fn run_on<I>(&mut self, items: I) -> Result<Vec<Self::Out>, StageError>
     where
@@ -130,13 +271,15 @@ pub trait Stage<In>: Send + 'static {
     {
         let ctx = Context::new("test").for_stage(self.name());
         let mut out = Vec::new();
+        let named = |name: &str, e: BoxError| match e.downcast::<StageError>() {
+            Ok(named) => *named,
+            Err(e) => StageError::new(name, e),
+        };
         for item in items {
             self.process(item, &ctx, &mut out)
-                .map_err(|e| match e.downcast::<StageError>() {
-                    Ok(named) => *named,
-                    Err(e) => StageError::new(self.name(), e),
-                })?;
+                .map_err(|e| named(self.name(), e))?;
         }
+        self.flush(&ctx, &mut out).map_err(|e| named(self.name(), e))?;
         Ok(out)
     }
 
@@ -162,6 +305,7 @@ pub trait Stage<In>: Send + 'static {
             first: self,
             second: next,
             between: Vec::new(),
+            kept: false,
             _in: PhantomData,
         }
     }
@@ -220,6 +364,21 @@ impl std::error::Error for StageError {
     }
 }
 
+/// The kind of error a stage's failure becomes in a pipeline:
+/// [`Validation`](ErrorKind::Validation) for a [`validate`] stage's
+/// (named by a chain or not), [`Stage`](ErrorKind::Stage) for the rest.
+pub(crate) fn error_kind(e: &BoxError) -> ErrorKind {
+    let inner: &(dyn std::error::Error + 'static) = match e.downcast_ref::<StageError>() {
+        Some(named) => &*named.source,
+        None => &**e,
+    };
+    if inner.is::<adapters::Invalid>() {
+        ErrorKind::Validation
+    } else {
+        ErrorKind::Stage
+    }
+}
+
 /// Names the failing part of a chain, once (errors already naming their
 /// stage pass through).
 fn name_error(stage: &str, e: BoxError) -> BoxError {
@@ -247,6 +406,8 @@ pub struct Chain<In, A: Stage<In>, B> {
     name: String,
     /// The first stage's outputs for the item at hand, reused.
     between: Vec<A::Out>,
+    /// Whether either part kept the last input, or part of it.
+    kept: bool,
     _in: PhantomData<fn(In)>,
 }
 
@@ -271,14 +432,45 @@ where
     }
 
     fn process(&mut self, item: In, ctx: &Context, out: &mut Vec<B::Out>) -> Result<(), BoxError> {
-        let between = &mut self.between;
-        between.clear();
-        let first = self.first.process(item, ctx, between);
+        self.between.clear();
+        let first = self.first.process(item, ctx, &mut self.between);
         first.map_err(|e| name_error(self.first.name(), e))?;
-        for x in between.drain(..) {
+        self.kept = self.first.kept();
+        self.feed_second(ctx, out)
+    }
+
+    fn flush(&mut self, ctx: &Context, out: &mut Vec<B::Out>) -> Result<(), BoxError> {
+        self.between.clear();
+        let first = self.first.flush(ctx, &mut self.between);
+        first.map_err(|e| name_error(self.first.name(), e))?;
+        self.feed_second(ctx, out)?;
+        let second = self.second.flush(ctx, out);
+        second.map_err(|e| name_error(self.second.name(), e))
+    }
+
+    fn holds(&self) -> bool {
+        self.first.holds() || self.second.holds()
+    }
+
+    fn kept(&self) -> bool {
+        self.kept
+    }
+}
+
+impl<In, A, B> Chain<In, A, B>
+where
+    In: 'static,
+    A: Stage<In>,
+    B: Stage<A::Out>,
+{
+    /// Passes the first stage's outputs to the second, noting whether it
+    /// kept any.
+    fn feed_second(&mut self, ctx: &Context, out: &mut Vec<B::Out>) -> Result<(), BoxError> {
+        for x in self.between.drain(..) {
             self.second
                 .process(x, ctx, out)
                 .map_err(|e| name_error(self.second.name(), e))?;
+            self.kept |= self.second.kept();
         }
         Ok(())
     }
@@ -287,12 +479,13 @@ where
 /// `a >> b` for weir's stage types (each names its input type): the same
 /// as [`Stage::chain`], type-checked where it is written.
 macro_rules! shr_chains {
-    ($($ty:ident<$in:ident $(, $p:ident)*>),* $(,)?) => {$(
+    ($($ty:ident<$in:ident $(, $p:ident)*> $([$($bound:tt)*])?),* $(,)?) => {$(
         impl<$in, $($p,)* Rhs> Shr<Rhs> for $ty<$in $(, $p)*>
         where
             $in: 'static,
             Self: Stage<$in>,
             Rhs: Stage<<Self as Stage<$in>>::Out>,
+            $($($bound)*)?
         {
             type Output = Chain<$in, Self, Rhs>;
 
@@ -309,6 +502,9 @@ shr_chains!(
     FilterStage<I, F>,
     FlatMapStage<I, F>,
     FnStage<I, O, F>,
+    ValidateStage<I, F>,
+    BatchStage<I>,
+    AggregateStage<I, A> [A: crate::stage::aggregate::Aggregator<I>],
     BoxStage<I, O>,
 );
 

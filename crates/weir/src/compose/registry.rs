@@ -59,6 +59,18 @@ impl<In: 'static, Out: Send + 'static> Stage<In> for BoxStage<In, Out> {
     fn process(&mut self, item: In, ctx: &Context, out: &mut Vec<Out>) -> Result<(), BoxError> {
         self.0.process(item, ctx, out)
     }
+
+    fn flush(&mut self, ctx: &Context, out: &mut Vec<Out>) -> Result<(), BoxError> {
+        self.0.flush(ctx, out)
+    }
+
+    fn holds(&self) -> bool {
+        self.0.holds()
+    }
+
+    fn kept(&self) -> bool {
+        self.0.kept()
+    }
 }
 
 type Factory<T> = Arc<dyn Fn(&serde_json::Value) -> Result<BoxStage<T, T>, BoxError> + Send + Sync>;

@@ -24,13 +24,13 @@ use crate::runtime::{
 use crate::stage::FnSink;
 use crate::stage::{
     AckedSource, Blocking, Boundary, BoxPlan, Filter, FilterMap, FlatMap, ForEach, Inspect, IntakeSource,
-    IterSource, Map, Plan, Push, Sink, SinkStage, StageSpec, StreamSource, Then, TryMap, Wiring,
+    IterSource, Map, Plan, Push, Sink, SinkStage, StageSpec, StreamSource, Then, TryMap, Wiring, WriteOutput,
 };
 
 /// A typed pipeline: a source, then stages, each taking the previous
 /// stage's output type `T`. Nothing runs until one of the runners is
 /// called: [`run`](Self::run), [`collect`](Self::collect),
-/// [`fold`](Self::fold), [`results`](Self::results),
+/// [`count`](Self::count), [`fold`](Self::fold), [`results`](Self::results),
 /// [`events`](Self::events) or [`start`](Self::start).
 ///
 /// `P` is the plan built so far (a nest of [`stage`](crate::stage) node
@@ -581,7 +581,9 @@ where
     }
 
     /// Ends the pipeline in an async closure run in a task of its own, one
-    /// item at a time.
+    /// item at a time. The closure's future returns `()` if the write
+    /// cannot fail, or `Result<(), E>` if it can: an `Err` fails the item
+    /// ([`WriteOutput`](crate::stage::WriteOutput)).
     ///
     /// # Examples
     ///
@@ -591,18 +593,28 @@ where
     /// let r = weir::Pipeline::from_iter(0..3)
     ///     .for_each_async(move |x| {
     ///         let tx = tx.clone();
-    ///         async move { tx.send(x).await }
+    ///         async move { tx.send(x).await } // fails if the receiver is gone
     ///     })
     ///     .run().await.unwrap();
     /// assert_eq!(r.delivered, 3);
     /// assert_eq!(rx.recv().await, Some(0));
+    ///
+    /// let total = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    /// let t = total.clone();
+    /// weir::Pipeline::from_iter(1..=3u64)
+    ///     .for_each_async(move |x| {
+    ///         let t = t.clone();
+    ///         async move { t.fetch_add(x, std::sync::atomic::Ordering::Relaxed); } // cannot fail
+    ///     })
+    ///     .run().await.unwrap();
+    /// assert_eq!(total.load(std::sync::atomic::Ordering::Relaxed), 6);
     /// # });
     /// ```
-    pub fn for_each_async<E, Fut, F>(mut self, f: F) -> Pipeline<(), SinkStage<P, impl Sink<T>>>
+    pub fn for_each_async<Fut, F>(mut self, f: F) -> Pipeline<(), SinkStage<P, impl Sink<T>>>
     where
         F: FnMut(T) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<(), E>> + Send,
-        E: Into<BoxError>,
+        Fut: Future + Send,
+        Fut::Output: WriteOutput,
     {
         self.ends_in_sink = true;
         self.stage("sink", |prev, idx| SinkStage {
@@ -771,8 +783,52 @@ where
         A: Send + 'static,
         F: FnMut(A, T) -> A + Send + 'static,
     {
+        self.fold_as("fold", init, f).await
+    }
+
+    /// Runs the pipeline and counts the items that reach its end (seed
+    /// 002's `count`): O(1) memory, fused with the stages before it, as
+    /// [`collect`](Self::collect) without keeping the items. A pipeline
+    /// that ends in a [`sink`](Self::sink) (or `for_each`) passes nothing
+    /// on: its count is of the items the sink delivered.
+    ///
+    /// Returns the first error of a stage whose policy is
+    /// [`ErrorPolicy::FailFast`], as [`run`](Self::run) does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// // Seed 002: filter, batch, tap, count.
+    /// let batches = weir::Pipeline::from_iter(0..250u32)
+    ///     .filter(|x| x % 2 == 0)
+    ///     .batch(100, Duration::from_secs(1))
+    ///     .tap(|batch| assert!(batch.len() <= 100))
+    ///     .count()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(batches, 2); // 125 even numbers: a batch of 100, one of 25
+    ///
+    /// let written = weir::Pipeline::from_iter(0..7).for_each(drop).count().await.unwrap();
+    /// assert_eq!(written, 7);
+    /// # });
+    /// ```
+    pub async fn count(self) -> Result<u64, Error> {
+        if self.ends_in_sink {
+            return Ok(self.run().await?.delivered);
+        }
+        self.fold_as("count", 0u64, |n, _| n + 1).await
+    }
+
+    /// [`fold`](Self::fold), its implicit end stage named `runner#n`.
+    async fn fold_as<A, F>(self, runner: &'static str, init: A, f: F) -> Result<A, Error>
+    where
+        A: Send + 'static,
+        F: FnMut(A, T) -> A + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
-        let (shared, tasks, _intake) = self.wire("fold", None, |sh, idx| {
+        let (shared, tasks, _intake) = self.wire(runner, None, |sh, idx| {
             if idx.is_some() {
                 sh.e2e.switch_off();
             }

@@ -169,7 +169,58 @@ macro_rules! forward_flush {
 
         $crate::runtime::forward_flush!(@rest);
     };
+    // A step that holds items until the end of its input (an aggregate, a
+    // reusable stage that batches): at the end it calls `$end(&mut self,
+    // cx)`, which pushes what it held, then publishes and settles that
+    // output and sends the events it made before closing downstream.
+    (end: $end:expr) => {
+        #[inline]
+        fn wants_flush(&self) -> bool {
+            self.down.wants_flush()
+        }
+
+        $crate::runtime::forward_flush!(@common);
+
+        async fn finish(mut self, cx: &mut $crate::runtime::TaskCx) {
+            $end(&mut self, cx);
+            let out = self.c.publish();
+            self.down.settle(out);
+            cx.flush_events().await;
+            self.down.finish(cx).await
+        }
+    };
+    // A step that is no stage and counts nothing (a per-item hook): it
+    // passes items and counts on as they come.
+    (uncounted) => {
+        #[inline]
+        fn settle(&mut self, pushed: u64) {
+            self.down.settle(pushed);
+        }
+
+        #[inline(always)]
+        fn room(&self) -> usize {
+            self.down.room()
+        }
+
+        #[inline]
+        fn wants_flush(&self) -> bool {
+            self.down.wants_flush()
+        }
+
+        $crate::runtime::forward_flush!(@pass);
+
+        async fn finish(self, cx: &mut $crate::runtime::TaskCx) {
+            self.down.finish(cx).await
+        }
+    };
     (@rest) => {
+        $crate::runtime::forward_flush!(@common);
+
+        async fn finish(self, cx: &mut $crate::runtime::TaskCx) {
+            self.down.finish(cx).await
+        }
+    };
+    (@common) => {
         #[inline]
         fn settle(&mut self, pushed: u64) {
             self.c.items_in += pushed;
@@ -177,6 +228,9 @@ macro_rules! forward_flush {
             self.down.settle(out);
         }
 
+        $crate::runtime::forward_flush!(@pass);
+    };
+    (@pass) => {
         #[inline(always)]
         fn steady(&self) -> bool {
             self.down.steady()
@@ -189,10 +243,6 @@ macro_rules! forward_flush {
 
         async fn flush(&mut self, cx: &mut $crate::runtime::TaskCx) -> $crate::runtime::Flow {
             self.down.flush(cx).await
-        }
-
-        async fn finish(self, cx: &mut $crate::runtime::TaskCx) {
-            self.down.finish(cx).await
         }
     };
 }

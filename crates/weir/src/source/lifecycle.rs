@@ -3,6 +3,7 @@ use std::future::Future;
 
 use futures::stream::{self, Stream, StreamExt};
 
+use super::BoxSource;
 use crate::error::BoxError;
 
 /// A source with a lifecycle (seed 002's feed adapters): connect in
@@ -173,6 +174,31 @@ pub trait Source: Send + 'static {
     /// ```
     fn close(&mut self) -> impl Future<Output = ()> + Send {
         async {}
+    }
+
+    /// This source with its type erased, so that sources of one item type
+    /// but different kinds (an iterator, a stream, a connector) go into
+    /// one [`merge`](crate::Pipeline::merge). See [`BoxSource`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::{stage::Streamed, BoxSource, Pipeline, Source};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let inputs: [BoxSource<u32>; 2] = [
+    ///     Streamed::from_iter(0..2u32).boxed(),
+    ///     Streamed::new(futures::stream::iter([5u32])).named("late").boxed(),
+    /// ];
+    /// let mut out = Pipeline::merge(inputs).collect().await.unwrap();
+    /// out.sort();
+    /// assert_eq!(out, [0, 1, 5]);
+    /// # });
+    /// ```
+    fn boxed(self) -> BoxSource<Self::Item>
+    where
+        Self: Sized,
+    {
+        BoxSource::new(self)
     }
 }
 

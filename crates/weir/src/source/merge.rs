@@ -60,14 +60,23 @@ impl PipelineBuilder {
     /// skip goes on with the other sources. Items keep their order within
     /// a source, not across sources.
     ///
+    /// The sources are of one type: to mix kinds of one item type (an
+    /// iterator, a stream, a channel, a connector), make each a
+    /// [`BoxSource`](crate::BoxSource) ([`Source::boxed`],
+    /// [`BoxSource::from_iter`](crate::BoxSource::from_iter),
+    /// [`BoxSource::from_stream`](crate::BoxSource::from_stream)).
+    ///
     /// # Examples
     ///
     /// ```
-    /// use weir::stage::Streamed;
+    /// use weir::{stage::Streamed, BoxSource};
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// let feeds = (0..4).map(|f| Streamed::from_iter((0..100).map(move |i| (f, i))));
     /// let report = weir::PipelineBuilder::new().name("feeds").merge(feeds).max_concurrent(2).run().await.unwrap();
     /// assert_eq!(report.delivered, 400);
+    ///
+    /// let mixed = [BoxSource::from_iter([1, 2]), BoxSource::from_stream(futures::stream::iter([3]))];
+    /// assert_eq!(weir::PipelineBuilder::new().merge(mixed).run().await.unwrap().delivered, 3);
     /// # });
     /// ```
     pub fn merge<S, I>(self, sources: I) -> Pipeline<S::Item, Merge<S>>

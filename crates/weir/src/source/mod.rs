@@ -2,12 +2,14 @@
 //! segment after it from a task of its own, pulling a chunk of items at a
 //! time and checking for a drain between chunks.
 
+mod boxed;
 mod intake;
 mod iter;
 mod lifecycle;
 mod merge;
 mod stream;
 
+pub use boxed::{BoxSource, BoxSourceStream};
 pub use intake::IntakeSource;
 pub use iter::IterSource;
 pub use lifecycle::{Source, Streamed};

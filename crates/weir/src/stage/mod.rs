@@ -21,6 +21,7 @@ mod boxed;
 mod branch_join;
 mod broadcast;
 mod dedup;
+mod each;
 mod fan_out;
 mod filter;
 mod filter_map;
@@ -54,12 +55,14 @@ mod unbatch;
 pub(crate) use crate::runtime::forward;
 pub use aggregate::{Aggregate, AggregateTime};
 pub use batch::Batch;
+pub(crate) use batch::Members;
 pub use blocking::Blocking;
 pub use boundary::Boundary;
 pub use boxed::BoxPlan;
-pub use branch_join::{Arms, BranchJoin, Joined};
+pub use branch_join::{ArmTypes, Arms, BranchJoin, Joined, ZipArms};
 pub use broadcast::Broadcast;
 pub use dedup::Dedup;
+pub use each::{EachItem, Sample};
 pub use fan_out::{BranchSource, Branches, ByKey, ToAll};
 pub use filter::Filter;
 pub use filter_map::FilterMap;
@@ -76,7 +79,7 @@ pub use route::Route;
 pub use scan::Scan;
 pub use settings::{CallSettings, ConcurrencySettings, OrderSettings};
 pub use sink::sink_fn;
-pub use sink::{Sink, SinkStage};
+pub use sink::{Sink, SinkStage, WriteOutput};
 pub use skip::Skip;
 pub use skip_while::SkipWhile;
 pub use take::Take;
@@ -87,7 +90,9 @@ pub use throttle_first::ThrottleFirst;
 pub use unbatch::Unbatch;
 pub use validate::Validate;
 
-pub use crate::source::{AckedSource, IntakeSource, IterSource, Merge, StreamSource, Streamed};
+pub use crate::source::{
+    AckedSource, BoxSourceStream, IntakeSource, IterSource, Merge, StreamSource, Streamed,
+};
 
 pub(crate) use crate::runtime::{forward_flush, guard, run_held, Held};
 pub use crate::runtime::{NoIntake, Plan};

@@ -171,25 +171,88 @@ pub trait Sink<T>: Send + 'static {
     }
 }
 
+/// What the future of a write closure ([`Pipeline::for_each_async`],
+/// [`sink_fn`]) may return: `()` for a write that cannot fail, so no
+/// `Ok::<_, Infallible>(())` is needed, or `Result<(), E>` for one that
+/// can (an `Err` fails the item). Sealed: implemented for these two only.
+///
+/// [`Pipeline::for_each_async`]: crate::Pipeline::for_each_async
+///
+/// # Examples
+///
+/// ```
+/// use weir::stage::WriteOutput;
+///
+/// fn written<O: WriteOutput>(outcome: O) -> bool {
+///     outcome.into_result().is_ok()
+/// }
+/// assert!(written(())); // infallible
+/// assert!(written(Ok::<(), std::io::Error>(())));
+/// assert!(!written(Err::<(), _>("disk full")));
+/// ```
+pub trait WriteOutput: Send + sealed::Sealed {
+    /// The write's error: [`Infallible`](std::convert::Infallible) for `()`.
+    type Error: Into<BoxError>;
+
+    /// The outcome as a `Result`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::stage::WriteOutput;
+    /// let ok: Result<(), std::convert::Infallible> = ().into_result();
+    /// assert!(ok.is_ok());
+    /// assert_eq!(Err::<(), _>("full").into_result(), Err("full"));
+    /// ```
+    fn into_result(self) -> Result<(), Self::Error>;
+}
+
+mod sealed {
+    /// Only `()` and `Result<(), E>` are write outputs.
+    #[allow(unreachable_pub)] // public in a private module: the seal
+    pub trait Sealed {}
+    impl Sealed for () {}
+    impl<E> Sealed for Result<(), E> {}
+}
+
+impl WriteOutput for () {
+    type Error = std::convert::Infallible;
+
+    #[inline(always)]
+    fn into_result(self) -> Result<(), std::convert::Infallible> {
+        Ok(())
+    }
+}
+
+impl<E: Into<BoxError> + Send> WriteOutput for Result<(), E> {
+    type Error = E;
+
+    #[inline(always)]
+    fn into_result(self) -> Result<(), E> {
+        self
+    }
+}
+
 /// A sink from an async closure: each call writes one item.
 pub(crate) struct FnSink<F>(pub(crate) F);
 
-impl<T, F, Fut, E> Sink<T> for FnSink<F>
+impl<T, F, Fut> Sink<T> for FnSink<F>
 where
     F: FnMut(T) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<(), E>> + Send,
-    E: Into<BoxError>,
+    Fut: Future + Send,
+    Fut::Output: WriteOutput,
 {
-    type Error = E;
+    type Error = <Fut::Output as WriteOutput>::Error;
 
-    fn write(&mut self, item: T) -> impl Future<Output = Result<(), E>> + Send {
-        (self.0)(item)
+    fn write(&mut self, item: T) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        (self.0)(item).map(WriteOutput::into_result)
     }
 }
 
 /// A [`Sink`] from an async closure that writes one item per call (flush
 /// and close do nothing). Handy for [`dead_letter`](crate::Pipeline::dead_letter)
-/// sinks and tests.
+/// sinks and tests. The closure's future returns `Result<(), E>`, or `()`
+/// if the write cannot fail ([`WriteOutput`]).
 ///
 /// # Examples
 ///
@@ -203,13 +266,16 @@ where
 /// });
 /// weir::Pipeline::from_iter([1u8, 2]).sink(sink).run().await.unwrap();
 /// assert_eq!(*seen.lock().unwrap(), [1, 2]);
+///
+/// let infallible = weir::sink_fn(|_: u8| async {}); // nothing can fail
+/// assert_eq!(weir::Pipeline::from_iter([3u8]).sink(infallible).run().await.unwrap().delivered, 1);
 /// # });
 /// ```
-pub fn sink_fn<T, F, Fut, E>(f: F) -> impl Sink<T>
+pub fn sink_fn<T, F, Fut>(f: F) -> impl Sink<T>
 where
     F: FnMut(T) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<(), E>> + Send,
-    E: Into<BoxError>,
+    Fut: Future + Send,
+    Fut::Output: WriteOutput,
 {
     FnSink(f)
 }

@@ -6,7 +6,7 @@ use crate::ack::Token;
 use crate::error::Error;
 use crate::metrics::Counters;
 use crate::pipeline::Pipeline;
-use crate::runtime::{guard, Flow, Plan, Push, TaskCx, Wiring};
+use crate::runtime::{forward_flush, guard, Plan, Push, TaskCx, Wiring};
 use crate::stage::batch::Members;
 
 /// One open window: its accumulator and the tokens of its items. The
@@ -150,33 +150,17 @@ where
         }
     }
 
-    #[inline]
-    fn settle(&mut self, pushed: u64) {
-        self.c.items_in += pushed;
-        let out = self.c.publish();
-        self.down.settle(out);
-    }
+    forward_flush!(end: Self::emit_last);
+}
 
-    #[inline]
-    fn wants_flush(&self) -> bool {
-        self.down.wants_flush()
-    }
-
-    #[inline]
-    fn has_pending(&self) -> bool {
-        self.down.has_pending()
-    }
-
-    async fn flush(&mut self, cx: &mut TaskCx) -> Flow {
-        self.down.flush(cx).await
-    }
-
-    async fn finish(mut self, cx: &mut TaskCx) {
+impl<T, A, D> AggregateStep<T, A, D>
+where
+    A: Aggregator<T>,
+    D: Push<A::Out>,
+{
+    /// The end of the input: the open window, if any.
+    fn emit_last(&mut self, cx: &mut TaskCx) {
         self.window.emit(&mut self.down, &mut self.c, cx);
-        let out = self.c.publish();
-        self.down.settle(out);
-        cx.flush_events().await;
-        self.down.finish(cx).await
     }
 }
 
