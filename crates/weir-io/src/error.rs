@@ -42,6 +42,12 @@ pub enum IoErrorKind {
     /// Something this build cannot do (e.g. gzip without the `gzip`
     /// feature).
     Unsupported,
+    /// A setting cannot be used (e.g. a table name that is not a valid
+    /// SQL identifier, a key that is not one of the columns).
+    InvalidConfig,
+    /// The destination refused an item: a database constraint (`UNIQUE`,
+    /// `NOT NULL`, `CHECK`, a foreign key) failed for it.
+    Rejected,
 }
 
 /// An I/O failure of a source or a sink: what failed, on which path, and
