@@ -79,6 +79,7 @@ impl Kind {
             Kind::Size => "size (bytes, or \"64KiB\", \"16MiB\")".into(),
             Kind::Enum(names) => format!("one of {}", quoted(names)),
             Kind::Table(_) => "table".into(),
+            Kind::Map(Kind::Table(_)) => "table of tables".into(),
             Kind::Map(k) => format!("table of {}", k.describe()),
             Kind::List(k) => format!("array of {}", k.describe()),
             Kind::Tables(_) => "array of tables".into(),
