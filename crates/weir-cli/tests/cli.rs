@@ -1034,3 +1034,139 @@ fn checkpoints_refuse_a_file_sink_and_sources_that_cannot_resume() {
         missing.stderr
     );
 }
+
+const SQLITE_UPSERT: &str = r#"
+[[source]]
+type = "file"
+path = "in.jsonl"
+
+[[stage]]
+type = "filter"
+jq = '.level != "debug"'
+
+[[stage]]
+type = "map"
+jq = '{id, user, amount, tags}'
+
+[sink]
+type = "sqlite"
+path = "out/state.db"
+table = "orders"
+mode = "upsert"
+key = ["id"]
+on_error = "dead_letter"
+
+[sink.columns]
+id = { type = "integer" }
+customer = { jq = ".user", type = "text" }
+amount = { type = "real" }
+tags = { type = "json" }
+
+[dead_letter]
+type = "file"
+path = "out/dead.jsonl"
+"#;
+
+#[test]
+fn a_jsonl_file_through_a_filter_into_a_sqlite_upsert_keeps_the_latest_row_per_key() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "in.jsonl",
+        concat!(
+            "{\"id\": 1, \"user\": \"ann\", \"amount\": 10, \"tags\": [\"a\"], \"level\": \"info\"}\n",
+            "{\"id\": 2, \"user\": \"bo\", \"amount\": 5, \"tags\": [], \"level\": \"debug\"}\n",
+            "{\"id\": 3, \"user\": \"cy'; DROP TABLE orders; --\", \"amount\": 1.25, \"level\": \"info\"}\n",
+            "{\"id\": 1, \"user\": \"ann\", \"amount\": 12.5, \"tags\": [\"a\", \"b\"], \"level\": \"warn\"}\n",
+            "{\"id\": 4, \"user\": \"dee\", \"amount\": \"lots\", \"level\": \"info\"}\n",
+        ),
+    );
+    write(dir.path(), "p.toml", SQLITE_UPSERT);
+    let read = || {
+        let conn = rusqlite::Connection::open(dir.path().join("out/state.db")).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT id, customer, amount, tags FROM orders ORDER BY id")
+            .unwrap();
+        let rows: Vec<(i64, String, f64, Option<String>)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        rows
+    };
+    let expected = vec![
+        (1, "ann".to_owned(), 12.5, Some("[\"a\",\"b\"]".to_owned())),
+        (3, "cy'; DROP TABLE orders; --".to_owned(), 1.25, None),
+    ];
+    // Twice: an upsert run again gives the same table.
+    for _ in 0..2 {
+        let out = run(weir(dir.path()).args(["run", "p.toml", "--quiet"]));
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_eq!(read(), expected);
+        let dead = lines(&dir.path().join("out/dead.jsonl"));
+        assert_eq!(dead.len(), 1, "{dead:?}");
+        assert_eq!(dead[0]["stage"], "sink");
+        assert_eq!(dead[0]["item"]["origin"]["line"], 5);
+        let error = dead[0]["error"].as_str().unwrap();
+        assert!(
+            error.ends_with("in.jsonl:5: column `amount` (real): expected a number, found a string \"lots\""),
+            "{error}"
+        );
+    }
+}
+
+#[test]
+fn check_refuses_a_bad_sqlite_sink_with_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = SQLITE_UPSERT
+        .replace("mode = \"upsert\"", "mode = \"upsrt\"")
+        .replace("table = \"orders\"\n", "");
+    write(dir.path(), "bad.toml", &schema);
+    let out = run(weir(dir.path()).args(["check", "bad.toml"]));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let e = &out.stderr;
+    assert!(
+        e.contains("bad.toml:17:8: sink.mode: expected one of \"append\", \"upsert\" or \"replace\", found \"upsrt\" (did you mean \"upsert\"?)"),
+        "{e}"
+    );
+    assert!(
+        e.contains("bad.toml:14:1: sink.table: missing required key `table` (string)"),
+        "{e}"
+    );
+
+    let key_without_upsert = SQLITE_UPSERT.replace("mode = \"upsert\"", "mode = \"append\"");
+    write(dir.path(), "key.toml", &key_without_upsert);
+    let out = run(weir(dir.path()).args(["check", "key.toml"]));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("key.toml:19:7: sink.key: `key` is for mode = \"upsert\", not \"append\""),
+        "{}",
+        out.stderr
+    );
+
+    let bad_names = SQLITE_UPSERT
+        .replace("table = \"orders\"", "table = \"orders; DROP TABLE x\"")
+        .replace("key = [\"id\"]", "key = [\"order_id\"]");
+    write(dir.path(), "names.toml", &bad_names);
+    let out = run(weir(dir.path()).args(["check", "names.toml"]));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "names.toml:17:9: sink.table: table name \"orders; DROP TABLE x\" is not a plain SQL identifier"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(!dir.path().join("out").exists(), "check opens no database");
+    let fixed = bad_names.replace("orders; DROP TABLE x", "orders");
+    write(dir.path(), "key2.toml", &fixed);
+    let out = run(weir(dir.path()).args(["check", "key2.toml"]));
+    assert!(
+        out.stderr.contains(
+            "sink.key: upsert key column `order_id` is not one of the columns (id, customer, amount, tags)"
+        ),
+        "{}",
+        out.stderr
+    );
+}

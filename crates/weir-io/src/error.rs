@@ -47,6 +47,12 @@ pub enum IoErrorKind {
     Changed,
     /// A store (a database) failed: opening, reading or committing.
     Store,
+    /// A setting cannot be used (e.g. a table name that is not a valid
+    /// SQL identifier, a key that is not one of the columns).
+    InvalidConfig,
+    /// The destination refused an item: a database constraint (`UNIQUE`,
+    /// `NOT NULL`, `CHECK`, a foreign key) failed for it.
+    Rejected,
 }
 
 /// An I/O failure of a source or a sink: what failed, on which path, and

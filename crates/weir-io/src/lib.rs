@@ -10,13 +10,16 @@
 //!   [`generate::Generator`] makes records from a template.
 //! - Sinks implement [`weir::Sink`]: [`sink::StdoutSink`], [`sink::FileSink`]
 //!   (written atomically through a temporary file, rotated by size,
-//!   compressed by extension) and [`sink::DeadLetterFileSink`].
+//!   compressed by extension) and [`sink::DeadLetterFileSink`]; with the
+//!   `sqlite` feature, `sqlite::SqliteSink` (rows into a table, batched
+//!   transactions; append, upsert or replace).
 //! - Errors: [`IoError`] for opening, reading and writing (it names the
 //!   path), [`DecodeError`] for a line that cannot be decoded (it names
 //!   `file:line:column`).
 //!
 //! Cargo features: `gzip` and `zstd` (both on by default) read and write
-//! `.gz` and `.zst` files; `full` turns on every feature.
+//! `.gz` and `.zst` files; `sqlite` (SQLite compiled in: nothing to
+//! install) adds the `sqlite` module; `full` turns on every feature.
 //!
 //! # Example
 //!
@@ -78,6 +81,8 @@ pub mod parallel;
 pub mod read;
 pub mod record;
 pub mod sink;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 pub mod stdin;
 
 pub use compression::Compression;

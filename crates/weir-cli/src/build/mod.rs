@@ -212,9 +212,14 @@ pub(crate) fn build(
     let mut outputs = Vec::new();
     let testing = options.test.is_some();
     let mut made: HashMap<String, Collected> = HashMap::new();
-    let mut make_sink = |t: &Typed<'_>, owner: &str| -> Result<AnySink, String> {
+    let mut make_sink = |t: &Typed<'_>, owner: &str| -> Result<AnySink, SinkProblem> {
         let owner = if owner.is_empty() { "sink" } else { owner };
         if testing {
+            // `weir check` and `weir test` check a sink's settings, and
+            // collect its items instead of writing them.
+            if t.type_name == "sqlite" {
+                sinks::sqlite_config(t)?;
+            }
             let c = made.entry(owner.to_owned()).or_default().clone();
             return Ok(AnySink::Collect(c));
         }
@@ -549,9 +554,19 @@ impl Checkpointing {
     }
 }
 
-fn make_real_sink(t: &Typed<'_>, outputs: &mut Vec<PathBuf>) -> Result<AnySink, String> {
+/// Why a sink cannot be made: the option to point at, and the message.
+pub(crate) type SinkProblem = (&'static str, String);
+
+fn make_real_sink(t: &Typed<'_>, outputs: &mut Vec<PathBuf>) -> Result<AnySink, SinkProblem> {
     use weir_io::sink::{FileSinkConfig, OutputFormat};
     let o = &t.opts;
+    if t.type_name == "sqlite" {
+        let (config, columns) = sinks::sqlite_config(t)?;
+        let path = config.path.clone();
+        let sink = sinks::SqliteRecords::open(config, columns).map_err(|e| ("path", e))?;
+        outputs.push(path);
+        return Ok(AnySink::Sqlite(Box::new(sink)));
+    }
     let format = match o.str("format").as_deref() {
         Some("csv") => {
             let columns: Vec<String> = o
@@ -575,7 +590,7 @@ fn make_real_sink(t: &Typed<'_>, outputs: &mut Vec<PathBuf>) -> Result<AnySink, 
             if let Some(n) = o.size("rotate_bytes") {
                 cfg = cfg.rotate_bytes(n);
             }
-            let sink = weir_io::sink::FileSink::create(cfg).map_err(|e| e.to_string())?;
+            let sink = weir_io::sink::FileSink::create(cfg).map_err(|e| ("path", e.to_string()))?;
             outputs.push(path);
             Ok(AnySink::File(Box::new(sink)))
         }
@@ -1434,7 +1449,7 @@ path = "x"
         let reg = registry();
         let config = Config::parse("t.toml", text, &reg.names()).unwrap();
         let mut make =
-            |_: &Typed<'_>, _: &str| -> Result<AnySink, String> { Ok(AnySink::Collect(collector())) };
+            |_: &Typed<'_>, _: &str| -> Result<AnySink, SinkProblem> { Ok(AnySink::Collect(collector())) };
         let mut reader = Reader {
             problems: Vec::new(),
             registry: &reg,

@@ -5,9 +5,15 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use serde::{Serialize, Serializer};
+use serde_json::Value;
 use weir::{BoxError, DeadLetter, Sink};
 use weir_io::sink::{DeadLetterFileSink, FileSink, StdoutSink};
+use weir_io::sqlite::{Row, SqlType, SqliteMode, SqliteSink, SqliteSinkConfig};
 use weir_io::{JsonText, Origin, Record};
+
+use crate::config::tree::Node;
+use crate::config::Typed;
+use crate::jq::Jq;
 
 /// What reaches the sink of a pipeline that works ahead with nothing
 /// between its leading stages and the sink (see `ahead`): a record, or a
@@ -36,6 +42,8 @@ pub(crate) enum AnySink {
     File(Box<FileSink>),
     /// Standard output.
     Stdout(StdoutSink),
+    /// A SQLite table, each record made a row.
+    Sqlite(Box<SqliteRecords>),
     /// Values kept in memory (`weir test`).
     Collect(Arc<Mutex<Vec<serde_json::Value>>>),
 }
@@ -45,6 +53,7 @@ impl fmt::Debug for AnySink {
         f.write_str(match self {
             AnySink::File(_) => "File",
             AnySink::Stdout(_) => "Stdout",
+            AnySink::Sqlite(_) => "Sqlite",
             AnySink::Collect(_) => "Collect",
         })
     }
@@ -57,6 +66,7 @@ impl Sink<Record> for AnySink {
         match self {
             AnySink::File(s) => Sink::<Record>::write(s.as_mut(), item).await.map_err(Into::into),
             AnySink::Stdout(s) => Sink::<Record>::write(s, item).await.map_err(Into::into),
+            AnySink::Sqlite(s) => s.write(&item.value, item.origin.as_ref()).await,
             AnySink::Collect(v) => {
                 v.lock().expect("collector lock").push(item.value);
                 Ok(())
@@ -68,6 +78,7 @@ impl Sink<Record> for AnySink {
         match self {
             AnySink::File(s) => Sink::<Record>::flush(s.as_mut()).await.map_err(Into::into),
             AnySink::Stdout(s) => Sink::<Record>::flush(s).await.map_err(Into::into),
+            AnySink::Sqlite(s) => Sink::<Row>::flush(&mut s.sink).await.map_err(Into::into),
             AnySink::Collect(_) => Ok(()),
         }
     }
@@ -76,6 +87,7 @@ impl Sink<Record> for AnySink {
         match self {
             AnySink::File(s) => Sink::<Record>::close(s.as_mut()).await.map_err(Into::into),
             AnySink::Stdout(s) => Sink::<Record>::close(s).await.map_err(Into::into),
+            AnySink::Sqlite(s) => Sink::<Row>::close(&mut s.sink).await.map_err(Into::into),
             AnySink::Collect(_) => Ok(()),
         }
     }
@@ -85,13 +97,14 @@ impl Sink<Out> for AnySink {
     type Error = BoxError;
 
     async fn write(&mut self, item: Out) -> Result<(), BoxError> {
-        let text = match item {
+        let (text, origin) = match item {
             Out::Record(r) => return Sink::<Record>::write(self, r).await,
-            Out::Text(text, _) => text,
+            Out::Text(text, origin) => (text, origin),
         };
         match self {
             AnySink::File(s) => s.as_mut().write(text).await.map_err(Into::into),
             AnySink::Stdout(s) => s.write(text).await.map_err(Into::into),
+            AnySink::Sqlite(s) => s.write(&text.to_value(), Some(&origin)).await,
             AnySink::Collect(v) => {
                 v.lock().expect("collector lock").push(text.to_value());
                 Ok(())
@@ -106,6 +119,129 @@ impl Sink<Out> for AnySink {
     async fn close(&mut self) -> Result<(), BoxError> {
         Sink::<Record>::close(self).await
     }
+}
+
+/// Where a column's value comes from.
+#[derive(Debug)]
+enum Source {
+    /// The item's top-level field of the column's name.
+    Field(String),
+    /// A jq expression's first output.
+    Jq(Jq),
+}
+
+/// A column of a `sqlite` sink: its name, type and value.
+#[derive(Debug)]
+pub(crate) struct Column {
+    name: String,
+    ty: SqlType,
+    source: Source,
+}
+
+/// A `sqlite` sink fed with records: each column's value is computed from
+/// the record (a jq expression, or the field of the column's name) and
+/// converted to the column's type; a failure there is that item's.
+pub(crate) struct SqliteRecords {
+    sink: SqliteSink,
+    columns: Vec<Column>,
+}
+
+impl fmt::Debug for SqliteRecords {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteRecords")
+            .field("sink", &self.sink)
+            .field("columns", &self.columns)
+            .finish()
+    }
+}
+
+impl SqliteRecords {
+    /// Opens the database and the table of `config`'s columns.
+    pub(crate) fn open(config: SqliteSinkConfig, columns: Vec<Column>) -> Result<SqliteRecords, String> {
+        let sink = SqliteSink::open(config).map_err(|e| e.to_string())?;
+        Ok(SqliteRecords { sink, columns })
+    }
+
+    /// The row of `value`: a jq error, or a value its column's type does
+    /// not take, names the column (and the item's file:line).
+    fn row(&self, value: &Value) -> Result<Row, String> {
+        self.columns
+            .iter()
+            .map(|c| {
+                let converted = match &c.source {
+                    Source::Field(name) => c.ty.from_json(value.get(name).unwrap_or(&Value::Null)),
+                    Source::Jq(jq) => match jq.first(value) {
+                        Ok(v) => c.ty.from_json(&v),
+                        Err(e) => return Err(format!("column `{}`: {e}", c.name)),
+                    },
+                };
+                converted.map_err(|e| format!("column `{}` ({}): {e}", c.name, c.ty))
+            })
+            .collect()
+    }
+
+    async fn write(&mut self, value: &Value, origin: Option<&Origin>) -> Result<(), BoxError> {
+        let row = self.row(value).map_err(|e| super::at(origin, e))?;
+        self.sink.write(row).await.map_err(|e| super::at(origin, e))
+    }
+}
+
+/// Reads a `sqlite` sink's options into its settings and columns, and
+/// checks them (nothing is opened). `Err`: the key to point at and why.
+pub(crate) fn sqlite_config(
+    t: &Typed<'_>,
+) -> Result<(SqliteSinkConfig, Vec<Column>), (&'static str, String)> {
+    let o = &t.opts;
+    let mut config = SqliteSinkConfig::new(
+        o.str("path").unwrap_or_default(),
+        o.str("table").unwrap_or_default(),
+    )
+    .create_table(o.bool("create_table").unwrap_or(true))
+    .isolate_rows(o.bool("isolate_rows").unwrap_or(false));
+    if let Some(n) = o.int("batch_rows") {
+        config = config.batch_rows(usize::try_from(n).unwrap_or(usize::MAX));
+    }
+    let key: Vec<String> = o
+        .list("key")
+        .iter()
+        .filter_map(|n| n.as_str().map(str::to_owned))
+        .collect();
+    let mode = o.str("mode").unwrap_or_else(|| "append".to_owned());
+    config = config.mode(match mode.as_str() {
+        "upsert" => SqliteMode::Upsert { key },
+        _ if o.node("key").is_some() => {
+            return Err(("key", format!("`key` is for mode = \"upsert\", not \"{mode}\"")));
+        }
+        "replace" => SqliteMode::Replace,
+        _ => SqliteMode::Append,
+    });
+    let mut columns = Vec::new();
+    for (name, node) in o.entries("columns") {
+        let text = |key: &str| node.get(key).and_then(Node::as_str);
+        let ty: SqlType = text("type")
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e: weir_io::IoError| ("columns", format!("column `{name}`: {e}")))?;
+        let source = match text("jq") {
+            Some(src) => Source::Jq(
+                Jq::compile(src)
+                    .map_err(|e| ("columns", format!("column `{name}`: invalid jq expression: {e}")))?,
+            ),
+            None => Source::Field(name.clone()),
+        };
+        config = config.column(name.clone(), ty);
+        columns.push(Column { name, ty, source });
+    }
+    if let Err(e) = config.validate() {
+        let message = e.to_string();
+        // Point at the option the message is about.
+        let key = ["upsert", "table", "batch_rows"]
+            .into_iter()
+            .find(|k| message.starts_with(k))
+            .map_or("columns", |k| if k == "upsert" { "key" } else { k });
+        return Err((key, message));
+    }
+    Ok((config, columns))
 }
 
 /// The dead-letter sink.

@@ -11,6 +11,7 @@ use weir::{Breaker, ErrorPolicy, Retry, WhenOpen};
 use weir_io::Record;
 
 use super::sinks::AnySink;
+use super::SinkProblem;
 use crate::config::schema::Role;
 use crate::config::{Opts, Problem, Typed};
 use crate::jq::Jq;
@@ -186,7 +187,7 @@ pub(crate) struct Reader<'r> {
     /// Names given so far (stage names must be unique).
     pub(crate) names: Vec<String>,
     /// Sinks are made by this (the real ones, or collectors for `weir test`).
-    pub(crate) make_sink: &'r mut dyn FnMut(&Typed<'_>, &str) -> Result<AnySink, String>,
+    pub(crate) make_sink: &'r mut dyn FnMut(&Typed<'_>, &str) -> Result<AnySink, SinkProblem>,
 }
 
 impl std::fmt::Debug for Reader<'_> {
@@ -518,8 +519,8 @@ impl Reader<'_> {
         };
         let sink = match (self.make_sink)(t, owner) {
             Ok(s) => s,
-            Err(e) => {
-                self.problem(o, if o.node("path").is_some() { "path" } else { "" }, e);
+            Err((key, e)) => {
+                self.problem(o, if o.node(key).is_some() { key } else { "" }, e);
                 return None;
             }
         };

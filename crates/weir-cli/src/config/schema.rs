@@ -79,6 +79,7 @@ impl Kind {
             Kind::Size => "size (bytes, or \"64KiB\", \"16MiB\")".into(),
             Kind::Enum(names) => format!("one of {}", quoted(names)),
             Kind::Table(_) => "table".into(),
+            Kind::Map(Kind::Table(_)) => "table of tables".into(),
             Kind::Map(k) => format!("table of {}", k.describe()),
             Kind::List(k) => format!("array of {}", k.describe()),
             Kind::Tables(_) => "array of tables".into(),
@@ -175,6 +176,10 @@ pub const OUTPUT_FORMATS: &[&str] = &["jsonl", "csv"];
 pub const COMPRESSIONS: &[&str] = &["auto", "none", "gzip", "zstd"];
 /// Typed CSV columns.
 pub const COLUMN_TYPES: &[&str] = &["string", "integer", "number", "boolean", "json"];
+/// SQLite column types (`weir_io::sqlite::SqlType`'s names).
+pub const SQL_TYPES: &[&str] = &["integer", "real", "text", "blob", "json"];
+/// How a SQLite sink treats the table's rows.
+pub const SQLITE_MODES: &[&str] = &["append", "upsert", "replace"];
 /// Event levels.
 pub const EVENT_LEVELS: &[&str] = &["lifecycle", "progress", "items"];
 
@@ -315,6 +320,15 @@ const CSV: &[Opt] = &[
         "columns",
         Kind::Map(&Kind::Enum(COLUMN_TYPES)),
         "types by column name: string, integer, number, boolean, json",
+    ),
+];
+
+const SQLITE_COLUMN: &[Opt] = &[
+    req("type", Kind::Enum(SQL_TYPES), "integer, real, text, blob or json"),
+    off(
+        "jq",
+        Kind::Jq,
+        "the value, from the item; by default, the item's field of the column's name (missing: NULL)",
     ),
 ];
 
@@ -532,6 +546,40 @@ pub const TYPES: &[TypeDef] = &[
         ],
     },
     TypeDef {
+        name: "sqlite",
+        role: Role::Sink,
+        doc: "Write rows into a SQLite table (WAL; each flush commits one transaction); append, upsert or replace",
+        options: &[
+            req("path", Kind::Str, "the database file (created, with its parent directories)"),
+            req("table", Kind::Str, "the table (ASCII letters, digits and `_`)"),
+            req(
+                "columns",
+                Kind::Map(&Kind::Table(SQLITE_COLUMN)),
+                "the columns in order: name = { type, jq }",
+            ),
+            opt(
+                "mode",
+                Kind::Enum(SQLITE_MODES),
+                "append",
+                "append, upsert (by `key`: the latest row of a key wins) or replace (the old rows are deleted in the first transaction)",
+            ),
+            off("key", Kind::List(&Kind::Str), "upsert: the key columns"),
+            opt("create_table", Kind::Bool, "true", "create the table if missing (the key as its PRIMARY KEY)"),
+            opt("batch_rows", Kind::Int, "500", "rows per INSERT statement (fewer within SQLite's limit of 32766 values)"),
+            opt(
+                "isolate_rows",
+                Kind::Bool,
+                "false",
+                "insert each row as it comes, so a row the table refuses fails alone (slower); otherwise it fails every item of its transaction",
+            ),
+            NAME,
+            ON_ERROR,
+            RETRY_OPT,
+            TIMEOUT,
+            BREAKER_OPT,
+        ],
+    },
+    TypeDef {
         name: "file",
         role: Role::DeadLetter,
         doc: "One JSON line per failed item: the item (with file:line), error, causes, stage, attempts",
@@ -711,6 +759,7 @@ fn write_opts(out: &mut String, opts: &[Opt], indent: usize) {
         );
         match o.kind {
             Kind::Table(sub) | Kind::Tables(sub) => write_opts(out, sub, indent + 4),
+            Kind::Map(Kind::Table(sub)) => write_opts(out, sub, indent + 4),
             _ => {}
         }
     }
@@ -786,5 +835,13 @@ mod tests {
         }
         assert!(text.contains("enrich"));
         assert!(text.contains("(default: 16MiB)"));
+        // A map of tables shows the tables' keys.
+        assert!(text.contains("the item's field of the column's name"));
+    }
+
+    #[test]
+    fn sqlite_column_types_are_weir_ios() {
+        let names: Vec<&str> = weir_io::sqlite::SqlType::ALL.iter().map(|t| t.name()).collect();
+        assert_eq!(names, SQL_TYPES);
     }
 }

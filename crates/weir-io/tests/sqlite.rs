@@ -1,0 +1,396 @@
+//! The SQLite sink on real database files: modes, typed columns, what a
+//! flush commits, refused rows, statements over the parameter limit.
+#![cfg(feature = "sqlite")]
+
+use std::path::Path;
+
+use rusqlite::Connection;
+use weir::{DeadLetters, ErrorPolicy, Pipeline, Sink};
+use weir_io::sink::DeadLetterFileSink;
+use weir_io::sqlite::{Row, SqlType, SqlValue, SqliteMode, SqliteSink, SqliteSinkConfig};
+use weir_io::IoErrorKind;
+
+/// `(id, name)` rows into table `t`.
+fn people(db: &Path) -> SqliteSinkConfig {
+    SqliteSinkConfig::new(db, "t")
+        .column("id", SqlType::Integer)
+        .column("name", SqlType::Text)
+}
+
+fn person(id: i64, name: &str) -> Row {
+    Row::from(vec![SqlValue::from(id), SqlValue::from(name)])
+}
+
+/// The table's `(id, name)` rows, by id, read on a connection of its own.
+fn rows(db: &Path) -> Vec<(i64, String)> {
+    let conn = Connection::open(db).unwrap();
+    let mut stmt = conn.prepare("SELECT id, name FROM t ORDER BY id").unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn pairs(list: &[(i64, &str)]) -> Vec<(i64, String)> {
+    list.iter().map(|(i, s)| (*i, s.to_string())).collect()
+}
+
+async fn run(config: SqliteSinkConfig, input: Vec<Row>) -> weir::Report {
+    let sink = SqliteSink::open(config).unwrap();
+    Pipeline::from_iter(input)
+        .sink(sink)
+        .on_error(ErrorPolicy::Skip)
+        .run()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_flush_commits_rows_written_before_it_and_nothing_is_visible_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("out.db");
+    let mut sink = SqliteSink::open(people(&db)).unwrap();
+    let written = sink.written();
+    sink.write(person(1, "ann")).await.unwrap();
+    sink.write(person(2, "bo")).await.unwrap();
+    assert_eq!(rows(&db), [], "written, not flushed: not committed");
+    sink.flush().await.unwrap();
+    assert_eq!(rows(&db), pairs(&[(1, "ann"), (2, "bo")]));
+    assert_eq!(written.get(), 2);
+    sink.write(person(3, "cy")).await.unwrap();
+    assert_eq!(rows(&db).len(), 2);
+    // Dropped without a flush or close (a killed run): the row is not committed.
+    drop(sink);
+    assert_eq!(rows(&db).len(), 2);
+    let mode: String = Connection::open(&db)
+        .unwrap()
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[tokio::test]
+async fn append_adds_to_the_table_run_after_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("out.db");
+    let report = run(people(&db), vec![person(1, "ann"), person(2, "bo")]).await;
+    assert_eq!(report.delivered, 2);
+    run(people(&db), vec![person(3, "cy")]).await;
+    assert_eq!(rows(&db), pairs(&[(1, "ann"), (2, "bo"), (3, "cy")]));
+}
+
+#[tokio::test]
+async fn upsert_twice_keeps_one_row_per_key_with_the_latest_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("out.db");
+    let upsert = || {
+        people(&db).mode(SqliteMode::Upsert {
+            key: vec!["id".into()],
+        })
+    };
+    // A key twice in one batch: the later row wins.
+    let first = vec![person(1, "ann"), person(2, "bo"), person(1, "anna")];
+    assert_eq!(run(upsert(), first).await.delivered, 3);
+    assert_eq!(rows(&db), pairs(&[(1, "anna"), (2, "bo")]));
+    let second = vec![person(2, "bob"), person(3, "cy")];
+    run(upsert(), second).await;
+    assert_eq!(rows(&db), pairs(&[(1, "anna"), (2, "bob"), (3, "cy")]));
+}
+
+#[tokio::test]
+async fn an_upsert_on_a_table_without_that_key_constraint_is_refused_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("out.db");
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (id INTEGER, name TEXT)")
+        .unwrap();
+    let config = people(&db).mode(SqliteMode::Upsert {
+        key: vec!["id".into()],
+    });
+    let err = SqliteSink::open(config).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("an upsert needs its key (id) to be the table's PRIMARY KEY or a UNIQUE constraint"),
+        "{err}"
+    );
+    let missing_column = SqliteSinkConfig::new(&db, "t").column("email", SqlType::Text);
+    let err = SqliteSink::open(missing_column).unwrap_err();
+    assert_eq!(err.kind(), IoErrorKind::InvalidConfig);
+    assert!(
+        err.to_string()
+            .contains("has no column `email` (its columns: id, name)"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn replace_deletes_the_old_rows_in_the_runs_first_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("out.db");
+    run(people(&db), vec![person(1, "old"), person(2, "old")]).await;
+    let replace = || people(&db).mode(SqliteMode::Replace);
+    let mut sink = SqliteSink::open(replace()).unwrap();
+    sink.write(person(7, "new")).await.unwrap();
+    assert_eq!(rows(&db).len(), 2, "the old rows stay until the first commit");
+    sink.flush().await.unwrap();
+    assert_eq!(rows(&db), pairs(&[(7, "new")]));
+    // Later flushes of the same run append.
+    sink.write(person(8, "newer")).await.unwrap();
+    sink.flush().await.unwrap();
+    sink.close().await.unwrap();
+    assert_eq!(rows(&db), pairs(&[(7, "new"), (8, "newer")]));
+    // A run that writes no row leaves the table empty.
+    let report = run(replace(), Vec::new()).await;
+    assert_eq!(report.delivered, 0);
+    assert_eq!(rows(&db), []);
+}
+
+#[tokio::test]
+async fn typed_columns_store_integers_reals_text_blobs_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("out.db");
+    let config = SqliteSinkConfig::new(&db, "typed")
+        .column("i", SqlType::Integer)
+        .column("r", SqlType::Real)
+        .column("s", SqlType::Text)
+        .column("b", SqlType::Blob)
+        .column("j", SqlType::Json);
+    let json = SqlType::Json
+        .from_json(&serde_json::json!({"tags": ["a", "b"], "n": 1}))
+        .unwrap();
+    let input = vec![
+        Row::from(vec![
+            SqlValue::from(1),
+            SqlValue::from(2.5),
+            SqlValue::from("x'); DROP TABLE typed; --"),
+            SqlValue::Blob(vec![0, 159, 255]),
+            json,
+        ]),
+        Row::from(vec![SqlValue::Null; 5]),
+    ];
+    assert_eq!(run(config, input).await.delivered, 2);
+    let conn = Connection::open(&db).unwrap();
+    let (types, s, b, tag): (String, String, Vec<u8>, String) = conn
+        .query_row(
+            "SELECT typeof(i) || typeof(r) || typeof(s) || typeof(b) || typeof(j), s, b, j ->> '$.tags[1]' \
+             FROM typed WHERE i = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(types, "integerrealtextblobtext");
+    assert_eq!(s, "x'); DROP TABLE typed; --", "values are bound, never executed");
+    assert_eq!(b, [0, 159, 255]);
+    assert_eq!(tag, "b");
+    let nulls: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM typed WHERE i IS NULL AND j IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(nulls, 1);
+}
+
+#[tokio::test]
+async fn a_value_of_the_wrong_type_or_count_fails_that_item_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("out.db");
+    let config = people(&db).column("doc", SqlType::Json);
+    let mut sink = SqliteSink::open(config).unwrap();
+    let ok = Row::from(vec![
+        SqlValue::from(1),
+        SqlValue::from("a"),
+        SqlValue::from("[1]"),
+    ]);
+    sink.write(ok).await.unwrap();
+    let wrong = Row::from(vec![SqlValue::from("one"), SqlValue::from("b"), SqlValue::Null]);
+    let err = sink.write(wrong).await.unwrap_err();
+    assert_eq!(err.kind(), IoErrorKind::Encode);
+    assert!(
+        err.to_string().contains(
+            "column `id` (integer): expected an integer, found text \"one\", in the row (id = 'one', name = 'b', doc = NULL)"
+        ),
+        "{err}"
+    );
+    let bad_json = Row::from(vec![SqlValue::from(2), SqlValue::from("c"), SqlValue::from("{")]);
+    let err = sink.write(bad_json).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("column `doc` (json): expected JSON text, found invalid JSON"),
+        "{err}"
+    );
+    let short = Row::from(vec![SqlValue::from(3)]);
+    let err = sink.write(short).await.unwrap_err();
+    assert!(err.to_string().contains("1 values for 3 columns"), "{err}");
+    sink.flush().await.unwrap();
+    assert_eq!(rows(&db), pairs(&[(1, "a")]));
+}
+
+#[test]
+fn bad_identifiers_are_refused_before_the_database_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("out.db");
+    let table = SqliteSinkConfig::new(&db, "t\"; DROP TABLE x; --").column("a", SqlType::Text);
+    let err = SqliteSink::open(table).unwrap_err();
+    assert_eq!(err.kind(), IoErrorKind::InvalidConfig);
+    assert!(err.to_string().contains("is not a plain SQL identifier"), "{err}");
+    let column = SqliteSinkConfig::new(&db, "t").column("a b", SqlType::Text);
+    assert_eq!(
+        SqliteSink::open(column).unwrap_err().kind(),
+        IoErrorKind::InvalidConfig
+    );
+    assert!(!db.exists());
+}
+
+/// `(id INTEGER PRIMARY KEY, name TEXT)`: a second row of an id breaks it.
+fn unique_people(db: &Path) -> SqliteSinkConfig {
+    Connection::open(db)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+        .unwrap();
+    people(db)
+}
+
+#[tokio::test]
+async fn a_constraint_violation_fails_the_flush_naming_the_row_and_commits_none_of_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("out.db");
+    let dead = dir.path().join("dead.jsonl");
+    let sink = SqliteSink::open(unique_people(&db)).unwrap();
+    let input = vec![
+        person(1, "ann"),
+        person(2, "bo"),
+        person(1, "again"),
+        person(3, "cy"),
+    ];
+    let report = Pipeline::from_iter(input)
+        .sink(sink)
+        .dead_letter(DeadLetters::new(DeadLetterFileSink::create(&dead).unwrap()))
+        .run()
+        .await
+        .unwrap();
+    assert_eq!((report.delivered, report.dead_lettered), (0, 4));
+    assert_eq!(rows(&db), []);
+    let letters = std::fs::read_to_string(&dead).unwrap();
+    let first: serde_json::Value = serde_json::from_str(letters.lines().next().unwrap()).unwrap();
+    assert_eq!(first["item"], serde_json::json!([1, "ann"]));
+    let error = first["error"].as_str().unwrap();
+    assert!(
+        error.contains("cannot write row 3 of the transaction (id = 1, name = 'again') to table `t` of"),
+        "{error}"
+    );
+    assert!(error.contains("UNIQUE constraint failed: t.id"), "{error}");
+}
+
+#[tokio::test]
+async fn with_isolated_rows_a_refused_row_fails_alone_and_the_others_are_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("out.db");
+    let config = unique_people(&db).isolate_rows(true);
+    let mut sink = SqliteSink::open(config).unwrap();
+    sink.write(person(1, "ann")).await.unwrap();
+    let err = sink.write(person(1, "again")).await.unwrap_err();
+    assert_eq!(err.kind(), IoErrorKind::Rejected);
+    assert!(err.to_string().contains("(id = 1, name = 'again')"), "{err}");
+    assert!(
+        err.to_string().contains("UNIQUE constraint failed: t.id"),
+        "{err}"
+    );
+    let null_name = Row::from(vec![SqlValue::from(5), SqlValue::Null]);
+    let err = sink.write(null_name).await.unwrap_err();
+    assert!(
+        err.to_string().contains("NOT NULL constraint failed: t.name"),
+        "{err}"
+    );
+    sink.write(person(2, "bo")).await.unwrap();
+    sink.flush().await.unwrap();
+    assert_eq!(rows(&db), pairs(&[(1, "ann"), (2, "bo")]));
+
+    let report = run(
+        unique_people(&dir.path().join("two.db")).isolate_rows(true),
+        vec![person(1, "a"), person(1, "b"), person(2, "c")],
+    )
+    .await;
+    assert_eq!((report.delivered, report.failed), (2, 1));
+}
+
+#[tokio::test]
+async fn a_retried_flush_inserts_the_failed_rows_again_and_a_new_write_drops_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("out.db");
+    let conn = Connection::open(&db).unwrap();
+    // Inserts fail while `gate.shut` is 1.
+    conn.execute_batch(
+        "CREATE TABLE gate (shut INTEGER); INSERT INTO gate VALUES (1);
+         CREATE TABLE t (id INTEGER, name TEXT);
+         CREATE TRIGGER guard BEFORE INSERT ON t WHEN (SELECT shut FROM gate) = 1
+         BEGIN SELECT RAISE(ABORT, 'the gate is shut'); END;",
+    )
+    .unwrap();
+    let mut sink = SqliteSink::open(people(&db).create_table(false)).unwrap();
+    sink.write(person(1, "ann")).await.unwrap();
+    let err = sink.flush().await.unwrap_err();
+    assert!(err.to_string().contains("the gate is shut"), "{err}");
+    conn.execute_batch("UPDATE gate SET shut = 0").unwrap();
+    // The engine's retry policy calls flush again: the row goes in.
+    sink.flush().await.unwrap();
+    assert_eq!(rows(&db), pairs(&[(1, "ann")]));
+    assert_eq!(sink.written().get(), 1);
+
+    conn.execute_batch("UPDATE gate SET shut = 1").unwrap();
+    sink.write(person(2, "bo")).await.unwrap();
+    sink.flush().await.unwrap_err();
+    conn.execute_batch("UPDATE gate SET shut = 0").unwrap();
+    // No retry: the engine failed row 2; the next write starts afresh.
+    sink.write(person(3, "cy")).await.unwrap();
+    sink.flush().await.unwrap();
+    sink.close().await.unwrap();
+    assert_eq!(rows(&db), pairs(&[(1, "ann"), (3, "cy")]));
+    assert_eq!(sink.written().get(), 2);
+}
+
+#[tokio::test]
+async fn a_batch_over_the_bound_parameter_limit_is_split_into_statements() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("out.db");
+    let config = people(&db).column("n", SqlType::Real).batch_rows(1_000_000);
+    let mut sink = SqliteSink::open(config).unwrap();
+    // 40 000 rows of 3 values in one transaction: 120 000 parameters.
+    for i in 0..40_000i64 {
+        let row = Row::from(vec![
+            SqlValue::from(i),
+            SqlValue::from(format!("p{i}")),
+            SqlValue::from(i as f64 / 2.0),
+        ]);
+        sink.write(row).await.unwrap();
+    }
+    sink.flush().await.unwrap();
+    sink.close().await.unwrap();
+    let conn = Connection::open(&db).unwrap();
+    let (count, sum): (i64, f64) = conn
+        .query_row("SELECT count(*), sum(n) FROM t", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(count, 40_000);
+    assert_eq!(sum, (0..40_000).map(|i| i as f64 / 2.0).sum::<f64>());
+}
+
+#[tokio::test]
+async fn a_closed_sink_refuses_writes_and_the_healthcheck_sees_a_dropped_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("out.db");
+    let mut sink = SqliteSink::open(people(&db)).unwrap();
+    sink.healthcheck().unwrap();
+    sink.close().await.unwrap();
+    let err = sink.write(person(1, "a")).await.unwrap_err();
+    assert!(err.to_string().contains("the sink is closed"), "{err}");
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch("ALTER TABLE t DROP COLUMN name")
+        .unwrap();
+    let err = sink.healthcheck().unwrap_err();
+    assert!(err.to_string().contains("has no column `name`"), "{err}");
+}
