@@ -35,8 +35,8 @@ impl Rng {
     }
 }
 
-/// One run writing to `out`; killed after `kill_after` if given. Whether
-/// it ran to its end.
+/// One run of `p.toml` writing stdout to `out`; killed after `kill_after`
+/// if given. Whether it ran to its end.
 fn run(dir: &Path, out: &Path, kill_after: Option<Duration>) -> bool {
     let mut child = Command::cargo_bin("weir")
         .unwrap()
@@ -177,4 +177,110 @@ interval = "50ms"
         max_redone <= 20_000,
         "{max_redone} lines done again after one restart"
     );
+}
+
+/// The table's rows, in key order.
+fn table(db: &Path) -> Vec<(i64, String, i64)> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT id, level, len FROM events ORDER BY id")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn remove_store(dir: &Path, name: &str) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.join(format!("{name}{suffix}")));
+    }
+}
+
+#[test]
+fn killed_at_twenty_random_instants_a_checkpointed_sqlite_upsert_ends_with_the_uninterrupted_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = lines();
+    let input: String = (0..n)
+        .map(|i| {
+            format!(
+                "{{\"id\":{i},\"level\":\"{}\",\"pad\":\"{}\"}}\n",
+                ["info", "warn", "debug"][(i % 3) as usize],
+                "y".repeat((i % 40) as usize)
+            )
+        })
+        .collect();
+    std::fs::write(dir.path().join("in.jsonl"), input).unwrap();
+    std::fs::write(
+        dir.path().join("p.toml"),
+        r#"
+[pipeline]
+capacity = 1024
+[[source]]
+type = "file"
+path = "in.jsonl"
+[[stage]]
+type = "filter"
+jq = '.level != "debug"'
+[[stage]]
+type = "map"
+jq = '{id, level, len: (.pad | length)}'
+concurrency = 2
+[[stage]]
+type = "batch"
+max_items = 100
+max_wait = "20ms"
+[[stage]]
+type = "unbatch"
+[sink]
+type = "sqlite"
+path = "out.db"
+table = "events"
+mode = "upsert"
+key = ["id"]
+[sink.columns]
+id = { type = "integer" }
+level = { type = "text" }
+len = { type = "integer" }
+[checkpoint]
+path = "state.db"
+interval = "50ms"
+"#,
+    )
+    .unwrap();
+    let t = Instant::now();
+    assert!(run(dir.path(), &dir.path().join("stdout"), None));
+    let whole = t.elapsed();
+    let expected = table(&dir.path().join("out.db"));
+    // Every line but the debug ones (every third).
+    assert_eq!(
+        expected.len() as u64,
+        (0..n).filter(|i| i % 3 != 2).count() as u64
+    );
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let (mut kills, mut chains, mut runs_in_chain, mut most_runs) = (0, 0, 0, 0);
+    remove_store(dir.path(), "state.db");
+    remove_store(dir.path(), "out.db");
+    while kills < KILLS {
+        let kill = Duration::from_micros(rng.below(whole.as_micros() as u64 + 1).max(1_000));
+        runs_in_chain += 1;
+        if !run(dir.path(), &dir.path().join("stdout"), Some(kill)) {
+            kills += 1;
+            continue;
+        }
+        assert_eq!(
+            table(&dir.path().join("out.db")),
+            expected,
+            "after {runs_in_chain} runs of a chain"
+        );
+        chains += 1;
+        most_runs = most_runs.max(runs_in_chain);
+        runs_in_chain = 0;
+        remove_store(dir.path(), "state.db");
+        remove_store(dir.path(), "out.db");
+    }
+    // The last chain: run to the end.
+    while !run(dir.path(), &dir.path().join("stdout"), None) {}
+    assert_eq!(table(&dir.path().join("out.db")), expected);
+    eprintln!("{kills} kills in {} chains over {n} lines (a whole run: {whole:?}; at most {most_runs} runs in a chain)", chains + 1);
 }
