@@ -970,6 +970,7 @@ jq = '{n}'
 type = "stdout"
 [checkpoint]
 path = "state/ck.db"
+interval = "1ms"
 "#,
     );
     let numbers = |stdout: &str| -> Vec<u64> {
@@ -988,8 +989,18 @@ path = "state/ck.db"
         "{}",
         listed.stdout
     );
-    let second = run(weir(dir.path()).args(["run", "p.toml", "--quiet"]));
+    let second = run(weir(dir.path()).args(["run", "p.toml", "--quiet", "--events", "ev.jsonl"]));
     assert_eq!(second.code, 0, "{}", second.stderr);
+    // Its commits are events of the run: the source and each file's position.
+    let commits: Vec<Value> = lines(&dir.path().join("ev.jsonl"))
+        .into_iter()
+        .filter(|e| e["type"] == "checkpoint_committed")
+        .collect();
+    assert!(!commits.is_empty());
+    for c in &commits {
+        let position: Value = serde_json::from_str(c["position"].as_str().unwrap()).unwrap();
+        assert!(position["files"][0]["offset"].as_u64().unwrap() > 0, "{position}");
+    }
     let (a, b) = (numbers(&first.stdout), numbers(&second.stdout));
     assert_eq!(a, (2..=1200).step_by(2).collect::<Vec<u64>>());
     assert_eq!(b, (1202..=5000).step_by(2).collect::<Vec<u64>>());

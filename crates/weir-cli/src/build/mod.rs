@@ -312,7 +312,10 @@ pub(crate) fn build(
         .str("name")
         .or_else(|| config.path.file_stem().map(|s| s.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "weir".to_owned());
+    // The run's context: the checkpoint's commits are events of the run.
+    let context = weir::Context::new(&name);
     let builder = PipelineBuilder::new()
+        .context(context.clone())
         .name(name)
         .capacity(pipe.int("capacity").unwrap_or(4096).max(1) as usize)
         .chunk_size(pipe.int("chunk_size").unwrap_or(1024).max(1) as usize)
@@ -428,7 +431,7 @@ pub(crate) fn build(
         }
     };
     drop(ctx);
-    let committer = checkpointing.and_then(Checkpointing::start);
+    let committer = checkpointing.and_then(|c| c.start(&context));
     Ok(Built {
         pipeline,
         inputs,
@@ -543,13 +546,15 @@ impl Checkpointing {
         Ok(checkpointer)
     }
 
-    /// Starts committing, once the source is open.
-    fn start(self) -> Option<weir_io::checkpoint::Committer> {
+    /// Starts committing, once the source is open; each commit is an
+    /// event of the run whose context is `context`.
+    fn start(self, context: &weir::Context) -> Option<weir_io::checkpoint::Committer> {
         let checkpointer = self.made.into_inner()?;
-        Some(weir_io::checkpoint::Committer::start(
+        Some(weir_io::checkpoint::Committer::start_in(
             checkpointer,
             self.store,
             self.options.interval,
+            context,
         ))
     }
 }

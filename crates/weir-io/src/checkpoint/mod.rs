@@ -568,6 +568,57 @@ impl Checkpointer {
     }
 }
 
+/// What a [`CheckpointCommitted`](weir::EventKind::CheckpointCommitted)
+/// event of a [`Committer`] holds, as JSON: the source and each file's
+/// position.
+///
+/// # Examples
+///
+/// ```
+/// let c: weir_io::checkpoint::Committed =
+///     serde_json::from_str(r#"{"source":"in","files":[{"file":"a.txt","offset":4,"lines":2}]}"#).unwrap();
+/// assert_eq!((c.files[0].offset, c.files[0].lines), (4, 2));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Committed {
+    /// The source's name.
+    pub source: String,
+    /// Each file's position.
+    pub files: Vec<CommittedFile>,
+}
+
+/// One file's position in a [`Committed`].
+///
+/// # Examples
+///
+/// See [`Committed`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommittedFile {
+    /// The file.
+    pub file: String,
+    /// The byte offset reading resumes at.
+    pub offset: u64,
+    /// Lines before it.
+    pub lines: u64,
+}
+
+impl Committed {
+    fn json(source: &str, positions: &[FilePosition]) -> String {
+        let committed = Committed {
+            source: source.to_owned(),
+            files: positions
+                .iter()
+                .map(|p| CommittedFile {
+                    file: p.file.clone(),
+                    offset: p.offset,
+                    lines: p.lines,
+                })
+                .collect(),
+        };
+        serde_json::to_string(&committed).expect("a position always encodes")
+    }
+}
+
 /// Commits a [`Checkpointer`]'s positions to a [`CheckpointStore`] every
 /// interval (when they moved), on a thread of its own, and once more at
 /// [`finish`](Committer::finish).
@@ -610,6 +661,61 @@ impl Committer {
         store: Arc<dyn CheckpointStore>,
         interval: Duration,
     ) -> Committer {
+        Committer::spawn(checkpointer, store, interval, None)
+    }
+
+    /// [`start`](Committer::start), and each commit is also a
+    /// [`CheckpointCommitted`](weir::EventKind::CheckpointCommitted) event
+    /// of the run whose [`Context`](weir::Context) `context` is (given to
+    /// [`PipelineBuilder::context`](weir::PipelineBuilder::context)): its
+    /// position is the JSON of [`Committed`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use weir::{EventKind, PipelineBuilder};
+    /// use weir_io::checkpoint::{Checkpointer, Committed, Committer, MemoryCheckpoints};
+    /// use weir_io::file::{FileSource, FileSourceConfig};
+    ///
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("in.txt");
+    /// std::fs::write(&path, "a\nb\n").unwrap();
+    /// let source = FileSource::open(FileSourceConfig::new(path.to_str().unwrap()).format(weir_io::Format::Lines)).unwrap();
+    /// let checkpointer = Checkpointer::new("in", source.files(), &[]).unwrap();
+    /// let context = weir::Context::new("job");
+    /// let store = Arc::new(MemoryCheckpoints::default());
+    /// let committer = Committer::start_in(checkpointer.clone(), store, Duration::from_millis(5), &context);
+    /// let lines = source.lines().map(move |l| { let ack = checkpointer.ack(&l); weir::Acked::new(l.text, ack) });
+    /// let slow = futures::stream::iter(lines).then(|l| async { tokio::time::sleep(Duration::from_millis(20)).await; l });
+    /// let events: Vec<_> = PipelineBuilder::new().context(context).from_acked(slow).events().collect().await;
+    /// committer.finish().unwrap();
+    /// let positions: Vec<Committed> = events.iter().filter_map(|e| match &e.kind {
+    ///     EventKind::CheckpointCommitted { position, .. } => serde_json::from_str(position).ok(),
+    ///     _ => None,
+    /// }).collect();
+    /// assert!(!positions.is_empty());
+    /// assert!(positions.iter().all(|p| p.source == "in"));
+    /// # });
+    /// ```
+    pub fn start_in(
+        checkpointer: Checkpointer,
+        store: Arc<dyn CheckpointStore>,
+        interval: Duration,
+        context: &weir::Context,
+    ) -> Committer {
+        Committer::spawn(checkpointer, store, interval, Some(context.clone()))
+    }
+
+    fn spawn(
+        checkpointer: Checkpointer,
+        store: Arc<dyn CheckpointStore>,
+        interval: Duration,
+        context: Option<weir::Context>,
+    ) -> Committer {
         let (stop, stopped) = mpsc::channel::<()>();
         let (c, s) = (checkpointer.clone(), store.clone());
         let thread = thread::Builder::new()
@@ -626,6 +732,9 @@ impl Committer {
                     if now != last {
                         s.commit(c.source(), &now)?;
                         commits += 1;
+                        if let Some(context) = &context {
+                            context.emit_checkpoint(Committed::json(c.source(), &now));
+                        }
                         last = now;
                     }
                 }
