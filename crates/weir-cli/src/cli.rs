@@ -25,6 +25,10 @@ pub(crate) enum Command {
     Check {
         /// The pipeline's config (TOML, or YAML with .yaml/.yml).
         file: PathBuf,
+        /// Also open every connector as a run would and check its health (a
+        /// store's table is opened, created if the sink creates it); no item is read or written.
+        #[arg(long)]
+        connect: bool,
     },
     /// Print the stage graph with each stage's settings.
     Graph {

@@ -80,12 +80,23 @@ fn dispatch(command: Command, registry: &Registry<Record>) -> ExitCode {
     let custom: Vec<&str> = registry.names();
     match command {
         Command::Run(args) => run::run(args, registry),
-        Command::Check { file } => match Config::load(&file, &custom) {
+        Command::Check { file, connect } => match Config::load(&file, &custom) {
             Ok(config) => {
                 // Opening inputs and outputs is part of the check (a missing
                 // file, an unwritable directory); nothing is read or written.
-                match build::check(&config, registry) {
-                    Ok(summary) => {
+                let checked = build::check(&config, registry).and_then(|summary| {
+                    let connected = if connect {
+                        build::connect::connect(&config)?
+                    } else {
+                        Vec::new()
+                    };
+                    Ok((summary, connected))
+                });
+                match checked {
+                    Ok((summary, connected)) => {
+                        for line in connected {
+                            println!("  {line}");
+                        }
                         println!("{}: ok ({summary})", file.display());
                         ExitCode::SUCCESS
                     }

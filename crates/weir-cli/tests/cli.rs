@@ -1181,3 +1181,66 @@ fn check_refuses_a_bad_sqlite_sink_with_positions() {
         out.stderr
     );
 }
+
+#[test]
+fn check_connect_opens_every_connector_and_names_the_one_that_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.jsonl", "{\"id\":1}\n");
+    write(dir.path(), "blocker", "a file where a directory is wanted");
+    let config = |db: &str, dead: &str| {
+        format!(
+            r#"
+[pipeline]
+on_error = "dead_letter"
+[[source]]
+type = "file"
+path = "in.jsonl"
+[sink]
+type = "sqlite"
+path = "{db}"
+table = "items"
+[sink.columns]
+id = {{ type = "integer" }}
+[dead_letter]
+type = "file"
+path = "{dead}"
+[checkpoint]
+path = "state.db"
+"#
+        )
+    };
+    write(
+        dir.path(),
+        "ok.toml",
+        &config("out/items.db", "dead/letters.jsonl"),
+    );
+    let out = run(weir(dir.path()).args(["check", "ok.toml", "--connect"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for wanted in [
+        "file `in.jsonl`: readable",
+        "sink: sqlite `out/items.db`: writable",
+        "dead_letter: file",
+        "checkpoint: `state.db`: 0 positions",
+    ] {
+        assert!(out.stdout.contains(wanted), "{wanted}: {}", out.stdout);
+    }
+    // Without --connect, nothing is opened or created.
+    write(
+        dir.path(),
+        "plain.toml",
+        &config("other/items.db", "dead/letters.jsonl"),
+    );
+    let out = run(weir(dir.path()).args(["check", "plain.toml"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!dir.path().join("other").exists());
+
+    write(
+        dir.path(),
+        "bad.toml",
+        &config("blocker/items.db", "blocker/dead.jsonl"),
+    );
+    let out = run(weir(dir.path()).args(["check", "bad.toml", "--connect"]));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("bad.toml:9:8: sink.path"), "{}", out.stderr);
+    assert!(out.stderr.contains("dead_letter.path"), "{}", out.stderr);
+}

@@ -10,6 +10,7 @@
 
 pub(crate) mod aggregate;
 pub(crate) mod ahead;
+pub(crate) mod connect;
 pub(crate) mod sinks;
 pub(crate) mod spec;
 

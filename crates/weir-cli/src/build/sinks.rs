@@ -156,6 +156,11 @@ impl fmt::Debug for SqliteRecords {
 }
 
 impl SqliteRecords {
+    /// The sink's [`healthcheck`](SqliteSink::healthcheck), as a message.
+    pub(crate) fn healthcheck(&self) -> Result<(), String> {
+        self.sink.healthcheck().map_err(|e| e.to_string())
+    }
+
     /// Opens the database and the table of `config`'s columns.
     pub(crate) fn open(config: SqliteSinkConfig, columns: Vec<Column>) -> Result<SqliteRecords, String> {
         let sink = SqliteSink::open(config).map_err(|e| e.to_string())?;

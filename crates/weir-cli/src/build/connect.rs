@@ -1,0 +1,115 @@
+//! `weir check --connect`: every connector opened as a run would open it,
+//! and its health checked, without reading or writing any item.
+
+use std::path::{Path, PathBuf};
+
+use super::sinks::AnySink;
+use super::{make_real_sink, open_source};
+use crate::config::{Config, ConfigError, Problem, Typed};
+
+/// What was checked, one line per connector; or every problem, with its
+/// place in the config.
+pub(crate) fn connect(config: &Config) -> Result<Vec<String>, ConfigError> {
+    let mut checked = Vec::new();
+    let mut problems = Vec::new();
+    for s in config.sources() {
+        if s.type_name != "file" {
+            checked.push(format!(
+                "{}: {} (nothing to connect to)",
+                s.opts.path, s.type_name
+            ));
+            continue;
+        }
+        let path = s.opts.str("path").unwrap_or_default();
+        match open_source(&s, None, None, false, None, &mut Vec::new()) {
+            Ok(_) => checked.push(format!("{}: file `{path}`: readable", s.opts.path)),
+            Err(message) => problems.push(problem(&s, "path", message)),
+        }
+    }
+    if let Some(sink) = config.sink() {
+        match sink_health(&sink) {
+            Ok(line) => checked.push(line),
+            Err((key, message)) => problems.push(problem(&sink, key, message)),
+        }
+    }
+    if let Some(dl) = config.dead_letter() {
+        let path = PathBuf::from(dl.opts.str("path").unwrap_or_default());
+        match writable_dir(&path) {
+            Ok(()) => checked.push(format!("dead_letter: file `{}`: writable", path.display())),
+            Err(message) => problems.push(problem(&dl, "path", message)),
+        }
+    }
+    if let Some(path) = config.checkpoint().str("path") {
+        match weir_io::checkpoint::SqliteCheckpoints::open(Path::new(&path)).and_then(|s| s.list()) {
+            Ok(positions) => checked.push(format!(
+                "checkpoint: `{path}`: {} position{}",
+                positions.len(),
+                if positions.len() == 1 { "" } else { "s" }
+            )),
+            Err(e) => problems.push(Problem {
+                pos: config.checkpoint().pos_of("path"),
+                path: "checkpoint.path".into(),
+                message: e.to_string(),
+            }),
+        }
+    }
+    if problems.is_empty() {
+        Ok(checked)
+    } else {
+        problems.sort_by_key(|p| p.pos);
+        Err(ConfigError {
+            path: config.path.clone(),
+            problems,
+        })
+    }
+}
+
+fn problem(t: &Typed<'_>, key: &str, message: String) -> Problem {
+    Problem {
+        pos: t.opts.pos_of(key),
+        path: format!("{}.{key}", t.opts.path),
+        message,
+    }
+}
+
+/// The sink's health: a store's table is opened (created when the sink
+/// creates it) and probed for writing; a file's directory must take a
+/// new file. The file itself is not created: a run writes it.
+fn sink_health(sink: &Typed<'_>) -> Result<String, (&'static str, String)> {
+    match sink.type_name {
+        "stdout" => Ok("sink: stdout".into()),
+        "file" => {
+            let path = PathBuf::from(sink.opts.str("path").unwrap_or_default());
+            writable_dir(&path).map_err(|m| ("path", m))?;
+            Ok(format!("sink: file `{}`: writable", path.display()))
+        }
+        _ => {
+            let made = make_real_sink(sink, &mut Vec::new())?;
+            match &made {
+                AnySink::Sqlite(s) => s.healthcheck().map_err(|e| ("path", e))?,
+                AnySink::File(_) | AnySink::Stdout(_) | AnySink::Collect(_) => {}
+            }
+            Ok(format!(
+                "sink: {} `{}`: writable",
+                sink.type_name,
+                sink.opts.str("path").unwrap_or_default()
+            ))
+        }
+    }
+}
+
+/// Whether a new file can be made beside `path` (its directory is created
+/// as a run would create it).
+fn writable_dir(path: &Path) -> Result<(), String> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("cannot create the directory `{}`: {e}", dir.display()))?;
+    let probe = dir.join(format!(".weir-check-{}", std::process::id()));
+    std::fs::File::create(&probe)
+        .map_err(|e| format!("cannot write in the directory `{}`: {e}", dir.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
