@@ -81,6 +81,8 @@ pub mod parallel;
 pub mod read;
 pub mod record;
 pub mod sink;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod stdin;
