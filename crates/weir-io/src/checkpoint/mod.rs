@@ -75,6 +75,11 @@ mod sqlite;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteCheckpoints;
 
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresCheckpoints;
+
 /// How many bytes from a file's start its fingerprint hashes.
 const HEAD: u64 = 4096;
 
@@ -297,8 +302,10 @@ fn position(
 }
 
 /// Where the positions of sources are kept between runs, by source name.
-/// The SQLite store ([`SqliteCheckpoints`], feature `sqlite`) is the
-/// embedded default; [`MemoryCheckpoints`] is for tests.
+/// The SQLite store (`SqliteCheckpoints`, feature `sqlite`) is the
+/// embedded default; the PostgreSQL store (`PostgresCheckpoints`, feature
+/// `postgres`) is for several machines sharing one store;
+/// [`MemoryCheckpoints`] is for tests.
 ///
 /// # Examples
 ///
