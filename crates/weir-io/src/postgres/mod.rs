@@ -110,6 +110,29 @@ pub(crate) const POSTGRES: Dialect = Dialect {
     schemas: true,
 };
 
+/// Checks a PostgreSQL URL without connecting (`postgres://user:password@host:port/db?…`,
+/// `postgresql://…`, or `host=… dbname=…`), and says how messages name
+/// its server: the database and the hosts, never the password.
+///
+/// # Errors
+///
+/// An [`IoError`] of kind [`InvalidConfig`](IoErrorKind::InvalidConfig)
+/// saying what does not parse.
+///
+/// # Examples
+///
+/// ```
+/// use weir_io::postgres::check_url;
+///
+/// let named = check_url("postgres://weir:s3cret@db.internal:6432/events").unwrap();
+/// assert_eq!(named, "database `events` on db.internal:6432");
+/// assert!(check_url("postgres://db.internal:port/events").is_err());
+/// assert!(check_url("").is_err());
+/// ```
+pub fn check_url(url: &str) -> Result<String, IoError> {
+    Target::parse(url, IoErrorKind::InvalidConfig).map(|t| t.name)
+}
+
 /// How long connecting may take when the URL does not say
 /// (`connect_timeout`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
