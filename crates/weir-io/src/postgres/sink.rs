@@ -130,74 +130,14 @@ impl PostgresSinkConfig {
         }
     }
 
-    /// Adds a column (after those already added). By default, there are
-    /// none.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use weir_io::postgres::{PostgresSinkConfig, SqlType};
-    /// let config = PostgresSinkConfig::new("postgres://localhost/test", "t").column("payload", SqlType::Json);
-    /// assert_eq!(config.columns, [("payload".to_owned(), SqlType::Json)]);
-    /// ```
-    pub fn column(mut self, name: impl Into<String>, ty: SqlType) -> PostgresSinkConfig {
-        self.columns.push((name.into(), ty));
-        self
-    }
-
-    /// Sets the mode. By default, append.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use weir_io::postgres::{PostgresMode, PostgresSinkConfig};
-    /// let config = PostgresSinkConfig::new("postgres://localhost/test", "t").mode(PostgresMode::Replace);
-    /// assert_eq!(config.mode, PostgresMode::Replace);
-    /// ```
-    pub fn mode(mut self, mode: PostgresMode) -> PostgresSinkConfig {
-        self.mode = mode;
-        self
-    }
-
-    /// Whether to create a missing table. By default, true.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let config = weir_io::postgres::PostgresSinkConfig::new("postgres://localhost/test", "t").create_table(false);
-    /// assert!(!config.create_table);
-    /// ```
-    pub fn create_table(mut self, create: bool) -> PostgresSinkConfig {
-        self.create_table = create;
-        self
-    }
-
-    /// Sets the rows per `COPY` (at least 1). By default, 5000.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let config = weir_io::postgres::PostgresSinkConfig::new("postgres://localhost/test", "t").batch_rows(64);
-    /// assert_eq!(config.batch_rows, 64);
-    /// ```
-    pub fn batch_rows(mut self, rows: usize) -> PostgresSinkConfig {
-        self.batch_rows = rows;
-        self
-    }
-
-    /// Whether each row is inserted when written, to fail alone. By
-    /// default, false.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let config = weir_io::postgres::PostgresSinkConfig::new("postgres://localhost/test", "t").isolate_rows(true);
-    /// assert!(config.isolate_rows);
-    /// ```
-    pub fn isolate_rows(mut self, isolate: bool) -> PostgresSinkConfig {
-        self.isolate_rows = isolate;
-        self
-    }
+    crate::sql::table_setters!(
+        PostgresSinkConfig,
+        PostgresMode,
+        "postgres",
+        "\"postgres://localhost/test\", \"t\"",
+        "COPY",
+        "5000"
+    );
 
     /// Checks the settings without connecting: the URL parses, the table
     /// and column names are plain identifiers (at most 63 bytes, not

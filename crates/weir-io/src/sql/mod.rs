@@ -81,6 +81,84 @@ impl SqlMode {
     }
 }
 
+/// The setters both table sinks' configs share (`SqliteSinkConfig`,
+/// `PostgresSinkConfig`), written once: `$config` is the type, `$mode` its
+/// mode alias, `$module` its module and `$args` what its `new` takes in
+/// the examples; `$batch` says what a batch is and its default.
+macro_rules! table_setters {
+    ($config:ident, $mode:ident, $module:literal, $args:literal, $batch:literal, $default:literal) => {
+        /// Adds a column (after those already added). By default, there are
+        /// none.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        #[doc = concat!("use weir_io::", $module, "::{SqlType, ", stringify!($config), "};")]
+        #[doc = concat!("let config = ", stringify!($config), "::new(", $args, ").column(\"payload\", SqlType::Json);")]
+        /// assert_eq!(config.columns, [("payload".to_owned(), SqlType::Json)]);
+        /// ```
+        pub fn column(mut self, name: impl Into<String>, ty: SqlType) -> $config {
+            self.columns.push((name.into(), ty));
+            self
+        }
+
+        /// Sets the mode. By default, append.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        #[doc = concat!("use weir_io::", $module, "::{", stringify!($mode), ", ", stringify!($config), "};")]
+        #[doc = concat!("let config = ", stringify!($config), "::new(", $args, ").mode(", stringify!($mode), "::Replace);")]
+        #[doc = concat!("assert_eq!(config.mode, ", stringify!($mode), "::Replace);")]
+        /// ```
+        pub fn mode(mut self, mode: $mode) -> $config {
+            self.mode = mode;
+            self
+        }
+
+        /// Whether to create a missing table. By default, true.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        #[doc = concat!("let config = weir_io::", $module, "::", stringify!($config), "::new(", $args, ").create_table(false);")]
+        /// assert!(!config.create_table);
+        /// ```
+        pub fn create_table(mut self, create: bool) -> $config {
+            self.create_table = create;
+            self
+        }
+
+        #[doc = concat!("Sets the rows per ", $batch, " (at least 1). By default, ", $default, ".")]
+        ///
+        /// # Examples
+        ///
+        /// ```
+        #[doc = concat!("let config = weir_io::", $module, "::", stringify!($config), "::new(", $args, ").batch_rows(64);")]
+        /// assert_eq!(config.batch_rows, 64);
+        /// ```
+        pub fn batch_rows(mut self, rows: usize) -> $config {
+            self.batch_rows = rows;
+            self
+        }
+
+        /// Whether each row is executed when written, to fail alone. By
+        /// default, false.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        #[doc = concat!("let config = weir_io::", $module, "::", stringify!($config), "::new(", $args, ").isolate_rows(true);")]
+        /// assert!(config.isolate_rows);
+        /// ```
+        pub fn isolate_rows(mut self, isolate: bool) -> $config {
+            self.isolate_rows = isolate;
+            self
+        }
+    };
+}
+pub(crate) use table_setters;
+
 /// What a database allows in names, for the checks.
 #[derive(Debug)]
 pub(crate) struct Dialect {

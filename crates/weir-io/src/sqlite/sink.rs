@@ -103,74 +103,14 @@ impl SqliteSinkConfig {
         }
     }
 
-    /// Adds a column (after those already added). By default, there are
-    /// none.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use weir_io::sqlite::{SqlType, SqliteSinkConfig};
-    /// let config = SqliteSinkConfig::new("out.db", "t").column("payload", SqlType::Json);
-    /// assert_eq!(config.columns, [("payload".to_owned(), SqlType::Json)]);
-    /// ```
-    pub fn column(mut self, name: impl Into<String>, ty: SqlType) -> SqliteSinkConfig {
-        self.columns.push((name.into(), ty));
-        self
-    }
-
-    /// Sets the mode. By default, append.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use weir_io::sqlite::{SqliteMode, SqliteSinkConfig};
-    /// let config = SqliteSinkConfig::new("out.db", "t").mode(SqliteMode::Replace);
-    /// assert_eq!(config.mode, SqliteMode::Replace);
-    /// ```
-    pub fn mode(mut self, mode: SqliteMode) -> SqliteSinkConfig {
-        self.mode = mode;
-        self
-    }
-
-    /// Whether to create a missing table. By default, true.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let config = weir_io::sqlite::SqliteSinkConfig::new("out.db", "t").create_table(false);
-    /// assert!(!config.create_table);
-    /// ```
-    pub fn create_table(mut self, create: bool) -> SqliteSinkConfig {
-        self.create_table = create;
-        self
-    }
-
-    /// Sets the rows per statement (at least 1). By default, 500.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let config = weir_io::sqlite::SqliteSinkConfig::new("out.db", "t").batch_rows(64);
-    /// assert_eq!(config.batch_rows, 64);
-    /// ```
-    pub fn batch_rows(mut self, rows: usize) -> SqliteSinkConfig {
-        self.batch_rows = rows;
-        self
-    }
-
-    /// Whether each row is executed when written, to fail alone. By
-    /// default, false.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let config = weir_io::sqlite::SqliteSinkConfig::new("out.db", "t").isolate_rows(true);
-    /// assert!(config.isolate_rows);
-    /// ```
-    pub fn isolate_rows(mut self, isolate: bool) -> SqliteSinkConfig {
-        self.isolate_rows = isolate;
-        self
-    }
+    crate::sql::table_setters!(
+        SqliteSinkConfig,
+        SqliteMode,
+        "sqlite",
+        "\"out.db\", \"t\"",
+        "INSERT statement",
+        "500"
+    );
 
     /// Checks the settings without touching the database: the table and
     /// column names are plain identifiers, there is at least one column
