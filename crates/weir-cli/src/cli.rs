@@ -45,7 +45,7 @@ pub(crate) enum Command {
     },
     /// List the positions kept in a checkpoint store (`weir run --checkpoint`).
     Checkpoints {
-        /// The SQLite store.
+        /// The SQLite store, or a PostgreSQL one: postgres://user@host:port/db.
         store: PathBuf,
     },
     /// List every source, stage and sink type with its options and defaults.
@@ -82,9 +82,10 @@ pub(crate) struct RunArgs {
     /// Stop the sources after N items.
     #[arg(long, value_name = "N")]
     pub(crate) limit: Option<u64>,
-    /// Keep the file source's position in this SQLite store and resume from it
-    /// (overrides `[checkpoint] path`).
-    #[arg(long, value_name = "STATE.db")]
+    /// Keep the file source's position in this SQLite store (or a PostgreSQL
+    /// one: postgres://user@host:port/db) and resume from it (overrides
+    /// `[checkpoint]`).
+    #[arg(long, value_name = "STATE.db|URL")]
     pub(crate) checkpoint: Option<PathBuf>,
     /// Ignore the stored position: read the input from its start (and checkpoint anew).
     #[arg(long)]

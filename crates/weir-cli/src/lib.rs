@@ -146,11 +146,12 @@ fn dispatch(command: Command, registry: &Registry<Record>) -> ExitCode {
 
 /// `weir checkpoints STORE`: one line per file position, with its age.
 fn list_checkpoints(store: &std::path::Path) -> ExitCode {
-    if !store.is_file() {
+    let at = build::StoreAt::from_arg(store.to_owned());
+    if matches!(at, build::StoreAt::File(_)) && !store.is_file() {
         eprintln!("weir: no checkpoint store at {}", store.display());
         return ExitCode::from(EXIT_CONFIG);
     }
-    let listed = weir_io::checkpoint::SqliteCheckpoints::open(store).and_then(|s| s.list());
+    let listed = at.list();
     let positions = match listed {
         Ok(p) => p,
         Err(e) => {
@@ -159,7 +160,7 @@ fn list_checkpoints(store: &std::path::Path) -> ExitCode {
         }
     };
     if positions.is_empty() {
-        println!("{}: no checkpoints", store.display());
+        println!("{}: no checkpoints", at.name());
         return ExitCode::SUCCESS;
     }
     let now_ms = std::time::SystemTime::now()

@@ -243,12 +243,14 @@ async fn run_async(args: RunArgs, config: Config, registry: &Registry<Record>) -
 /// `--checkpoint` / `[checkpoint]`, if either is given.
 fn checkpoint_options(args: &RunArgs, config: &Config) -> Option<build::CheckpointOptions> {
     let table = config.checkpoint();
-    let path = args
-        .checkpoint
-        .clone()
-        .or_else(|| table.str("path").map(PathBuf::from))?;
+    let store = match (&args.checkpoint, table.str("path"), table.str("url")) {
+        (Some(arg), _, _) => build::StoreAt::from_arg(arg.clone()),
+        (None, Some(path), _) => build::StoreAt::File(PathBuf::from(path)),
+        (None, None, Some(url)) => build::StoreAt::Server(url),
+        (None, None, None) => return None,
+    };
     Some(build::CheckpointOptions {
-        path,
+        store,
         interval: table.duration("interval").unwrap_or(Duration::from_secs(1)),
         from_start: args.from_start,
     })

@@ -41,6 +41,14 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
+/// The `n` of each JSON line of `stdout`.
+fn numbers(stdout: &str) -> Vec<u64> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["n"].as_u64().unwrap())
+        .collect()
+}
+
 fn lines(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
@@ -973,12 +981,6 @@ path = "state/ck.db"
 interval = "1ms"
 "#,
     );
-    let numbers = |stdout: &str| -> Vec<u64> {
-        stdout
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap()["n"].as_u64().unwrap())
-            .collect()
-    };
     // Stopped after 1200 lines: the next run reads from line 1201 on.
     let first = run(weir(dir.path()).args(["run", "p.toml", "--quiet", "--limit", "1200"]));
     assert_eq!(first.code, 0, "{}", first.stderr);
@@ -1220,7 +1222,7 @@ path = "state.db"
         "file `in.jsonl`: readable",
         "sink: sqlite `out/items.db`: writable",
         "dead_letter: file",
-        "checkpoint: `state.db`: 0 positions",
+        "checkpoint: state.db: 0 positions",
     ] {
         assert!(out.stdout.contains(wanted), "{wanted}: {}", out.stdout);
     }
@@ -1243,4 +1245,236 @@ path = "state.db"
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("bad.toml:9:8: sink.path"), "{}", out.stderr);
     assert!(out.stderr.contains("dead_letter.path"), "{}", out.stderr);
+}
+
+/// The local PostgreSQL server (`WEIR_TEST_POSTGRES`, by default
+/// 127.0.0.1:5432, trust auth, database `test`), with a fresh schema named
+/// after the test: `None` (the test says it is skipped) when there is no
+/// server, unless `CI=true`, where the test fails.
+struct Postgres {
+    runtime: tokio::runtime::Runtime,
+    client: tokio_postgres::Client,
+    url: String,
+    schema: String,
+}
+
+impl Postgres {
+    fn find(test: &str) -> Option<Postgres> {
+        let url = std::env::var("WEIR_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = match runtime.block_on(tokio_postgres::connect(&url, tokio_postgres::NoTls)) {
+            Ok((client, connection)) => {
+                runtime.spawn(connection);
+                client
+            }
+            Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+                panic!("CI=true and no PostgreSQL server at {url}: {e}")
+            }
+            Err(e) => {
+                eprintln!("skipped {test}: no PostgreSQL server at {url} ({e})");
+                return None;
+            }
+        };
+        let schema = format!("weir_cli_{test}_{}", std::process::id());
+        let pg = Postgres {
+            runtime,
+            client,
+            url,
+            schema,
+        };
+        pg.execute(&format!(
+            "DROP SCHEMA IF EXISTS {s} CASCADE; CREATE SCHEMA {s}",
+            s = pg.schema
+        ));
+        Some(pg)
+    }
+
+    fn execute(&self, sql: &str) {
+        self.runtime.block_on(self.client.batch_execute(sql)).unwrap();
+    }
+
+    /// Each row's columns as text.
+    fn query(&self, sql: &str) -> Vec<Vec<String>> {
+        let rows = self.runtime.block_on(self.client.query(sql, &[])).unwrap();
+        rows.iter()
+            .map(|r| (0..r.len()).map(|i| r.get::<_, String>(i)).collect())
+            .collect()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let drop = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema);
+        let _ = self.runtime.block_on(self.client.batch_execute(&drop));
+    }
+}
+
+#[test]
+fn a_jsonl_file_filtered_into_a_postgres_upsert_keeps_the_latest_row_of_each_key() {
+    let Some(pg) = Postgres::find("upsert") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let input = [
+        r#"{"id": 1, "name": "ann", "keep": true, "tags": ["a"]}"#,
+        r#"{"id": 2, "name": "bo", "keep": false}"#,
+        r#"{"id": 3, "name": "cy", "keep": true}"#,
+        r#"{"id": 1, "name": "anna", "keep": true, "tags": ["b", "c"]}"#,
+        r#"{"id": 4, "name": "'); DROP TABLE x; --", "keep": true}"#,
+    ]
+    .join("\n");
+    write(dir.path(), "in.jsonl", &format!("{input}\n"));
+    let config = format!(
+        r#"
+[[source]]
+type = "file"
+path = "in.jsonl"
+[[stage]]
+type = "filter"
+jq = '.keep'
+[sink]
+type = "postgres"
+url = "${{PG_URL}}"
+table = "{schema}.people"
+mode = "upsert"
+key = ["id"]
+columns.id = {{ type = "integer" }}
+columns.name = {{ type = "text" }}
+columns.tags = {{ type = "json", jq = '.tags // []' }}
+"#,
+        schema = pg.schema
+    );
+    write(dir.path(), "p.toml", &config);
+    let checked = run(weir(dir.path()).args(["check", "p.toml"]).env("PG_URL", &pg.url));
+    assert_eq!(checked.code, 0, "{}", checked.stderr);
+    let out = run(weir(dir.path())
+        .args(["run", "p.toml", "--quiet"])
+        .env("PG_URL", &pg.url));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let rows = pg.query(&format!(
+        "SELECT id::text, name, tags::text FROM {}.people ORDER BY id",
+        pg.schema
+    ));
+    let expected = [
+        ["1", "anna", r#"["b", "c"]"#],
+        ["3", "cy", "[]"],
+        ["4", "'); DROP TABLE x; --", "[]"],
+    ];
+    assert_eq!(rows, expected.map(|r| r.map(str::to_owned).to_vec()));
+    // A second run of the same input changes nothing: upserts are idempotent.
+    let again = run(weir(dir.path())
+        .args(["run", "p.toml", "--quiet"])
+        .env("PG_URL", &pg.url));
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    let count = pg.query(&format!("SELECT count(*)::text FROM {}.people", pg.schema));
+    assert_eq!(count, [["3"]]);
+}
+
+#[test]
+fn a_checkpointed_run_with_a_postgres_store_resumes_where_the_last_one_stopped() {
+    let Some(pg) = Postgres::find("checkpoint") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let input: String = (1..=3000).map(|i| format!("{{\"n\":{i}}}\n")).collect();
+    write(dir.path(), "in.jsonl", &input);
+    let store = format!("{}?options=-c%20search_path%3D{}", pg.url, pg.schema);
+    write(
+        dir.path(),
+        "p.toml",
+        r#"
+[[source]]
+type = "file"
+path = "in.jsonl"
+[[stage]]
+type = "filter"
+jq = '.n % 2 == 0'
+[sink]
+type = "stdout"
+[checkpoint]
+url = "${STORE}"
+"#,
+    );
+    let first = run(weir(dir.path())
+        .args(["run", "p.toml", "--quiet", "--limit", "1200"])
+        .env("STORE", &store));
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let listed = run(weir(dir.path()).args(["checkpoints", &store]));
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert!(
+        listed.stdout.contains("in.jsonl") && listed.stdout.contains(" 1200 "),
+        "{}",
+        listed.stdout
+    );
+    let second = run(weir(dir.path())
+        .args(["run", "p.toml", "--quiet"])
+        .env("STORE", &store));
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert_eq!(
+        numbers(&first.stdout),
+        (2..=1200).step_by(2).collect::<Vec<u64>>()
+    );
+    assert_eq!(
+        numbers(&second.stdout),
+        (1202..=3000).step_by(2).collect::<Vec<u64>>()
+    );
+    // `--checkpoint URL` names the same store: nothing left to read.
+    write(
+        dir.path(),
+        "bare.toml",
+        "[[source]]\ntype = \"file\"\npath = \"in.jsonl\"\n[sink]\ntype = \"stdout\"\n",
+    );
+    let third = run(weir(dir.path()).args(["run", "bare.toml", "--quiet", "--checkpoint", &store]));
+    assert_eq!((third.code, third.stdout.as_str()), (0, ""), "{}", third.stderr);
+    let rows = pg.query(&format!("SELECT file FROM {}.weir_checkpoints", pg.schema));
+    assert_eq!(rows.len(), 1, "{rows:?}");
+}
+
+#[test]
+fn check_validates_postgres_sinks_and_stores_without_connecting() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.jsonl", "{\"n\":1}\n");
+    // Nothing listens on port 1: a check that connected would fail.
+    let nowhere = "postgres://me:secret@127.0.0.1:1/nowhere";
+    let sink = |table: &str, url: &str| {
+        format!(
+            "[[source]]\ntype = \"file\"\npath = \"in.jsonl\"\n[sink]\ntype = \"postgres\"\nurl = \"{url}\"\n\
+             table = \"{table}\"\ncolumns.n = {{ type = \"integer\" }}\n"
+        )
+    };
+    write(dir.path(), "ok.toml", &sink("etl.numbers", nowhere));
+    let ok = run(weir(dir.path()).args(["check", "ok.toml"]));
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    for (body, wanted) in [
+        (sink("n; DROP TABLE n", nowhere), "not a plain SQL identifier"),
+        (sink("pg_class", nowhere), "reserved"),
+        (sink("n", "postgres://h:port/db"), "invalid PostgreSQL URL"),
+        (
+            format!("[[source]]\ntype = \"file\"\npath = \"in.jsonl\"\n[checkpoint]\npath = \"a.db\"\nurl = \"{nowhere}\"\n"),
+            "not both",
+        ),
+        (
+            "[[source]]\ntype = \"file\"\npath = \"in.jsonl\"\n[checkpoint]\nurl = \"mysql://x\"\n".to_owned(),
+            "expected a PostgreSQL URL",
+        ),
+    ] {
+        write(dir.path(), "bad.toml", &body);
+        let out = run(weir(dir.path()).args(["check", "bad.toml"]));
+        assert_eq!(out.code, 2, "{body}: {}", out.stderr);
+        assert!(out.stderr.contains(wanted), "{body}: {}", out.stderr);
+        assert!(!out.stderr.contains("secret"), "{}", out.stderr);
+    }
+    // Running it does connect, and says where it could not.
+    let failed = run(weir(dir.path()).args(["run", "ok.toml", "--quiet"]));
+    assert_eq!(failed.code, 2, "{}", failed.stderr);
+    assert!(
+        failed.stderr.contains("database `nowhere` on 127.0.0.1:1"),
+        "{}",
+        failed.stderr
+    );
+    assert!(!failed.stderr.contains("secret"), "{}", failed.stderr);
 }

@@ -12,14 +12,20 @@
 //!   (written atomically through a temporary file, rotated by size,
 //!   compressed by extension) and [`sink::DeadLetterFileSink`]; with the
 //!   `sqlite` feature, `sqlite::SqliteSink` (rows into a table, batched
-//!   transactions; append, upsert or replace).
+//!   transactions; append, upsert or replace); with the `postgres`
+//!   feature, `postgres::PostgresSink` (the same, over binary `COPY`). Both
+//!   take the rows of `sql`.
+//! - Checkpoints ([`checkpoint`]): where a file source was left, in
+//!   memory, a SQLite file (`sqlite`) or a PostgreSQL table (`postgres`,
+//!   for several machines sharing one store).
 //! - Errors: [`IoError`] for opening, reading and writing (it names the
 //!   path), [`DecodeError`] for a line that cannot be decoded (it names
 //!   `file:line:column`).
 //!
 //! Cargo features: `gzip` and `zstd` (both on by default) read and write
 //! `.gz` and `.zst` files; `sqlite` (SQLite compiled in: nothing to
-//! install) adds the `sqlite` module; `full` turns on every feature.
+//! install) adds the `sqlite` module; `postgres` (tokio-postgres) adds the
+//! `postgres` module; `full` turns on every feature.
 //!
 //! # Example
 //!
@@ -78,9 +84,13 @@ pub mod file;
 pub mod format;
 pub mod generate;
 pub mod parallel;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod read;
 pub mod record;
 pub mod sink;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod stdin;

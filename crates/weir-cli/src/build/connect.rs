@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::sinks::AnySink;
-use super::{make_real_sink, open_source};
+use super::{make_real_sink, open_source, StoreAt};
 use crate::config::{Config, ConfigError, Problem, Typed};
 
 /// What was checked, one line per connector; or every problem, with its
@@ -39,16 +39,27 @@ pub(crate) fn connect(config: &Config) -> Result<Vec<String>, ConfigError> {
             Err(message) => problems.push(problem(&dl, "path", message)),
         }
     }
-    if let Some(path) = config.checkpoint().str("path") {
-        match weir_io::checkpoint::SqliteCheckpoints::open(Path::new(&path)).and_then(|s| s.list()) {
+    let table = config.checkpoint();
+    let store = match (table.str("path"), table.str("url")) {
+        (Some(path), _) => Some(StoreAt::File(PathBuf::from(path))),
+        (None, Some(url)) => Some(StoreAt::Server(url)),
+        (None, None) => None,
+    };
+    if let Some(store) = store {
+        match store.list() {
             Ok(positions) => checked.push(format!(
-                "checkpoint: `{path}`: {} position{}",
+                "checkpoint: {}: {} position{}",
+                store.name(),
                 positions.len(),
                 if positions.len() == 1 { "" } else { "s" }
             )),
             Err(e) => problems.push(Problem {
-                pos: config.checkpoint().pos_of("path"),
-                path: "checkpoint.path".into(),
+                pos: table.pos_of(if table.str("path").is_some() {
+                    "path"
+                } else {
+                    "url"
+                }),
+                path: "checkpoint".into(),
                 message: e.to_string(),
             }),
         }
@@ -85,15 +96,19 @@ fn sink_health(sink: &Typed<'_>) -> Result<String, (&'static str, String)> {
         }
         _ => {
             let made = make_real_sink(sink, &mut Vec::new())?;
-            match &made {
-                AnySink::Sqlite(s) => s.healthcheck().map_err(|e| ("path", e))?,
-                AnySink::File(_) | AnySink::Stdout(_) | AnySink::Collect(_) => {}
-            }
-            Ok(format!(
-                "sink: {} `{}`: writable",
-                sink.type_name,
-                sink.opts.str("path").unwrap_or_default()
-            ))
+            let at = match &made {
+                AnySink::Sqlite(s) => {
+                    s.healthcheck().map_err(|e| ("path", e))?;
+                    format!("`{}`", sink.opts.str("path").unwrap_or_default())
+                }
+                AnySink::Postgres(s) => {
+                    s.healthcheck().map_err(|e| ("url", e))?;
+                    weir_io::postgres::check_url(&sink.opts.str("url").unwrap_or_default())
+                        .unwrap_or_default()
+                }
+                AnySink::File(_) | AnySink::Stdout(_) | AnySink::Collect(_) => String::new(),
+            };
+            Ok(format!("sink: {} {at}: writable", sink.type_name))
         }
     }
 }

@@ -102,12 +102,74 @@ pub(crate) struct Options {
 /// they are committed.
 #[derive(Debug, Clone)]
 pub(crate) struct CheckpointOptions {
-    /// The SQLite store.
-    pub(crate) path: PathBuf,
+    /// The store.
+    pub(crate) store: StoreAt,
     /// Commit at most this often (and at the end of the run).
     pub(crate) interval: std::time::Duration,
     /// Ignore the stored positions: read from the start (then commit).
     pub(crate) from_start: bool,
+}
+
+/// Where checkpoints are kept.
+#[derive(Clone)]
+pub(crate) enum StoreAt {
+    /// A SQLite file (`path`).
+    File(PathBuf),
+    /// A PostgreSQL server (`url`), shared by several machines.
+    Server(String),
+}
+
+impl std::fmt::Debug for StoreAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+impl StoreAt {
+    /// `--checkpoint`'s or `weir checkpoints`'s argument: a PostgreSQL URL
+    /// (`postgres://…`) or a SQLite file.
+    pub(crate) fn from_arg(arg: PathBuf) -> StoreAt {
+        match arg.to_str().filter(|s| crate::config::is_postgres_url(s)) {
+            Some(url) => StoreAt::Server(url.to_owned()),
+            None => StoreAt::File(arg),
+        }
+    }
+
+    /// The store for messages: the file, or the server's database and
+    /// host (never the URL: it may hold a password).
+    pub(crate) fn name(&self) -> String {
+        match self {
+            StoreAt::File(path) => path.display().to_string(),
+            StoreAt::Server(url) => {
+                weir_io::postgres::check_url(url).unwrap_or_else(|_| "an invalid PostgreSQL URL".into())
+            }
+        }
+    }
+
+    /// The `[checkpoint]` key that names this store.
+    fn key(&self) -> &'static str {
+        match self {
+            StoreAt::File(_) => "path",
+            StoreAt::Server(_) => "url",
+        }
+    }
+
+    /// Opens the store (a file is created if missing; a server's table
+    /// too).
+    pub(crate) fn open(&self) -> Result<Arc<dyn weir_io::checkpoint::CheckpointStore>, weir_io::IoError> {
+        Ok(match self {
+            StoreAt::File(path) => Arc::new(weir_io::checkpoint::SqliteCheckpoints::open(path)?),
+            StoreAt::Server(url) => Arc::new(weir_io::checkpoint::PostgresCheckpoints::open(url)?),
+        })
+    }
+
+    /// Every position in the store.
+    pub(crate) fn list(&self) -> Result<Vec<weir_io::checkpoint::StoredPosition>, weir_io::IoError> {
+        match self {
+            StoreAt::File(path) => weir_io::checkpoint::SqliteCheckpoints::open(path)?.list(),
+            StoreAt::Server(url) => weir_io::checkpoint::PostgresCheckpoints::open(url)?.list(),
+        }
+    }
 }
 
 /// Where a line lies, for its checkpoint's acknowledgement.
@@ -218,8 +280,10 @@ pub(crate) fn build(
         if testing {
             // `weir check` and `weir test` check a sink's settings, and
             // collect its items instead of writing them.
-            if t.type_name == "sqlite" {
-                sinks::sqlite_config(t)?;
+            match t.type_name {
+                "sqlite" => drop(sinks::sqlite_config(t)?),
+                "postgres" => drop(sinks::postgres_config(t)?),
+                _ => {}
             }
             let c = made.entry(owner.to_owned()).or_default().clone();
             return Ok(AnySink::Collect(c));
@@ -446,7 +510,7 @@ pub(crate) fn build(
 /// A run's checkpointing: the store, and the checkpointer of its file
 /// source once opened.
 pub(crate) struct Checkpointing {
-    store: Arc<weir_io::checkpoint::SqliteCheckpoints>,
+    store: Arc<dyn weir_io::checkpoint::CheckpointStore>,
     options: CheckpointOptions,
     made: std::cell::RefCell<Option<weir_io::checkpoint::Checkpointer>>,
 }
@@ -514,14 +578,16 @@ impl Checkpointing {
                 "path",
                 "a `file` sink writes its output when the run ends, so a killed run's lines would be lost \
                  behind its checkpoint: with checkpoints, write to a store that keeps each flush (a `sqlite` \
-                 sink) or to stdout"
+                 or `postgres` sink) or to stdout"
                     .into(),
             ));
         }
-        let store = weir_io::checkpoint::SqliteCheckpoints::open(&options.path)
-            .map_err(|e| problem(None, "path", e.to_string()))?;
+        let store = options
+            .store
+            .open()
+            .map_err(|e| problem(None, options.store.key(), e.to_string()))?;
         Ok(Checkpointing {
-            store: Arc::new(store),
+            store,
             options: options.clone(),
             made: std::cell::RefCell::new(None),
         })
@@ -534,7 +600,6 @@ impl Checkpointing {
         name: &str,
         source: &mut weir_io::file::FileSource,
     ) -> Result<weir_io::checkpoint::Checkpointer, String> {
-        use weir_io::checkpoint::CheckpointStore;
         let resumed = if self.options.from_start {
             Vec::new()
         } else {
@@ -569,9 +634,14 @@ fn make_real_sink(t: &Typed<'_>, outputs: &mut Vec<PathBuf>) -> Result<AnySink, 
     if t.type_name == "sqlite" {
         let (config, columns) = sinks::sqlite_config(t)?;
         let path = config.path.clone();
-        let sink = sinks::SqliteRecords::open(config, columns).map_err(|e| ("path", e))?;
+        let sink = sinks::Records::sqlite(config, columns).map_err(|e| ("path", e))?;
         outputs.push(path);
         return Ok(AnySink::Sqlite(Box::new(sink)));
+    }
+    if t.type_name == "postgres" {
+        let (config, columns) = sinks::postgres_config(t)?;
+        let sink = sinks::Records::postgres(config, columns).map_err(|e| ("url", e))?;
+        return Ok(AnySink::Postgres(Box::new(sink)));
     }
     let format = match o.str("format").as_deref() {
         Some("csv") => {

@@ -7,9 +7,11 @@ use std::sync::{Arc, Mutex};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 use weir::{BoxError, DeadLetter, Sink};
+use weir_io::postgres::{PostgresSink, PostgresSinkConfig};
 use weir_io::sink::{DeadLetterFileSink, FileSink, StdoutSink};
-use weir_io::sqlite::{Row, SqlType, SqliteMode, SqliteSink, SqliteSinkConfig};
-use weir_io::{JsonText, Origin, Record};
+use weir_io::sql::{Row, SqlMode, SqlType};
+use weir_io::sqlite::{SqliteSink, SqliteSinkConfig};
+use weir_io::{IoError, JsonText, Origin, Record};
 
 use crate::config::tree::Node;
 use crate::config::Typed;
@@ -43,7 +45,9 @@ pub(crate) enum AnySink {
     /// Standard output.
     Stdout(StdoutSink),
     /// A SQLite table, each record made a row.
-    Sqlite(Box<SqliteRecords>),
+    Sqlite(Box<Records<SqliteSink>>),
+    /// A PostgreSQL table, each record made a row.
+    Postgres(Box<Records<PostgresSink>>),
     /// Values kept in memory (`weir test`).
     Collect(Arc<Mutex<Vec<serde_json::Value>>>),
 }
@@ -54,6 +58,7 @@ impl fmt::Debug for AnySink {
             AnySink::File(_) => "File",
             AnySink::Stdout(_) => "Stdout",
             AnySink::Sqlite(_) => "Sqlite",
+            AnySink::Postgres(_) => "Postgres",
             AnySink::Collect(_) => "Collect",
         })
     }
@@ -67,6 +72,7 @@ impl Sink<Record> for AnySink {
             AnySink::File(s) => Sink::<Record>::write(s.as_mut(), item).await.map_err(Into::into),
             AnySink::Stdout(s) => Sink::<Record>::write(s, item).await.map_err(Into::into),
             AnySink::Sqlite(s) => s.write(&item.value, item.origin.as_ref()).await,
+            AnySink::Postgres(s) => s.write(&item.value, item.origin.as_ref()).await,
             AnySink::Collect(v) => {
                 v.lock().expect("collector lock").push(item.value);
                 Ok(())
@@ -79,6 +85,7 @@ impl Sink<Record> for AnySink {
             AnySink::File(s) => Sink::<Record>::flush(s.as_mut()).await.map_err(Into::into),
             AnySink::Stdout(s) => Sink::<Record>::flush(s).await.map_err(Into::into),
             AnySink::Sqlite(s) => Sink::<Row>::flush(&mut s.sink).await.map_err(Into::into),
+            AnySink::Postgres(s) => Sink::<Row>::flush(&mut s.sink).await.map_err(Into::into),
             AnySink::Collect(_) => Ok(()),
         }
     }
@@ -88,6 +95,7 @@ impl Sink<Record> for AnySink {
             AnySink::File(s) => Sink::<Record>::close(s.as_mut()).await.map_err(Into::into),
             AnySink::Stdout(s) => Sink::<Record>::close(s).await.map_err(Into::into),
             AnySink::Sqlite(s) => Sink::<Row>::close(&mut s.sink).await.map_err(Into::into),
+            AnySink::Postgres(s) => Sink::<Row>::close(&mut s.sink).await.map_err(Into::into),
             AnySink::Collect(_) => Ok(()),
         }
     }
@@ -105,6 +113,7 @@ impl Sink<Out> for AnySink {
             AnySink::File(s) => s.as_mut().write(text).await.map_err(Into::into),
             AnySink::Stdout(s) => s.write(text).await.map_err(Into::into),
             AnySink::Sqlite(s) => s.write(&text.to_value(), Some(&origin)).await,
+            AnySink::Postgres(s) => s.write(&text.to_value(), Some(&origin)).await,
             AnySink::Collect(v) => {
                 v.lock().expect("collector lock").push(text.to_value());
                 Ok(())
@@ -130,7 +139,7 @@ enum Source {
     Jq(Jq),
 }
 
-/// A column of a `sqlite` sink: its name, type and value.
+/// A column of a table sink: its name, type and value.
 #[derive(Debug)]
 pub(crate) struct Column {
     name: String,
@@ -138,35 +147,55 @@ pub(crate) struct Column {
     source: Source,
 }
 
-/// A `sqlite` sink fed with records: each column's value is computed from
-/// the record (a jq expression, or the field of the column's name) and
-/// converted to the column's type; a failure there is that item's.
-pub(crate) struct SqliteRecords {
-    sink: SqliteSink,
+/// A table sink (`sqlite`, `postgres`) fed with records: each column's
+/// value is computed from the record (a jq expression, or the field of the
+/// column's name) and converted to the column's type; a failure there is
+/// that item's.
+pub(crate) struct Records<S> {
+    sink: S,
     columns: Vec<Column>,
 }
 
-impl fmt::Debug for SqliteRecords {
+impl<S: fmt::Debug> fmt::Debug for Records<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SqliteRecords")
+        f.debug_struct("Records")
             .field("sink", &self.sink)
             .field("columns", &self.columns)
             .finish()
     }
 }
 
-impl SqliteRecords {
+impl Records<SqliteSink> {
+    /// Opens the database and the table of `config`'s columns.
+    pub(crate) fn sqlite(config: SqliteSinkConfig, columns: Vec<Column>) -> Result<Self, String> {
+        let sink = SqliteSink::open(config).map_err(|e| e.to_string())?;
+        Ok(Records { sink, columns })
+    }
+}
+
+impl Records<PostgresSink> {
+    /// Connects, and checks (or creates) the table of `config`'s columns.
+    pub(crate) fn postgres(config: PostgresSinkConfig, columns: Vec<Column>) -> Result<Self, String> {
+        let sink = PostgresSink::open(config).map_err(|e| e.to_string())?;
+        Ok(Records { sink, columns })
+    }
+}
+
+impl Records<SqliteSink> {
     /// The sink's [`healthcheck`](SqliteSink::healthcheck), as a message.
     pub(crate) fn healthcheck(&self) -> Result<(), String> {
         self.sink.healthcheck().map_err(|e| e.to_string())
     }
+}
 
-    /// Opens the database and the table of `config`'s columns.
-    pub(crate) fn open(config: SqliteSinkConfig, columns: Vec<Column>) -> Result<SqliteRecords, String> {
-        let sink = SqliteSink::open(config).map_err(|e| e.to_string())?;
-        Ok(SqliteRecords { sink, columns })
+impl Records<PostgresSink> {
+    /// The sink's [`healthcheck`](PostgresSink::healthcheck), as a message.
+    pub(crate) fn healthcheck(&self) -> Result<(), String> {
+        self.sink.healthcheck().map_err(|e| e.to_string())
     }
+}
 
+impl<S: Sink<Row, Error = IoError>> Records<S> {
     /// The row of `value`: a jq error, or a value its column's type does
     /// not take, names the column (and the item's file:line).
     fn row(&self, value: &Value) -> Result<Row, String> {
@@ -191,42 +220,43 @@ impl SqliteRecords {
     }
 }
 
-/// Reads a `sqlite` sink's options into its settings and columns, and
-/// checks them (nothing is opened). `Err`: the key to point at and why.
-pub(crate) fn sqlite_config(
-    t: &Typed<'_>,
-) -> Result<(SqliteSinkConfig, Vec<Column>), (&'static str, String)> {
+/// What the table sinks' options share, read and partly checked.
+struct Table {
+    table: String,
+    columns: Vec<(String, SqlType)>,
+    mode: SqlMode,
+    create_table: bool,
+    batch_rows: Option<usize>,
+    isolate_rows: bool,
+}
+
+/// Reads a table sink's shared options (`table`, `columns`, `mode`,
+/// `key`, …) and compiles its columns' jq. `Err`: the key to point at and
+/// why.
+fn table_options(t: &Typed<'_>) -> Result<(Table, Vec<Column>), (&'static str, String)> {
     let o = &t.opts;
-    let mut config = SqliteSinkConfig::new(
-        o.str("path").unwrap_or_default(),
-        o.str("table").unwrap_or_default(),
-    )
-    .create_table(o.bool("create_table").unwrap_or(true))
-    .isolate_rows(o.bool("isolate_rows").unwrap_or(false));
-    if let Some(n) = o.int("batch_rows") {
-        config = config.batch_rows(usize::try_from(n).unwrap_or(usize::MAX));
-    }
     let key: Vec<String> = o
         .list("key")
         .iter()
         .filter_map(|n| n.as_str().map(str::to_owned))
         .collect();
     let mode = o.str("mode").unwrap_or_else(|| "append".to_owned());
-    config = config.mode(match mode.as_str() {
-        "upsert" => SqliteMode::Upsert { key },
+    let mode = match mode.as_str() {
+        "upsert" => SqlMode::Upsert { key },
         _ if o.node("key").is_some() => {
             return Err(("key", format!("`key` is for mode = \"upsert\", not \"{mode}\"")));
         }
-        "replace" => SqliteMode::Replace,
-        _ => SqliteMode::Append,
-    });
+        "replace" => SqlMode::Replace,
+        _ => SqlMode::Append,
+    };
+    let mut types = Vec::new();
     let mut columns = Vec::new();
     for (name, node) in o.entries("columns") {
         let text = |key: &str| node.get(key).and_then(Node::as_str);
         let ty: SqlType = text("type")
             .unwrap_or_default()
             .parse()
-            .map_err(|e: weir_io::IoError| ("columns", format!("column `{name}`: {e}")))?;
+            .map_err(|e: IoError| ("columns", format!("column `{name}`: {e}")))?;
         let source = match text("jq") {
             Some(src) => Source::Jq(
                 Jq::compile(src)
@@ -234,19 +264,75 @@ pub(crate) fn sqlite_config(
             ),
             None => Source::Field(name.clone()),
         };
-        config = config.column(name.clone(), ty);
+        types.push((name.clone(), ty));
         columns.push(Column { name, ty, source });
     }
-    if let Err(e) = config.validate() {
-        let message = e.to_string();
-        // Point at the option the message is about.
-        let key = ["upsert", "table", "batch_rows"]
-            .into_iter()
-            .find(|k| message.starts_with(k))
-            .map_or("columns", |k| if k == "upsert" { "key" } else { k });
-        return Err((key, message));
-    }
-    Ok((config, columns))
+    let table = Table {
+        table: o.str("table").unwrap_or_default(),
+        columns: types,
+        mode,
+        create_table: o.bool("create_table").unwrap_or(true),
+        batch_rows: o
+            .int("batch_rows")
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        isolate_rows: o.bool("isolate_rows").unwrap_or(false),
+    };
+    Ok((table, columns))
+}
+
+/// A table sink's `validate` error, with the option its message is about.
+fn misplaced(e: IoError) -> (&'static str, String) {
+    let message = e.to_string();
+    let key = [
+        ("upsert", "key"),
+        ("table", "table"),
+        ("schema", "table"),
+        ("batch_rows", "batch_rows"),
+        ("invalid PostgreSQL URL", "url"),
+        ("no PostgreSQL URL", "url"),
+    ]
+    .into_iter()
+    .find(|(start, _)| message.starts_with(start))
+    .map_or("columns", |(_, key)| key);
+    (key, message)
+}
+
+/// A table sink's settings (`$config`: `SqliteSinkConfig` or
+/// `PostgresSinkConfig`, whose `new` takes the `$target` option and the
+/// table) from its options, checked: the settings and the columns, or the
+/// key to point at and why. (A macro: the two configs share their setters'
+/// names, not a trait.)
+macro_rules! table_config {
+    ($t:expr, $config:ty, $target:literal) => {{
+        let (table, columns) = table_options($t)?;
+        let mut config = <$config>::new($t.opts.str($target).unwrap_or_default(), table.table)
+            .mode(table.mode)
+            .create_table(table.create_table)
+            .isolate_rows(table.isolate_rows);
+        config.columns = table.columns;
+        if let Some(n) = table.batch_rows {
+            config = config.batch_rows(n);
+        }
+        config.validate().map_err(misplaced)?;
+        Ok((config, columns))
+    }};
+}
+
+/// Reads a `sqlite` sink's options into its settings and columns, and
+/// checks them (nothing is opened). `Err`: the key to point at and why.
+pub(crate) fn sqlite_config(
+    t: &Typed<'_>,
+) -> Result<(SqliteSinkConfig, Vec<Column>), (&'static str, String)> {
+    table_config!(t, SqliteSinkConfig, "path")
+}
+
+/// Reads a `postgres` sink's options into its settings and columns, and
+/// checks them, the URL included, without connecting. `Err`: the key to
+/// point at and why.
+pub(crate) fn postgres_config(
+    t: &Typed<'_>,
+) -> Result<(PostgresSinkConfig, Vec<Column>), (&'static str, String)> {
+    table_config!(t, PostgresSinkConfig, "url")
 }
 
 /// The dead-letter sink.

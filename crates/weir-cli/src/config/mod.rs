@@ -285,6 +285,52 @@ fn semantic_checks(root: &Node, problems: &mut Vec<Problem>) {
             message: "\"dead_letter\" needs a [dead_letter] sink".into(),
         });
     }
+    if let Some(checkpoint) = root.get("checkpoint") {
+        checkpoint_store(checkpoint, problems);
+    }
+}
+
+/// Whether `store` names a PostgreSQL server rather than a SQLite file
+/// (`--checkpoint`, `weir checkpoints`).
+pub fn is_postgres_url(store: &str) -> bool {
+    store.starts_with("postgres://") || store.starts_with("postgresql://")
+}
+
+/// `[checkpoint]` names its store with `path` (a SQLite file) or `url` (a
+/// PostgreSQL server, checked without connecting), not both.
+fn checkpoint_store(checkpoint: &Node, problems: &mut Vec<Problem>) {
+    let mut problem = |node: &Node, path: &str, message: String| {
+        problems.push(Problem {
+            pos: node.pos,
+            path: path.into(),
+            message,
+        });
+    };
+    match (checkpoint.get("path"), checkpoint.get("url")) {
+        (Some(_), Some(url)) => problem(
+            url,
+            "checkpoint.url",
+            "give `path` (a SQLite file) or `url` (a PostgreSQL server), not both".into(),
+        ),
+        (None, None) => problem(
+            checkpoint,
+            "checkpoint",
+            "missing key `path` (a SQLite file) or `url` (a PostgreSQL server)".into(),
+        ),
+        (None, Some(url)) => {
+            let Some(text) = url.as_str() else { return };
+            if !is_postgres_url(text) {
+                problem(
+                    url,
+                    "checkpoint.url",
+                    "expected a PostgreSQL URL: postgres://user@host:port/db".into(),
+                );
+            } else if let Err(e) = weir_io::postgres::check_url(text) {
+                problem(url, "checkpoint.url", e.to_string());
+            }
+        }
+        (Some(_), None) => {}
+    }
 }
 
 fn stages_of<'a>(node: Option<&'a Node>, path: &str) -> Vec<Typed<'a>> {

@@ -176,10 +176,10 @@ pub const OUTPUT_FORMATS: &[&str] = &["jsonl", "csv"];
 pub const COMPRESSIONS: &[&str] = &["auto", "none", "gzip", "zstd"];
 /// Typed CSV columns.
 pub const COLUMN_TYPES: &[&str] = &["string", "integer", "number", "boolean", "json"];
-/// SQLite column types (`weir_io::sqlite::SqlType`'s names).
+/// Table sinks' column types (`weir_io::sql::SqlType`'s names).
 pub const SQL_TYPES: &[&str] = &["integer", "real", "text", "blob", "json"];
-/// How a SQLite sink treats the table's rows.
-pub const SQLITE_MODES: &[&str] = &["append", "upsert", "replace"];
+/// How a table sink (`sqlite`, `postgres`) treats the table's rows.
+pub const SQL_MODES: &[&str] = &["append", "upsert", "replace"];
 /// Event levels.
 pub const EVENT_LEVELS: &[&str] = &["lifecycle", "progress", "items"];
 
@@ -323,7 +323,7 @@ const CSV: &[Opt] = &[
     ),
 ];
 
-const SQLITE_COLUMN: &[Opt] = &[
+const SQL_COLUMN: &[Opt] = &[
     req("type", Kind::Enum(SQL_TYPES), "integer, real, text, blob or json"),
     off(
         "jq",
@@ -331,6 +331,26 @@ const SQLITE_COLUMN: &[Opt] = &[
         "the value, from the item; by default, the item's field of the column's name (missing: NULL)",
     ),
 ];
+
+/// The columns of a table sink (`sqlite`, `postgres`).
+const TABLE_COLUMNS: Opt = req(
+    "columns",
+    Kind::Map(&Kind::Table(SQL_COLUMN)),
+    "the columns in order: name = { type, jq }",
+);
+const TABLE_MODE: Opt = opt(
+    "mode",
+    Kind::Enum(SQL_MODES),
+    "append",
+    "append, upsert (by `key`: the latest row of a key wins) or replace (the old rows are deleted in the first transaction)",
+);
+const TABLE_KEY: Opt = off("key", Kind::List(&Kind::Str), "upsert: the key columns");
+const ISOLATE_ROWS: Opt = opt(
+    "isolate_rows",
+    Kind::Bool,
+    "false",
+    "insert each row as it comes, so a row the table refuses fails alone (slower); otherwise it fails every item of its transaction",
+);
 
 const BRANCH: &[Opt] = &[
     req("name", Kind::Str, "the branch's name"),
@@ -552,26 +572,37 @@ pub const TYPES: &[TypeDef] = &[
         options: &[
             req("path", Kind::Str, "the database file (created, with its parent directories)"),
             req("table", Kind::Str, "the table (ASCII letters, digits and `_`)"),
-            req(
-                "columns",
-                Kind::Map(&Kind::Table(SQLITE_COLUMN)),
-                "the columns in order: name = { type, jq }",
-            ),
-            opt(
-                "mode",
-                Kind::Enum(SQLITE_MODES),
-                "append",
-                "append, upsert (by `key`: the latest row of a key wins) or replace (the old rows are deleted in the first transaction)",
-            ),
-            off("key", Kind::List(&Kind::Str), "upsert: the key columns"),
+            TABLE_COLUMNS,
+            TABLE_MODE,
+            TABLE_KEY,
             opt("create_table", Kind::Bool, "true", "create the table if missing (the key as its PRIMARY KEY)"),
             opt("batch_rows", Kind::Int, "500", "rows per INSERT statement (fewer within SQLite's limit of 32766 values)"),
+            ISOLATE_ROWS,
+            NAME,
+            ON_ERROR,
+            RETRY_OPT,
+            TIMEOUT,
+            BREAKER_OPT,
+        ],
+    },
+    TypeDef {
+        name: "postgres",
+        role: Role::Sink,
+        doc: "Write rows into a PostgreSQL table (binary COPY; each flush commits one transaction); append, upsert or replace",
+        options: &[
+            req("url", Kind::Str, "the server: postgres://user:password@host:port/db (`${VAR}` for secrets)"),
+            req("table", Kind::Str, "the table, or schema.table (ASCII letters, digits and `_`; case-sensitive)"),
+            TABLE_COLUMNS,
+            TABLE_MODE,
+            TABLE_KEY,
             opt(
-                "isolate_rows",
+                "create_table",
                 Kind::Bool,
-                "false",
-                "insert each row as it comes, so a row the table refuses fails alone (slower); otherwise it fails every item of its transaction",
+                "true",
+                "create the table if missing (bigint, double precision, text, bytea, jsonb; the key as its PRIMARY KEY)",
             ),
+            opt("batch_rows", Kind::Int, "5000", "rows per COPY"),
+            ISOLATE_ROWS,
             NAME,
             ON_ERROR,
             RETRY_OPT,
@@ -706,10 +737,15 @@ pub const ROOT: &[Opt] = &[
 
 /// The `[checkpoint]` table.
 pub const CHECKPOINT: &[Opt] = &[
-    req(
+    off(
         "path",
         Kind::Str,
-        "the SQLite store (created if missing), like every path relative to the working directory",
+        "the SQLite store (created if missing), like every path relative to the working directory; or `url`",
+    ),
+    off(
+        "url",
+        Kind::Str,
+        "a PostgreSQL store shared by several machines: postgres://user:password@host:port/db; or `path`",
     ),
     opt(
         "interval",
@@ -840,8 +876,8 @@ mod tests {
     }
 
     #[test]
-    fn sqlite_column_types_are_weir_ios() {
-        let names: Vec<&str> = weir_io::sqlite::SqlType::ALL.iter().map(|t| t.name()).collect();
+    fn table_sinks_column_types_are_weir_ios() {
+        let names: Vec<&str> = weir_io::sql::SqlType::ALL.iter().map(|t| t.name()).collect();
         assert_eq!(names, SQL_TYPES);
     }
 }

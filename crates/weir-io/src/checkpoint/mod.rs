@@ -73,7 +73,12 @@ use crate::record::Line;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 #[cfg(feature = "sqlite")]
-pub use sqlite::{SqliteCheckpoints, StoredPosition};
+pub use sqlite::SqliteCheckpoints;
+
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresCheckpoints;
 
 /// How many bytes from a file's start its fingerprint hashes.
 const HEAD: u64 = 4096;
@@ -244,9 +249,63 @@ pub struct FilePosition {
     pub fingerprint: Fingerprint,
 }
 
+/// A position as a store's `list` shows it (`SqliteCheckpoints::list`,
+/// `PostgresCheckpoints::list`): its source and
+/// when it was committed.
+///
+/// # Examples
+///
+/// ```
+/// use weir_io::checkpoint::{FilePosition, Fingerprint, StoredPosition};
+/// let fingerprint = Fingerprint { dev: 1, inode: 2, size: 3, head_len: 3, head_hash: 4 };
+/// let p = StoredPosition {
+///     source: "logs".into(),
+///     position: FilePosition { file: "a.log".into(), offset: 3, lines: 1, fingerprint },
+///     committed_at_ms: 1_700_000_000_000,
+/// };
+/// assert_eq!(p.position.offset, 3);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPosition {
+    /// The source's name.
+    pub source: String,
+    /// The position.
+    pub position: FilePosition,
+    /// When it was committed, in milliseconds since the Unix epoch.
+    pub committed_at_ms: u64,
+}
+
+/// A position read back from a store (`store` names it in errors): its
+/// fingerprint is JSON.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+fn position(
+    path: Option<&Path>,
+    store: &str,
+    file: String,
+    offset: i64,
+    lines: i64,
+    fingerprint: &str,
+) -> Result<FilePosition, IoError> {
+    let fingerprint: Fingerprint = serde_json::from_str(fingerprint).map_err(|e| {
+        IoError::new(
+            IoErrorKind::Store,
+            path,
+            format!("{store}: a malformed fingerprint for `{file}`: {e}"),
+        )
+    })?;
+    Ok(FilePosition {
+        file,
+        offset: offset as u64,
+        lines: lines as u64,
+        fingerprint,
+    })
+}
+
 /// Where the positions of sources are kept between runs, by source name.
-/// The SQLite store ([`SqliteCheckpoints`], feature `sqlite`) is the
-/// embedded default; [`MemoryCheckpoints`] is for tests.
+/// The SQLite store (`SqliteCheckpoints`, feature `sqlite`) is the
+/// embedded default; the PostgreSQL store (`PostgresCheckpoints`, feature
+/// `postgres`) is for several machines sharing one store;
+/// [`MemoryCheckpoints`] is for tests.
 ///
 /// # Examples
 ///

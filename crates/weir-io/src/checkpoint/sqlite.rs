@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection};
 
-use super::{CheckpointStore, FilePosition, Fingerprint};
+use super::{position, CheckpointStore, FilePosition, StoredPosition};
 use crate::error::{IoError, IoErrorKind};
 
 /// The table the positions live in.
@@ -46,22 +46,6 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS weir_checkpoints (
 pub struct SqliteCheckpoints {
     path: PathBuf,
     conn: Mutex<Connection>,
-}
-
-/// A position as [`SqliteCheckpoints::list`] shows it: its source and
-/// when it was committed.
-///
-/// # Examples
-///
-/// See [`SqliteCheckpoints`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredPosition {
-    /// The source's name.
-    pub source: String,
-    /// The position.
-    pub position: FilePosition,
-    /// When it was committed, in milliseconds since the Unix epoch.
-    pub committed_at_ms: u64,
 }
 
 impl SqliteCheckpoints {
@@ -137,34 +121,23 @@ impl SqliteCheckpoints {
             let (source, file, offset, lines, fingerprint, at) = row.map_err(fail)?;
             out.push(StoredPosition {
                 source,
-                position: position(&self.path, file, offset, lines, &fingerprint)?,
+                position: self.position(file, offset, lines, &fingerprint)?,
                 committed_at_ms: at as u64,
             });
         }
         Ok(out)
     }
-}
 
-fn position(
-    path: &Path,
-    file: String,
-    offset: i64,
-    lines: i64,
-    fingerprint: &str,
-) -> Result<FilePosition, IoError> {
-    let fingerprint: Fingerprint = serde_json::from_str(fingerprint).map_err(|e| {
-        IoError::new(
-            IoErrorKind::Store,
-            Some(path),
-            format!("{}: a malformed fingerprint for `{file}`: {e}", path.display()),
-        )
-    })?;
-    Ok(FilePosition {
-        file,
-        offset: offset as u64,
-        lines: lines as u64,
-        fingerprint,
-    })
+    fn position(
+        &self,
+        file: String,
+        offset: i64,
+        lines: i64,
+        fingerprint: &str,
+    ) -> Result<FilePosition, IoError> {
+        let store = self.path.display().to_string();
+        position(Some(&self.path), &store, file, offset, lines, fingerprint)
+    }
 }
 
 fn store_error(path: &Path, what: &str, e: &rusqlite::Error) -> IoError {
@@ -195,7 +168,7 @@ impl CheckpointStore for SqliteCheckpoints {
         let mut out = Vec::new();
         for row in rows {
             let (file, offset, lines, fingerprint) = row.map_err(fail)?;
-            out.push(position(&self.path, file, offset, lines, &fingerprint)?);
+            out.push(self.position(file, offset, lines, &fingerprint)?);
         }
         Ok(out)
     }
@@ -224,6 +197,7 @@ impl CheckpointStore for SqliteCheckpoints {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checkpoint::Fingerprint;
 
     #[test]
     fn a_commit_replaces_the_sources_positions_and_leaves_other_sources_alone() {

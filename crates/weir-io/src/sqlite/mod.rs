@@ -82,17 +82,16 @@
 
 mod sink;
 
-use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
 use rusqlite::Connection;
-use serde::Serialize;
-use serde_json::Value;
 
 use crate::error::{IoError, IoErrorKind};
+use crate::sql::Dialect;
 
 pub use self::sink::{SqliteMode, SqliteSink, SqliteSinkConfig};
+pub use crate::sql::{Row, SqlType, SqlValue};
 
 /// How long a connection waits for another one's lock before it fails
 /// with "database is locked".
@@ -102,8 +101,15 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// 3.32; the bundled library keeps it).
 pub(crate) const MAX_PARAMS: usize = 32_766;
 
-/// SQLite's limit on the columns of a table.
-pub(crate) const MAX_COLUMNS: usize = 2_000;
+/// What SQLite allows in names: `sqlite_…` is its own, at most 2000
+/// columns a table (its default limit).
+pub(crate) const SQLITE: Dialect = Dialect {
+    system: "SQLite",
+    reserved: "sqlite_",
+    max_len: usize::MAX,
+    max_columns: 2_000,
+    schemas: false,
+};
 
 /// Opens (creating it and its missing parent directories) the database at
 /// `path` for writing: WAL mode, `synchronous = NORMAL`, a busy timeout of
@@ -161,309 +167,22 @@ pub(crate) fn error(path: &Path, what: &str, e: &rusqlite::Error) -> IoError {
     };
     IoError::new(kind, Some(path), format!("{what} `{}`: {e}", path.display()))
 }
-
 /// `name` double-quoted, once it is checked to be a plain identifier:
 /// ASCII letters, digits and `_`, not starting with a digit, not
 /// `sqlite_…` (SQLite's own tables). `what` says what it names, for the
 /// error.
 pub(crate) fn identifier(what: &str, name: &str) -> Result<String, IoError> {
-    let plain = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !plain {
-        return Err(IoError::new(
-            IoErrorKind::InvalidConfig,
-            None,
-            format!(
-                "{what} {name:?} is not a plain SQL identifier: use ASCII letters, digits and `_`, \
-                 not starting with a digit"
-            ),
-        ));
-    }
-    if name.len() >= 7 && name[..7].eq_ignore_ascii_case("sqlite_") {
-        return Err(IoError::new(
-            IoErrorKind::InvalidConfig,
-            None,
-            format!("{what} {name:?} is reserved: names starting with `sqlite_` are SQLite's own"),
-        ));
-    }
-    Ok(format!("\"{name}\""))
+    SQLITE.identifier(what, name)
 }
 
-/// The type of a column: how it is declared when the sink creates the
-/// table, which [`SqlValue`]s it takes, and how a JSON value becomes one
-/// ([`from_json`](SqlType::from_json)).
-///
-/// | type | declared | takes |
-/// |---|---|---|
-/// | `Integer` | `INTEGER` | `Integer` |
-/// | `Real` | `REAL` | `Real`, `Integer` |
-/// | `Text` | `TEXT` | `Text` |
-/// | `Blob` | `BLOB` | `Blob` |
-/// | `Json` | `TEXT` | `Text` holding valid JSON |
-///
-/// Every type takes `Null` (a `NOT NULL` column refuses it when the row
-/// is inserted).
-///
-/// # Examples
-///
-/// ```
-/// use weir_io::sqlite::SqlType;
-///
-/// assert_eq!("json".parse::<SqlType>().unwrap(), SqlType::Json);
-/// assert_eq!(SqlType::Real.name(), "real");
-/// assert!("float".parse::<SqlType>().is_err());
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum SqlType {
-    /// A 64-bit signed integer.
-    Integer,
-    /// A 64-bit float.
-    Real,
-    /// UTF-8 text.
-    Text,
-    /// Bytes.
-    Blob,
-    /// A JSON value, stored as its text (SQLite's `json_…` functions read
-    /// it).
-    Json,
-}
-
-impl SqlType {
-    /// Every type, in the order of the table above.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use weir_io::sqlite::SqlType;
-    /// let names: Vec<&str> = SqlType::ALL.iter().map(|t| t.name()).collect();
-    /// assert_eq!(names, ["integer", "real", "text", "blob", "json"]);
-    /// ```
-    pub const ALL: [SqlType; 5] = [
-        SqlType::Integer,
-        SqlType::Real,
-        SqlType::Text,
-        SqlType::Blob,
-        SqlType::Json,
-    ];
-
-    /// The type's name as configs write it: `integer`, `real`, `text`,
-    /// `blob`, `json`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// assert_eq!(weir_io::sqlite::SqlType::Blob.name(), "blob");
-    /// ```
-    pub fn name(self) -> &'static str {
-        match self {
-            SqlType::Integer => "integer",
-            SqlType::Real => "real",
-            SqlType::Text => "text",
-            SqlType::Blob => "blob",
-            SqlType::Json => "json",
-        }
-    }
-
-    /// The declared type in `CREATE TABLE` (JSON is `TEXT`: a `JSON`
-    /// declaration would give the column numeric affinity).
-    pub(crate) fn declared(self) -> &'static str {
-        match self {
-            SqlType::Integer => "INTEGER",
-            SqlType::Real => "REAL",
-            SqlType::Text | SqlType::Json => "TEXT",
-            SqlType::Blob => "BLOB",
-        }
-    }
-
-    /// Whether a column of this type takes `value`; `Err` says what it
-    /// expected instead.
-    pub(crate) fn check(self, value: &SqlValue) -> Result<(), String> {
-        let ok = match (self, value) {
-            (_, SqlValue::Null)
-            | (SqlType::Integer, SqlValue::Integer(_))
-            | (SqlType::Real, SqlValue::Real(_) | SqlValue::Integer(_))
-            | (SqlType::Text, SqlValue::Text(_))
-            | (SqlType::Blob, SqlValue::Blob(_)) => true,
-            (SqlType::Json, SqlValue::Text(text)) => {
-                return serde_json::from_str::<serde::de::IgnoredAny>(text)
-                    .map(drop)
-                    .map_err(|e| format!("expected JSON text, found invalid JSON ({e})"));
-            }
-            _ => false,
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(format!("expected {}, found {}", self.expected(), value.kind()))
-        }
-    }
-
-    fn expected(self) -> &'static str {
-        match self {
-            SqlType::Integer => "an integer",
-            SqlType::Real => "a number",
-            SqlType::Text => "text",
-            SqlType::Blob => "bytes",
-            SqlType::Json => "JSON text",
-        }
-    }
-
-    /// The value a column of this type stores for the JSON `value`, or a
-    /// message saying why it cannot (an [`IoError`] of kind
-    /// [`Encode`](IoErrorKind::Encode)):
-    ///
-    /// - `null` is `Null` for every type;
-    /// - `Integer`: an integer, a float with no fractional part (within
-    ///   range), `true`/`false` as 1/0; a string is refused (convert it in
-    ///   jq: `tonumber`);
-    /// - `Real`: any number;
-    /// - `Text`: a string as it is; a number or boolean as its JSON text;
-    ///   arrays and objects are refused (use `Json`);
-    /// - `Blob`: a string's UTF-8 bytes, or an array of integers 0–255;
-    /// - `Json`: any value, as compact JSON text.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use serde_json::json;
-    /// use weir_io::sqlite::{SqlType, SqlValue};
-    ///
-    /// assert_eq!(SqlType::Integer.from_json(&json!(3.0)).unwrap(), SqlValue::Integer(3));
-    /// assert_eq!(SqlType::Text.from_json(&json!(7)).unwrap(), SqlValue::from("7"));
-    /// assert_eq!(SqlType::Blob.from_json(&json!([0, 255])).unwrap(), SqlValue::Blob(vec![0, 255]));
-    /// assert_eq!(SqlType::Json.from_json(&json!({"a": [1]})).unwrap(), SqlValue::from(r#"{"a":[1]}"#));
-    /// assert_eq!(SqlType::Real.from_json(&json!(null)).unwrap(), SqlValue::Null);
-    /// let err = SqlType::Integer.from_json(&json!("42")).unwrap_err();
-    /// assert_eq!(err.to_string(), "expected an integer, found a string \"42\" (convert it in jq: `tonumber`)");
-    /// ```
-    pub fn from_json(self, value: &Value) -> Result<SqlValue, IoError> {
-        let refused = |hint: &str| {
-            IoError::new(
-                IoErrorKind::Encode,
-                None,
-                format!("expected {}, found {}{hint}", self.expected(), json_kind(value)),
-            )
-        };
-        Ok(match (self, value) {
-            (_, Value::Null) => SqlValue::Null,
-            (SqlType::Json, v) => SqlValue::Text(v.to_string()),
-            (SqlType::Integer, Value::Number(n)) => match (n.as_i64(), n.as_f64()) {
-                (Some(i), _) => SqlValue::Integer(i),
-                (None, Some(f)) if f.fract() == 0.0 && f >= -(2f64.powi(63)) && f < 2f64.powi(63) => {
-                    SqlValue::Integer(f as i64)
-                }
-                _ => return Err(refused(" (not a whole number within 64 bits)")),
-            },
-            (SqlType::Integer, Value::Bool(b)) => SqlValue::Integer(i64::from(*b)),
-            (SqlType::Integer, Value::String(_)) => return Err(refused(" (convert it in jq: `tonumber`)")),
-            (SqlType::Real, Value::Number(n)) => match n.as_f64() {
-                Some(f) => SqlValue::Real(f),
-                None => return Err(refused("")),
-            },
-            (SqlType::Text, Value::String(s)) => SqlValue::Text(s.clone()),
-            (SqlType::Text, Value::Number(_) | Value::Bool(_)) => SqlValue::Text(value.to_string()),
-            (SqlType::Text, _) => return Err(refused(" (use the `json` type for arrays and objects)")),
-            (SqlType::Blob, Value::String(s)) => SqlValue::Blob(s.as_bytes().to_vec()),
-            (SqlType::Blob, Value::Array(items)) => {
-                let bytes: Option<Vec<u8>> = items
-                    .iter()
-                    .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
-                    .collect();
-                match bytes {
-                    Some(bytes) => SqlValue::Blob(bytes),
-                    None => return Err(refused(" (an array of bytes holds integers 0 to 255 only)")),
-                }
-            }
-            _ => return Err(refused("")),
-        })
-    }
-}
-
-impl fmt::Display for SqlType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for SqlType {
-    type Err = IoError;
-
-    fn from_str(s: &str) -> Result<SqlType, IoError> {
-        SqlType::ALL.into_iter().find(|t| t.name() == s).ok_or_else(|| {
-            IoError::new(
-                IoErrorKind::InvalidConfig,
-                None,
-                format!("unknown column type {s:?} (expected integer, real, text, blob or json)"),
-            )
-        })
-    }
-}
-
-fn json_kind(value: &Value) -> String {
-    match value {
-        Value::Null => "null".into(),
-        Value::Bool(b) => format!("a boolean ({b})"),
-        Value::Number(n) => format!("a number ({n})"),
-        Value::String(s) => format!("a string {}", Shown(s)),
-        Value::Array(_) => "an array".into(),
-        Value::Object(_) => "an object".into(),
-    }
-}
-
-/// A string for a message: quoted, cut after 40 characters.
-struct Shown<'a>(&'a str);
-
-impl fmt::Display for Shown<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const MAX: usize = 40;
-        match self.0.char_indices().nth(MAX) {
-            Some((cut, _)) => write!(f, "{:?}…", &self.0[..cut]),
-            None => write!(f, "{:?}", self.0),
-        }
-    }
-}
-
-/// One value of a [`Row`]: SQLite's storage classes.
-///
-/// Serializes as JSON would hold it (a dead letter shows it so): `null`,
-/// a number, a string, and bytes as an array of numbers.
-///
-/// # Examples
-///
-/// ```
-/// use weir_io::sqlite::SqlValue;
-///
-/// assert_eq!(SqlValue::from(7), SqlValue::Integer(7));
-/// assert_eq!(SqlValue::from(Some("a")), SqlValue::Text("a".into()));
-/// assert_eq!(SqlValue::from(None::<f64>), SqlValue::Null);
-/// assert_eq!(serde_json::to_string(&SqlValue::Blob(vec![1, 2])).unwrap(), "[1,2]");
-/// ```
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum SqlValue {
-    /// SQL `NULL`.
-    Null,
-    /// A 64-bit signed integer.
-    Integer(i64),
-    /// A 64-bit float.
-    Real(f64),
-    /// UTF-8 text.
-    Text(String),
-    /// Bytes.
-    Blob(Vec<u8>),
-}
-
-impl SqlValue {
-    /// What kind of value this is, for messages.
-    fn kind(&self) -> String {
-        match self {
-            SqlValue::Null => "NULL".into(),
-            SqlValue::Integer(i) => format!("an integer ({i})"),
-            SqlValue::Real(r) => format!("a real ({r})"),
-            SqlValue::Text(s) => format!("text {}", Shown(s)),
-            SqlValue::Blob(b) => format!("a blob of {} bytes", b.len()),
-        }
+/// The type a column of `ty` is declared with in `CREATE TABLE` (JSON is
+/// `TEXT`: a `JSON` declaration would give the column numeric affinity).
+pub(crate) fn declared(ty: SqlType) -> &'static str {
+    match ty {
+        SqlType::Integer => "INTEGER",
+        SqlType::Real => "REAL",
+        SqlType::Text | SqlType::Json => "TEXT",
+        SqlType::Blob => "BLOB",
     }
 }
 
@@ -481,165 +200,6 @@ impl rusqlite::ToSql for Bind<'_> {
             SqlValue::Text(s) => ValueRef::Text(s.as_bytes()),
             SqlValue::Blob(b) => ValueRef::Blob(b),
         }))
-    }
-}
-
-/// A value as written in SQL (text cut after 40 characters), for
-/// messages: `NULL`, `7`, `1.5`, `'ann'`, `x'00ff'`.
-impl fmt::Display for SqlValue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SqlValue::Null => f.write_str("NULL"),
-            SqlValue::Integer(i) => write!(f, "{i}"),
-            SqlValue::Real(r) => write!(f, "{r:?}"),
-            SqlValue::Text(s) => {
-                let shown: String = s.chars().take(40).collect();
-                let more = if shown.len() < s.len() { "…" } else { "" };
-                write!(f, "'{}'{more}", shown.replace('\'', "''"))
-            }
-            SqlValue::Blob(b) => {
-                f.write_str("x'")?;
-                for byte in b.iter().take(32) {
-                    write!(f, "{byte:02x}")?;
-                }
-                f.write_str(if b.len() > 32 { "'…" } else { "'" })
-            }
-        }
-    }
-}
-
-impl From<i64> for SqlValue {
-    fn from(v: i64) -> SqlValue {
-        SqlValue::Integer(v)
-    }
-}
-
-impl From<i32> for SqlValue {
-    fn from(v: i32) -> SqlValue {
-        SqlValue::Integer(v.into())
-    }
-}
-
-impl From<f64> for SqlValue {
-    fn from(v: f64) -> SqlValue {
-        SqlValue::Real(v)
-    }
-}
-
-impl From<String> for SqlValue {
-    fn from(v: String) -> SqlValue {
-        SqlValue::Text(v)
-    }
-}
-
-impl From<&str> for SqlValue {
-    fn from(v: &str) -> SqlValue {
-        SqlValue::Text(v.to_owned())
-    }
-}
-
-impl From<Vec<u8>> for SqlValue {
-    fn from(v: Vec<u8>) -> SqlValue {
-        SqlValue::Blob(v)
-    }
-}
-
-impl<T: Into<SqlValue>> From<Option<T>> for SqlValue {
-    fn from(v: Option<T>) -> SqlValue {
-        v.map_or(SqlValue::Null, Into::into)
-    }
-}
-
-/// One row for a [`SqliteSink`]: a value per configured column, in the
-/// order of [`columns`](SqliteSinkConfig::columns).
-///
-/// Serializes as an array of its values.
-///
-/// # Examples
-///
-/// ```
-/// use weir_io::sqlite::{Row, SqlValue};
-///
-/// let row: Row = [SqlValue::from(1), SqlValue::from("ann"), SqlValue::Null].into_iter().collect();
-/// assert_eq!(row.values().len(), 3);
-/// assert_eq!(row.to_string(), "(1, 'ann', NULL)");
-/// assert_eq!(serde_json::to_string(&row).unwrap(), r#"[1,"ann",null]"#);
-/// ```
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-#[serde(transparent)]
-pub struct Row {
-    values: Vec<SqlValue>,
-}
-
-impl Row {
-    /// A row of `values`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use weir_io::sqlite::{Row, SqlValue};
-    /// assert_eq!(Row::new(vec![SqlValue::Null]).values(), [SqlValue::Null]);
-    /// ```
-    pub fn new(values: Vec<SqlValue>) -> Row {
-        Row { values }
-    }
-
-    /// Its values, in column order.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use weir_io::sqlite::{Row, SqlValue};
-    /// let row = Row::from(vec![SqlValue::from(2.5)]);
-    /// assert_eq!(row.values(), [SqlValue::Real(2.5)]);
-    /// ```
-    pub fn values(&self) -> &[SqlValue] {
-        &self.values
-    }
-
-    /// Its values, taken.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use weir_io::sqlite::{Row, SqlValue};
-    /// let row = Row::from(vec![SqlValue::from("x")]);
-    /// assert_eq!(row.into_values(), vec![SqlValue::Text("x".into())]);
-    /// ```
-    pub fn into_values(self) -> Vec<SqlValue> {
-        self.values
-    }
-}
-
-impl From<Vec<SqlValue>> for Row {
-    fn from(values: Vec<SqlValue>) -> Row {
-        Row { values }
-    }
-}
-
-impl FromIterator<SqlValue> for Row {
-    fn from_iter<I: IntoIterator<Item = SqlValue>>(iter: I) -> Row {
-        Row {
-            values: iter.into_iter().collect(),
-        }
-    }
-}
-
-/// `(1, 'ann', NULL)`: each value as SQL writes it (long text and blobs
-/// cut), at most 16 values.
-impl fmt::Display for Row {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("(")?;
-        for (i, v) in self.values.iter().take(16).enumerate() {
-            if i > 0 {
-                f.write_str(", ")?;
-            }
-            write!(f, "{v}")?;
-        }
-        if self.values.len() > 16 {
-            f.write_str(", …")?;
-        }
-        f.write_str(")")
     }
 }
 
@@ -664,59 +224,5 @@ mod tests {
             let e = identifier("table", bad).unwrap_err();
             assert_eq!(e.kind(), IoErrorKind::InvalidConfig, "{bad}: {e}");
         }
-    }
-
-    #[test]
-    fn values_are_checked_against_column_types() {
-        assert!(SqlType::Real.check(&SqlValue::Integer(1)).is_ok());
-        assert!(SqlType::Blob.check(&SqlValue::Null).is_ok());
-        assert_eq!(
-            SqlType::Integer.check(&SqlValue::from("x")).unwrap_err(),
-            "expected an integer, found text \"x\""
-        );
-        assert!(SqlType::Json.check(&SqlValue::from("[1, {\"a\": null}]")).is_ok());
-        assert!(SqlType::Json
-            .check(&SqlValue::from("{oops"))
-            .unwrap_err()
-            .starts_with("expected JSON text, found invalid JSON"));
-    }
-
-    #[test]
-    fn json_values_convert_or_say_why_not() {
-        use serde_json::json;
-        assert_eq!(
-            SqlType::Integer.from_json(&json!(true)).unwrap(),
-            SqlValue::Integer(1)
-        );
-        assert!(SqlType::Integer.from_json(&json!(1.5)).is_err());
-        assert!(SqlType::Integer.from_json(&json!(1e300)).is_err());
-        assert_eq!(SqlType::Real.from_json(&json!(2)).unwrap(), SqlValue::Real(2.0));
-        assert!(SqlType::Real.from_json(&json!("2")).is_err());
-        assert!(SqlType::Text.from_json(&json!([1])).is_err());
-        assert_eq!(
-            SqlType::Blob.from_json(&json!("hé")).unwrap(),
-            SqlValue::Blob("hé".into())
-        );
-        assert!(SqlType::Blob.from_json(&json!([256])).is_err());
-        assert_eq!(
-            SqlType::Json.from_json(&json!("s")).unwrap(),
-            SqlValue::from("\"s\"")
-        );
-    }
-
-    #[test]
-    fn rows_print_as_sql_with_long_values_cut() {
-        let long = "x".repeat(50);
-        let row = Row::from(vec![
-            SqlValue::from(long.as_str()),
-            SqlValue::Blob(vec![0xab; 40]),
-            SqlValue::Real(1.0),
-        ]);
-        let shown = row.to_string();
-        assert!(
-            shown.starts_with(&format!("('{}'…, x'{}'…, 1.0)", "x".repeat(40), "ab".repeat(32))),
-            "{shown}"
-        );
-        assert_eq!(SqlValue::from("it's").to_string(), "'it''s'");
     }
 }

@@ -4,13 +4,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use rusqlite::Connection;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use super::{error, identifier, open, Bind, Row, SqlType, MAX_COLUMNS, MAX_PARAMS};
+use super::{declared, error, identifier, open, Bind, Row, SqlType, MAX_PARAMS, SQLITE};
 use crate::error::{IoError, IoErrorKind};
 use crate::sink::Written;
+use crate::sql::writer::{Job, Writer};
+use crate::sql::{check_row, Described, Names};
 
-/// How a [`SqliteSink`] treats the rows already in its table.
+/// How a [`SqliteSink`] treats the rows already in its table: append,
+/// upsert by key columns, or replace (see [`SqlMode`](crate::sql::SqlMode)).
 ///
 /// # Examples
 ///
@@ -21,48 +24,7 @@ use crate::sink::Written;
 /// assert_eq!(upsert.name(), "upsert");
 /// assert_eq!(SqliteMode::default(), SqliteMode::Append);
 /// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SqliteMode {
-    /// Every row is inserted; a row that breaks a constraint of the table
-    /// (say a duplicate primary key) is refused. The default.
-    #[default]
-    Append,
-    /// A row whose `key` columns match a row of the table updates that
-    /// row's other columns (`INSERT … ON CONFLICT (key) DO UPDATE SET
-    /// column = excluded.column, …`; `DO NOTHING` when every column is a
-    /// key column): the latest row of a key wins, also within one batch.
-    /// The key must be the table's `PRIMARY KEY` or a `UNIQUE` constraint;
-    /// with [`create_table`](SqliteSinkConfig::create_table), the sink
-    /// declares it `PRIMARY KEY` (its columns `NOT NULL`).
-    Upsert {
-        /// The key columns (among the configured columns).
-        key: Vec<String>,
-    },
-    /// The table's rows are deleted (`DELETE FROM t`) in the run's first
-    /// transaction, then rows are appended. Readers see the old rows until
-    /// that transaction commits. A run that writes no row deletes them
-    /// when the sink closes; one that fails before its first commit leaves
-    /// them.
-    Replace,
-}
-
-impl SqliteMode {
-    /// The mode's name as configs write it: `append`, `upsert`, `replace`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// assert_eq!(weir_io::sqlite::SqliteMode::Replace.name(), "replace");
-    /// ```
-    pub fn name(&self) -> &'static str {
-        match self {
-            SqliteMode::Append => "append",
-            SqliteMode::Upsert { .. } => "upsert",
-            SqliteMode::Replace => "replace",
-        }
-    }
-}
+pub type SqliteMode = crate::sql::SqlMode;
 
 /// What a [`SqliteSink`] writes, and how.
 ///
@@ -141,74 +103,14 @@ impl SqliteSinkConfig {
         }
     }
 
-    /// Adds a column (after those already added). By default, there are
-    /// none.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use weir_io::sqlite::{SqlType, SqliteSinkConfig};
-    /// let config = SqliteSinkConfig::new("out.db", "t").column("payload", SqlType::Json);
-    /// assert_eq!(config.columns, [("payload".to_owned(), SqlType::Json)]);
-    /// ```
-    pub fn column(mut self, name: impl Into<String>, ty: SqlType) -> SqliteSinkConfig {
-        self.columns.push((name.into(), ty));
-        self
-    }
-
-    /// Sets the mode. By default, append.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use weir_io::sqlite::{SqliteMode, SqliteSinkConfig};
-    /// let config = SqliteSinkConfig::new("out.db", "t").mode(SqliteMode::Replace);
-    /// assert_eq!(config.mode, SqliteMode::Replace);
-    /// ```
-    pub fn mode(mut self, mode: SqliteMode) -> SqliteSinkConfig {
-        self.mode = mode;
-        self
-    }
-
-    /// Whether to create a missing table. By default, true.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let config = weir_io::sqlite::SqliteSinkConfig::new("out.db", "t").create_table(false);
-    /// assert!(!config.create_table);
-    /// ```
-    pub fn create_table(mut self, create: bool) -> SqliteSinkConfig {
-        self.create_table = create;
-        self
-    }
-
-    /// Sets the rows per statement (at least 1). By default, 500.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let config = weir_io::sqlite::SqliteSinkConfig::new("out.db", "t").batch_rows(64);
-    /// assert_eq!(config.batch_rows, 64);
-    /// ```
-    pub fn batch_rows(mut self, rows: usize) -> SqliteSinkConfig {
-        self.batch_rows = rows;
-        self
-    }
-
-    /// Whether each row is executed when written, to fail alone. By
-    /// default, false.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let config = weir_io::sqlite::SqliteSinkConfig::new("out.db", "t").isolate_rows(true);
-    /// assert!(config.isolate_rows);
-    /// ```
-    pub fn isolate_rows(mut self, isolate: bool) -> SqliteSinkConfig {
-        self.isolate_rows = isolate;
-        self
-    }
+    crate::sql::table_setters!(
+        SqliteSinkConfig,
+        SqliteMode,
+        "sqlite",
+        "\"out.db\", \"t\"",
+        "INSERT statement",
+        "500"
+    );
 
     /// Checks the settings without touching the database: the table and
     /// column names are plain identifiers, there is at least one column
@@ -235,83 +137,29 @@ impl SqliteSinkConfig {
 
     /// The statements' pieces, once the settings are checked.
     fn plan(&self) -> Result<Plan, IoError> {
-        let invalid = |message: String| IoError::new(IoErrorKind::InvalidConfig, None, message);
-        let table = identifier("table name", &self.table)?;
-        if self.columns.is_empty() {
-            return Err(invalid(format!("no columns given for table `{}`", self.table)));
-        }
-        if self.columns.len() > MAX_COLUMNS {
-            return Err(invalid(format!(
-                "{} columns for table `{}`: SQLite takes at most {MAX_COLUMNS}",
-                self.columns.len(),
-                self.table
-            )));
-        }
-        let mut columns = Vec::with_capacity(self.columns.len());
-        for (i, (name, _)) in self.columns.iter().enumerate() {
-            columns.push(identifier("column name", name)?);
-            if self.columns[..i]
-                .iter()
-                .any(|(n, _)| n.eq_ignore_ascii_case(name))
-            {
-                return Err(invalid(format!("column `{name}` is given twice")));
-            }
-        }
-        let key = match &self.mode {
-            SqliteMode::Upsert { key } => {
-                if key.is_empty() {
-                    return Err(invalid("upsert needs at least one key column".into()));
-                }
-                let mut at = Vec::with_capacity(key.len());
-                for k in key {
-                    let Some(i) = self.columns.iter().position(|(n, _)| n.eq_ignore_ascii_case(k)) else {
-                        let names: Vec<&str> = self.columns.iter().map(|(n, _)| n.as_str()).collect();
-                        return Err(invalid(format!(
-                            "upsert key column `{k}` is not one of the columns ({})",
-                            names.join(", ")
-                        )));
-                    };
-                    if at.contains(&i) {
-                        return Err(invalid(format!("upsert key column `{k}` is given twice")));
-                    }
-                    at.push(i);
-                }
-                Some(at)
-            }
-            _ => None,
-        };
-        if self.batch_rows == 0 {
-            return Err(invalid("batch_rows must be at least 1".into()));
-        }
-        Ok(Plan {
-            table,
-            columns,
-            key,
-            per_statement: self.batch_rows.min(MAX_PARAMS / self.columns.len()).max(1),
-        })
+        let names = SQLITE.names(&self.table, &self.columns, &self.mode, self.batch_rows)?;
+        let per_statement = self.batch_rows.min(MAX_PARAMS / self.columns.len()).max(1);
+        Ok(Plan { names, per_statement })
     }
 }
 
 /// The checked pieces of the statements: quoted names, key positions.
 #[derive(Debug, Clone)]
 struct Plan {
-    table: String,
-    columns: Vec<String>,
-    /// Upsert: the key columns' positions.
-    key: Option<Vec<usize>>,
+    names: Names,
     per_statement: usize,
 }
 
 impl Plan {
     /// `INSERT INTO t (a, b) VALUES (?, ?), … [ON CONFLICT …]` for `rows` rows.
     fn insert(&self, rows: usize) -> String {
-        let cols = self.columns.len();
+        let cols = self.names.columns.len();
         let mut sql = String::with_capacity(64 + rows * (cols * 2 + 3));
         let _ = write!(
             sql,
             "INSERT INTO {} ({}) VALUES ",
-            self.table,
-            self.columns.join(", ")
+            self.names.table,
+            self.names.columns.join(", ")
         );
         for r in 0..rows {
             sql.push_str(if r == 0 { "(" } else { ", (" });
@@ -320,55 +168,14 @@ impl Plan {
             }
             sql.push(')');
         }
-        if let Some(key) = &self.key {
-            let keys: Vec<&str> = key.iter().map(|&i| self.columns[i].as_str()).collect();
-            let _ = write!(sql, " ON CONFLICT ({}) DO ", keys.join(", "));
-            let set: Vec<String> = (0..cols)
-                .filter(|i| !key.contains(i))
-                .map(|i| format!("{c} = excluded.{c}", c = self.columns[i]))
-                .collect();
-            if set.is_empty() {
-                sql.push_str("NOTHING");
-            } else {
-                let _ = write!(sql, "UPDATE SET {}", set.join(", "));
-            }
-        }
+        sql.push_str(&self.names.on_conflict());
         sql
     }
 
     /// `CREATE TABLE IF NOT EXISTS …`, the key as `PRIMARY KEY`.
     fn create(&self, types: &[SqlType]) -> String {
-        let key = self.key.as_deref().unwrap_or_default();
-        let mut defs: Vec<String> = self
-            .columns
-            .iter()
-            .zip(types)
-            .enumerate()
-            .map(|(i, (c, t))| {
-                let not_null = if key.contains(&i) { " NOT NULL" } else { "" };
-                format!("{c} {}{not_null}", t.declared())
-            })
-            .collect();
-        if !key.is_empty() {
-            let keys: Vec<&str> = key.iter().map(|&i| self.columns[i].as_str()).collect();
-            defs.push(format!("PRIMARY KEY ({})", keys.join(", ")));
-        }
-        format!("CREATE TABLE IF NOT EXISTS {} ({})", self.table, defs.join(", "))
+        self.names.create(types, declared)
     }
-}
-
-/// What the sink's task asks of the database thread.
-enum Job {
-    /// Rows to insert in the open transaction (batched).
-    Rows(Vec<Row>),
-    /// One row to execute now (isolated): the reply says whether it went in.
-    Row(Row, oneshot::Sender<Result<(), IoError>>),
-    /// Commit the transaction (after inserting what is not yet inserted).
-    Commit(oneshot::Sender<Result<(), IoError>>),
-    /// Drop the rows of a failed flush: the engine failed their items.
-    Abandon,
-    /// Close the connection.
-    Close(oneshot::Sender<Result<(), IoError>>),
 }
 
 /// Writes [`Row`]s into a SQLite table: batched transactions on a
@@ -405,19 +212,8 @@ enum Job {
 /// # });
 /// ```
 pub struct SqliteSink {
-    jobs: mpsc::Sender<Job>,
+    writer: Writer,
     config: Arc<SqliteSinkConfig>,
-    types: Vec<SqlType>,
-    per_statement: usize,
-    /// Rows not yet handed to the database thread (batched).
-    buffered: Vec<Row>,
-    /// Items written since the last successful flush.
-    pending: u64,
-    /// The last flush failed: its rows wait on the database thread for a
-    /// retried flush, or to be dropped by the next write.
-    failed: bool,
-    written: Written,
-    closed: bool,
 }
 
 impl fmt::Debug for SqliteSink {
@@ -426,7 +222,7 @@ impl fmt::Debug for SqliteSink {
             .field("path", &self.config.path)
             .field("table", &self.config.table)
             .field("mode", &self.config.mode.name())
-            .field("written", &self.written.get())
+            .field("written", &self.writer.written().get())
             .finish_non_exhaustive()
     }
 }
@@ -507,17 +303,15 @@ impl SqliteSink {
                     IoErrorKind::Write,
                 )
             })?;
-        Ok(SqliteSink {
+        let target = format!("table `{}` of `{}`", config.table, config.path.display());
+        let writer = Writer::new(
             jobs,
-            config,
-            types,
+            target,
+            Some(config.path.clone()),
             per_statement,
-            buffered: Vec::new(),
-            pending: 0,
-            failed: false,
-            written: Written::default(),
-            closed: false,
-        })
+            config.isolate_rows,
+        );
+        Ok(SqliteSink { writer, config })
     }
 
     /// A live count of the rows committed.
@@ -531,7 +325,7 @@ impl SqliteSink {
     /// assert_eq!(sink.written().get(), 0);
     /// ```
     pub fn written(&self) -> Written {
-        self.written.clone()
+        self.writer.written().clone()
     }
 
     /// Opens the database on a connection of its own and checks that the
@@ -563,125 +357,13 @@ impl SqliteSink {
         })
     }
 
-    /// Sends `job` to the database thread.
-    async fn send(&self, job: Job) -> Result<(), IoError> {
-        self.jobs.send(job).await.map_err(|_| self.stopped())
-    }
-
-    /// Sends a job that replies, and waits for the reply.
-    async fn ask(
-        &self,
-        job: impl FnOnce(oneshot::Sender<Result<(), IoError>>) -> Job,
-    ) -> Result<(), IoError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(job(reply)).await?;
-        answer.await.map_err(|_| self.stopped())?
-    }
-
-    fn stopped(&self) -> IoError {
-        IoError::new(
-            IoErrorKind::Write,
-            Some(&self.config.path),
-            format!(
-                "cannot write to table `{}` of `{}`: its database thread has stopped",
-                self.config.table,
-                self.config.path.display()
-            ),
-        )
-    }
-
     /// Whether `row` fits the columns: their number and types.
     fn check(&self, row: &Row) -> Result<(), IoError> {
-        let refused = |message: String| {
-            IoError::new(
-                IoErrorKind::Encode,
-                Some(&self.config.path),
-                format!(
-                    "cannot write to table `{}` of `{}`: {message}, in the row {}",
-                    self.config.table,
-                    self.config.path.display(),
-                    Described(row, &self.config.columns)
-                ),
-            )
-        };
-        if row.values().len() != self.types.len() {
-            return Err(refused(format!(
-                "{} values for {} columns",
-                row.values().len(),
-                self.types.len()
-            )));
-        }
-        for ((value, ty), (name, _)) in row.values().iter().zip(&self.types).zip(&self.config.columns) {
-            ty.check(value)
-                .map_err(|e| refused(format!("column `{name}` ({ty}): {e}")))?;
-        }
-        Ok(())
-    }
-
-    async fn write_row(&mut self, row: Row) -> Result<(), IoError> {
-        if self.closed {
-            return Err(self.closed_error());
-        }
-        self.check(&row)?;
-        if std::mem::take(&mut self.failed) {
-            self.send(Job::Abandon).await?;
-            self.pending = 0;
-        }
-        if self.config.isolate_rows {
-            self.ask(|reply| Job::Row(row, reply)).await?;
-        } else {
-            self.buffered.push(row);
-            if self.buffered.len() >= self.per_statement {
-                let rows = std::mem::take(&mut self.buffered);
-                self.send(Job::Rows(rows)).await?;
-            }
-        }
-        self.pending += 1;
-        Ok(())
-    }
-
-    async fn commit(&mut self) -> Result<(), IoError> {
-        if self.closed {
-            return Err(self.closed_error());
-        }
-        if !self.buffered.is_empty() {
-            let rows = std::mem::take(&mut self.buffered);
-            self.send(Job::Rows(rows)).await?;
-        }
-        match self.ask(Job::Commit).await {
-            Ok(()) => {
-                self.written.add(std::mem::take(&mut self.pending));
-                self.failed = false;
-                Ok(())
-            }
-            Err(e) => {
-                self.failed = true;
-                Err(e)
-            }
-        }
-    }
-
-    async fn close_db(&mut self) -> Result<(), IoError> {
-        if self.closed {
-            return Ok(());
-        }
-        if self.pending > 0 && !self.failed {
-            self.commit().await?;
-        }
-        self.closed = true;
-        self.ask(Job::Close).await
-    }
-
-    fn closed_error(&self) -> IoError {
-        IoError::new(
-            IoErrorKind::Write,
-            Some(&self.config.path),
-            format!(
-                "cannot write to table `{}` of `{}`: the sink is closed",
-                self.config.table,
-                self.config.path.display()
-            ),
-        )
+        check_row(row, &self.config.columns).map_err(|message| {
+            let row = Described(row, &self.config.columns);
+            self.writer
+                .error(IoErrorKind::Encode, format!("{message}, in the row {row}"))
+        })
     }
 }
 
@@ -691,15 +373,16 @@ impl weir::Sink<Row> for SqliteSink {
     type Error = IoError;
 
     async fn write(&mut self, row: Row) -> Result<(), IoError> {
-        self.write_row(row).await
+        self.check(&row)?;
+        self.writer.write(row).await
     }
 
     async fn flush(&mut self) -> Result<(), IoError> {
-        self.commit().await
+        self.writer.commit().await
     }
 
     async fn close(&mut self) -> Result<(), IoError> {
-        self.close_db().await
+        self.writer.close().await
     }
 }
 
@@ -748,28 +431,6 @@ fn check_table(conn: &Connection, config: &SqliteSinkConfig) -> Result<(), IoErr
         }
     }
     Ok(())
-}
-
-/// A row with its column names, for messages: `(id = 7, name = 'ann')`.
-struct Described<'a>(&'a Row, &'a [(String, SqlType)]);
-
-impl fmt::Display for Described<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.values().len() != self.1.len() {
-            return write!(f, "{}", self.0);
-        }
-        f.write_str("(")?;
-        for (i, (v, (name, _))) in self.0.values().iter().zip(self.1).enumerate().take(16) {
-            if i > 0 {
-                f.write_str(", ")?;
-            }
-            write!(f, "{name} = {v}")?;
-        }
-        if self.1.len() > 16 {
-            f.write_str(", …")?;
-        }
-        f.write_str(")")
-    }
 }
 
 /// The database thread: the connection, and the rows of the open
@@ -838,7 +499,7 @@ impl Worker {
             .execute_batch("BEGIN IMMEDIATE")
             .map_err(|e| self.fail(&e))?;
         if self.config.mode == SqliteMode::Replace && !self.cleared {
-            let delete = format!("DELETE FROM {}", self.plan.table);
+            let delete = format!("DELETE FROM {}", self.plan.names.table);
             if let Err(e) = self.conn.execute_batch(&delete) {
                 let e = self.fail(&e);
                 self.rollback();
