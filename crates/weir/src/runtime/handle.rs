@@ -273,6 +273,10 @@ impl fmt::Debug for Controller {
 }
 
 impl Controller {
+    pub(crate) fn new(shared: Arc<Shared>) -> Controller {
+        Controller { shared }
+    }
+
     /// Starts a drain: sources stop taking items, everything taken in
     /// finishes, sinks flush.
     ///
@@ -294,6 +298,62 @@ impl Controller {
     /// ```
     pub fn drain(&self) {
         self.shared.drain.raise();
+    }
+
+    /// Starts a drain, as [`drain`](Self::drain) does, that must end
+    /// within `deadline`: if the run is still going then, what is left is
+    /// aborted (the outcome is then [`Outcome::Aborted`] and the report's
+    /// [`unfinalized`](Report::unfinalized) counts the items lost). Does
+    /// not wait: keep consuming the run (its [`Events`](super::Events) or
+    /// [`Results`](super::Results) stream, or [`Handle::wait`]) to see the
+    /// in-flight items finish and the final report. Needs a runtime with
+    /// timers.
+    ///
+    /// This is how a consumer of a stream stops a run cleanly: take the
+    /// stream's [`controller`](super::Events::controller), drain, and read
+    /// on to the end (dropping the stream instead aborts the run).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use futures::StreamExt;
+    /// use weir::{EventKind, Outcome, PipelineBuilder};
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let mut events = PipelineBuilder::new()
+    ///     .capacity(16) // few items in flight when the drain comes
+    ///     .chunk_size(4)
+    ///     .from_iter(0..1000u64)
+    ///     .then(|x| async move {
+    ///         tokio::time::sleep(Duration::from_millis(10)).await;
+    ///         x
+    ///     })
+    ///     .events();
+    /// let controller = events.controller();
+    /// let mut last = None;
+    /// while let Some(event) = events.next().await {
+    ///     if let EventKind::Progress(p) = &event.kind {
+    ///         if p.completed >= 500 {
+    ///             controller.drain_within(Duration::from_secs(5)); // half is enough for now
+    ///         }
+    ///     }
+    ///     last = Some(event); // the items still in flight finish meanwhile
+    /// }
+    /// let EventKind::PipelineFinished { report, .. } = last.unwrap().kind else { panic!() };
+    /// assert_eq!(report.outcome, Outcome::Drained);
+    /// assert_eq!(report.unfinalized, 0);
+    /// assert!(report.delivered < 1000);
+    /// # });
+    /// ```
+    pub fn drain_within(&self, deadline: Duration) {
+        self.drain();
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = this.shared.finished.raised() => {}
+                () = tokio::time::sleep(deadline) => this.abort(),
+            }
+        });
     }
 
     /// Aborts: every task is cancelled at its next await point.
@@ -519,9 +579,7 @@ impl<I: Send + 'static> Handle<I> {
     /// # });
     /// ```
     pub fn controller(&self) -> Controller {
-        Controller {
-            shared: self.pusher.shared.clone(),
-        }
+        Controller::new(self.pusher.shared.clone())
     }
 
     /// A snapshot of the counters now: outcome [`Outcome::Running`] until
