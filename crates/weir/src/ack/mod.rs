@@ -15,8 +15,10 @@
 //! aggregate), holds a group reference: finishing it finishes every member
 //! with the same status.
 
+mod limit;
 mod offset;
 
+pub(crate) use limit::{InFlight, Room};
 pub use offset::OffsetTracker;
 
 use serde::{Deserialize, Serialize};
@@ -165,7 +167,11 @@ struct Node {
     pending: AtomicUsize,
     /// Greatest status rank seen so far.
     rank: AtomicU8,
-    acker: Arc<dyn Acker>,
+    /// Who to tell; `None` for an item that only holds room in flight.
+    acker: Option<Arc<dyn Acker>>,
+    /// The room in flight the item holds, given back when it is finalized
+    /// ([`PipelineBuilder::max_in_flight`](crate::PipelineBuilder::max_in_flight)).
+    room: Option<Arc<InFlight>>,
 }
 
 impl Node {
@@ -173,7 +179,12 @@ impl Node {
         self.rank.fetch_max(status as u8, Ordering::AcqRel);
         if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
             let status = Status::from_rank(self.rank.load(Ordering::Acquire));
-            self.acker.finalize(self.id, status);
+            if let Some(acker) = &self.acker {
+                acker.finalize(self.id, status);
+            }
+            if let Some(room) = &self.room {
+                room.give_back(1);
+            }
         }
     }
 }
@@ -228,7 +239,8 @@ impl Ack {
                 seq: AtomicU64::new(0),
                 pending: AtomicUsize::new(1),
                 rank: AtomicU8::new(0),
-                acker,
+                acker: Some(acker),
+                room: None,
             })),
         }
     }

@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use super::channel::{SendError, Sender};
 use super::streams::joined;
 use super::{Shared, Subscription};
-use crate::ack::Token;
+use crate::ack::{Room, Token};
 use crate::error::Error;
 use crate::metrics::{Outcome, Report};
 
@@ -150,12 +150,43 @@ impl<I> fmt::Debug for Pusher<I> {
 }
 
 impl<I: Send + 'static> Pusher<I> {
-    fn token(&self) -> Token {
-        Token::plain(
-            self.shared
-                .next_seq
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        )
+    /// The token of the next item pushed, holding its `room` in flight if
+    /// the run has a bound.
+    fn token(&self, room: Option<Room>) -> Token {
+        let seq = self
+            .shared
+            .next_seq
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match room {
+            Some(room) => room.token(seq, None),
+            None => Token::plain(seq),
+        }
+    }
+
+    /// Room for one more item under
+    /// [`max_in_flight`](crate::PipelineBuilder::max_in_flight), if the run
+    /// has the bound (`Ok(None)` if not), waiting for it; `Err` if the
+    /// pipeline stops taking items meanwhile.
+    async fn room(&self) -> Result<Option<Room>, ()> {
+        let Some(limit) = &self.shared.in_flight else {
+            return Ok(None);
+        };
+        if let Some(room) = limit.try_room() {
+            return Ok(Some(room));
+        }
+        tokio::select! {
+            room = limit.room() => Ok(Some(room)),
+            () = self.shared.stop_requested() => Err(()),
+        }
+    }
+
+    /// Room for one more item now: `Some(None)` without a bound, `None`
+    /// if the bound is reached.
+    fn try_room(&self) -> Option<Option<Room>> {
+        match &self.shared.in_flight {
+            None => Some(None),
+            Some(limit) => limit.try_room().map(Some),
+        }
     }
 
     /// Pushes one item, waiting while the intake is full.
@@ -173,7 +204,10 @@ impl<I: Send + 'static> Pusher<I> {
         let Some(tx) = &self.tx else {
             return Err(PushError(item));
         };
-        tx.send(vec![(item, self.token())])
+        let Ok(room) = self.room().await else {
+            return Err(PushError(item));
+        };
+        tx.send(vec![(item, self.token(room))])
             .await
             .map_err(|e| PushError(take_one(e)))
     }
@@ -196,7 +230,13 @@ impl<I: Send + 'static> Pusher<I> {
         let Some(tx) = &self.tx else {
             return Err(TryPushError::Closed(item));
         };
-        tx.try_send(vec![(item, self.token())]).map_err(|e| match e {
+        let Some(room) = self.try_room() else {
+            if tx.is_closed() {
+                return Err(TryPushError::Closed(item));
+            }
+            return Err(TryPushError::Full(item));
+        };
+        tx.try_send(vec![(item, self.token(room))]).map_err(|e| match e {
             SendError::Full(c) => TryPushError::Full(take_one(SendError::Full(c))),
             SendError::Closed(c) => TryPushError::Closed(take_one(SendError::Closed(c))),
         })
@@ -221,7 +261,23 @@ impl<I: Send + 'static> Pusher<I> {
         };
         let size = self.shared.config.chunk_size;
         loop {
-            let chunk: Vec<_> = items.by_ref().take(size).map(|i| (i, self.token())).collect();
+            let mut chunk = Vec::new();
+            // Under a bound: what there is room for now, at least one item.
+            while chunk.len() < size {
+                let room = if chunk.is_empty() {
+                    match self.room().await {
+                        Ok(room) => room,
+                        Err(()) => return Err(PushError(items.collect())),
+                    }
+                } else {
+                    match self.try_room() {
+                        Some(room) => room,
+                        None => break,
+                    }
+                };
+                let Some(item) = items.next() else { break };
+                chunk.push((item, self.token(room)));
+            }
             if chunk.is_empty() {
                 return Ok(());
             }
