@@ -167,8 +167,12 @@ struct Node {
     pending: AtomicUsize,
     /// Greatest status rank seen so far.
     rank: AtomicU8,
-    /// Who to tell; `None` for an item that only holds room in flight.
+    /// Who to tell; `None` for an item that only holds room in flight or
+    /// only carries a key ([`Ack::keyed`]).
     acker: Option<Arc<dyn Acker>>,
+    /// Whether `id` is the source's own id for the item (its key in
+    /// events), not a group's or a bare room's number.
+    keyed: bool,
     /// The room in flight the item holds, given back when it is finalized
     /// ([`PipelineBuilder::max_in_flight`](crate::PipelineBuilder::max_in_flight)).
     room: Option<Arc<InFlight>>,
@@ -240,12 +244,63 @@ impl Ack {
                 pending: AtomicUsize::new(1),
                 rank: AtomicU8::new(0),
                 acker: Some(acker),
+                keyed: true,
                 room: None,
             })),
         }
     }
 
-    /// The source's id for the item.
+    /// A reference that only carries the source's id `key` for the item:
+    /// nobody is told how it ends, but the item's events name it
+    /// (the `key` of [`ItemCompleted`](crate::EventKind::ItemCompleted)
+    /// and [`ItemFailed`](crate::EventKind::ItemFailed)), so that a
+    /// consumer of [`events`](crate::Pipeline::events) maps them back to
+    /// its own ids without keeping the input list. For sources with
+    /// nothing to acknowledge; [`Ack::new`]'s items carry their `id` the
+    /// same way.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// use weir::{Ack, Acked, EventKind, EventLevel, PipelineBuilder};
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let docs = [(1001, "a"), (1002, "b")]; // the source's own ids
+    /// let events: Vec<_> = PipelineBuilder::new()
+    ///     .event_level(EventLevel::Items)
+    ///     .from_acked(futures::stream::iter(docs.map(|(id, doc)| Acked::new(doc, Ack::keyed(id)))))
+    ///     .sink(weir::sink_fn(|_: &str| async {}))
+    ///     .name("store")
+    ///     .events()
+    ///     .collect()
+    ///     .await;
+    /// let delivered: Vec<_> = events
+    ///     .iter()
+    ///     .filter_map(|e| match &e.kind {
+    ///         EventKind::ItemCompleted { stage, key, .. } if stage == "store" => *key,
+    ///         _ => None,
+    ///     })
+    ///     .collect();
+    /// assert_eq!(delivered, [1001, 1002]);
+    /// # });
+    /// ```
+    pub fn keyed(key: u64) -> Ack {
+        Ack {
+            node: Some(Arc::new(Node {
+                id: key,
+                seq: AtomicU64::new(0),
+                pending: AtomicUsize::new(1),
+                rank: AtomicU8::new(0),
+                acker: None,
+                keyed: true,
+                room: None,
+            })),
+        }
+    }
+
+    /// The source's id for the item: also its `key` in the item's events
+    /// ([`ItemCompleted`](crate::EventKind::ItemCompleted),
+    /// [`ItemFailed`](crate::EventKind::ItemFailed)).
     ///
     /// # Examples
     ///

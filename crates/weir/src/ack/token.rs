@@ -77,6 +77,7 @@ impl Token {
                 pending: 1.into(),
                 rank: 0.into(),
                 acker: None,
+                keyed: false,
                 room: Some(room),
             }),
         };
@@ -126,6 +127,13 @@ impl Token {
             None => self.raw >> 1,
             Some(node) => node.seq.load(Ordering::Relaxed),
         }
+    }
+
+    /// The source's own id for the item (its [`Ack`]'s), if it has one:
+    /// `None` for in-memory items and for a batch standing for several.
+    #[inline]
+    pub(crate) fn key(&self) -> Option<u64> {
+        self.node().filter(|n| n.keyed).map(|n| n.id)
     }
 
     /// Finishes the item with `status`.
@@ -193,6 +201,7 @@ impl Token {
             pending: 1.into(),
             rank: 0.into(),
             acker: Some(Arc::new(Group(std::sync::Mutex::new(members)))),
+            keyed: false,
             room: None,
         };
         Token::owning(seq, Arc::new(group))

@@ -457,11 +457,13 @@ impl Shared {
     }
 
     /// Emits [`ItemCompleted`](EventKind::ItemCompleted) for an item
+    /// (the source's `key` for it, if known)
     /// [`item_started`](Self::item_started) returned `started` for.
-    pub(crate) fn item_completed(&self, stage: usize, item: u64, started: Instant) {
+    pub(crate) fn item_completed(&self, stage: usize, item: u64, key: Option<u64>, started: Instant) {
         self.emit_now(EventKind::ItemCompleted {
             stage: self.stages[stage].spec.name.clone(),
             item,
+            key,
             duration_us: started.elapsed().as_micros() as u64,
         });
     }
