@@ -4,13 +4,15 @@
 mod common;
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::{json, Value};
 use weir::stage::Streamed;
 use weir::{
-    compose, Context, ErrorPolicy, Event, EventKind, EventLevel, Lagged, Pipeline, PipelineBuilder, Shutdown,
+    compose, Ack, Acked, Context, ErrorPolicy, Event, EventKind, EventLevel, Lagged, Pipeline,
+    PipelineBuilder, Shutdown,
 };
 
 use common::Ledger;
@@ -185,12 +187,18 @@ async fn the_items_level_times_every_item_of_a_then_stage_and_the_sink() {
             EventKind::ItemCompleted {
                 stage,
                 item,
+                key,
                 duration_us,
+                ..
             } => {
                 assert!(
                     started.contains(&(stage.as_str(), *item)),
                     "completed before started"
                 );
+                // The ledger's acks carry the item's id; only the sink
+                // sees the token (a `then` stage's work gets the item).
+                let expected = (stage == "out").then_some(*item);
+                assert_eq!(*key, expected, "{stage} {item}");
                 completed.insert((stage.as_str(), *item), *duration_us);
             }
             EventKind::ItemFailed { stage, item, .. } => failed.push((stage.as_str(), *item)),
@@ -534,4 +542,142 @@ async fn a_handle_subscriber_gets_progress_on_the_runs_beat() {
         .await;
     // Ticks at 2 s and 3 s, then the final progress at the end (3.5 s).
     assert_eq!(at, [2000, 3000, 3500]);
+}
+
+/// A sink that buffers what it is written and stores it on a slow flush
+/// (100 ms), failing the flushes listed in `failing` (by flush number).
+struct SlowStore {
+    buffered: Vec<u64>,
+    stored: Arc<Mutex<Vec<u64>>>,
+    flushes: usize,
+    failing: Vec<usize>,
+}
+
+impl weir::Sink<u64> for SlowStore {
+    type Error = std::io::Error;
+
+    async fn write(&mut self, x: u64) -> Result<(), std::io::Error> {
+        self.buffered.push(x);
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), std::io::Error> {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.flushes += 1;
+        let batch = std::mem::take(&mut self.buffered);
+        if self.failing.contains(&self.flushes) {
+            return Err(std::io::Error::other("disk full"));
+        }
+        self.stored.lock().unwrap().extend(batch);
+        Ok(())
+    }
+}
+
+/// Items `ids` keyed by themselves ([`Ack::keyed`]), as a source stream.
+fn keyed(ids: Vec<u64>) -> impl futures::Stream<Item = Acked<u64>> + Send + 'static {
+    futures::stream::iter(ids.into_iter().map(|id| Acked::new(id, Ack::keyed(id))))
+}
+
+/// Guards the checkpoint signal: a sink's `ItemCompleted` was sent when
+/// `write` returned, before the flush that stores the item, so a consumer
+/// checkpointing on it could skip an item a crash then lost. Now every one
+/// comes after its flush (the item is stored when the event is read), with
+/// the source's key; a failed flush gives `ItemFailed` (with the key)
+/// and no completion.
+#[tokio::test(start_paused = true)]
+async fn a_sinks_item_completed_comes_after_the_flush_that_delivers_it() {
+    let stored = Arc::new(Mutex::new(Vec::new()));
+    let sink = SlowStore {
+        buffered: Vec::new(),
+        stored: stored.clone(),
+        flushes: 0,
+        failing: vec![2],
+    };
+    let mut events = PipelineBuilder::new()
+        .event_level(EventLevel::Items)
+        .capacity(4)
+        .chunk_size(2)
+        .error_policy(ErrorPolicy::Skip)
+        .from_acked(keyed((100..110).collect()))
+        .sink(sink)
+        .name("store")
+        .events();
+    let mut completed = Vec::new();
+    let mut failed = Vec::new();
+    while let Some(e) = events.next().await {
+        match e.kind {
+            EventKind::ItemCompleted { stage, key, .. } if stage == "store" => {
+                let key = key.expect("a keyed item's events carry its key");
+                assert!(
+                    stored.lock().unwrap().contains(&key),
+                    "ItemCompleted for {key} before the flush that stores it"
+                );
+                completed.push(key);
+            }
+            EventKind::ItemFailed { key, .. } => failed.push(key.unwrap()),
+            _ => {}
+        }
+    }
+    assert!(!failed.is_empty(), "the second flush failed its items");
+    assert!(failed.iter().all(|k| !completed.contains(k)));
+    let mut all: Vec<u64> = completed.iter().chain(&failed).copied().collect();
+    all.sort_unstable();
+    assert_eq!(all, (100..110).collect::<Vec<_>>());
+    assert_eq!(*stored.lock().unwrap(), completed);
+}
+
+/// Seed 001's "consume progress events, stop at half, resume later",
+/// end to end: the first run records the keys its sink delivered (the
+/// checkpoint signal) and drains at half; the second run skips those keys
+/// and does the rest. Every id is stored exactly once, and neither run
+/// kept the input list to map events back to ids.
+#[tokio::test(start_paused = true)]
+async fn a_run_drained_at_half_resumes_from_its_delivered_keys() {
+    const N: u64 = 200;
+    let stored = Arc::new(Mutex::new(Vec::new()));
+    let store = || SlowStore {
+        buffered: Vec::new(),
+        stored: stored.clone(),
+        flushes: 0,
+        failing: Vec::new(),
+    };
+    let run = |ids: Vec<u64>, stop_at: Option<u64>| {
+        let mut events = PipelineBuilder::new()
+            .event_level(EventLevel::Items)
+            .capacity(8)
+            .chunk_size(4)
+            .progress_interval(Duration::from_millis(100))
+            .from_acked(keyed(ids))
+            .sink(store())
+            .name("store")
+            .events();
+        async move {
+            let controller = events.controller();
+            let mut done = Vec::new();
+            let mut outcome = None;
+            while let Some(e) = events.next().await {
+                match e.kind {
+                    EventKind::ItemCompleted { stage, key, .. } if stage == "store" => done.extend(key),
+                    EventKind::Progress(p) if stop_at.is_some_and(|s| p.completed >= s) => {
+                        controller.drain_within(Duration::from_secs(60));
+                    }
+                    EventKind::PipelineFinished { report, .. } => outcome = Some(report.outcome),
+                    _ => {}
+                }
+            }
+            (done, outcome.unwrap())
+        }
+    };
+    let (first, outcome) = run((0..N).collect(), Some(N / 2)).await;
+    assert_eq!(outcome, weir::Outcome::Drained);
+    assert!((N / 2..N).contains(&(first.len() as u64)), "{}", first.len());
+    let rest: Vec<u64> = (0..N).filter(|id| !first.contains(id)).collect();
+    let (second, outcome) = run(rest, None).await;
+    assert_eq!(outcome, weir::Outcome::Completed);
+    let mut all: Vec<u64> = first.iter().chain(&second).copied().collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..N).collect::<Vec<_>>(), "every id once");
+    let mut stored = stored.lock().unwrap().clone();
+    stored.sort_unstable();
+    assert_eq!(stored, all, "what the events said was stored, was");
 }

@@ -114,15 +114,21 @@ async fn a_drain_that_misses_its_deadline_aborts_what_is_left() {
     assert!(report.unfinalized >= 1);
 }
 
+/// The output of 10 000 acknowledged items through small channels (few
+/// items in flight at any time), as a `results()` stream.
+fn small_channels(ledger: &Ledger) -> weir::Results<u64> {
+    PipelineBuilder::new()
+        .capacity(16)
+        .chunk_size(4)
+        .from_acked(ledger.source(10_000))
+        .results()
+}
+
 #[tokio::test(start_paused = true)]
 async fn dropping_a_results_stream_aborts_the_pipeline() {
     use futures::StreamExt;
     let ledger = Ledger::default();
-    let mut results = PipelineBuilder::new()
-        .capacity(16)
-        .chunk_size(4)
-        .from_acked(ledger.source(10_000))
-        .results();
+    let mut results = small_channels(&ledger);
     assert_eq!(results.next().await.unwrap().unwrap(), 0);
     drop(results);
     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -170,4 +176,100 @@ async fn metrics_are_visible_while_running() {
     assert!(m.unfinalized > 0);
     let done = handle.wait().await.unwrap();
     assert_eq!(done.delivered, 1000);
+}
+
+/// Guards seed 001's "consume progress events, stop at half, resume
+/// later": a consumer of `events()` drains through the stream's controller
+/// and reads on; the run ends drained, every item pulled is finalized and
+/// none is aborted (dropping the stream was the only way out before).
+#[tokio::test(start_paused = true)]
+async fn an_events_consumer_drains_at_half_and_the_run_ends_drained() {
+    use futures::StreamExt;
+    use weir::EventKind;
+    let ledger = Ledger::default();
+    let mut events = PipelineBuilder::new()
+        .progress_interval(Duration::from_millis(100))
+        .capacity(16)
+        .chunk_size(4)
+        .from_acked(ledger.source(1000))
+        .then(|x| async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            x
+        })
+        .concurrency(4)
+        .events();
+    let controller = events.controller();
+    let mut last = None;
+    while let Some(event) = events.next().await {
+        if let EventKind::Progress(p) = &event.kind {
+            if p.completed >= 500 {
+                controller.drain_within(Duration::from_secs(5));
+            }
+        }
+        last = Some(event);
+    }
+    let Some(EventKind::PipelineFinished { report, error }) = last.map(|e| e.kind) else {
+        panic!("the stream ends with PipelineFinished");
+    };
+    assert_eq!(error, None);
+    assert_eq!(report.outcome, Outcome::Drained);
+    assert_eq!(report.unfinalized, 0);
+    assert!((500..1000).contains(&report.delivered), "{}", report.delivered);
+    ledger.assert_exactly_once();
+    assert_eq!(ledger.count(Status::Aborted), 0);
+    assert_eq!(ledger.count(Status::Delivered) as u64, ledger.pulled());
+}
+
+/// Guards the deadline of a stream's drain: an item that never finishes
+/// keeps the drain from ending, so it is aborted at the deadline (on the
+/// paused clock), and the stream still ends.
+#[tokio::test(start_paused = true)]
+async fn a_stream_drain_that_misses_its_deadline_aborts_at_it() {
+    use futures::StreamExt;
+    let ledger = Ledger::default();
+    let mut results = Pipeline::from_acked(ledger.source(100))
+        .then(|x| async move {
+            if x == 5 {
+                std::future::pending::<()>().await;
+            }
+            x
+        })
+        .results();
+    let controller = results.controller();
+    let mut got = Vec::new();
+    let mut drained_at = None;
+    while let Some(item) = results.next().await {
+        got.push(item.unwrap());
+        if got.len() == 5 {
+            drained_at = Some(tokio::time::Instant::now());
+            controller.drain_within(Duration::from_millis(500));
+        }
+    }
+    assert_eq!(got, [0, 1, 2, 3, 4]);
+    assert_eq!(drained_at.unwrap().elapsed(), Duration::from_millis(500));
+    let statuses = ledger.assert_exactly_once();
+    assert_eq!(statuses[&5], Status::Aborted);
+    assert_eq!(ledger.count(Status::Delivered), 5);
+}
+
+/// Guards a drained `results()` stream: it yields the items in flight,
+/// then ends without an error; nothing is aborted.
+#[tokio::test(start_paused = true)]
+async fn a_results_consumer_drains_and_gets_every_item_in_flight() {
+    use futures::StreamExt;
+    let ledger = Ledger::default();
+    let mut results = small_channels(&ledger);
+    let controller = results.controller();
+    let mut got = 0;
+    while let Some(item) = results.next().await {
+        item.unwrap();
+        got += 1;
+        if got == 10 {
+            controller.drain();
+        }
+    }
+    assert!((10..10_000).contains(&got), "{got}");
+    ledger.assert_exactly_once();
+    assert_eq!(ledger.count(Status::Aborted), 0);
+    assert_eq!(ledger.count(Status::Delivered), got);
 }

@@ -15,8 +15,10 @@
 //! aggregate), holds a group reference: finishing it finishes every member
 //! with the same status.
 
+mod limit;
 mod offset;
 
+pub(crate) use limit::{InFlight, Room};
 pub use offset::OffsetTracker;
 
 use serde::{Deserialize, Serialize};
@@ -165,7 +167,15 @@ struct Node {
     pending: AtomicUsize,
     /// Greatest status rank seen so far.
     rank: AtomicU8,
-    acker: Arc<dyn Acker>,
+    /// Who to tell; `None` for an item that only holds room in flight or
+    /// only carries a key ([`Ack::keyed`]).
+    acker: Option<Arc<dyn Acker>>,
+    /// Whether `id` is the source's own id for the item (its key in
+    /// events), not a group's or a bare room's number.
+    keyed: bool,
+    /// The room in flight the item holds, given back when it is finalized
+    /// ([`PipelineBuilder::max_in_flight`](crate::PipelineBuilder::max_in_flight)).
+    room: Option<Arc<InFlight>>,
 }
 
 impl Node {
@@ -173,7 +183,12 @@ impl Node {
         self.rank.fetch_max(status as u8, Ordering::AcqRel);
         if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
             let status = Status::from_rank(self.rank.load(Ordering::Acquire));
-            self.acker.finalize(self.id, status);
+            if let Some(acker) = &self.acker {
+                acker.finalize(self.id, status);
+            }
+            if let Some(room) = &self.room {
+                room.give_back(1);
+            }
         }
     }
 }
@@ -228,12 +243,64 @@ impl Ack {
                 seq: AtomicU64::new(0),
                 pending: AtomicUsize::new(1),
                 rank: AtomicU8::new(0),
-                acker,
+                acker: Some(acker),
+                keyed: true,
+                room: None,
             })),
         }
     }
 
-    /// The source's id for the item.
+    /// A reference that only carries the source's id `key` for the item:
+    /// nobody is told how it ends, but the item's events name it
+    /// (the `key` of [`ItemCompleted`](crate::EventKind::ItemCompleted)
+    /// and [`ItemFailed`](crate::EventKind::ItemFailed)), so that a
+    /// consumer of [`events`](crate::Pipeline::events) maps them back to
+    /// its own ids without keeping the input list. For sources with
+    /// nothing to acknowledge; [`Ack::new`]'s items carry their `id` the
+    /// same way.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// use weir::{Ack, Acked, EventKind, EventLevel, PipelineBuilder};
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let docs = [(1001, "a"), (1002, "b")]; // the source's own ids
+    /// let events: Vec<_> = PipelineBuilder::new()
+    ///     .event_level(EventLevel::Items)
+    ///     .from_acked(futures::stream::iter(docs.map(|(id, doc)| Acked::new(doc, Ack::keyed(id)))))
+    ///     .sink(weir::sink_fn(|_: &str| async {}))
+    ///     .name("store")
+    ///     .events()
+    ///     .collect()
+    ///     .await;
+    /// let delivered: Vec<_> = events
+    ///     .iter()
+    ///     .filter_map(|e| match &e.kind {
+    ///         EventKind::ItemCompleted { stage, key, .. } if stage == "store" => *key,
+    ///         _ => None,
+    ///     })
+    ///     .collect();
+    /// assert_eq!(delivered, [1001, 1002]);
+    /// # });
+    /// ```
+    pub fn keyed(key: u64) -> Ack {
+        Ack {
+            node: Some(Arc::new(Node {
+                id: key,
+                seq: AtomicU64::new(0),
+                pending: AtomicUsize::new(1),
+                rank: AtomicU8::new(0),
+                acker: None,
+                keyed: true,
+                room: None,
+            })),
+        }
+    }
+
+    /// The source's id for the item: also its `key` in the item's events
+    /// ([`ItemCompleted`](crate::EventKind::ItemCompleted),
+    /// [`ItemFailed`](crate::EventKind::ItemFailed)).
     ///
     /// # Examples
     ///

@@ -20,7 +20,7 @@ use std::marker::PhantomData;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::{finish_node, Ack, Group, Node, Status};
+use super::{finish_node, Ack, Group, InFlight, Node, Status};
 
 /// What travels beside every item inside the runtime: the item's sequence
 /// number at the source (used in errors and events) and, for acknowledging
@@ -56,6 +56,32 @@ impl Token {
             raw: ptr as usize as u64,
             _node: PhantomData,
         }
+    }
+
+    /// A token for an item that holds `room` in flight (and, with `ack`,
+    /// a source's acknowledgement reference too): the room is given back
+    /// when the item is finalized, whatever its status.
+    pub(crate) fn holding(seq: u64, ack: Option<Ack>, room: Arc<InFlight>) -> Token {
+        let node = match ack.and_then(|mut a| a.node.take()) {
+            Some(mut node) => match Arc::get_mut(&mut node) {
+                // A fresh `Ack` is its node's only owner.
+                Some(n) => {
+                    n.room = Some(room);
+                    node
+                }
+                None => unreachable!("an Ack's node has one owner"),
+            },
+            None => Arc::new(Node {
+                id: seq,
+                seq: seq.into(),
+                pending: 1.into(),
+                rank: 0.into(),
+                acker: None,
+                keyed: false,
+                room: Some(room),
+            }),
+        };
+        Token::owning(seq, node)
     }
 
     pub(crate) fn acked(seq: u64, mut ack: Ack) -> Token {
@@ -101,6 +127,13 @@ impl Token {
             None => self.raw >> 1,
             Some(node) => node.seq.load(Ordering::Relaxed),
         }
+    }
+
+    /// The source's own id for the item (its [`Ack`]'s), if it has one:
+    /// `None` for in-memory items and for a batch standing for several.
+    #[inline]
+    pub(crate) fn key(&self) -> Option<u64> {
+        self.node().filter(|n| n.keyed).map(|n| n.id)
     }
 
     /// Finishes the item with `status`.
@@ -167,7 +200,9 @@ impl Token {
             seq: seq.into(),
             pending: 1.into(),
             rank: 0.into(),
-            acker: Arc::new(Group(std::sync::Mutex::new(members))),
+            acker: Some(Arc::new(Group(std::sync::Mutex::new(members)))),
+            keyed: false,
+            room: None,
         };
         Token::owning(seq, Arc::new(group))
     }

@@ -133,6 +133,14 @@ pub enum EventKind {
         stage: String,
         /// The item's sequence number at its source.
         item: u64,
+        /// The source's own id for the item: its [`Ack`](crate::Ack)'s id
+        /// ([`Ack::new`](crate::Ack::new), [`Ack::keyed`](crate::Ack::keyed)),
+        /// for items of a [`from_acked`](crate::Pipeline::from_acked)
+        /// source; `None` (and left out of the JSON) for in-memory items
+        /// and for a batch of several. Absent in logs written before it
+        /// existed (the version stays).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<u64>,
         /// The error message.
         error: String,
         /// `error`, `panic`, `sink`, … ([`ErrorKind::as_str`](crate::ErrorKind::as_str)).
@@ -232,12 +240,59 @@ pub enum EventKind {
     },
     /// A stage finished an item successfully ([`EventLevel::Items`] only;
     /// a failure is an [`ItemFailed`](EventKind::ItemFailed) event).
+    ///
+    /// **The safe checkpoint signal is this event from a sink stage**: a
+    /// sink's `ItemCompleted` is sent once the [`flush`](crate::Sink::flush)
+    /// after the item's write succeeded, when the item is finalized as
+    /// [`Delivered`](crate::Status::Delivered), never before; an item
+    /// whose flush fails gets an [`ItemFailed`](EventKind::ItemFailed)
+    /// instead. A resumed run may skip the items (their `key`s) that had
+    /// it, and must redo every other. From any other stage it only says
+    /// that the stage's work on the item returned (the item may still fail
+    /// downstream or be lost to an abort).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// use weir::{Ack, Acked, EventKind, EventLevel, PipelineBuilder};
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let ids = [70u64, 71, 72];
+    /// let events: Vec<_> = PipelineBuilder::new()
+    ///     .event_level(EventLevel::Items)
+    ///     .from_acked(futures::stream::iter(ids.map(|id| Acked::new(id * 2, Ack::keyed(id)))))
+    ///     .then(|x| async move { x + 1 })
+    ///     .sink(weir::sink_fn(|_: u64| async {}))
+    ///     .name("store")
+    ///     .events()
+    ///     .collect()
+    ///     .await;
+    /// // A checkpoint: the ids the sink delivered.
+    /// let stored: Vec<u64> = events
+    ///     .iter()
+    ///     .filter_map(|e| match &e.kind {
+    ///         EventKind::ItemCompleted { stage, key, .. } if stage == "store" => *key,
+    ///         _ => None,
+    ///     })
+    ///     .collect();
+    /// assert_eq!(stored, ids);
+    /// # });
+    /// ```
     ItemCompleted {
         /// The stage.
         stage: String,
         /// The item's sequence number at its source.
         item: u64,
-        /// How long the stage worked on it, in microseconds.
+        /// The source's own id for the item: its [`Ack`](crate::Ack)'s id
+        /// ([`Ack::new`](crate::Ack::new), [`Ack::keyed`](crate::Ack::keyed)),
+        /// for items of a [`from_acked`](crate::Pipeline::from_acked)
+        /// source; `None` (and left out of the JSON) for in-memory items
+        /// and for a batch of several. Absent in logs written before it
+        /// existed (the version stays).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<u64>,
+        /// How long the stage worked on it, in microseconds (for a sink:
+        /// from its write to the end of the flush that delivered it).
         duration_us: u64,
     },
     /// One input of a [`merge`](crate::Pipeline::merge) initialized and is
@@ -322,7 +377,9 @@ pub enum EventLevel {
     /// Progress events, plus [`ItemStarted`](EventKind::ItemStarted) and
     /// [`ItemCompleted`](EventKind::ItemCompleted) for each item in each
     /// stage that runs in a task of its own (`then`, `blocking`, keyed
-    /// stages, sinks). Fused synchronous stages (`map`, `filter`, …) run
+    /// stages, sinks; a sink's `ItemCompleted` waits for the flush that
+    /// delivers the item: the checkpoint signal). Fused synchronous
+    /// stages (`map`, `filter`, …) run
     /// at a nanosecond or so per item: an event per item would cost them
     /// many times their work, so they report failures only.
     Items,
@@ -485,6 +542,7 @@ mod tests {
         let e = at_1ms(EventKind::ItemFailed {
             stage: "parse".into(),
             item: 4,
+            key: Some(1004),
             error: "bad".into(),
             error_type: "error".into(),
             attempt: 1,
@@ -521,6 +579,33 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    /// Guards the `key` of item events: written only when the item has
+    /// one, and a line from before the field (or without a key) reads as
+    /// `None` under the same version.
+    #[test]
+    fn item_completed_json_has_its_key_only_when_known() {
+        let e = at_1ms(EventKind::ItemCompleted {
+            stage: "store".into(),
+            item: 3,
+            key: Some(1003),
+            duration_us: 5,
+        });
+        let golden = r#"{"version":1,"pipeline":"p","run_id":"p-1-0","ts_ms":1,"elapsed_ms":2,"type":"item_completed","stage":"store","item":3,"key":1003,"duration_us":5}"#;
+        assert_eq!(serde_json::to_string(&e).unwrap(), golden);
+        assert_eq!(serde_json::from_str::<Event>(golden).unwrap(), e);
+        let older = golden.replace(r#""key":1003,"#, "");
+        let back: Event = serde_json::from_str(&older).unwrap();
+        assert!(matches!(
+            back.kind,
+            EventKind::ItemCompleted {
+                key: None,
+                item: 3,
+                ..
+            }
+        ));
+        assert_eq!(serde_json::to_string(&back).unwrap(), older, "no key: no field");
     }
 
     #[test]

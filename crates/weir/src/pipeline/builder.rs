@@ -14,6 +14,7 @@ use crate::stage::{AckedSource, IntakeSource, IterSource, StageSpec, StreamSourc
 /// |---|---|
 /// | [`name`](Self::name) | `"pipeline"` |
 /// | [`capacity`](Self::capacity) | 4096 items per channel |
+/// | [`max_in_flight`](Self::max_in_flight) | none (bounded by the channels) |
 /// | [`chunk_size`](Self::chunk_size) | 1024 items |
 /// | [`progress_interval`](Self::progress_interval) | 1 s |
 /// | [`events_capacity`](Self::events_capacity) | 1024 events |
@@ -87,7 +88,8 @@ impl PipelineBuilder {
     /// task boundaries of `capacity + 2 × chunk_size` (the channel, a chunk
     /// the sender is filling and a chunk the receiver is working through),
     /// plus each concurrent stage's concurrency, whatever the stream's
-    /// length. By default, 4096.
+    /// length; [`max_in_flight`](Self::max_in_flight) bounds the whole
+    /// pipeline at once. By default, 4096.
     ///
     /// # Panics
     ///
@@ -113,6 +115,54 @@ impl PipelineBuilder {
     pub fn capacity(mut self, capacity: usize) -> Self {
         assert!(capacity > 0, "PipelineBuilder::capacity must be at least 1");
         self.config.capacity = capacity;
+        self
+    }
+
+    /// The most source items in flight in the whole pipeline at once: a
+    /// source takes an item in only while fewer than `max` are in flight,
+    /// and an intake's [`try_push`](crate::Pusher::try_push) answers
+    /// [`Full`](crate::TryPushError::Full) at `max` exactly
+    /// ([`push`](crate::Pusher::push) waits). An item counts from the
+    /// moment its source takes it until it is finalized (delivered,
+    /// dropped, failed, dead-lettered or aborted); a `flat_map` item's
+    /// children and a batch's members count as the source items they came
+    /// from. Every source kind honours it: iterators, streams, acknowledged
+    /// streams, merges and intakes.
+    ///
+    /// [`capacity`](Self::capacity) bounds each channel on its own, so
+    /// a pipeline of several tasks holds up to several capacities' worth;
+    /// this bounds the total. Items then carry a reference each (as items
+    /// of an acknowledging source do), which costs a little per item: runs
+    /// without the bound do not pay it. By default, none: only the
+    /// channels bound the items in flight.
+    ///
+    /// # Panics
+    ///
+    /// If `max` is 0.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::{PipelineBuilder, TryPushError};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let handle = PipelineBuilder::new()
+    ///     .capacity(8)
+    ///     .max_in_flight(8)
+    ///     .intake::<u32>()
+    ///     .then(|x| async move { x })
+    ///     .start();
+    /// for i in 0..8 {
+    ///     handle.try_push(i).unwrap();
+    /// }
+    /// assert_eq!(handle.try_push(8), Err(TryPushError::Full(8))); // 8 in flight: full
+    /// handle.push(8).await.unwrap(); // waits for one to be finalized
+    /// assert_eq!(handle.wait().await.unwrap().delivered, 9);
+    /// # });
+    /// ```
+    #[track_caller]
+    pub fn max_in_flight(mut self, max: usize) -> Self {
+        assert!(max > 0, "PipelineBuilder::max_in_flight must be at least 1");
+        self.config.max_in_flight = Some(max);
         self
     }
 

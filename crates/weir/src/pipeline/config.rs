@@ -13,6 +13,9 @@ use crate::policy::ErrorPolicy;
 pub(crate) struct Config {
     pub(crate) name: String,
     pub(crate) capacity: usize,
+    /// The most source items in flight at once; `None`: no bound but the
+    /// channels'.
+    pub(crate) max_in_flight: Option<usize>,
     pub(crate) chunk_size: usize,
     pub(crate) progress_interval: Duration,
     pub(crate) events_capacity: usize,
@@ -34,6 +37,7 @@ impl Default for Config {
         Config {
             name: "pipeline".to_owned(),
             capacity: 4096,
+            max_in_flight: None,
             chunk_size: 1024,
             progress_interval: Duration::from_secs(1),
             events_capacity: 1024,

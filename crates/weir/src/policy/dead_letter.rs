@@ -292,11 +292,13 @@ async fn refused(shared: &Shared, stage: usize, name: &str, token: Token, attemp
         .metrics
         .dead_letter_refused
         .fetch_add(1, Ordering::Relaxed);
+    let key = token.key();
     token.finish(Status::Failed);
     shared
         .emit(EventKind::ItemFailed {
             stage: name.to_owned(),
             item: error.item().unwrap_or_default(),
+            key,
             error: error.message().to_owned(),
             error_type: error.kind().as_str().to_owned(),
             attempt: attempts,

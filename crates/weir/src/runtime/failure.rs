@@ -34,6 +34,7 @@ impl TaskCx {
             self.pending.push(EventKind::ItemFailed {
                 stage: entry.spec.name.clone(),
                 item: error.item().unwrap_or_default(),
+                key: token.key(),
                 error: error.message().to_owned(),
                 error_type: error.kind().as_str().to_owned(),
                 attempt: error.attempt(),

@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use super::channel::{SendError, Sender};
 use super::streams::joined;
 use super::{Shared, Subscription};
-use crate::ack::Token;
+use crate::ack::{Room, Token};
 use crate::error::Error;
 use crate::metrics::{Outcome, Report};
 
@@ -150,12 +150,43 @@ impl<I> fmt::Debug for Pusher<I> {
 }
 
 impl<I: Send + 'static> Pusher<I> {
-    fn token(&self) -> Token {
-        Token::plain(
-            self.shared
-                .next_seq
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        )
+    /// The token of the next item pushed, holding its `room` in flight if
+    /// the run has a bound.
+    fn token(&self, room: Option<Room>) -> Token {
+        let seq = self
+            .shared
+            .next_seq
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match room {
+            Some(room) => room.token(seq, None),
+            None => Token::plain(seq),
+        }
+    }
+
+    /// Room for one more item under
+    /// [`max_in_flight`](crate::PipelineBuilder::max_in_flight), if the run
+    /// has the bound (`Ok(None)` if not), waiting for it; `Err` if the
+    /// pipeline stops taking items meanwhile.
+    async fn room(&self) -> Result<Option<Room>, ()> {
+        let Some(limit) = &self.shared.in_flight else {
+            return Ok(None);
+        };
+        if let Some(room) = limit.try_room() {
+            return Ok(Some(room));
+        }
+        tokio::select! {
+            room = limit.room() => Ok(Some(room)),
+            () = self.shared.stop_requested() => Err(()),
+        }
+    }
+
+    /// Room for one more item now: `Some(None)` without a bound, `None`
+    /// if the bound is reached.
+    fn try_room(&self) -> Option<Option<Room>> {
+        match &self.shared.in_flight {
+            None => Some(None),
+            Some(limit) => limit.try_room().map(Some),
+        }
     }
 
     /// Pushes one item, waiting while the intake is full.
@@ -173,7 +204,10 @@ impl<I: Send + 'static> Pusher<I> {
         let Some(tx) = &self.tx else {
             return Err(PushError(item));
         };
-        tx.send(vec![(item, self.token())])
+        let Ok(room) = self.room().await else {
+            return Err(PushError(item));
+        };
+        tx.send(vec![(item, self.token(room))])
             .await
             .map_err(|e| PushError(take_one(e)))
     }
@@ -196,7 +230,13 @@ impl<I: Send + 'static> Pusher<I> {
         let Some(tx) = &self.tx else {
             return Err(TryPushError::Closed(item));
         };
-        tx.try_send(vec![(item, self.token())]).map_err(|e| match e {
+        let Some(room) = self.try_room() else {
+            if tx.is_closed() {
+                return Err(TryPushError::Closed(item));
+            }
+            return Err(TryPushError::Full(item));
+        };
+        tx.try_send(vec![(item, self.token(room))]).map_err(|e| match e {
             SendError::Full(c) => TryPushError::Full(take_one(SendError::Full(c))),
             SendError::Closed(c) => TryPushError::Closed(take_one(SendError::Closed(c))),
         })
@@ -221,7 +261,23 @@ impl<I: Send + 'static> Pusher<I> {
         };
         let size = self.shared.config.chunk_size;
         loop {
-            let chunk: Vec<_> = items.by_ref().take(size).map(|i| (i, self.token())).collect();
+            let mut chunk = Vec::new();
+            // Under a bound: what there is room for now, at least one item.
+            while chunk.len() < size {
+                let room = if chunk.is_empty() {
+                    match self.room().await {
+                        Ok(room) => room,
+                        Err(()) => return Err(PushError(items.collect())),
+                    }
+                } else {
+                    match self.try_room() {
+                        Some(room) => room,
+                        None => break,
+                    }
+                };
+                let Some(item) = items.next() else { break };
+                chunk.push((item, self.token(room)));
+            }
             if chunk.is_empty() {
                 return Ok(());
             }
@@ -273,6 +329,10 @@ impl fmt::Debug for Controller {
 }
 
 impl Controller {
+    pub(crate) fn new(shared: Arc<Shared>) -> Controller {
+        Controller { shared }
+    }
+
     /// Starts a drain: sources stop taking items, everything taken in
     /// finishes, sinks flush.
     ///
@@ -294,6 +354,62 @@ impl Controller {
     /// ```
     pub fn drain(&self) {
         self.shared.drain.raise();
+    }
+
+    /// Starts a drain, as [`drain`](Self::drain) does, that must end
+    /// within `deadline`: if the run is still going then, what is left is
+    /// aborted (the outcome is then [`Outcome::Aborted`] and the report's
+    /// [`unfinalized`](Report::unfinalized) counts the items lost). Does
+    /// not wait: keep consuming the run (its [`Events`](super::Events) or
+    /// [`Results`](super::Results) stream, or [`Handle::wait`]) to see the
+    /// in-flight items finish and the final report. Needs a runtime with
+    /// timers.
+    ///
+    /// This is how a consumer of a stream stops a run cleanly: take the
+    /// stream's [`controller`](super::Events::controller), drain, and read
+    /// on to the end (dropping the stream instead aborts the run).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use futures::StreamExt;
+    /// use weir::{EventKind, Outcome, PipelineBuilder};
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let mut events = PipelineBuilder::new()
+    ///     .capacity(16) // few items in flight when the drain comes
+    ///     .chunk_size(4)
+    ///     .from_iter(0..1000u64)
+    ///     .then(|x| async move {
+    ///         tokio::time::sleep(Duration::from_millis(10)).await;
+    ///         x
+    ///     })
+    ///     .events();
+    /// let controller = events.controller();
+    /// let mut last = None;
+    /// while let Some(event) = events.next().await {
+    ///     if let EventKind::Progress(p) = &event.kind {
+    ///         if p.completed >= 500 {
+    ///             controller.drain_within(Duration::from_secs(5)); // half is enough for now
+    ///         }
+    ///     }
+    ///     last = Some(event); // the items still in flight finish meanwhile
+    /// }
+    /// let EventKind::PipelineFinished { report, .. } = last.unwrap().kind else { panic!() };
+    /// assert_eq!(report.outcome, Outcome::Drained);
+    /// assert_eq!(report.unfinalized, 0);
+    /// assert!(report.delivered < 1000);
+    /// # });
+    /// ```
+    pub fn drain_within(&self, deadline: Duration) {
+        self.drain();
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = this.shared.finished.raised() => {}
+                () = tokio::time::sleep(deadline) => this.abort(),
+            }
+        });
     }
 
     /// Aborts: every task is cancelled at its next await point.
@@ -519,9 +635,7 @@ impl<I: Send + 'static> Handle<I> {
     /// # });
     /// ```
     pub fn controller(&self) -> Controller {
-        Controller {
-            shared: self.pusher.shared.clone(),
-        }
+        Controller::new(self.pusher.shared.clone())
     }
 
     /// A snapshot of the counters now: outcome [`Outcome::Running`] until

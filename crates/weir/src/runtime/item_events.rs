@@ -75,7 +75,8 @@ pub(crate) fn traced<F>(shared: &Arc<Shared>, stage: usize, item: u64, fut: F) -
 #[inline(never)]
 fn completed<U>(out: &Result<U, Error>, t: &Trace) {
     if out.is_ok() {
-        t.shared.item_completed(t.stage, t.item, t.started);
+        // The work gets the item's number only, not its token: no key.
+        t.shared.item_completed(t.stage, t.item, None, t.started);
     }
 }
 

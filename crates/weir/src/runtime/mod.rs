@@ -53,6 +53,7 @@ use tokio::sync::{broadcast, mpsc, Notify};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::ack::InFlight;
 use crate::context::Context;
 use crate::error::{Error, ErrorKind};
 use crate::event::{now_ms, Event, EventKind, EventLevel, Progress, RateWindow, EVENT_VERSION, RATE_WINDOW};
@@ -131,6 +132,11 @@ pub(crate) struct Shared {
     error: Mutex<Option<Error>>,
     /// Sequence numbers for items pushed through the handle.
     pub(crate) next_seq: AtomicU64,
+    /// The room left under
+    /// [`max_in_flight`](crate::PipelineBuilder::max_in_flight), if the
+    /// run has the bound: sources take room for each item before taking
+    /// it in.
+    pub(crate) in_flight: Option<Arc<InFlight>>,
     /// Raised while the plan is attached by a source whose items carry
     /// acknowledgements ([`AckedSource`](crate::stage::AckedSource)).
     /// Until then every token of the run is plain: the chunk forwarders
@@ -194,6 +200,10 @@ impl Shared {
         events: Option<mpsc::Sender<Event>>,
     ) -> Shared {
         let monitors = config.monitors.take();
+        let in_flight = config.max_in_flight.map(InFlight::new);
+        // Items holding room in flight carry a node, as acknowledged ones
+        // do: their finishes must be kept.
+        let limited = in_flight.is_some();
         let default_policy = config.error_policy;
         let context = config
             .context
@@ -224,7 +234,8 @@ impl Shared {
             subscribed: Signal::default(),
             error: Mutex::new(None),
             next_seq: AtomicU64::new(0),
-            acked: AtomicBool::new(false),
+            in_flight,
+            acked: AtomicBool::new(limited),
             rates: StageRates::default(),
             outcome: Mutex::new(None),
             e2e: e2e_latency::E2eSampler::default(),
@@ -446,11 +457,13 @@ impl Shared {
     }
 
     /// Emits [`ItemCompleted`](EventKind::ItemCompleted) for an item
+    /// (the source's `key` for it, if known)
     /// [`item_started`](Self::item_started) returned `started` for.
-    pub(crate) fn item_completed(&self, stage: usize, item: u64, started: Instant) {
+    pub(crate) fn item_completed(&self, stage: usize, item: u64, key: Option<u64>, started: Instant) {
         self.emit_now(EventKind::ItemCompleted {
             stage: self.stages[stage].spec.name.clone(),
             item,
+            key,
             duration_us: started.elapsed().as_micros() as u64,
         });
     }

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::channel::Receiver;
-use super::{supervise, Shared, Task};
+use super::{supervise, Controller, Shared, Task};
 use crate::ack::Status;
 use crate::error::{Error, ErrorKind};
 use crate::event::{Event, EventKind};
@@ -42,7 +42,9 @@ pub(crate) fn joined(r: Result<Result<Report, Error>, tokio::task::JoinError>) -
 ///
 /// Yields `Ok(item)` for each output item (an item is delivered when it is
 /// yielded) and, if the pipeline failed, one `Err` at the end. The pipeline
-/// starts on the first poll; dropping the stream aborts it.
+/// starts on the first poll; dropping the stream aborts it. To stop it
+/// cleanly, drain it through its [`controller`](Self::controller) and read
+/// on: the items in flight still come, then the stream ends.
 ///
 /// # Examples
 ///
@@ -61,6 +63,7 @@ pub(crate) fn joined(r: Result<Result<Report, Error>, tokio::task::JoinError>) -
 #[must_use = "streams do nothing unless polled"]
 pub struct Results<T> {
     inner: BoxStream<'static, Result<T, Error>>,
+    shared: Arc<Shared>,
 }
 
 impl<T> fmt::Debug for Results<T> {
@@ -86,7 +89,7 @@ impl<T: Send + 'static> Results<T> {
             rx,
             current: Vec::new().into_iter(),
             c,
-            start: Some((shared, tasks, consumer)),
+            start: Some((shared.clone(), tasks, consumer)),
             running: None,
             consumed: Some(consumed),
             done: false,
@@ -125,7 +128,38 @@ impl<T: Send + 'static> Results<T> {
                 }
             }
         });
-        Results { inner: inner.boxed() }
+        Results {
+            inner: inner.boxed(),
+            shared,
+        }
+    }
+
+    /// A [`Controller`] of this stream's run: [`drain`](Controller::drain)
+    /// or [`drain_within`](Controller::drain_within) stop it cleanly (the
+    /// sources stop, the items in flight are still yielded, then the stream
+    /// ends), unlike dropping the stream, which aborts it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use futures::StreamExt;
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let mut results = weir::Pipeline::from_stream(futures::stream::iter(0u64..)).results(); // endless
+    /// let controller = results.controller();
+    /// let mut seen = 0u64;
+    /// while let Some(item) = results.next().await {
+    ///     assert_eq!(item.unwrap(), seen); // nothing lost, nothing out of order
+    ///     seen += 1;
+    ///     if seen == 10 {
+    ///         controller.drain_within(Duration::from_secs(1));
+    ///     }
+    /// }
+    /// assert!(seen >= 10); // the stream ended: drained, not aborted
+    /// # });
+    /// ```
+    pub fn controller(&self) -> Controller {
+        Controller::new(self.shared.clone())
     }
 }
 
@@ -142,7 +176,9 @@ impl<T> Stream for Results<T> {
 ///
 /// The pipeline starts on the first poll. A consumer that stops reading
 /// stops the pipeline's sources (nothing queues up); dropping the stream
-/// aborts the pipeline. The last event is
+/// aborts the pipeline. To stop it cleanly, drain it through its
+/// [`controller`](Self::controller) and read on: the events of the items in
+/// flight still come. The last event is
 /// [`PipelineFinished`](EventKind::PipelineFinished).
 ///
 /// # Examples
@@ -168,6 +204,7 @@ impl<T> Stream for Results<T> {
 #[must_use = "streams do nothing unless polled"]
 pub struct Events {
     rx: mpsc::Receiver<Event>,
+    shared: Arc<Shared>,
     start: Option<BoxFuture<'static, Result<Report, Error>>>,
     running: Option<AbortOnDrop>,
     finished: bool,
@@ -185,10 +222,37 @@ impl Events {
     pub(crate) fn new(shared: Arc<Shared>, tasks: Vec<Task>, rx: mpsc::Receiver<Event>) -> Events {
         Events {
             rx,
-            start: Some(supervise(shared, tasks, None).boxed()),
+            start: Some(supervise(shared.clone(), tasks, None).boxed()),
+            shared,
             running: None,
             finished: false,
         }
+    }
+
+    /// A [`Controller`] of this stream's run: [`drain`](Controller::drain)
+    /// or [`drain_within`](Controller::drain_within) stop it cleanly (the
+    /// sources stop, the items in flight finish, and the stream ends with
+    /// [`PipelineFinished`](EventKind::PipelineFinished), outcome
+    /// [`Drained`](crate::Outcome::Drained)), unlike dropping the stream,
+    /// which aborts it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use futures::StreamExt;
+    /// use weir::{EventKind, Outcome, Pipeline};
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let mut events = Pipeline::from_stream(futures::stream::repeat(1u8)).events(); // endless
+    /// events.controller().drain_within(Duration::from_secs(1));
+    /// let last = events.collect::<Vec<_>>().await.pop().unwrap();
+    /// let EventKind::PipelineFinished { report, .. } = last.kind else { panic!() };
+    /// assert_eq!(report.outcome, Outcome::Drained);
+    /// assert_eq!(report.unfinalized, 0);
+    /// # });
+    /// ```
+    pub fn controller(&self) -> Controller {
+        Controller::new(self.shared.clone())
     }
 }
 

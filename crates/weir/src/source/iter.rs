@@ -40,6 +40,16 @@ where
     type Intake = crate::runtime::NoIntake;
 
     fn attach<D: Push<I::Item>>(self, down: D, w: &mut Wiring<Self::Intake>) {
+        if w.shared.in_flight.is_some() {
+            // Under `max_in_flight` each item takes room first: the
+            // stream source's loop does that; the counted loops here stay
+            // free of it.
+            let items = futures::stream::iter(self.iter);
+            let task =
+                super::stream::drive(items, |i| (i, None), down, w.counters(0), w.cx(), w.chunk_size());
+            w.spawn_stage(0, task);
+            return;
+        }
         let task = drive(self.iter, down, w.counters(0), w.cx(), w.chunk_size());
         w.spawn_stage(0, task);
     }

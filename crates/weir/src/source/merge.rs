@@ -7,8 +7,8 @@ use std::task::{ready, Context, Poll};
 use futures::future::BoxFuture;
 use futures::{FutureExt, Stream};
 
-use super::{flush_all, settle, Source};
-use crate::ack::Token;
+use super::{flush_all, settle, token, Source};
+use crate::ack::Room;
 use crate::error::{Error, ErrorKind};
 use crate::event::EventKind;
 use crate::metrics::Counters;
@@ -330,6 +330,9 @@ where
     let mut failures = Vec::new();
     let mut seq = 0u64;
     let mut counted = 0u64;
+    let limit = shared.in_flight.clone();
+    // Room taken for the next item (under `max_in_flight` only).
+    let mut room: Option<Room> = None;
     'run: loop {
         while open.len() < max {
             match waiting.next() {
@@ -343,12 +346,18 @@ where
         shared.events_gate().await;
         let start = seq;
         let mut progress = false;
-        for input in &mut open {
+        'round: for input in &mut open {
             let mut taken = 0;
             while taken < chunk {
+                if let (Some(limit), None) = (&limit, &room) {
+                    room = limit.try_room();
+                    if room.is_none() {
+                        break 'round;
+                    }
+                }
                 match poll_fn(|t| Poll::Ready(input.poll_pull(t))).await {
                     Poll::Ready(Pulled::Item(item)) => {
-                        down.push(item, Token::plain(seq), &mut cx);
+                        down.push(item, token(seq, None, &mut room), &mut cx);
                         seq += 1;
                         taken += 1;
                         if down.wants_flush() {
@@ -378,7 +387,15 @@ where
             report(&cx, name, e).await;
         }
         if seq == start && !progress {
-            // Nothing ready anywhere: wait for the first source that is.
+            // Nothing ready anywhere (or no room): wait for room, if there
+            // is a bound, then for the first source that is ready.
+            if let (Some(limit), None) = (&limit, &room) {
+                tokio::select! {
+                    biased;
+                    () = shared.drain.raised() => break 'run,
+                    r = limit.room() => room = Some(r),
+                }
+            }
             let next = poll_fn(|t| {
                 for (i, input) in open.iter_mut().enumerate() {
                     if let Poll::Ready(p) = input.poll_pull(t) {
@@ -392,7 +409,7 @@ where
                 () = shared.drain.raised() => break 'run,
                 (i, pulled) = next => match pulled {
                     Pulled::Item(item) => {
-                        down.push(item, Token::plain(seq), &mut cx);
+                        down.push(item, token(seq, None, &mut room), &mut cx);
                         seq += 1;
                     }
                     Pulled::Failed(e) => failures.push((open[i].name.clone(), e)),
@@ -408,6 +425,7 @@ where
         }
         tokio::task::consume_budget().await;
     }
+    drop(room);
     for (name, e) in failures.drain(..) {
         report(&cx, name, e).await;
     }

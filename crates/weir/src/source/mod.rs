@@ -20,3 +20,18 @@ pub use stream::{AckedSource, StreamSource};
 /// step every task takes).
 pub(crate) use crate::runtime::flush_all;
 pub(crate) use crate::runtime::settle;
+
+use crate::ack::{Ack, Room, Token};
+
+/// The token of source item `seq` (with its source's `ack`, if it has
+/// one): holding the `room` taken for it under
+/// [`max_in_flight`](crate::PipelineBuilder::max_in_flight), if any.
+/// Without a bound or an ack, a plain token: one test of a local.
+#[inline(always)]
+pub(crate) fn token(seq: u64, ack: Option<Ack>, room: &mut Option<Room>) -> Token {
+    match (room.take(), ack) {
+        (Some(room), ack) => room.token(seq, ack),
+        (None, Some(ack)) => Token::acked(seq, ack),
+        (None, None) => Token::plain(seq),
+    }
+}

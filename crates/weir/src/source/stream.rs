@@ -5,8 +5,8 @@ use std::task::Poll;
 
 use futures::{FutureExt, Stream, StreamExt};
 
-use super::{flush_all, settle};
-use crate::ack::{Acked, Token};
+use super::{flush_all, settle, token};
+use crate::ack::{Ack, Acked, Room};
 use crate::error::Error;
 use crate::metrics::Counters;
 use crate::runtime::{Flow, Plan, Push, TaskCx, Wiring};
@@ -68,7 +68,7 @@ where
     type Intake = crate::runtime::NoIntake;
 
     fn attach<D: Push<S::Item>>(self, down: D, w: &mut Wiring<Self::Intake>) {
-        let split = |item, seq| (item, Token::plain(seq));
+        let split = |item| (item, None);
         let task = drive(self.stream, split, down, w.counters(0), w.cx(), w.chunk_size());
         w.spawn_stage(0, task);
     }
@@ -86,7 +86,7 @@ where
         // Before any task starts: the forwarders then keep the tokens'
         // finishes (`Shared::acked`).
         w.shared.acked.store(true, std::sync::atomic::Ordering::Relaxed);
-        let split = |acked: Acked<T>, seq| (acked.item, Token::acked(seq, acked.ack));
+        let split = |acked: Acked<T>| (acked.item, Some(acked.ack));
         let task = drive(self.stream, split, down, w.counters(0), w.cx(), w.chunk_size());
         w.spawn_stage(0, task);
     }
@@ -94,8 +94,10 @@ where
 
 /// Pulls what the stream has ready (up to a chunk), ships it, and waits for
 /// more only when nothing is ready: low latency at low load, full chunks at
-/// high load.
-async fn drive<S, G, T, D>(
+/// high load. Under [`max_in_flight`](crate::PipelineBuilder::max_in_flight)
+/// it takes room for each item before polling for it, ships what it has
+/// when there is none, and waits for room when it has nothing to ship.
+pub(super) async fn drive<S, G, T, D>(
     stream: S,
     mut split: G,
     mut down: D,
@@ -104,10 +106,11 @@ async fn drive<S, G, T, D>(
     chunk: usize,
 ) where
     S: Stream + Send + 'static,
-    G: FnMut(S::Item, u64) -> (T, Token) + Send + 'static,
+    G: FnMut(S::Item) -> (T, Option<Ack>) + Send + 'static,
     D: Push<T>,
 {
     let shared = cx.shared.clone();
+    let limit = shared.in_flight.clone();
     let mut stream = pin!(stream);
     let chunk = chunk as u64;
     let mut seq = 0u64;
@@ -115,6 +118,8 @@ async fn drive<S, G, T, D>(
     let source_failed = |seq: u64, p: Box<dyn std::any::Any + Send>| {
         shared.source_panicked(seq, Error::panicked(&*p).message());
     };
+    // Room taken for the next item (under a bound only).
+    let mut room: Option<Room> = None;
     'run: loop {
         if shared.stop_pulling() {
             break;
@@ -123,11 +128,19 @@ async fn drive<S, G, T, D>(
         let start = seq;
         let mut exhausted = false;
         while seq - start < chunk {
+            if let Some(limit) = &limit {
+                if room.is_none() {
+                    room = limit.try_room();
+                    if room.is_none() {
+                        break;
+                    }
+                }
+            }
             let next = futures::poll!(AssertUnwindSafe(stream.next()).catch_unwind());
             match next {
                 Poll::Ready(Ok(Some(item))) => {
-                    let (item, token) = split(item, seq);
-                    down.push(item, token, &mut cx);
+                    let (item, ack) = split(item);
+                    down.push(item, token(seq, ack, &mut room), &mut cx);
                     seq += 1;
                     if down.wants_flush() {
                         break;
@@ -147,14 +160,22 @@ async fn drive<S, G, T, D>(
             }
         }
         if seq == start && !exhausted {
-            // Nothing ready (and everything before was shipped): wait.
+            // Nothing ready (and everything before was shipped): wait,
+            // for room first if there is a bound.
+            if let (Some(limit), None) = (&limit, &room) {
+                tokio::select! {
+                    biased;
+                    () = shared.stop_requested() => break 'run,
+                    r = limit.room() => room = Some(r),
+                }
+            }
             tokio::select! {
                 biased;
                 () = shared.stop_requested() => break 'run,
                 next = AssertUnwindSafe(stream.next()).catch_unwind() => match next {
                     Ok(Some(item)) => {
-                        let (item, token) = split(item, seq);
-                        down.push(item, token, &mut cx);
+                        let (item, ack) = split(item);
+                        down.push(item, token(seq, ack, &mut room), &mut cx);
                         seq += 1;
                     }
                     Ok(None) => (exhausted, ran_out) = (true, true),
@@ -175,6 +196,7 @@ async fn drive<S, G, T, D>(
         // then, or a drain or abort could never run.
         tokio::task::consume_budget().await;
     }
+    drop(room);
     settle(&mut down, &mut c);
     if ran_out {
         shared.source_exhausted(seq).await;

@@ -342,10 +342,14 @@ async fn run_sink<T, S, D>(
     D: Push<()>,
 {
     let mut written: Vec<Token> = Vec::new();
+    // Written items whose `ItemCompleted` waits for the flush (per-item
+    // events only: empty otherwise).
+    let mut timed: Vec<Timed> = Vec::new();
     while let Some(mut chunk) = rx.recv().await {
         for (item, token) in chunk.drain(..) {
             c.items_in += 1;
-            // Per-item events time the write; delivery waits for the flush.
+            // Per-item events time the write; `ItemCompleted` waits for
+            // the flush that delivers the item.
             let item_started = cx.shared.item_started(c.stage(), token.seq());
             let started = tokio::time::Instant::now();
             let result = match &mut recover {
@@ -374,7 +378,7 @@ async fn run_sink<T, S, D>(
             match result {
                 Ok(()) => {
                     if let Some(at) = item_started {
-                        cx.shared.item_completed(c.stage(), token.seq(), at);
+                        timed.push(Timed::of(&token, at));
                     }
                     written.push(token)
                 }
@@ -387,6 +391,7 @@ async fn run_sink<T, S, D>(
         rx.recycle(chunk);
         let mut flush = Flush {
             written: &mut written,
+            timed: &mut timed,
             c: &mut c,
             cx: &mut cx,
             policies: &policies,
@@ -398,6 +403,7 @@ async fn run_sink<T, S, D>(
     }
     let mut flush = Flush {
         written: &mut written,
+        timed: &mut timed,
         c: &mut c,
         cx: &mut cx,
         policies: &policies,
@@ -543,9 +549,28 @@ impl<T: Send + 'static> Policies<T> {
     }
 }
 
+/// A written item's `ItemCompleted`, sent once a flush delivers it.
+struct Timed {
+    seq: u64,
+    key: Option<u64>,
+    started: tokio::time::Instant,
+}
+
+impl Timed {
+    fn of(token: &Token, started: tokio::time::Instant) -> Timed {
+        Timed {
+            seq: token.seq(),
+            key: token.key(),
+            started,
+        }
+    }
+}
+
 /// What a flush settles: the items written since the last one.
 struct Flush<'a, T> {
     written: &'a mut Vec<Token>,
+    /// Those of them whose `ItemCompleted` is wanted.
+    timed: &'a mut Vec<Timed>,
     c: &'a mut Counters,
     cx: &'a mut TaskCx,
     policies: &'a Policies<T>,
@@ -569,6 +594,9 @@ impl<T: Send + 'static> Flush<'_, T> {
                     self.cx.shared.e2e.delivered(token.seq());
                     token.finish(Status::Delivered);
                 }
+                if !self.timed.is_empty() {
+                    self.completed();
+                }
                 if let Some(r) = self.recover.as_deref_mut() {
                     r.kept.clear();
                 }
@@ -576,6 +604,8 @@ impl<T: Send + 'static> Flush<'_, T> {
             }
             Err(e) => e,
         };
+        // Not delivered: each gets an `ItemFailed` instead.
+        self.timed.clear();
         let Some(recover) = self.recover.as_deref_mut() else {
             for token in self.written.drain(..) {
                 self.c.failed += 1;
@@ -607,6 +637,17 @@ impl<T: Send + 'static> Flush<'_, T> {
                 }
                 Settled::Again(..) => unreachable!("`settle` does not retry when told not to"),
             }
+        }
+    }
+}
+
+impl<T> Flush<'_, T> {
+    /// Sends the `ItemCompleted` of the timed items, now delivered.
+    #[cold]
+    fn completed(&mut self) {
+        let stage = self.c.stage();
+        for t in self.timed.drain(..) {
+            self.cx.shared.item_completed(stage, t.seq, t.key, t.started);
         }
     }
 }
