@@ -67,14 +67,11 @@ impl SqliteCheckpoints {
     /// ```
     pub fn open(path: &Path) -> Result<SqliteCheckpoints, IoError> {
         let fail = |e: rusqlite::Error| store_error(path, "cannot open the checkpoint store", &e);
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| IoError::io("cannot create the directory of", path, e, IoErrorKind::Store))?;
-        }
-        let conn = Connection::open(path).map_err(fail)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(fail)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(fail)?;
+        // The sinks' opening (parent directories, WAL, busy timeout), as a
+        // store's error.
+        let conn = crate::sqlite::open(path)
+            .map_err(|e| IoError::new(IoErrorKind::Store, Some(path), e.to_string()))?;
+        // A checkpoint must outlive a power cut, not only the process.
         conn.pragma_update(None, "synchronous", "FULL").map_err(fail)?;
         conn.execute_batch(SCHEMA).map_err(fail)?;
         Ok(SqliteCheckpoints {
