@@ -90,6 +90,10 @@ pub(crate) struct RunArgs {
     /// Ignore the stored position: read the input from its start (and checkpoint anew).
     #[arg(long)]
     pub(crate) from_start: bool,
+    /// Skip the items this event log (written by `--events` with `event_level = "items"`)
+    /// says a past run of this config delivered; repeat it for a chain of runs.
+    #[arg(long, value_name = "EVENTS.jsonl")]
+    pub(crate) resume_from_events: Vec<PathBuf>,
     /// Off a terminal: time between two progress lines (e.g. 2s, 500ms). By default, 5s.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub(crate) progress_every: Option<std::time::Duration>,

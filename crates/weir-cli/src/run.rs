@@ -46,6 +46,19 @@ async fn run_async(args: RunArgs, config: Config, registry: &Registry<Record>) -
         .pipeline()
         .duration("drain_timeout")
         .unwrap_or(Duration::from_secs(30));
+    if let Some(events) = &args.events {
+        let same = |p: &PathBuf| {
+            p == events
+                || (p.canonicalize().ok().is_some() && p.canonicalize().ok() == events.canonicalize().ok())
+        };
+        if args.resume_from_events.iter().any(same) {
+            eprintln!(
+                "weir: --events {} would overwrite the log it resumes from: write this run's events to another file",
+                events.display()
+            );
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    }
     let built = match build::build(
         &config,
         registry,
@@ -53,6 +66,7 @@ async fn run_async(args: RunArgs, config: Config, registry: &Registry<Record>) -
             limit: args.limit,
             test: None,
             checkpoint: checkpoint_options(&args, &config),
+            resume_from: args.resume_from_events.clone(),
         },
     ) {
         Ok(b) => b,
@@ -71,8 +85,7 @@ async fn run_async(args: RunArgs, config: Config, registry: &Registry<Record>) -
         },
         None => None,
     };
-    let mut pipeline = built.pipeline;
-    let subscription = (events_log.is_some() || args.json).then(|| pipeline.subscribe());
+    let pipeline = built.pipeline;
     let name = config
         .pipeline()
         .str("name")
@@ -97,7 +110,14 @@ async fn run_async(args: RunArgs, config: Config, registry: &Registry<Record>) -
         }));
     }
 
-    let handle = pipeline.start();
+    // The event log and --json get every event (a log may be resumed
+    // from): the run waits for their writer rather than skip events.
+    let (handle, feed) = if events_log.is_some() || args.json {
+        let (handle, feed) = pipeline.start_with_events();
+        (handle, Some(feed))
+    } else {
+        (pipeline.start(), None)
+    };
     let controller = handle.controller();
     let latest: Arc<Mutex<Report>> = Arc::new(Mutex::new(handle.metrics()));
     let _metrics = match args.metrics_addr {
@@ -121,30 +141,24 @@ async fn run_async(args: RunArgs, config: Config, registry: &Registry<Record>) -
     };
 
     // Events: to the log and/or stdout as JSON lines, in a task of their own.
-    let events_task = subscription.map(|sub| {
+    let events_task = feed.map(|mut feed| {
         let json = args.json;
         let mut log = events_log.take();
         tokio::spawn(async move {
-            let mut sub = sub;
-            let (mut written, mut missed) = (0u64, 0u64);
+            let mut written = 0u64;
             let mut out = std::io::stdout();
-            while let Some(item) = sub.next().await {
-                match item {
-                    Ok(event) => {
-                        if let Some((log, _)) = log.as_mut() {
-                            if log.write(&event).is_ok() {
-                                written += 1;
-                            }
-                        }
-                        if json {
-                            if let Ok(line) = serde_json::to_string(&event) {
-                                if writeln!(out, "{line}").is_err() {
-                                    // stdout closed (`| head`): stop printing, keep logging.
-                                }
-                            }
+            while let Some(event) = feed.next().await {
+                if let Some((log, _)) = log.as_mut() {
+                    if log.write(&event).is_ok() {
+                        written += 1;
+                    }
+                }
+                if json {
+                    if let Ok(line) = serde_json::to_string(&event) {
+                        if writeln!(out, "{line}").is_err() {
+                            // stdout closed (`| head`): stop printing, keep logging.
                         }
                     }
-                    Err(lagged) => missed += lagged.missed,
                 }
             }
             let _ = out.flush();
@@ -152,7 +166,7 @@ async fn run_async(args: RunArgs, config: Config, registry: &Registry<Record>) -
                 let _ = log.close();
                 path
             });
-            (path, written, missed)
+            (path, written)
         })
     });
 
@@ -190,20 +204,20 @@ async fn run_async(args: RunArgs, config: Config, registry: &Registry<Record>) -
         }
     };
     screen.finish();
-    let (events_path, events_written, missed) = match events_task {
-        Some(t) => t.await.unwrap_or((None, 0, 0)),
-        None => (None, 0, 0),
+    let (events_path, events_written) = match events_task {
+        Some(t) => t.await.unwrap_or((None, 0)),
+        None => (None, 0),
     };
-    if missed > 0 {
-        eprintln!("weir: warning: the event log missed {missed} events (its writer fell behind)");
-    }
     // Every item is finalized now: the last commit holds the end of the
     // run (or, after an abort, the first item not finalized).
     let checkpoint = built.committer.map(weir_io::checkpoint::Committer::finish);
     if let Some(Err(e)) = &checkpoint {
         eprintln!("weir: the checkpoint could not be committed: {e}");
     }
-    let dead = built.dead_letters.as_ref().map(|(p, w)| (p.clone(), w.get()));
+    let dead = built
+        .dead_letters
+        .as_ref()
+        .map(|d| (d.name.clone(), d.written.get()));
     let mut summary = Summary {
         outcome: String::new(),
         error: None,

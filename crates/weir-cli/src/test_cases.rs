@@ -73,6 +73,7 @@ pub(crate) async fn run_cases(
                 limit: None,
                 test: Some(io),
                 checkpoint: None,
+                resume_from: Vec::new(),
             },
         )
         .map_err(|e| e.to_string())?;

@@ -32,6 +32,17 @@ fn run(cmd: &mut Command) -> Out {
     }
 }
 
+/// Runs `weir` in `dir` with `args` (split at spaces).
+fn weir_run(dir: &Path, args: &str) -> Out {
+    run(weir(dir).args(args.split_whitespace()))
+}
+
+/// `out` ended with `code` and its stderr says `text`.
+fn says(out: &Out, code: i32, text: &str) {
+    assert_eq!(out.code, code, "{}", out.stderr);
+    assert!(out.stderr.contains(text), "wanted `{text}` in:\n{}", out.stderr);
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     if let Some(parent) = path.parent() {
@@ -959,7 +970,8 @@ path = "out-{threads}.jsonl"
 #[test]
 fn a_checkpointed_run_resumes_where_the_last_one_stopped_and_reports_a_replaced_input() {
     let dir = tempfile::tempdir().unwrap();
-    let input: String = (1..=5000).map(|i| format!("{{\"n\":{i}}}\n")).collect();
+    // Big enough that the second run commits while it runs (1 ms apart).
+    let input: String = (1..=50_000).map(|i| format!("{{\"n\":{i}}}\n")).collect();
     write(dir.path(), "in.jsonl", &input);
     write(
         dir.path(),
@@ -1005,12 +1017,12 @@ interval = "1ms"
     }
     let (a, b) = (numbers(&first.stdout), numbers(&second.stdout));
     assert_eq!(a, (2..=1200).step_by(2).collect::<Vec<u64>>());
-    assert_eq!(b, (1202..=5000).step_by(2).collect::<Vec<u64>>());
+    assert_eq!(b, (1202..=50_000).step_by(2).collect::<Vec<u64>>());
     // Done: a third run reads nothing; --from-start reads everything again.
     let third = run(weir(dir.path()).args(["run", "p.toml", "--quiet"]));
     assert_eq!((third.code, third.stdout.as_str()), (0, ""), "{}", third.stderr);
     let again = run(weir(dir.path()).args(["run", "p.toml", "--quiet", "--from-start"]));
-    assert_eq!(numbers(&again.stdout).len(), 2500, "{}", again.stderr);
+    assert_eq!(numbers(&again.stdout).len(), 25_000, "{}", again.stderr);
 
     // The input replaced by another file: reported, nothing read.
     write(dir.path(), "new.jsonl", &input);
@@ -1023,6 +1035,151 @@ interval = "1ms"
         replaced.stderr
     );
     assert_eq!(replaced.stdout, "");
+}
+
+const RESUMABLE: &str = r#"
+[pipeline]
+event_level = "items"
+[[source]]
+type = "file"
+path = "a.jsonl"
+[[source]]
+type = "file"
+path = "b.jsonl"
+[[stage]]
+type = "filter"
+jq = '.n % 3 != 0'
+[sink]
+type = "stdout"
+"#;
+
+#[test]
+fn a_run_resumed_from_event_logs_skips_exactly_what_the_past_runs_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let a: String = (1..=2000).map(|i| format!("{{\"n\":{i}}}\n")).collect();
+    let b: String = (10_001..=11_000).map(|i| format!("{{\"n\":{i}}}\n")).collect();
+    write(dir.path(), "a.jsonl", &a);
+    write(dir.path(), "b.jsonl", &b);
+    write(dir.path(), "p.toml", RESUMABLE);
+    let sorted = |mut v: Vec<u64>| {
+        v.sort_unstable();
+        v
+    };
+    // Each run logs its events and resumes from the logs before it.
+    let delivered = |args: &str| {
+        let out = run(weir(dir.path()).args(format!("run p.toml --quiet {args}").split_whitespace()));
+        assert_eq!(out.code, 0, "{args}: {}", out.stderr);
+        numbers(&out.stdout)
+    };
+    let one = delivered("--limit 900 --events ev1.jsonl");
+    let two = delivered("--limit 700 --events ev2.jsonl --resume-from-events ev1.jsonl");
+    let three = delivered("--events ev3.jsonl --resume-from-events ev1.jsonl --resume-from-events ev2.jsonl");
+    assert!(!one.is_empty() && !two.is_empty() && !three.is_empty());
+    // Every item exactly once over the three runs.
+    let all = sorted([one, two, three].concat());
+    let wanted: Vec<u64> = (1..=2000).chain(10_001..=11_000).filter(|n| n % 3 != 0).collect();
+    assert_eq!(all, wanted);
+    // Nothing left: a fourth run delivers nothing.
+    let logs = "--resume-from-events ev1.jsonl --resume-from-events ev2.jsonl --resume-from-events ev3.jsonl";
+    assert_eq!(delivered(logs), Vec::<u64>::new());
+}
+
+#[test]
+fn resuming_from_events_refuses_what_would_lose_or_misread_items() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.jsonl", "{\"n\":1}\n");
+    write(dir.path(), "b.jsonl", "{\"n\":2}\n");
+    write(dir.path(), "p.toml", RESUMABLE);
+    let plain = RESUMABLE.replace("event_level = \"items\"", "event_level = \"progress\"");
+    write(dir.path(), "plain.toml", &plain);
+    let made = weir_run(dir.path(), "run plain.toml --quiet --events progress.jsonl");
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    let out = weir_run(
+        dir.path(),
+        "run p.toml --quiet --resume-from-events progress.jsonl",
+    );
+    says(&out, 2, "event_level = \"items\"");
+    // The same file to resume from and to write: refused before it is overwritten.
+    let out = weir_run(
+        dir.path(),
+        "run p.toml --quiet --resume-from-events progress.jsonl --events progress.jsonl",
+    );
+    says(&out, 2, "would overwrite the log it resumes from");
+    assert!(!std::fs::read_to_string(dir.path().join("progress.jsonl"))
+        .unwrap()
+        .is_empty());
+    // A file sink, and a checkpoint store beside it.
+    let file_sink = RESUMABLE.replace("type = \"stdout\"", "type = \"file\"\npath = \"out.jsonl\"");
+    write(dir.path(), "file.toml", &file_sink);
+    write(
+        dir.path(),
+        "ok.jsonl",
+        "{\"type\":\"item_completed\",\"stage\":\"sink\",\"item\":0,\"key\":0,\"duration_us\":1}\n",
+    );
+    let out = weir_run(dir.path(), "run file.toml --quiet --resume-from-events ok.jsonl");
+    says(&out, 2, "the `file` sink (out.jsonl)");
+    let out = weir_run(
+        dir.path(),
+        "run p.toml --quiet --resume-from-events ok.jsonl --checkpoint ck.db",
+    );
+    says(&out, 2, "both say where to resume: use one");
+    // A broken line in the middle of a log: its file and line.
+    write(
+        dir.path(),
+        "broken.jsonl",
+        "{\"type\":\"progress\"}\nnot an event\n{\"type\":\"progress\"}\n",
+    );
+    let out = weir_run(dir.path(), "run p.toml --quiet --resume-from-events broken.jsonl");
+    says(&out, 2, "broken.jsonl:2: not an event");
+    // A good log: the item with key 0 (the first line of a.jsonl) is skipped.
+    let out = weir_run(dir.path(), "run p.toml --quiet --resume-from-events ok.jsonl");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(numbers(&out.stdout), [2]);
+}
+
+#[test]
+fn max_in_flight_bounds_the_items_taken_in_before_the_sink_finishes_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let input: String = (1..=3000).map(|i| format!("{{\"n\":{i}}}\n")).collect();
+    write(dir.path(), "in.jsonl", &input);
+    let config = |bound: &str| {
+        format!(
+            "[pipeline]\nevent_level = \"items\"\n{bound}\n[[source]]\ntype = \"file\"\npath = \"in.jsonl\"\n\
+             [[stage]]\ntype = \"boundary\"\n[sink]\ntype = \"stdout\"\n"
+        )
+    };
+    // How many items the sink had started when it completed its first
+    // (completions come after the flush that stores them): with a bound of
+    // 4 in flight, at most 4; without, the whole first chunk.
+    let before_first = |bound: &str| {
+        write(dir.path(), "p.toml", &config(bound));
+        let out = run(weir(dir.path()).args(["run", "p.toml", "--quiet", "--events", "ev.jsonl"]));
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_eq!(numbers(&out.stdout).len(), 3000);
+        let events = lines(&dir.path().join("ev.jsonl"));
+        let first_done = events
+            .iter()
+            .position(|e| e["type"] == "item_completed" && e["stage"] == "sink")
+            .expect("a sink completion");
+        events[..first_done]
+            .iter()
+            .filter(|e| e["type"] == "item_started" && e["stage"] == "sink")
+            .count()
+    };
+    let bounded = before_first("max_in_flight = 4");
+    assert!((1..=4).contains(&bounded), "{bounded}");
+    let unbounded = before_first("");
+    assert!(
+        unbounded > 100,
+        "without a bound, whole chunks move at once: {unbounded}"
+    );
+    write(dir.path(), "zero.toml", &config("max_in_flight = 0"));
+    let out = run(weir(dir.path()).args(["check", "zero.toml"]));
+    says(
+        &out,
+        2,
+        "zero.toml:3:17: pipeline.max_in_flight: expected at least 1 item in flight, found 0",
+    );
 }
 
 #[test]
@@ -1126,6 +1283,70 @@ fn a_jsonl_file_through_a_filter_into_a_sqlite_upsert_keeps_the_latest_row_per_k
             "{error}"
         );
     }
+}
+
+#[test]
+fn dead_letters_go_to_a_sqlite_table_beside_the_good_rows_and_the_report_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "in.jsonl",
+        concat!(
+            "{\"id\": 1, \"user\": \"ann\", \"amount\": 10, \"level\": \"info\"}\n",
+            "{\"id\": 4, \"user\": \"dee\", \"amount\": \"lots\", \"level\": \"info\"}\n",
+            "not json\n",
+        ),
+    );
+    let config = SQLITE_UPSERT.replace(
+        "[dead_letter]\ntype = \"file\"\npath = \"out/dead.jsonl\"",
+        "[pipeline]\non_error = \"dead_letter\"\n\n[dead_letter]\ntype = \"sqlite\"\npath = \"out/state.db\"\ntable = \"failed\"",
+    );
+    write(dir.path(), "p.toml", &config);
+    let checked = run(weir(dir.path()).args(["check", "p.toml", "--connect"]));
+    assert_eq!(checked.code, 0, "{}", checked.stderr);
+    assert!(
+        checked
+            .stdout
+            .contains("dead_letter: sqlite table `failed` in out/state.db: writable"),
+        "{}",
+        checked.stdout
+    );
+    let out = run(weir(dir.path()).args(["run", "p.toml"]));
+    says(&out, 0, "dead letters: table `failed` in out/state.db (2 items)");
+    let conn = rusqlite::Connection::open(dir.path().join("out/state.db")).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT stage, json_extract(item, '$.origin.line'), error, attempts FROM failed ORDER BY item_seq")
+        .unwrap();
+    let letters: Vec<(String, i64, String, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    assert_eq!((letters[0].0.as_str(), letters[0].1), ("sink", 2));
+    assert!(letters[0].2.contains("column `amount` (real)"), "{letters:?}");
+    assert_eq!(
+        (letters[1].0.as_str(), letters[1].1, letters[1].3),
+        ("parse", 3, 1)
+    );
+    let orders: i64 = conn
+        .query_row("SELECT count(*) FROM orders", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(orders, 1);
+
+    // A bad table name is refused before anything is opened.
+    write(
+        dir.path(),
+        "bad.toml",
+        &config.replace("table = \"failed\"", "table = \"failed; --\""),
+    );
+    let out = run(weir(dir.path()).args(["run", "bad.toml", "--quiet"]));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("dead_letter.table") && out.stderr.contains("not a plain SQL identifier"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -1378,6 +1599,51 @@ columns.tags = {{ type = "json", jq = '.tags // []' }}
     assert_eq!(again.code, 0, "{}", again.stderr);
     let count = pg.query(&format!("SELECT count(*)::text FROM {}.people", pg.schema));
     assert_eq!(count, [["3"]]);
+}
+
+#[test]
+fn dead_letters_go_to_a_postgres_table_with_the_item_as_jsonb() {
+    let Some(pg) = Postgres::find("dead_letters") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "in.jsonl",
+        "{\"n\": 1}\n{\"n\": \"'); DROP TABLE dead; --\"}\n{\"n\": 3}\n",
+    );
+    let config = format!(
+        r#"
+[pipeline]
+on_error = "dead_letter"
+[[source]]
+type = "file"
+path = "in.jsonl"
+[[stage]]
+type = "map"
+jq = '{{n: (.n + 1)}}'
+[sink]
+type = "stdout"
+[dead_letter]
+type = "postgres"
+url = "${{PG_URL}}"
+table = "{schema}.dead"
+"#,
+        schema = pg.schema
+    );
+    write(dir.path(), "p.toml", &config);
+    let out = run(weir(dir.path())
+        .args(["run", "p.toml", "--quiet"])
+        .env("PG_URL", &pg.url));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(numbers(&out.stdout), [2, 4]);
+    let rows = pg.query(&format!(
+        "SELECT stage, item->'origin'->>'line', item->'value'->>'n', pipeline FROM {}.dead",
+        pg.schema
+    ));
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0][..3], ["map", "2", "'); DROP TABLE dead; --"]);
+    assert!(rows[0][3].starts_with("p-"), "the run id: {rows:?}");
 }
 
 #[test]

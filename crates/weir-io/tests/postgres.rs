@@ -8,6 +8,7 @@
 use weir::{ErrorPolicy, Pipeline, Sink};
 use weir_io::checkpoint::{CheckpointStore, FilePosition, Fingerprint, PostgresCheckpoints};
 use weir_io::postgres::{PostgresMode, PostgresSink, PostgresSinkConfig, Row, SqlType, SqlValue};
+use weir_io::sql::DeadLetterRows;
 use weir_io::IoErrorKind;
 
 fn url() -> String {
@@ -428,6 +429,48 @@ async fn a_lost_connection_fails_the_flush_and_a_retried_flush_reconnects_and_wr
     assert_eq!(rows(&db, &schema).await, pairs(&[(1, "before"), (2, "after")]));
     assert!(sink.healthcheck().is_ok());
     sink.close().await.unwrap();
+    drop_schema(&db, &schema).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_land_as_rows_of_a_table_with_the_item_as_jsonb_and_sql_in_values_bound() {
+    let Some((db, schema)) = server("dead_letters").await else {
+        return;
+    };
+    let mut config = PostgresSinkConfig::new(url(), format!("{schema}.dead"));
+    config.columns = DeadLetterRows::<PostgresSink>::columns();
+    let dead = DeadLetterRows::new(PostgresSink::open(config).unwrap());
+    let items = vec![
+        serde_json::json!({"n": "1"}),
+        serde_json::json!({"n": "'); DROP TABLE dead; --"}),
+        serde_json::json!({"n": "3"}),
+    ];
+    let report = Pipeline::from_iter(items)
+        .try_map(|v: serde_json::Value| v["n"].as_str().unwrap_or_default().parse::<u32>())
+        .name("parse")
+        .dead_letter(weir::DeadLetters::new(dead))
+        .run()
+        .await
+        .unwrap();
+    assert_eq!((report.delivered, report.dead_lettered), (2, 1));
+    let rows = db
+        .query(
+            &format!(
+                "SELECT stage, item_seq, attempts, error, item->>'n', jsonb_typeof(causes), failed_at_ms >= first_failure_ms \
+                 FROM {schema}.dead"
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let r = &rows[0];
+    assert_eq!(r.get::<_, String>(0), "parse");
+    assert_eq!((r.get::<_, i64>(1), r.get::<_, i64>(2)), (1, 1));
+    assert_eq!(r.get::<_, String>(3), "invalid digit found in string");
+    assert_eq!(r.get::<_, String>(4), "'); DROP TABLE dead; --");
+    assert_eq!(r.get::<_, String>(5), "array");
+    assert!(r.get::<_, bool>(6));
     drop_schema(&db, &schema).await;
 }
 

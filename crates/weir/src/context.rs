@@ -273,9 +273,13 @@ impl Context {
     /// # });
     /// ```
     pub fn emit_checkpoint(&self, position: impl Into<String>) {
-        let Some(run) = self.run().filter(|run| run.listening()) else {
+        let Some(run) = self.run() else {
             return;
         };
+        run.checkpoints.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if !run.listening() {
+            return;
+        }
         run.emit_now(EventKind::CheckpointCommitted {
             stage: self.stage().unwrap_or_default().to_owned(),
             position: position.into(),

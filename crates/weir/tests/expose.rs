@@ -99,6 +99,10 @@ async fn render_from_a_run_parses_with_every_family() {
         samples(&scrape, "weir_pipeline_unfinalized_items")["pipeline=etl"],
         0.0
     );
+    assert_eq!(
+        samples(&scrape, "weir_pipeline_checkpoints_total")["pipeline=etl"],
+        0.0
+    );
     let duration = samples(&scrape, "weir_pipeline_duration_seconds")["pipeline=etl"];
     assert!((duration - report.duration.as_secs_f64()).abs() < 1e-9);
     let rate = samples(&scrape, "weir_pipeline_items_per_second")["pipeline=etl"];
@@ -115,6 +119,7 @@ async fn render_from_a_run_parses_with_every_family() {
         "# TYPE weir_stage_items counter",
         "# TYPE weir_pipeline_items counter",
         "# TYPE weir_pipeline_unfinalized_items gauge",
+        "# TYPE weir_pipeline_checkpoints counter",
         "# TYPE weir_pipeline_duration_seconds gauge",
         "# UNIT weir_pipeline_duration_seconds seconds",
         "# TYPE weir_pipeline_items_per_second gauge",
@@ -436,4 +441,29 @@ async fn breaker_state_trips_and_active_workers_are_exposed() {
         .shutdown(Shutdown::Drain, Duration::from_secs(60))
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn checkpoint_commits_are_counted_and_exposed_with_or_without_event_listeners() {
+    let every_third = weir::compose::from_fn("commit", |x: u32, ctx: &weir::Context, out: &mut Vec<u32>| {
+        if x % 3 == 0 {
+            ctx.emit_checkpoint(format!("offset={x}"));
+        }
+        out.push(x);
+        Ok::<_, weir::BoxError>(())
+    });
+    // Nobody listens to this run's events: the commits are still counted.
+    let report = PipelineBuilder::new()
+        .name("cp")
+        .from_iter(1..=10u32)
+        .pipe(every_third)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(report.checkpoints, 3);
+    let scrape = parse(&render(&report));
+    assert_eq!(
+        samples(&scrape, "weir_pipeline_checkpoints_total")["pipeline=cp"],
+        3.0
+    );
 }

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::sinks::AnySink;
+use super::sinks::{AnySink, DeadSink};
 use super::{make_real_sink, open_source, StoreAt};
 use crate::config::{Config, ConfigError, Problem, Typed};
 
@@ -33,10 +33,9 @@ pub(crate) fn connect(config: &Config) -> Result<Vec<String>, ConfigError> {
         }
     }
     if let Some(dl) = config.dead_letter() {
-        let path = PathBuf::from(dl.opts.str("path").unwrap_or_default());
-        match writable_dir(&path) {
-            Ok(()) => checked.push(format!("dead_letter: file `{}`: writable", path.display())),
-            Err(message) => problems.push(problem(&dl, "path", message)),
+        match dead_letter_health(&dl) {
+            Ok(line) => checked.push(line),
+            Err((key, message)) => problems.push(problem(&dl, key, message)),
         }
     }
     let table = config.checkpoint();
@@ -111,6 +110,21 @@ fn sink_health(sink: &Typed<'_>) -> Result<String, (&'static str, String)> {
             Ok(format!("sink: {} {at}: writable", sink.type_name))
         }
     }
+}
+
+/// The dead-letter sink's health: a table is opened (created when
+/// missing, as a run creates it) and probed for writing; a file's
+/// directory must take a new file.
+fn dead_letter_health(dl: &Typed<'_>) -> Result<String, (&'static str, String)> {
+    if dl.type_name == "file" {
+        let path = PathBuf::from(dl.opts.str("path").unwrap_or_default());
+        writable_dir(&path).map_err(|m| ("path", m))?;
+        return Ok(format!("dead_letter: file `{}`: writable", path.display()));
+    }
+    let (sink, place) = DeadSink::open(dl)?;
+    let key = if dl.type_name == "postgres" { "url" } else { "path" };
+    sink.healthcheck().map_err(|e| (key, e))?;
+    Ok(format!("dead_letter: {} {}: writable", dl.type_name, place.name))
 }
 
 /// Whether a new file can be made beside `path` (its directory is created

@@ -11,8 +11,9 @@
 pub(crate) mod aggregate;
 pub(crate) mod ahead;
 pub(crate) mod connect;
+mod resume;
 pub(crate) mod sinks;
-pub(crate) mod spec;
+mod spec;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -96,6 +97,9 @@ pub(crate) struct Options {
     pub(crate) test: Option<TestIo>,
     /// Checkpoint the file source in this store and resume from it.
     pub(crate) checkpoint: Option<CheckpointOptions>,
+    /// Skip the items these event logs say were delivered
+    /// (`--resume-from-events`).
+    pub(crate) resume_from: Vec<PathBuf>,
 }
 
 /// `--checkpoint` / `[checkpoint]`: where positions are kept and how often
@@ -228,8 +232,8 @@ pub(crate) struct Built {
     pub(crate) inputs: Vec<weir_io::file::ReadProgress>,
     /// Files the sinks write.
     pub(crate) outputs: Vec<PathBuf>,
-    /// The dead-letter file and its counter of records written.
-    pub(crate) dead_letters: Option<(PathBuf, weir_io::sink::Written)>,
+    /// Where dead letters go and its counter of records written.
+    pub(crate) dead_letters: Option<sinks::DeadPlace>,
     /// `weir test`: each sink's items, by its owner (`"sink"` or a branch name).
     pub(crate) collected: HashMap<String, Collected>,
     /// The checkpoint's committer (finish it when the run has ended).
@@ -294,11 +298,16 @@ pub(crate) fn build(
         problems: Vec::new(),
         registry,
         names: vec!["parse".to_owned()],
+        sinks: Vec::new(),
         make_sink: &mut make_sink,
     };
     let stages = reader.stages(&config.stages());
     let sink = config.sink().and_then(|s| reader.sink(&s, ""));
-    let Reader { mut problems, .. } = reader;
+    let Reader {
+        mut problems,
+        sinks: sink_names,
+        ..
+    } = reader;
 
     let pipe = config.pipeline();
     let default = spec::policy(pipe.str("on_error").as_deref().unwrap_or("fail_fast"));
@@ -306,21 +315,16 @@ pub(crate) fn build(
     let dlq = if let Some(test) = &options.test {
         Some(DeadLetters::new(DeadSink::Collect(test.dead_letters.clone())))
     } else if let Some(dl) = config.dead_letter() {
-        let path = PathBuf::from(dl.opts.str("path").unwrap_or_default());
-        let mut cfg = weir_io::sink::FileSinkConfig::new(&path);
-        if let Some(n) = dl.opts.size("rotate_bytes") {
-            cfg = cfg.rotate_bytes(n);
-        }
-        match weir_io::sink::DeadLetterFileSink::with_config(cfg) {
-            Ok(sink) => {
-                dead_letters = Some((path, sink.written()));
-                Some(DeadLetters::new(DeadSink::File(Box::new(sink))))
+        match DeadSink::open(&dl) {
+            Ok((sink, place)) => {
+                dead_letters = Some(place);
+                Some(DeadLetters::new(sink))
             }
-            Err(e) => {
+            Err((key, message)) => {
                 problems.push(Problem {
-                    pos: dl.opts.pos_of("path"),
-                    path: "dead_letter.path".into(),
-                    message: e.to_string(),
+                    pos: dl.opts.pos_of(key),
+                    path: format!("dead_letter.{key}"),
+                    message,
                 });
                 None
             }
@@ -398,10 +402,29 @@ pub(crate) fn build(
         } else {
             default
         });
+    let builder = match pipe.int("max_in_flight") {
+        Some(n) if n >= 1 => builder.max_in_flight(usize::try_from(n).unwrap_or(usize::MAX)),
+        Some(_) => {
+            problems.push(Problem {
+                pos: pipe.pos_of("max_in_flight"),
+                path: "pipeline.max_in_flight".into(),
+                message: "expected at least 1 item in flight, found 0".into(),
+            });
+            builder
+        }
+        None => builder,
+    };
 
     // Checkpoints: one file source (lines or JSON lines), its positions in
     // a SQLite store.
-    let checkpointing = match options.checkpoint.take().filter(|_| options.test.is_none()) {
+    // One way to resume at a time: a checkpoint store or event logs.
+    let resuming = !options.resume_from.is_empty() && options.test.is_none();
+    let checkpoint = if resuming {
+        None // left in `options`, for `resume_problem` to refuse
+    } else {
+        options.checkpoint.take().filter(|_| options.test.is_none())
+    };
+    let checkpointing = match checkpoint {
         None => None,
         Some(c) => match Checkpointing::open(&c, &sources, config.sink().as_ref()) {
             Ok(c) => Some(c),
@@ -411,6 +434,25 @@ pub(crate) fn build(
             }
         },
     };
+    // Keys for the source items: their events then name them, and a run
+    // can resume from a past run's event log.
+    let event_items = pipe.str("event_level").as_deref() == Some("items");
+    let delivered = if resuming {
+        resume_problem(&options, config.sink().as_ref())
+            .map_or_else(|| resume::Delivered::read(&options.resume_from, &sink_names), Err)
+            .map_err(|message| {
+                problems.push(Problem {
+                    pos: Default::default(),
+                    path: "--resume-from-events".into(),
+                    message,
+                });
+            })
+            .ok()
+            .map(Arc::new)
+    } else {
+        None
+    };
+    let keyed = (event_items || resuming) && checkpointing.is_none() && options.test.is_none();
     let mut acked = None;
     let source: Option<Dyn<Input>> = if let Some(test) = options.test.take() {
         Some(builder.from_iter(test.inputs).boxed())
@@ -448,6 +490,13 @@ pub(crate) fn build(
             None
         } else if let Some(it) = acked {
             Some(builder.from_acked(futures::stream::iter(it)).boxed())
+        } else if keyed {
+            let all = iters
+                .into_iter()
+                .map(|(it, _)| futures::stream::iter(it).boxed())
+                .chain(streams.into_iter().map(|(st, _)| st))
+                .collect();
+            Some(builder.from_acked(resume::keyed(all, delivered)).boxed())
         } else if iters.len() == 1 && streams.is_empty() {
             let (it, _) = iters.pop().expect("one input");
             Some(builder.from_iter(it).boxed())
@@ -505,6 +554,22 @@ pub(crate) fn build(
         collected: made,
         committer,
     })
+}
+
+/// Why `--resume-from-events` cannot be used with this run, if it cannot.
+fn resume_problem(options: &Options, sink: Option<&Typed<'_>>) -> Option<String> {
+    if options.checkpoint.is_some() {
+        return Some("--resume-from-events and a checkpoint store both say where to resume: use one".into());
+    }
+    if let Some(file) = sink.filter(|s| s.type_name == "file") {
+        let path = file.opts.str("path").unwrap_or_default();
+        return Some(format!(
+            "the `file` sink ({path}) writes its output when the run ends, so a stopped run's delivered items \
+             would be lost while its event log says they were delivered: resume into a store that keeps each \
+             flush (a `sqlite` or `postgres` sink) or stdout"
+        ));
+    }
+    None
 }
 
 /// A run's checkpointing: the store, and the checkpointer of its file
@@ -1304,6 +1369,7 @@ pub(crate) fn check(config: &Config, registry: &Registry<Record>) -> Result<Stri
             limit: None,
             test: Some(TestIo::default()),
             checkpoint: None,
+            resume_from: Vec::new(),
         },
     )?;
     let mut problems = Vec::new();
@@ -1392,6 +1458,7 @@ mod tests {
                     dead_letters: dead.clone(),
                 }),
                 checkpoint: None,
+                resume_from: Vec::new(),
             },
         )
         .unwrap();
@@ -1530,6 +1597,7 @@ path = "x"
             problems: Vec::new(),
             registry: &reg,
             names: Vec::new(),
+            sinks: Vec::new(),
             make_sink: &mut make,
         };
         reader.stages(&config.stages())
@@ -1619,6 +1687,7 @@ sink = { type = "stdout" }
                     dead_letters: collector(),
                 }),
                 checkpoint: None,
+                resume_from: Vec::new(),
             },
         )
         .unwrap();

@@ -2,14 +2,16 @@
 //! and `weir test`'s collectors fit the same pipeline).
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 use weir::{BoxError, DeadLetter, Sink};
 use weir_io::postgres::{PostgresSink, PostgresSinkConfig};
+use weir_io::sink::Written;
 use weir_io::sink::{DeadLetterFileSink, FileSink, StdoutSink};
-use weir_io::sql::{Row, SqlMode, SqlType};
+use weir_io::sql::{DeadLetterRows, Row, SqlMode, SqlType};
 use weir_io::sqlite::{SqliteSink, SqliteSinkConfig};
 use weir_io::{IoError, JsonText, Origin, Record};
 
@@ -339,25 +341,106 @@ pub(crate) fn postgres_config(
 pub(crate) enum DeadSink {
     /// A JSON-lines file.
     File(Box<DeadLetterFileSink>),
+    /// A SQLite table, a row per letter.
+    Sqlite(Box<DeadLetterRows<SqliteSink>>),
+    /// A PostgreSQL table, a row per letter.
+    Postgres(Box<DeadLetterRows<PostgresSink>>),
     /// Records kept in memory (`weir test`).
     Collect(Arc<Mutex<Vec<serde_json::Value>>>),
+}
+
+/// Where a `[dead_letter]` sink writes (for the report), and its live
+/// count of letters written.
+pub(crate) struct DeadPlace {
+    /// The file, or the table and its database.
+    pub(crate) name: String,
+    /// Letters written (committed, for a table).
+    pub(crate) written: Written,
+}
+
+impl DeadSink {
+    /// Opens the `[dead_letter]` sink `t` as a run writes it: a file, or a
+    /// table of [`DEAD_LETTER_COLUMNS`](weir_io::sql::DEAD_LETTER_COLUMNS)
+    /// (created when missing). `Err`: the key to point at and why.
+    pub(crate) fn open(t: &Typed<'_>) -> Result<(DeadSink, DeadPlace), super::SinkProblem> {
+        let o = &t.opts;
+        let table = || o.str("table").unwrap_or_default();
+        match t.type_name {
+            "sqlite" => {
+                let table = table();
+                let path = PathBuf::from(o.str("path").unwrap_or_default());
+                let mut config = SqliteSinkConfig::new(&path, table.clone());
+                config.columns = DeadLetterRows::<SqliteSink>::columns();
+                config.validate().map_err(misplaced)?;
+                let sink = SqliteSink::open(config).map_err(|e| ("path", e.to_string()))?;
+                let place = DeadPlace {
+                    name: format!("table `{table}` in {}", path.display()),
+                    written: sink.written(),
+                };
+                Ok((DeadSink::Sqlite(Box::new(DeadLetterRows::new(sink))), place))
+            }
+            "postgres" => {
+                let table = table();
+                let url = o.str("url").unwrap_or_default();
+                let mut config = PostgresSinkConfig::new(url.clone(), table.clone());
+                config.columns = DeadLetterRows::<PostgresSink>::columns();
+                config.validate().map_err(misplaced)?;
+                let server = weir_io::postgres::check_url(&url).map_err(|e| ("url", e.to_string()))?;
+                let sink = PostgresSink::open(config).map_err(|e| ("url", e.to_string()))?;
+                let place = DeadPlace {
+                    name: format!("table `{table}` of {server}"),
+                    written: sink.written(),
+                };
+                Ok((DeadSink::Postgres(Box::new(DeadLetterRows::new(sink))), place))
+            }
+            _ => {
+                let path = PathBuf::from(o.str("path").unwrap_or_default());
+                let mut config = weir_io::sink::FileSinkConfig::new(&path);
+                if let Some(n) = o.size("rotate_bytes") {
+                    config = config.rotate_bytes(n);
+                }
+                let sink = DeadLetterFileSink::with_config(config).map_err(|e| ("path", e.to_string()))?;
+                let place = DeadPlace {
+                    name: path.display().to_string(),
+                    written: sink.written(),
+                };
+                Ok((DeadSink::File(Box::new(sink)), place))
+            }
+        }
+    }
+
+    /// The health check of a table's connection (`weir check --connect`);
+    /// a file has none beyond opening.
+    pub(crate) fn healthcheck(&self) -> Result<(), String> {
+        match self {
+            DeadSink::Sqlite(s) => s.get_ref().healthcheck().map_err(|e| e.to_string()),
+            DeadSink::Postgres(s) => s.get_ref().healthcheck().map_err(|e| e.to_string()),
+            DeadSink::File(_) | DeadSink::Collect(_) => Ok(()),
+        }
+    }
 }
 
 impl fmt::Debug for DeadSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             DeadSink::File(_) => "File",
+            DeadSink::Sqlite(_) => "Sqlite",
+            DeadSink::Postgres(_) => "Postgres",
             DeadSink::Collect(_) => "Collect",
         })
     }
 }
 
-impl Sink<DeadLetter<serde_json::Value>> for DeadSink {
+type Letter = DeadLetter<serde_json::Value>;
+
+impl Sink<Letter> for DeadSink {
     type Error = BoxError;
 
-    async fn write(&mut self, letter: DeadLetter<serde_json::Value>) -> Result<(), BoxError> {
+    async fn write(&mut self, letter: Letter) -> Result<(), BoxError> {
         match self {
             DeadSink::File(s) => s.as_mut().write(letter).await.map_err(Into::into),
+            DeadSink::Sqlite(s) => s.as_mut().write(letter).await.map_err(Into::into),
+            DeadSink::Postgres(s) => s.as_mut().write(letter).await.map_err(Into::into),
             DeadSink::Collect(v) => {
                 let json = serde_json::to_value(&letter)?;
                 v.lock().expect("collector lock").push(json);
@@ -368,18 +451,18 @@ impl Sink<DeadLetter<serde_json::Value>> for DeadSink {
 
     async fn flush(&mut self) -> Result<(), BoxError> {
         match self {
-            DeadSink::File(s) => Sink::<DeadLetter<serde_json::Value>>::flush(s.as_mut())
-                .await
-                .map_err(Into::into),
+            DeadSink::File(s) => Sink::<Letter>::flush(s.as_mut()).await.map_err(Into::into),
+            DeadSink::Sqlite(s) => Sink::<Letter>::flush(s.as_mut()).await.map_err(Into::into),
+            DeadSink::Postgres(s) => Sink::<Letter>::flush(s.as_mut()).await.map_err(Into::into),
             DeadSink::Collect(_) => Ok(()),
         }
     }
 
     async fn close(&mut self) -> Result<(), BoxError> {
         match self {
-            DeadSink::File(s) => Sink::<DeadLetter<serde_json::Value>>::close(s.as_mut())
-                .await
-                .map_err(Into::into),
+            DeadSink::File(s) => Sink::<Letter>::close(s.as_mut()).await.map_err(Into::into),
+            DeadSink::Sqlite(s) => Sink::<Letter>::close(s.as_mut()).await.map_err(Into::into),
+            DeadSink::Postgres(s) => Sink::<Letter>::close(s.as_mut()).await.map_err(Into::into),
             DeadSink::Collect(_) => Ok(()),
         }
     }

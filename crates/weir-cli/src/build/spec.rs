@@ -186,6 +186,8 @@ pub(crate) struct Reader<'r> {
     pub(crate) registry: &'r Registry<Record>,
     /// Names given so far (stage names must be unique).
     pub(crate) names: Vec<String>,
+    /// The names of the sinks read (the main one and the branches').
+    pub(crate) sinks: Vec<String>,
     /// Sinks are made by this (the real ones, or collectors for `weir test`).
     pub(crate) make_sink: &'r mut dyn FnMut(&Typed<'_>, &str) -> Result<AnySink, SinkProblem>,
 }
@@ -525,6 +527,7 @@ impl Reader<'_> {
             }
         };
         let has = |k: &str| t.def.is_some_and(|d| d.option(k).is_some());
+        self.sinks.push(name.clone());
         Some(Sink {
             sink,
             name,

@@ -619,6 +619,24 @@ pub const TYPES: &[TypeDef] = &[
             off("rotate_bytes", Kind::Size, "start a new part after this many bytes"),
         ],
     },
+    TypeDef {
+        name: "sqlite",
+        role: Role::DeadLetter,
+        doc: "A row per failed item in a SQLite table (created if missing): failed_at_ms, pipeline, stage, item_seq, attempts, error_type, error, causes, first_failure_ms, item",
+        options: &[
+            req("path", Kind::Str, "the database file (created, with its parent directories)"),
+            req("table", Kind::Str, "the table (ASCII letters, digits and `_`)"),
+        ],
+    },
+    TypeDef {
+        name: "postgres",
+        role: Role::DeadLetter,
+        doc: "A row per failed item in a PostgreSQL table (created if missing; the columns of the sqlite dead-letter table, JSON as jsonb)",
+        options: &[
+            req("url", Kind::Str, "the server: postgres://user:password@host:port/db (`${VAR}` for secrets)"),
+            req("table", Kind::Str, "the table, or schema.table (ASCII letters, digits and `_`; case-sensitive)"),
+        ],
+    },
 ];
 
 /// Options every custom (registered) stage takes.
@@ -644,6 +662,11 @@ pub const PIPELINE: &[Opt] = &[
         Kind::Int,
         "4096",
         "items a channel between tasks holds",
+    ),
+    off(
+        "max_in_flight",
+        Kind::Int,
+        "items read but not yet finalized, over the whole pipeline (the source waits at the bound); by default, only the channels bound them",
     ),
     opt(
         "chunk_size",

@@ -34,8 +34,9 @@ pub struct Summary {
     pub error: Option<String>,
     /// The event log written, and how many events it holds.
     pub events: Option<(PathBuf, u64)>,
-    /// The dead-letter file written, and how many items it holds.
-    pub dead_letters: Option<(PathBuf, u64)>,
+    /// Where dead letters were written (a file, or a table and its
+    /// database), and how many.
+    pub dead_letters: Option<(String, u64)>,
     /// The outputs written.
     pub outputs: Vec<PathBuf>,
 }
@@ -122,11 +123,7 @@ pub fn render_report(report: &Report, summary: &Summary) -> String {
         ));
     }
     if let Some((path, n)) = &summary.dead_letters {
-        places.push(format!(
-            "  dead letters: {} ({} items)",
-            path.display(),
-            format::count(*n)
-        ));
+        places.push(format!("  dead letters: {path} ({} items)", format::count(*n)));
     }
     for path in &summary.outputs {
         places.push(format!("  output: {}", path.display()));

@@ -150,6 +150,7 @@ fn report() -> Report {
         failed: 12,
         dead_lettered: 3,
         unfinalized: 0,
+        checkpoints: 0,
         stages: vec![source, parse, sink],
         bottleneck: Some("parse".to_owned()),
         latency: None,
@@ -167,6 +168,7 @@ fn snapshot(at: Duration, finished: u64) -> Report {
         failed: 0,
         dead_lettered: 0,
         unfinalized: 4096,
+        checkpoints: 0,
         ..report()
     }
 }
@@ -188,7 +190,7 @@ fn report_has_a_row_per_stage_with_counts_percentiles_and_the_bottleneck_marked(
         outcome: "completed".to_owned(),
         error: None,
         events: Some((PathBuf::from("/tmp/run.jsonl"), 1234)),
-        dead_letters: Some((PathBuf::from("dead.jsonl"), 3)),
+        dead_letters: Some(("dead.jsonl".to_owned(), 3)),
         outputs: vec![PathBuf::from("out.jsonl"), PathBuf::from("out2.jsonl")],
     };
     let text = render_report(&report(), &summary);

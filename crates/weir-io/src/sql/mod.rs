@@ -16,7 +16,10 @@
 //! assert_eq!(row.to_string(), r#"(7, '{"a":1}')"#);
 //! ```
 
+mod dead_letter;
 pub(crate) mod writer;
+
+pub use dead_letter::{DeadLetterRows, DEAD_LETTER_COLUMNS};
 
 use std::fmt;
 

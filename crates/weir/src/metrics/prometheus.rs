@@ -55,6 +55,7 @@ const STAGE_BREAKER_STATE: &str = "weir_stage_breaker_state";
 const STAGE_BREAKER_TRIPS: &str = "weir_stage_breaker_trips";
 const PIPELINE_ITEMS: &str = "weir_pipeline_items";
 const PIPELINE_UNFINALIZED: &str = "weir_pipeline_unfinalized_items";
+const PIPELINE_CHECKPOINTS: &str = "weir_pipeline_checkpoints";
 const PIPELINE_DURATION: &str = "weir_pipeline_duration";
 const PIPELINE_ITEMS_PER_SECOND: &str = "weir_pipeline_items_per_second";
 const PIPELINE_OUTCOME: &str = "weir_pipeline_outcome";
@@ -387,6 +388,12 @@ fn families<'a>(r: &'a Report) -> Vec<Family<'a>> {
             help: "Items taken in but not finished: in flight while running, lost to an abort at the end.",
             unit: None,
             values: Values::IntGauge(vec![(pipeline(), gauge(r.unfinalized))]),
+        },
+        Family {
+            name: PIPELINE_CHECKPOINTS,
+            help: "Checkpoints committed (positions written to a checkpoint store).",
+            unit: None,
+            values: Values::Counter(vec![(pipeline(), r.checkpoints)]),
         },
         Family {
             name: PIPELINE_DURATION,

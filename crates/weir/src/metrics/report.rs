@@ -195,6 +195,10 @@ pub struct Report {
     /// Items taken in but not finished (in flight while running; lost to
     /// an abort at the end, to be redelivered by an at-least-once source).
     pub unfinalized: u64,
+    /// Checkpoints committed by the run's sources and sinks
+    /// ([`Context::emit_checkpoint`](crate::Context::emit_checkpoint)).
+    #[serde(default)]
+    pub checkpoints: u64,
     /// Per-stage counts, source first, sink last.
     pub stages: Vec<StageReport>,
     /// The stage that limits throughput: the task-owning stage busy for

@@ -935,6 +935,41 @@ where
         let task = tokio::spawn(runtime::supervise(shared.clone(), tasks, None));
         Handle::new(shared, intake, task)
     }
+
+    /// [`start`](Self::start)s the pipeline, with its events as a lossless,
+    /// backpressured [`EventFeed`](crate::EventFeed) beside the handle: for
+    /// an event log that must hold every event (a log to resume from, an
+    /// audit), where [`Handle::subscribe`] may miss events when its reader
+    /// falls behind. The run waits for the feed's reader when its buffer
+    /// is full; read it in a task of its own. Must be called within a
+    /// tokio runtime.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// use weir::{EventKind, Pipeline};
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let (handle, feed) = Pipeline::from_iter(0..3u32).start_with_events();
+    /// let log = tokio::spawn(feed.map(|e| serde_json::to_string(&e).unwrap()).collect::<Vec<_>>());
+    /// let report = handle.wait().await.unwrap();
+    /// let log = log.await.unwrap();
+    /// assert_eq!(report.delivered, 3);
+    /// assert!(log.last().unwrap().contains("\"type\":\"pipeline_finished\""));
+    /// # });
+    /// ```
+    pub fn start_with_events(mut self) -> (Handle<P::Intake>, crate::EventFeed) {
+        let capacity = self.config.subscribe_capacity;
+        self.config
+            .monitors
+            .get_or_insert_with(|| tokio::sync::broadcast::channel(capacity).0);
+        let (tx, rx) = mpsc::channel(self.config.events_capacity);
+        let (shared, tasks, intake) = self.wire("run", Some(tx), |sh, idx| {
+            Discard::new(idx.map(|i| Counters::new(sh.clone(), i)))
+        });
+        let task = tokio::spawn(runtime::supervise(shared.clone(), tasks, None));
+        (Handle::new(shared, intake, task), crate::EventFeed::new(rx))
+    }
 }
 
 impl<T, P> Pipeline<T, P> {

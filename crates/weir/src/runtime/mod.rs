@@ -29,7 +29,7 @@ mod task_cx;
 pub use handle::{Controller, Handle, PushError, Pusher, Shutdown, TryPushError};
 pub(crate) use push::{Flow, Push, Wiring};
 pub use push::{NoIntake, Plan};
-pub use streams::{Events, Results};
+pub use streams::{EventFeed, Events, Results};
 pub use subscription::{Lagged, Subscription};
 pub(crate) use task_cx::TaskCx;
 
@@ -132,6 +132,8 @@ pub(crate) struct Shared {
     error: Mutex<Option<Error>>,
     /// Sequence numbers for items pushed through the handle.
     pub(crate) next_seq: AtomicU64,
+    /// Checkpoints committed ([`Context::emit_checkpoint`](crate::Context::emit_checkpoint)).
+    pub(crate) checkpoints: AtomicU64,
     /// The room left under
     /// [`max_in_flight`](crate::PipelineBuilder::max_in_flight), if the
     /// run has the bound: sources take room for each item before taking
@@ -234,6 +236,7 @@ impl Shared {
             subscribed: Signal::default(),
             error: Mutex::new(None),
             next_seq: AtomicU64::new(0),
+            checkpoints: AtomicU64::new(0),
             in_flight,
             acked: AtomicBool::new(limited),
             rates: StageRates::default(),
@@ -554,6 +557,7 @@ impl Shared {
             failed,
             dead_lettered,
             unfinalized,
+            checkpoints: self.checkpoints.load(Ordering::Relaxed),
             stages,
             bottleneck,
             latency: self.e2e.summary(),

@@ -203,17 +203,16 @@ impl<T> Stream for Results<T> {
 /// ```
 #[must_use = "streams do nothing unless polled"]
 pub struct Events {
-    rx: mpsc::Receiver<Event>,
+    feed: EventFeed,
     shared: Arc<Shared>,
     start: Option<BoxFuture<'static, Result<Report, Error>>>,
     running: Option<AbortOnDrop>,
-    finished: bool,
 }
 
 impl fmt::Debug for Events {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Events")
-            .field("finished", &self.finished)
+            .field("finished", &self.feed.finished)
             .finish_non_exhaustive()
     }
 }
@@ -221,11 +220,10 @@ impl fmt::Debug for Events {
 impl Events {
     pub(crate) fn new(shared: Arc<Shared>, tasks: Vec<Task>, rx: mpsc::Receiver<Event>) -> Events {
         Events {
-            rx,
+            feed: EventFeed::new(rx),
             start: Some(supervise(shared.clone(), tasks, None).boxed()),
             shared,
             running: None,
-            finished: false,
         }
     }
 
@@ -260,11 +258,60 @@ impl Stream for Events {
     type Item = Event;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
-        if self.finished {
+        if self.feed.finished {
             return Poll::Ready(None);
         }
         if let Some(start) = self.start.take() {
             self.running = Some(AbortOnDrop(tokio::spawn(start)));
+        }
+        self.feed.poll_next_unpin(cx)
+    }
+}
+
+/// The events of a run started with
+/// [`start_with_events`](crate::Pipeline::start_with_events): lossless and
+/// backpressured like [`Events`], beside the run's [`Handle`](crate::Handle).
+/// A feed that is not read holds the run back once its buffer
+/// ([`events_capacity`](crate::PipelineBuilder::events_capacity)) is full;
+/// dropping it only stops the events (the run goes on). Ends after
+/// [`PipelineFinished`](EventKind::PipelineFinished).
+///
+/// # Examples
+///
+/// ```
+/// use futures::StreamExt;
+/// use weir::{EventKind, EventLevel, PipelineBuilder};
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let (handle, feed) = PipelineBuilder::new()
+///     .event_level(EventLevel::Items)
+///     .from_iter(0..5_000u32)
+///     .sink(weir::sink_fn(|_: u32| async {}))
+///     .start_with_events();
+/// let events: Vec<_> = feed.collect().await; // every event, none missed
+/// let delivered = events.iter().filter(|e| matches!(e.kind, EventKind::ItemCompleted { .. })).count();
+/// assert_eq!(delivered, 5_000);
+/// assert_eq!(handle.wait().await.unwrap().delivered, 5_000);
+/// # });
+/// ```
+#[must_use = "streams do nothing unless polled"]
+#[derive(Debug)]
+pub struct EventFeed {
+    rx: mpsc::Receiver<Event>,
+    finished: bool,
+}
+
+impl EventFeed {
+    pub(crate) fn new(rx: mpsc::Receiver<Event>) -> EventFeed {
+        EventFeed { rx, finished: false }
+    }
+}
+
+impl Stream for EventFeed {
+    type Item = Event;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        if self.finished {
+            return Poll::Ready(None);
         }
         match self.rx.poll_recv(cx) {
             Poll::Ready(Some(event)) => {
