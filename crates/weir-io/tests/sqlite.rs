@@ -394,3 +394,67 @@ async fn a_closed_sink_refuses_writes_and_the_healthcheck_sees_a_dropped_column(
     let err = sink.healthcheck().unwrap_err();
     assert!(err.to_string().contains("has no column `name`"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_database_fails_the_run_with_a_clear_error_and_the_checkpoint_stays_behind() {
+    use std::sync::Arc;
+    use weir_io::checkpoint::{CheckpointStore, Checkpointer, Committer, MemoryCheckpoints};
+    use weir_io::file::{FileSource, FileSourceConfig};
+
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    let text: String = (1..=50).map(|i| format!("name{i}\n")).collect();
+    std::fs::write(&input, text).unwrap();
+    let db = dir.path().join("out.db");
+    let store = Arc::new(MemoryCheckpoints::default());
+    let config = || FileSourceConfig::new(input.to_str().unwrap()).format(weir_io::Format::Lines);
+    let run = |store: Arc<MemoryCheckpoints>| {
+        let db = db.clone();
+        async move {
+            let mut source = FileSource::open(config()).unwrap();
+            source.resume(&store.load("in").unwrap()).unwrap();
+            let checkpointer = Checkpointer::new("in", source.files(), &store.load("in").unwrap()).unwrap();
+            let committer = Committer::start(
+                checkpointer.clone(),
+                store.clone(),
+                std::time::Duration::from_millis(5),
+            );
+            let sink = SqliteSink::open(people(&db)).unwrap();
+            let acked = source.lines().map(move |line| {
+                let ack = checkpointer.ack(&line);
+                let row = person(line.origin.line as i64, &line.text);
+                weir::Acked::new(row, ack)
+            });
+            let result = Pipeline::from_acked(futures::stream::iter(acked))
+                .sink(sink)
+                .run()
+                .await;
+            committer.finish().unwrap();
+            result
+        }
+    };
+    // The table exists; another writer holds the database past the sink's
+    // busy timeout (5 s).
+    drop(SqliteSink::open(people(&db)).unwrap());
+    let blocker = Connection::open(&db).unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let err = run(store.clone()).await.unwrap_err();
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("locked") && message.contains("out.db"),
+        "{message}"
+    );
+    let stood = store.load("in").unwrap();
+    assert!(
+        stood.iter().all(|p| p.offset == 0),
+        "nothing stored, nothing committed: {stood:?}"
+    );
+    blocker.execute_batch("ROLLBACK").unwrap();
+    drop(blocker);
+    assert_eq!(rows(&db), []);
+    // The writer gone, the next run delivers every line from the start.
+    let report = run(store.clone()).await.unwrap();
+    assert_eq!(report.delivered, 50);
+    assert_eq!(rows(&db).len(), 50);
+    assert!(store.load("in").unwrap()[0].offset > 0);
+}

@@ -227,7 +227,7 @@ async fn a_refused_write_fails_the_item_and_the_run_naming_the_dead_letter_sink(
     assert!(error.contains("dead-letter table is full"), "{error}");
     assert!(failed_events.contains(&("enrich/dead_letter".to_owned(), 6, "sink".to_owned())));
     let statuses = ledger.assert_exactly_once();
-    assert_eq!(statuses[&6], Status::Failed);
+    assert_eq!(statuses[&6], Status::Halted);
     assert_eq!(statuses[&3], Status::DeadLettered);
 }
 
@@ -250,7 +250,7 @@ async fn a_refused_flush_fails_its_items_and_run_returns_the_sink_error() {
     assert_eq!(err.source().unwrap().to_string(), "dead-letter store is down");
     let statuses = ledger.assert_exactly_once();
     assert!(statuses.values().all(|s| *s != Status::DeadLettered));
-    assert_eq!(statuses[&0], Status::Failed);
+    assert_eq!(statuses[&0], Status::Halted);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -415,7 +415,7 @@ async fn fail_fast_names_stage_item_attempt_and_keeps_the_cause_chain() {
     assert_eq!(err.causes(), ["no such user 3"]);
     assert_eq!(err.source().unwrap().to_string(), "enrich failed");
     let statuses = ledger.assert_exactly_once();
-    assert_eq!(statuses[&3], Status::Failed);
+    assert_eq!(statuses[&3], Status::Halted);
 
     let err = Pipeline::from_iter(0..10u64)
         .then(|x| async move {
@@ -642,7 +642,7 @@ async fn a_refused_write_from_try_map_fails_the_item_and_the_run() {
     );
     assert_eq!(err.source().unwrap().to_string(), "dead-letter table is full");
     let statuses = ledger.assert_exactly_once();
-    assert_eq!(statuses[&6], Status::Failed);
+    assert_eq!(statuses[&6], Status::Halted);
     assert_eq!(statuses[&3], Status::DeadLettered);
 }
 
@@ -1082,6 +1082,6 @@ async fn a_refused_dead_letter_from_a_sink_fails_the_item_and_the_run() {
     let statuses = ledger.assert_exactly_once();
     assert_eq!(
         (statuses[&0], statuses[&3]),
-        (Status::DeadLettered, Status::Failed)
+        (Status::DeadLettered, Status::Halted)
     );
 }

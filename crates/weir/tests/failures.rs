@@ -114,7 +114,7 @@ async fn fail_fast_returns_the_first_error_with_stage_item_attempt_and_cause() {
     assert!(cause.source().is_some(), "the whole cause chain is kept");
     // The pipeline drained: everything it pulled was finalized.
     let statuses = ledger.assert_exactly_once();
-    assert_eq!(statuses[&0], Status::Failed);
+    assert_eq!(statuses[&0], Status::Halted);
     assert!(ledger.pulled() < 10_000, "intake stopped after the failure");
 }
 

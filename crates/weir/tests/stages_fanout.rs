@@ -358,7 +358,7 @@ async fn a_fail_fast_error_in_a_branch_stops_the_run_and_names_the_branch_stage(
         .unwrap_err();
     assert_eq!(err.stage(), Some("strict/map#4"));
     assert_eq!(err.item(), Some(500));
-    assert_eq!(ledger.assert_exactly_once()[&500], Status::Failed);
+    assert_eq!(ledger.assert_exactly_once()[&500], Status::Halted);
 }
 
 #[tokio::test(start_paused = true)]

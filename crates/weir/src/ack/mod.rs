@@ -52,32 +52,44 @@ pub enum Status {
     Delivered,
     /// The item failed and its dead-letter record was accepted.
     DeadLettered,
-    /// The item failed and the error policy recorded the failure.
+    /// The item failed and the error policy recorded the failure
+    /// ([`Skip`](crate::ErrorPolicy::Skip), or a dead-letter sink that
+    /// did not take it): done with.
     Failed,
+    /// The item failed under [`FailFast`](crate::ErrorPolicy::FailFast)
+    /// (or its dead letter was refused) and its failure stopped the run.
+    /// Like [`Aborted`](Status::Aborted), not done with: an at-least-once
+    /// source redelivers it and a checkpoint does not pass it, so the
+    /// next run tries it again.
+    Halted,
     /// The pipeline was aborted before the item was finished; it was not
     /// delivered and an at-least-once source should redeliver it.
     Aborted,
 }
 
 impl Status {
-    const ALL: [Status; 5] = [
+    const ALL: [Status; 6] = [
         Status::Dropped,
         Status::Delivered,
         Status::DeadLettered,
         Status::Failed,
+        Status::Halted,
         Status::Aborted,
     ];
 
     /// Whether the item is done with for good (everything but
-    /// [`Status::Aborted`]): a source may acknowledge or commit it.
+    /// [`Status::Halted`] and [`Status::Aborted`]): a source may
+    /// acknowledge or commit it.
     ///
     /// # Examples
     ///
     /// ```
-    /// assert!(weir::Status::Dropped.is_final());
+    /// use weir::Status;
+    /// assert!(Status::Dropped.is_final() && Status::Failed.is_final());
+    /// assert!(!Status::Halted.is_final() && !Status::Aborted.is_final());
     /// ```
     pub fn is_final(self) -> bool {
-        self != Status::Aborted
+        !matches!(self, Status::Halted | Status::Aborted)
     }
 
     fn from_rank(rank: u8) -> Status {
@@ -92,6 +104,7 @@ impl fmt::Display for Status {
             Status::Delivered => "delivered",
             Status::DeadLettered => "dead_lettered",
             Status::Failed => "failed",
+            Status::Halted => "halted",
             Status::Aborted => "aborted",
         })
     }

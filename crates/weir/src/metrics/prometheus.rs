@@ -22,6 +22,7 @@
 //! | `weir_stage_breaker_trips_total` | counter | `pipeline`, `stage` | times the breaker opened, for stages with one |
 //! | `weir_pipeline_items_total` | counter | `pipeline`, `outcome` = `pulled`, `delivered`, `dropped`, `failed` | items |
 //! | `weir_pipeline_unfinalized_items` | gauge | `pipeline` | items taken in, not finished |
+//! | `weir_pipeline_checkpoints_total` | counter | `pipeline` | checkpoints committed ([`Context::emit_checkpoint`](crate::Context::emit_checkpoint)) |
 //! | `weir_pipeline_duration_seconds` | gauge | `pipeline` | time since the start |
 //! | `weir_pipeline_items_per_second` | gauge | `pipeline` | finished items per second over the run |
 //! | `weir_pipeline_outcome` | gauge (1 for the current outcome, 0 for the others) | `pipeline`, `outcome` = `running`, `completed`, `drained`, `aborted`, `failed` | |
@@ -447,7 +448,7 @@ mod tests {
         .expect("a minimal report");
         let docs = include_str!("prometheus.rs");
         let families = families(&report);
-        assert_eq!(families.len(), 17);
+        assert_eq!(families.len(), 18);
         for f in families {
             let unit = match f.unit {
                 Some(Unit::Seconds) => "_seconds",

@@ -293,7 +293,7 @@ async fn refused(shared: &Shared, stage: usize, name: &str, token: Token, attemp
         .dead_letter_refused
         .fetch_add(1, Ordering::Relaxed);
     let key = token.key();
-    token.finish(Status::Failed);
+    token.finish(Status::Halted);
     shared
         .emit(EventKind::ItemFailed {
             stage: name.to_owned(),

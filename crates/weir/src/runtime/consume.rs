@@ -140,7 +140,7 @@ where
         let Some(acc) = self.acc.take() else {
             // The accumulator was lost to an earlier panic; the run fails.
             self.c.failed += 1;
-            return token.finish(Status::Failed);
+            return token.finish(Status::Halted);
         };
         match guard(|| (self.f)(acc, item)) {
             Ok(acc) => {

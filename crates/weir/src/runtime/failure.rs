@@ -7,7 +7,8 @@
 //! token and error to [`TaskCx::fail`], and nowhere else. It records the
 //! `item_failed` event, queues the `on_error` hooks, and applies the error
 //! policy: `Skip` finalizes the token as [`Status::Failed`], `FailFast`
-//! does so and stops the run, `DeadLetter` queues the item for the stage's
+//! stops the run and finalizes it as [`Status::Halted`] (not done with: a
+//! source redelivers it, a checkpoint does not pass it), `DeadLetter` queues the item for the stage's
 //! dead-letter task (which finalizes it once the letter is written).
 //! [`route`] is the driver's side of it: an output goes downstream, an
 //! error comes here.
@@ -49,7 +50,7 @@ impl TaskCx {
             ErrorPolicy::Skip => token.finish(Status::Failed),
             ErrorPolicy::DeadLetter => self.dead_letter(stage, token, error, routing),
             ErrorPolicy::FailFast => {
-                token.finish(Status::Failed);
+                token.finish(Status::Halted);
                 self.shared.fail(error);
             }
         }
@@ -66,7 +67,7 @@ impl TaskCx {
         else {
             // Unreachable through the public API (a stage gets the policy
             // with its sink): fail loudly rather than lose the item.
-            token.finish(Status::Failed);
+            token.finish(Status::Halted);
             let name = error.stage().unwrap_or_default().to_owned();
             return self.shared.fail(Error::new(
                 ErrorKind::Config,
