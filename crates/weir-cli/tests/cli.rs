@@ -1032,7 +1032,7 @@ fn checkpoints_refuse_a_file_sink_and_sources_that_cannot_resume() {
     for (body, wanted) in [
         ("[[source]]\ntype = \"file\"\npath = \"in.jsonl\"\n[sink]\ntype = \"file\"\npath = \"out.jsonl\"\n", "a `file` sink"),
         ("[[source]]\ntype = \"generate\"\ncount = 3\n", "a `generate` source cannot resume"),
-        ("[[source]]\ntype = \"file\"\npath = \"in.jsonl\"\n[[source]]\ntype = \"file\"\npath = \"in.jsonl\"\n", "exactly one `file` source"),
+        ("[[source]]\ntype = \"file\"\npath = \"in.jsonl\"\n[[source]]\ntype = \"file\"\npath = \"in.jsonl\"\n", "exactly one source (a `file`, `sqlite` or `postgres` one)"),
     ] {
         write(dir.path(), "p.toml", body);
         let out = run(weir(dir.path()).args(["run", "p.toml", "--checkpoint", "ck.db", "--quiet"]));

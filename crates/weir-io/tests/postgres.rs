@@ -6,7 +6,7 @@
 #![cfg(feature = "postgres")]
 
 use weir::{ErrorPolicy, Pipeline, Sink};
-use weir_io::checkpoint::{CheckpointStore, FilePosition, Fingerprint, PostgresCheckpoints};
+use weir_io::checkpoint::{CheckpointStore, FilePosition, Fingerprint, Position, PostgresCheckpoints};
 use weir_io::postgres::{PostgresMode, PostgresSink, PostgresSinkConfig, Row, SqlType, SqlValue};
 use weir_io::IoErrorKind;
 
@@ -441,13 +441,13 @@ fn fingerprint(n: u64) -> Fingerprint {
     }
 }
 
-fn at(file: &str, offset: u64) -> FilePosition {
-    FilePosition {
+fn at(file: &str, offset: u64) -> Position {
+    Position::File(FilePosition {
         file: file.into(),
         offset,
         lines: offset / 10,
         fingerprint: fingerprint(offset),
-    }
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -466,15 +466,18 @@ async fn checkpoints_commit_load_and_list_round_trip_and_a_commit_replaces_only_
     other.commit("a", &[at("2", 30)]).unwrap();
     assert_eq!(store.load("a").unwrap(), [at("2", 30)]);
     assert_eq!(store.load("b").unwrap(), [at("9", 90)]);
-    let listed: Vec<(String, String, u64)> = store
+    let listed: Vec<(String, String, String)> = store
         .list()
         .unwrap()
         .into_iter()
-        .map(|p| (p.source, p.position.file, p.position.offset))
+        .map(|p| (p.source, p.position.what().to_owned(), p.position.to_string()))
         .collect();
     assert_eq!(
         listed,
-        [("a".into(), "2".into(), 30), ("b".into(), "9".into(), 90)]
+        [
+            ("a".into(), "2".into(), "byte 30 (line 3)".into()),
+            ("b".into(), "9".into(), "byte 90 (line 9)".into())
+        ]
     );
     let in_schema: i64 = db
         .query_one(&format!("SELECT count(*) FROM {schema}.weir_checkpoints"), &[])
