@@ -554,14 +554,16 @@ impl Checkpointing {
                 }
             }
             [one] if sources::is_table(one) => {}
-            [one] => return Err(problem(
-                Some(one),
-                "type",
-                format!(
+            [one] => {
+                return Err(problem(
+                    Some(one),
+                    "type",
+                    format!(
                     "checkpoints need a `file`, `sqlite` or `postgres` source; a `{}` source cannot resume",
                     one.type_name
                 ),
-            )),
+                ))
+            }
             _ => {
                 return Err(problem(
                     sources.get(1),
