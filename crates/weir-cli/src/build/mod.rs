@@ -425,11 +425,7 @@ pub(crate) fn build(
             let opened = if sources::is_table(s) {
                 open_table(s, checkpointing.as_ref())
             } else {
-                let at = if s.opts.node("path").is_some() {
-                    "path"
-                } else {
-                    "type"
-                };
+                let at = if s.type_name == "file" { "path" } else { "type" };
                 open_source(
                     s,
                     keep.as_ref(),
