@@ -1682,11 +1682,7 @@ fn a_postgres_table_source_runs_checkpointed_in_a_postgres_store_and_connects() 
     let env = [("URL", pg.url.as_str()), ("STORE", store.as_str())];
     let out = run(weir(dir.path()).args(["check", "p.toml", "--connect"]).envs(env));
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(
-        out.stdout.contains(&format!("postgres database `test`")),
-        "{}",
-        out.stdout
-    );
+    assert!(out.stdout.contains("postgres database `test`"), "{}", out.stdout);
     let first = run(weir(dir.path())
         .args(["run", "p.toml", "--quiet", "--limit", "10"])
         .envs(env));
