@@ -189,6 +189,41 @@ interval = "50ms"
     );
 }
 
+/// Chains of runs killed at [`KILLS`] seeded instants within `whole`,
+/// each chain ended by a run that completes: `run(Some(kill))` runs and
+/// kills, `run(None)` runs to the end; `killed()` follows each kill;
+/// `completed(runs)` follows a chain's completed run (check the output,
+/// then start over). The last chain runs without a kill. Returns the
+/// chains and the most runs in one.
+fn kill_chains(
+    seed: u64,
+    whole: Duration,
+    mut run: impl FnMut(Option<Duration>) -> bool,
+    mut killed: impl FnMut(),
+    mut completed: impl FnMut(u32),
+) -> (usize, u32) {
+    let mut rng = Rng(seed);
+    let (mut kills, mut chains, mut runs, mut most) = (0, 0, 0, 0);
+    while kills < KILLS {
+        let kill = Duration::from_micros(rng.below(whole.as_micros() as u64 + 1).max(1_000));
+        runs += 1;
+        if !run(Some(kill)) {
+            kills += 1;
+            killed();
+            continue;
+        }
+        completed(runs);
+        chains += 1;
+        most = most.max(runs);
+        runs = 0;
+    }
+    while !run(None) {
+        runs += 1;
+    }
+    completed(runs + 1);
+    (chains + 1, most.max(runs + 1))
+}
+
 /// The table's rows, in key order.
 fn table(db: &Path) -> Vec<(i64, String, i64)> {
     let conn = rusqlite::Connection::open(db).unwrap();
@@ -267,32 +302,24 @@ interval = "50ms"
         expected.len() as u64,
         (0..n).filter(|i| i % 3 != 2).count() as u64
     );
-    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
-    let (mut kills, mut chains, mut runs_in_chain, mut most_runs) = (0, 0, 0, 0);
     remove_store(dir.path(), "state.db");
     remove_store(dir.path(), "out.db");
-    while kills < KILLS {
-        let kill = Duration::from_micros(rng.below(whole.as_micros() as u64 + 1).max(1_000));
-        runs_in_chain += 1;
-        if !run(dir.path(), &dir.path().join("stdout"), Some(kill)) {
-            kills += 1;
-            continue;
-        }
-        assert_eq!(
-            table(&dir.path().join("out.db")),
-            expected,
-            "after {runs_in_chain} runs of a chain"
-        );
-        chains += 1;
-        most_runs = most_runs.max(runs_in_chain);
-        runs_in_chain = 0;
-        remove_store(dir.path(), "state.db");
-        remove_store(dir.path(), "out.db");
-    }
-    // The last chain: run to the end.
-    while !run(dir.path(), &dir.path().join("stdout"), None) {}
-    assert_eq!(table(&dir.path().join("out.db")), expected);
-    eprintln!("{kills} kills in {} chains over {n} lines (a whole run: {whole:?}; at most {most_runs} runs in a chain)", chains + 1);
+    let (chains, most_runs) = kill_chains(
+        0x2545_f491_4f6c_dd1d,
+        whole,
+        |kill| run(dir.path(), &dir.path().join("stdout"), kill),
+        || {},
+        |runs| {
+            assert_eq!(
+                table(&dir.path().join("out.db")),
+                expected,
+                "after {runs} runs of a chain"
+            );
+            remove_store(dir.path(), "state.db");
+            remove_store(dir.path(), "out.db");
+        },
+    );
+    eprintln!("{KILLS} kills in {chains} chains over {n} lines (a whole run: {whole:?}; at most {most_runs} runs in a chain)");
 }
 
 /// The stages of the table tests: a filter, an async stage (on the
@@ -401,16 +428,14 @@ interval = "50ms"
         (0..n).filter(|i| i % 3 != 2).count() as u64
     );
     assert_eq!(committed_key(&state, "sqlite"), Some(n as i64 - 1));
-    let mut rng = Rng(0x1b87_3593_cc9e_2d51);
-    let (mut kills, mut chains, mut runs_in_chain, mut most_runs) = (0, 0, 0, 0);
     let mut redone_per_restart = Vec::new();
     remove_store(dir.path(), "state.db");
     remove_store(dir.path(), "out.db");
-    while kills < KILLS {
-        let kill = Duration::from_micros(rng.below(whole.as_micros() as u64 + 1).max(1_000));
-        runs_in_chain += 1;
-        if !run(dir.path(), &dir.path().join("stdout"), Some(kill)) {
-            kills += 1;
+    let (chains, most_runs) = kill_chains(
+        0x1b87_3593_cc9e_2d51,
+        whole,
+        |kill| run(dir.path(), &dir.path().join("stdout"), kill),
+        || {
             // The rows written past the committed key are read and written
             // again by the next run.
             if out.exists() {
@@ -421,22 +446,17 @@ interval = "50ms"
                     .ok();
                 redone_per_restart.push(written.unwrap_or(0));
             }
-            continue;
-        }
-        assert_eq!(table(&out), expected, "after {runs_in_chain} runs of a chain");
-        chains += 1;
-        most_runs = most_runs.max(runs_in_chain);
-        runs_in_chain = 0;
-        remove_store(dir.path(), "state.db");
-        remove_store(dir.path(), "out.db");
-    }
-    while !run(dir.path(), &dir.path().join("stdout"), None) {}
-    assert_eq!(table(&out), expected);
+        },
+        |runs| {
+            assert_eq!(table(&out), expected, "after {runs} runs of a chain");
+            remove_store(dir.path(), "state.db");
+            remove_store(dir.path(), "out.db");
+        },
+    );
     let max_redone = redone_per_restart.iter().copied().max().unwrap_or(0);
     eprintln!(
-        "{kills} kills in {} chains over {n} rows (a whole run: {whole:?}; at most {most_runs} runs in a chain); \
-         rows written again per restart: max {max_redone}, all {redone_per_restart:?}",
-        chains + 1
+        "{KILLS} kills in {chains} chains over {n} rows (a whole run: {whole:?}; at most {most_runs} runs in a \
+         chain); rows written again per restart: max {max_redone}, all {redone_per_restart:?}"
     );
     // In flight at most: the channels between the tasks (`capacity`
     // 1024 each), the page being worked on and the one read ahead (500
@@ -555,8 +575,6 @@ interval = "50ms"
         expected.len() as u64,
         (0..n).filter(|i| i % 3 != 2).count() as u64
     );
-    let mut rng = Rng(0x85eb_ca6b_c2b2_ae35);
-    let (mut kills, mut chains) = (0, 0);
     let mut redone_per_restart = Vec::new();
     // The rows at or past the committed line (line `l + 1` holds id `l`)
     // are written again by the next run.
@@ -569,27 +587,29 @@ interval = "50ms"
          WHERE schemaname = '{schema}' AND tablename IN ('events', 'weir_checkpoints')"
     );
     postgres(&start_over);
-    while kills < KILLS {
-        let kill = Duration::from_micros(rng.below(whole.as_micros() as u64 + 1).max(1_000));
-        if !run_with(dir.path(), &dir.path().join("stdout"), Some(kill), &store) {
-            kills += 1;
+    let (chains, _) = kill_chains(
+        0x85eb_ca6b_c2b2_ae35,
+        whole,
+        |kill| run_with(dir.path(), &dir.path().join("stdout"), kill, &store),
+        || {
             // Killed before both tables were made: nothing to write again.
             if postgres(&made).unwrap()[0].0 == 2 {
                 redone_per_restart.push(postgres(&redone).unwrap()[0].0);
             }
-            continue;
-        }
-        assert_eq!(postgres(&select).unwrap(), expected, "after {kills} kills");
-        chains += 1;
-        postgres(&start_over);
-    }
-    while !run_with(dir.path(), &dir.path().join("stdout"), None, &store) {}
-    assert_eq!(postgres(&select).unwrap(), expected);
+        },
+        |runs| {
+            assert_eq!(
+                postgres(&select).unwrap(),
+                expected,
+                "after {runs} runs of a chain"
+            );
+            postgres(&start_over);
+        },
+    );
     let max_redone = redone_per_restart.iter().copied().max().unwrap_or(0);
     eprintln!(
-        "{kills} kills in {} chains over {n} lines into PostgreSQL (a whole run: {whole:?}); rows written again \
-         per restart: max {max_redone}, all {redone_per_restart:?}",
-        chains + 1
+        "{KILLS} kills in {chains} chains over {n} lines into PostgreSQL (a whole run: {whole:?}); rows written \
+         again per restart: max {max_redone}, all {redone_per_restart:?}"
     );
     postgres(&format!("DROP SCHEMA {schema} CASCADE"));
     assert!(
