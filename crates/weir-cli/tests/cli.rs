@@ -1646,6 +1646,20 @@ fn table_sources_are_checked_listed_graphed_and_connected() {
         "{}",
         stages.stdout
     );
+    // `weir test` gives the stages a case's input in place of the rows
+    // (lines are decoded as JSON lines).
+    write(
+        dir.path(),
+        "t.toml",
+        &format!(
+            "{}[[stage]]\ntype = \"map\"\njq = '.id * 2'\n[[test]]\nname = \"double\"\ninput = [{{id = 2}}]\n\
+             input_lines = ['{{\"id\": 5}}']\nexpect = [4, 10]\n",
+            source("table = \"t\"\n")
+        ),
+    );
+    let out = run(weir(dir.path()).args(["test", "t.toml"]));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("ok    double"), "{}", out.stdout);
     // A query source in a run.
     write(
         dir.path(),
