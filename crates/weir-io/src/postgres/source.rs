@@ -81,39 +81,7 @@ impl PostgresSourceConfig {
         }
     }
 
-    /// Reads the rows of `query` (one `SELECT`; `key` is one of its
-    /// columns), with the defaults. The query becomes a subquery: `SELECT
-    /// … FROM (query) AS q WHERE q.key >= $1 ORDER BY q.key LIMIT n`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let config = weir_io::postgres::PostgresSourceConfig::query("postgres://db/x", "SELECT id, total FROM orders", "id");
-    /// assert!(config.validate().is_ok());
-    /// ```
-    pub fn query(
-        url: impl Into<String>,
-        query: impl Into<String>,
-        key: impl Into<String>,
-    ) -> PostgresSourceConfig {
-        PostgresSourceConfig {
-            select: Select::Query(query.into()),
-            ..PostgresSourceConfig::table(url, "", key)
-        }
-    }
-
-    /// Sets the rows per page (at least 1). By default, 1000.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let config = weir_io::postgres::PostgresSourceConfig::table("postgres://db/x", "t", "id").page_size(10);
-    /// assert_eq!(config.page_size, 10);
-    /// ```
-    pub fn page_size(mut self, rows: usize) -> PostgresSourceConfig {
-        self.page_size = rows;
-        self
-    }
+    crate::sql::source::source_setters!(PostgresSourceConfig, "postgres", url: String, "\"postgres://db/x\"");
 
     /// Checks the settings without connecting: the URL parses, the table
     /// and key are plain identifiers, a query is not empty, `page_size`

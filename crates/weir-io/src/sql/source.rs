@@ -66,6 +66,47 @@ impl std::fmt::Display for Select {
 /// The default rows per page.
 pub(crate) const PAGE_SIZE: usize = 1000;
 
+/// The constructor and setter both table sources' configs share
+/// (`SqliteSourceConfig`, `PostgresSourceConfig`), written once: `$config`
+/// is the type, `$module` its module, `$place` what its `table` takes
+/// first (`path`, `url`) and of which type, `$example` a value of it for
+/// the examples.
+macro_rules! source_setters {
+    ($config:ident, $module:literal, $place:ident: $place_ty:ty, $example:literal) => {
+        /// Reads the rows of `query` (one `SELECT`; `key` is one of its
+        /// columns), with the defaults. The query becomes a subquery:
+        /// `SELECT … FROM (query) AS q WHERE q.key >= $last ORDER BY q.key
+        /// LIMIT n`.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        #[doc = concat!("let config = weir_io::", $module, "::", stringify!($config), "::query(", $example, ", \"SELECT id, total FROM orders WHERE total > 100\", \"id\");")]
+        /// assert!(config.validate().is_ok());
+        /// ```
+        pub fn query($place: impl Into<$place_ty>, query: impl Into<String>, key: impl Into<String>) -> $config {
+            $config {
+                select: $crate::sql::Select::Query(query.into()),
+                ..$config::table($place, "", key)
+            }
+        }
+
+        /// Sets the rows per page (at least 1). By default, 1000.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        #[doc = concat!("let config = weir_io::", $module, "::", stringify!($config), "::table(", $example, ", \"t\", \"id\").page_size(64);")]
+        /// assert_eq!(config.page_size, 64);
+        /// ```
+        pub fn page_size(mut self, rows: usize) -> $config {
+            self.page_size = rows;
+            self
+        }
+    };
+}
+pub(crate) use source_setters;
+
 /// A source's checked settings: the SQL pieces, and how it names itself.
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {

@@ -69,40 +69,7 @@ impl SqliteSourceConfig {
         }
     }
 
-    /// Reads the rows of `query` (one `SELECT`; `key` is one of its
-    /// columns) in the database at `path`, with the defaults. The query
-    /// becomes a subquery: `SELECT * FROM (query) AS q WHERE q.key >= ?
-    /// ORDER BY q.key LIMIT n`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let config = weir_io::sqlite::SqliteSourceConfig::query("in.db", "SELECT id, total FROM orders WHERE total > 100", "id");
-    /// assert!(config.validate().is_ok());
-    /// ```
-    pub fn query(
-        path: impl Into<PathBuf>,
-        query: impl Into<String>,
-        key: impl Into<String>,
-    ) -> SqliteSourceConfig {
-        SqliteSourceConfig {
-            select: Select::Query(query.into()),
-            ..SqliteSourceConfig::table(path, "", key)
-        }
-    }
-
-    /// Sets the rows per page (at least 1). By default, 1000.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let config = weir_io::sqlite::SqliteSourceConfig::table("in.db", "t", "id").page_size(64);
-    /// assert_eq!(config.page_size, 64);
-    /// ```
-    pub fn page_size(mut self, rows: usize) -> SqliteSourceConfig {
-        self.page_size = rows;
-        self
-    }
+    crate::sql::source::source_setters!(SqliteSourceConfig, "sqlite", path: PathBuf, "\"in.db\"");
 
     /// Checks the settings without touching the database: the table and
     /// key are plain identifiers (ASCII letters, digits, `_`), a query is
