@@ -77,41 +77,13 @@ fn run_with(dir: &Path, out: &Path, kill_after: Option<Duration>, store: &str) -
 fn killed_at_twenty_random_instants_a_checkpointed_run_loses_no_line() {
     let dir = tempfile::tempdir().unwrap();
     let n = lines();
-    let input: String = (0..n)
-        .map(|i| {
-            format!(
-                "{{\"id\":{i},\"level\":\"{}\",\"pad\":\"{}\"}}\n",
-                ["info", "warn"][(i % 2) as usize],
-                "x".repeat((i % 50) as usize)
-            )
-        })
-        .collect();
-    std::fs::write(dir.path().join("in.jsonl"), input).unwrap();
-    // An async stage (on the blocking pool), a batch and its unbatch.
+    // Every line reaches stdout (no filter).
+    std::fs::write(dir.path().join("in.jsonl"), events_jsonl(n)).unwrap();
+    let source = "[[source]]\ntype = \"file\"\npath = \"in.jsonl\"\n";
+    let sink = "[sink]\ntype = \"stdout\"\n[checkpoint]\npath = \"state.db\"\ninterval = \"50ms\"\n";
     std::fs::write(
         dir.path().join("p.toml"),
-        r#"
-[pipeline]
-capacity = 1024
-[[source]]
-type = "file"
-path = "in.jsonl"
-[[stage]]
-type = "map"
-jq = '{id, level, len: (.pad | length)}'
-concurrency = 2
-[[stage]]
-type = "batch"
-max_items = 100
-max_wait = "20ms"
-[[stage]]
-type = "unbatch"
-[sink]
-type = "stdout"
-[checkpoint]
-path = "state.db"
-interval = "50ms"
-"#,
+        format!("[pipeline]\ncapacity = 1024\n{source}{WORK}{sink}"),
     )
     .unwrap();
 
@@ -189,6 +161,60 @@ interval = "50ms"
     );
 }
 
+/// An async stage (on the blocking pool), a batch and its unbatch.
+const WORK: &str = r#"
+[[stage]]
+type = "map"
+jq = '{id, level, len: (.pad | length)}'
+concurrency = 2
+[[stage]]
+type = "batch"
+max_items = 100
+max_wait = "20ms"
+[[stage]]
+type = "unbatch"
+"#;
+
+/// The upsert tests' first stage: the debug lines (every third) out.
+const FILTER: &str = "[[stage]]\ntype = \"filter\"\njq = '.level != \"debug\"'\n";
+
+/// The rows' `(id, level, len)` as the stages make them, for the lines
+/// (or rows) numbered `0..n`: every third (debug) left out.
+fn level(i: u64) -> &'static str {
+    ["info", "warn", "debug"][(i % 3) as usize]
+}
+
+/// The upsert into `out.db`'s table `events`, and the checkpoint's
+/// interval (its store is given on the command line).
+const SQLITE_UPSERT: &str = r#"
+[sink]
+type = "sqlite"
+path = "out.db"
+table = "events"
+mode = "upsert"
+key = ["id"]
+[sink.columns]
+id = { type = "integer" }
+level = { type = "text" }
+len = { type = "integer" }
+[checkpoint]
+path = "state.db"
+interval = "50ms"
+"#;
+
+/// The input of the file tests: `n` JSON lines (`id`, `level`, `pad`).
+fn events_jsonl(n: u64) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "{{\"id\":{i},\"level\":\"{}\",\"pad\":\"{}\"}}\n",
+                level(i),
+                "y".repeat((i % 40) as usize)
+            )
+        })
+        .collect()
+}
+
 /// Chains of runs killed at [`KILLS`] seeded instants within `whole`,
 /// each chain ended by a run that completes: `run(Some(kill))` runs and
 /// kills, `run(None)` runs to the end; `killed()` follows each kill;
@@ -246,51 +272,11 @@ fn remove_store(dir: &Path, name: &str) {
 fn killed_at_twenty_random_instants_a_checkpointed_sqlite_upsert_ends_with_the_uninterrupted_table() {
     let dir = tempfile::tempdir().unwrap();
     let n = lines();
-    let input: String = (0..n)
-        .map(|i| {
-            format!(
-                "{{\"id\":{i},\"level\":\"{}\",\"pad\":\"{}\"}}\n",
-                ["info", "warn", "debug"][(i % 3) as usize],
-                "y".repeat((i % 40) as usize)
-            )
-        })
-        .collect();
-    std::fs::write(dir.path().join("in.jsonl"), input).unwrap();
+    std::fs::write(dir.path().join("in.jsonl"), events_jsonl(n)).unwrap();
+    let source = "[[source]]\ntype = \"file\"\npath = \"in.jsonl\"\n";
     std::fs::write(
         dir.path().join("p.toml"),
-        r#"
-[pipeline]
-capacity = 1024
-[[source]]
-type = "file"
-path = "in.jsonl"
-[[stage]]
-type = "filter"
-jq = '.level != "debug"'
-[[stage]]
-type = "map"
-jq = '{id, level, len: (.pad | length)}'
-concurrency = 2
-[[stage]]
-type = "batch"
-max_items = 100
-max_wait = "20ms"
-[[stage]]
-type = "unbatch"
-[sink]
-type = "sqlite"
-path = "out.db"
-table = "events"
-mode = "upsert"
-key = ["id"]
-[sink.columns]
-id = { type = "integer" }
-level = { type = "text" }
-len = { type = "integer" }
-[checkpoint]
-path = "state.db"
-interval = "50ms"
-"#,
+        format!("[pipeline]\ncapacity = 1024\n{source}{FILTER}{WORK}{SQLITE_UPSERT}"),
     )
     .unwrap();
     let t = Instant::now();
@@ -320,30 +306,6 @@ interval = "50ms"
         },
     );
     eprintln!("{KILLS} kills in {chains} chains over {n} lines (a whole run: {whole:?}; at most {most_runs} runs in a chain)");
-}
-
-/// The stages of the table tests: a filter, an async stage (on the
-/// blocking pool), a batch and its unbatch.
-const STAGES: &str = r#"
-[[stage]]
-type = "filter"
-jq = '.level != "debug"'
-[[stage]]
-type = "map"
-jq = '{id, level, len: (.pad | length)}'
-concurrency = 2
-[[stage]]
-type = "batch"
-max_items = 100
-max_wait = "20ms"
-[[stage]]
-type = "unbatch"
-"#;
-
-/// The rows' `(id, level, len)` as the stages make them, for the lines
-/// (or rows) numbered `0..n`: every third (debug) left out.
-fn level(i: u64) -> &'static str {
-    ["info", "warn", "debug"][(i % 3) as usize]
 }
 
 /// The key committed in the SQLite store `state` for the source `name`
@@ -399,21 +361,7 @@ path = "in.db"
 table = "src"
 key = "id"
 page_size = 500
-{STAGES}
-[sink]
-type = "sqlite"
-path = "out.db"
-table = "events"
-mode = "upsert"
-key = ["id"]
-[sink.columns]
-id = {{ type = "integer" }}
-level = {{ type = "text" }}
-len = {{ type = "integer" }}
-[checkpoint]
-path = "state.db"
-interval = "50ms"
-"#
+{FILTER}{WORK}{SQLITE_UPSERT}"#
         ),
     )
     .unwrap();
@@ -526,16 +474,7 @@ fn killed_at_twenty_random_instants_a_checkpointed_file_into_a_postgres_upsert_e
     let n = lines();
     // The checkpoints on the server too, in the test's schema.
     let store = format!("{}?options=-c%20search_path%3D{schema}", postgres_url());
-    let input: String = (0..n)
-        .map(|i| {
-            format!(
-                "{{\"id\":{i},\"level\":\"{}\",\"pad\":\"{}\"}}\n",
-                level(i),
-                "y".repeat((i % 40) as usize)
-            )
-        })
-        .collect();
-    std::fs::write(dir.path().join("in.jsonl"), input).unwrap();
+    std::fs::write(dir.path().join("in.jsonl"), events_jsonl(n)).unwrap();
     std::fs::write(
         dir.path().join("p.toml"),
         format!(
@@ -545,7 +484,7 @@ capacity = 1024
 [[source]]
 type = "file"
 path = "in.jsonl"
-{STAGES}
+{FILTER}{WORK}
 [sink]
 type = "postgres"
 url = "{url}"
