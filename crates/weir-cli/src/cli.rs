@@ -82,7 +82,7 @@ pub(crate) struct RunArgs {
     /// Stop the sources after N items.
     #[arg(long, value_name = "N")]
     pub(crate) limit: Option<u64>,
-    /// Keep the file source's position in this SQLite store (or a PostgreSQL
+    /// Keep the source's position (a file's offset, a table's key) in this SQLite store (or a PostgreSQL
     /// one: postgres://user@host:port/db) and resume from it (overrides
     /// `[checkpoint]`).
     #[arg(long, value_name = "STATE.db|URL")]

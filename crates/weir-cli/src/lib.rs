@@ -144,7 +144,8 @@ fn dispatch(command: Command, registry: &Registry<Record>) -> ExitCode {
     }
 }
 
-/// `weir checkpoints STORE`: one line per file position, with its age.
+/// `weir checkpoints STORE`: one line per position (a file's, or a table
+/// source's key), with its age.
 fn list_checkpoints(store: &std::path::Path) -> ExitCode {
     let at = build::StoreAt::from_arg(store.to_owned());
     if matches!(at, build::StoreAt::File(_)) && !store.is_file() {
@@ -169,16 +170,25 @@ fn list_checkpoints(store: &std::path::Path) -> ExitCode {
     let rows: Vec<[String; 5]> = positions
         .iter()
         .map(|p| {
+            let (at, count) = match &p.position {
+                weir_io::checkpoint::Position::File(f) => {
+                    (format!("byte {}", f.offset), format!("{} lines", f.lines))
+                }
+                weir_io::checkpoint::Position::Key(k) => {
+                    (format!("key {}", k.key), format!("{} rows", k.rows))
+                }
+                other => (other.to_string(), String::new()),
+            };
             [
                 p.source.clone(),
-                p.position.file.clone(),
-                p.position.offset.to_string(),
-                p.position.lines.to_string(),
+                p.position.what().to_owned(),
+                at,
+                count,
                 format!("{} ago", display::age(now_ms.saturating_sub(p.committed_at_ms))),
             ]
         })
         .collect();
-    let header = ["source", "file", "offset", "lines", "committed"];
+    let header = ["source", "file / table", "at", "lines / rows", "committed"];
     let width = |i: usize| {
         rows.iter()
             .map(|r| r[i].len())

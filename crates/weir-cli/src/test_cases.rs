@@ -25,6 +25,8 @@ fn decoder_of_first_source(config: &Config) -> weir_io::format::Decoder {
     let format = config
         .sources()
         .first()
+        // Only sources of lines have a format (a table's rows are records).
+        .filter(|s| matches!(s.type_name, "file" | "stdin"))
         .and_then(|s| match s.opts.str("format").as_deref() {
             Some("lines") => Some(weir_io::Format::Lines),
             Some("csv") => Some(weir_io::Format::Csv(Default::default())),

@@ -1189,7 +1189,7 @@ fn checkpoints_refuse_a_file_sink_and_sources_that_cannot_resume() {
     for (body, wanted) in [
         ("[[source]]\ntype = \"file\"\npath = \"in.jsonl\"\n[sink]\ntype = \"file\"\npath = \"out.jsonl\"\n", "a `file` sink"),
         ("[[source]]\ntype = \"generate\"\ncount = 3\n", "a `generate` source cannot resume"),
-        ("[[source]]\ntype = \"file\"\npath = \"in.jsonl\"\n[[source]]\ntype = \"file\"\npath = \"in.jsonl\"\n", "exactly one `file` source"),
+        ("[[source]]\ntype = \"file\"\npath = \"in.jsonl\"\n[[source]]\ntype = \"file\"\npath = \"in.jsonl\"\n", "exactly one source (a `file`, `sqlite` or `postgres` one)"),
     ] {
         write(dir.path(), "p.toml", body);
         let out = run(weir(dir.path()).args(["run", "p.toml", "--checkpoint", "ck.db", "--quiet"]));
@@ -1749,4 +1749,235 @@ fn check_validates_postgres_sinks_and_stores_without_connecting() {
         failed.stderr
     );
     assert!(!failed.stderr.contains("secret"), "{}", failed.stderr);
+}
+
+/// A SQLite database `in.db` in `dir` with table `t (id, name)` of ids
+/// `1..=n` (named `n1`, `n2`, …), inserted out of order.
+fn sqlite_table(dir: &Path, n: i64) {
+    let conn = rusqlite::Connection::open(dir.join("in.db")).unwrap();
+    conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)")
+        .unwrap();
+    for i in (1..=n).rev() {
+        conn.execute(
+            "INSERT INTO t VALUES (?1, ?2)",
+            rusqlite::params![i, format!("n{i}")],
+        )
+        .unwrap();
+    }
+}
+
+/// The `id` of each JSON line of `stdout`.
+fn ids(stdout: &str) -> Vec<i64> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_i64().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_checkpointed_sqlite_table_source_resumes_after_its_last_key_and_refuses_a_store_of_another_table() {
+    let dir = tempfile::tempdir().unwrap();
+    sqlite_table(dir.path(), 10);
+    let config = |table: &str| {
+        format!(
+            "[[source]]\ntype = \"sqlite\"\npath = \"in.db\"\ntable = \"{table}\"\nkey = \"id\"\npage_size = 3\n\
+             [sink]\ntype = \"stdout\"\n"
+        )
+    };
+    write(dir.path(), "p.toml", &config("t"));
+    let ck = ["--quiet", "--checkpoint", "state.db"];
+    let first = run(weir(dir.path()).args(["run", "p.toml", "--limit", "4"]).args(ck));
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert_eq!(ids(&first.stdout), [1, 2, 3, 4]);
+    assert_eq!(
+        serde_json::from_str::<Value>(first.stdout.lines().next().unwrap()).unwrap(),
+        serde_json::json!({"id": 1, "name": "n1"})
+    );
+    let listed = run(weir(dir.path()).args(["checkpoints", "state.db"]));
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert!(
+        listed.stdout.contains("sqlite table t by id"),
+        "{}",
+        listed.stdout
+    );
+    assert!(
+        listed.stdout.contains("key 4") && listed.stdout.contains("4 rows"),
+        "{}",
+        listed.stdout
+    );
+    let second = run(weir(dir.path()).args(["run", "p.toml"]).args(ck));
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert_eq!(ids(&second.stdout), [5, 6, 7, 8, 9, 10]);
+    let third = run(weir(dir.path()).args(["run", "p.toml"]).args(ck));
+    assert_eq!((third.code, third.stdout.as_str()), (0, ""), "{}", third.stderr);
+    // The same source name reading another table: refused, not misread.
+    let conn = rusqlite::Connection::open(dir.path().join("in.db")).unwrap();
+    conn.execute_batch("CREATE TABLE u (id INTEGER PRIMARY KEY); INSERT INTO u VALUES (1);")
+        .unwrap();
+    write(dir.path(), "p.toml", &config("u"));
+    let other = run(weir(dir.path()).args(["run", "p.toml"]).args(ck));
+    assert_eq!(other.code, 2, "{}", other.stderr);
+    assert!(
+        other
+            .stderr
+            .contains("was written for sqlite table t by id, and this source reads sqlite table u by id"),
+        "{}",
+        other.stderr
+    );
+    let over = run(weir(dir.path()).args(["run", "p.toml", "--from-start"]).args(ck));
+    assert_eq!((over.code, ids(&over.stdout)), (0, vec![1]), "{}", over.stderr);
+    // A file source with that store and name: refused too.
+    write(dir.path(), "in.jsonl", "{\"id\": 1}\n");
+    write(
+        dir.path(),
+        "f.toml",
+        "[[source]]\ntype = \"file\"\npath = \"in.jsonl\"\nname = \"sqlite\"\n[sink]\ntype = \"stdout\"\n",
+    );
+    let file = run(weir(dir.path()).args(["run", "f.toml"]).args(ck));
+    assert_eq!(file.code, 2, "{}", file.stderr);
+    assert!(file.stderr.contains("this source reads files"), "{}", file.stderr);
+}
+
+#[test]
+fn a_table_source_failing_on_a_repeated_key_fails_the_run_after_the_rows_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = rusqlite::Connection::open(dir.path().join("in.db")).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE t (id INTEGER, v TEXT); INSERT INTO t VALUES (1, 'a'), (2, 'b'), (2, 'c');",
+    )
+    .unwrap();
+    write(
+        dir.path(),
+        "p.toml",
+        "[[source]]\ntype = \"sqlite\"\npath = \"in.db\"\ntable = \"t\"\nkey = \"id\"\n[sink]\ntype = \"stdout\"\n",
+    );
+    let out = run(weir(dir.path()).args(["run", "p.toml", "--quiet"]));
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("two rows have the key `id` = 2"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn table_sources_are_checked_listed_graphed_and_connected() {
+    let dir = tempfile::tempdir().unwrap();
+    sqlite_table(dir.path(), 3);
+    let source = |extra: &str| {
+        format!("[[source]]\ntype = \"sqlite\"\npath = \"in.db\"\nkey = \"id\"\n{extra}[sink]\ntype = \"stdout\"\n")
+    };
+    // Settings are checked without opening anything.
+    for (extra, wanted) in [
+        (
+            "table = \"t\"\nquery = \"SELECT 1\"\n",
+            "give `table` or `query`, not both",
+        ),
+        ("", "needs `table` (a table's rows) or `query`"),
+        ("table = \"t; DROP TABLE t\"\n", "is not a plain SQL identifier"),
+        ("table = \"t\"\npag_size = 3\n", "did you mean `page_size`?"),
+        ("table = \"t\"\npage_size = 0\n", "page_size must be at least 1"),
+    ] {
+        write(dir.path(), "p.toml", &source(extra));
+        let out = run(weir(dir.path()).args(["check", "p.toml"]));
+        assert_eq!(out.code, 2, "{extra}: {}", out.stderr);
+        assert!(out.stderr.contains(wanted), "{extra}: {}", out.stderr);
+    }
+    write(dir.path(), "ok.toml", &source("table = \"t\"\n"));
+    let out = run(weir(dir.path()).args(["check", "ok.toml", "--connect"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("sqlite `in.db`: table `t` by `id`: readable"),
+        "{}",
+        out.stdout
+    );
+    write(dir.path(), "bad.toml", &source("table = \"missing\"\n"));
+    let out = run(weir(dir.path()).args(["check", "bad.toml", "--connect"]));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("has no table `missing`"), "{}", out.stderr);
+    let graph = run(weir(dir.path()).args(["graph", "ok.toml"]));
+    assert!(
+        graph.stdout.contains("sqlite") && graph.stdout.contains("table = \\\"t\\\""),
+        "{}",
+        graph.stdout
+    );
+    let stages = run(weir(dir.path()).arg("stages"));
+    assert!(
+        stages.stdout.contains("sqlite — Read a SQLite table"),
+        "{}",
+        stages.stdout
+    );
+    assert!(
+        stages.stdout.contains("postgres — Read a PostgreSQL table"),
+        "{}",
+        stages.stdout
+    );
+    // `weir test` gives the stages a case's input in place of the rows
+    // (lines are decoded as JSON lines).
+    write(
+        dir.path(),
+        "t.toml",
+        &format!(
+            "{}[[stage]]\ntype = \"map\"\njq = '.id * 2'\n[[test]]\nname = \"double\"\ninput = [{{id = 2}}]\n\
+             input_lines = ['{{\"id\": 5}}']\nexpect = [4, 10]\n",
+            source("table = \"t\"\n")
+        ),
+    );
+    let out = run(weir(dir.path()).args(["test", "t.toml"]));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("ok    double"), "{}", out.stdout);
+    // A query source in a run.
+    write(
+        dir.path(),
+        "q.toml",
+        &source("query = \"SELECT name, id FROM t WHERE id > 1\"\npage_size = 1\n"),
+    );
+    let out = run(weir(dir.path()).args(["run", "q.toml", "--quiet"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(ids(&out.stdout), [2, 3]);
+}
+
+#[test]
+fn a_postgres_table_source_runs_checkpointed_in_a_postgres_store_and_connects() {
+    let Some(pg) = Postgres::find("source") else {
+        return;
+    };
+    pg.execute(&format!(
+        "CREATE TABLE {s}.t (id bigint PRIMARY KEY, doc jsonb);
+         INSERT INTO {s}.t SELECT g, jsonb_build_object('g', g) FROM generate_series(1, 25) g;",
+        s = pg.schema
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("{}?options=-c%20search_path%3D{}", pg.url, pg.schema);
+    write(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "[[source]]\ntype = \"postgres\"\nurl = \"${{URL}}\"\ntable = \"{}.t\"\nkey = \"id\"\npage_size = 4\n\
+             [[stage]]\ntype = \"map\"\njq = '{{id, g: .doc.g}}'\n[sink]\ntype = \"stdout\"\n\
+             [checkpoint]\nurl = \"${{STORE}}\"\n",
+            pg.schema
+        ),
+    );
+    let env = [("URL", pg.url.as_str()), ("STORE", store.as_str())];
+    let out = run(weir(dir.path()).args(["check", "p.toml", "--connect"]).envs(env));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("postgres database `test`"), "{}", out.stdout);
+    let first = run(weir(dir.path())
+        .args(["run", "p.toml", "--quiet", "--limit", "10"])
+        .envs(env));
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert_eq!(ids(&first.stdout), (1..=10).collect::<Vec<_>>());
+    assert_eq!(
+        serde_json::from_str::<Value>(first.stdout.lines().next().unwrap()).unwrap(),
+        serde_json::json!({"id": 1, "g": 1})
+    );
+    let second = run(weir(dir.path()).args(["run", "p.toml", "--quiet"]).envs(env));
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert_eq!(ids(&second.stdout), (11..=25).collect::<Vec<_>>());
+    let rows = pg.query(&format!(
+        "SELECT kind, key::text FROM {}.weir_checkpoints",
+        pg.schema
+    ));
+    assert_eq!(rows, [vec!["key".to_owned(), "{\"integer\": 25}".to_owned()]]);
 }

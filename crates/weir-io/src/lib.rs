@@ -15,9 +15,13 @@
 //!   transactions; append, upsert or replace); with the `postgres`
 //!   feature, `postgres::PostgresSink` (the same, over binary `COPY`). Both
 //!   take the rows of `sql`.
-//! - Checkpoints ([`checkpoint`]): where a file source was left, in
-//!   memory, a SQLite file (`sqlite`) or a PostgreSQL table (`postgres`,
-//!   for several machines sharing one store).
+//! - Table sources: with `sqlite`, `sqlite::SqliteSource`; with
+//!   `postgres`, `postgres::PostgresSource`: a table or a query read in
+//!   key order with keyset pagination, each row a JSON object
+//!   ([`Record`]), checkpointed by the last finalized key.
+//! - Checkpoints ([`checkpoint`]): where a file source or a table source
+//!   was left, in memory, a SQLite file (`sqlite`) or a PostgreSQL table
+//!   (`postgres`, for several machines sharing one store).
 //! - Errors: [`IoError`] for opening, reading and writing (it names the
 //!   path), [`DecodeError`] for a line that cannot be decoded (it names
 //!   `file:line:column`).

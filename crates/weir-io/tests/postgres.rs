@@ -1,4 +1,4 @@
-//! The PostgreSQL sink and checkpoint store against a real server: the
+//! The PostgreSQL sink, source and checkpoint store against a real server: the
 //! local one (127.0.0.1:5432, trust auth, database `test`; override with
 //! `WEIR_TEST_POSTGRES`). Each test works in a schema of its own, dropped
 //! at its end. Without a server a test fails, unless `WEIR_SKIP_POSTGRES`
@@ -6,7 +6,7 @@
 #![cfg(feature = "postgres")]
 
 use weir::{ErrorPolicy, Pipeline, Sink};
-use weir_io::checkpoint::{CheckpointStore, FilePosition, Fingerprint, PostgresCheckpoints};
+use weir_io::checkpoint::{CheckpointStore, FilePosition, Fingerprint, Position, PostgresCheckpoints};
 use weir_io::postgres::{PostgresMode, PostgresSink, PostgresSinkConfig, Row, SqlType, SqlValue};
 use weir_io::sql::DeadLetterRows;
 use weir_io::IoErrorKind;
@@ -484,13 +484,13 @@ fn fingerprint(n: u64) -> Fingerprint {
     }
 }
 
-fn at(file: &str, offset: u64) -> FilePosition {
-    FilePosition {
+fn at(file: &str, offset: u64) -> Position {
+    Position::File(FilePosition {
         file: file.into(),
         offset,
         lines: offset / 10,
         fingerprint: fingerprint(offset),
-    }
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -509,15 +509,18 @@ async fn checkpoints_commit_load_and_list_round_trip_and_a_commit_replaces_only_
     other.commit("a", &[at("2", 30)]).unwrap();
     assert_eq!(store.load("a").unwrap(), [at("2", 30)]);
     assert_eq!(store.load("b").unwrap(), [at("9", 90)]);
-    let listed: Vec<(String, String, u64)> = store
+    let listed: Vec<(String, String, String)> = store
         .list()
         .unwrap()
         .into_iter()
-        .map(|p| (p.source, p.position.file, p.position.offset))
+        .map(|p| (p.source, p.position.what().to_owned(), p.position.to_string()))
         .collect();
     assert_eq!(
         listed,
-        [("a".into(), "2".into(), 30), ("b".into(), "9".into(), 90)]
+        [
+            ("a".into(), "2".into(), "byte 30 (line 3)".into()),
+            ("b".into(), "9".into(), "byte 90 (line 9)".into())
+        ]
     );
     let in_schema: i64 = db
         .query_one(&format!("SELECT count(*) FROM {schema}.weir_checkpoints"), &[])
@@ -542,4 +545,263 @@ async fn an_unreachable_checkpoint_store_is_a_store_error_naming_the_database() 
         err.to_string().contains("database `nowhere` on 127.0.0.1:1"),
         "{err}"
     );
+}
+
+// The PostgreSQL source.
+
+mod source {
+    use std::sync::Arc;
+
+    use futures::StreamExt;
+    use serde_json::{json, Value};
+    use weir_io::checkpoint::{CheckpointStore, Committer, KeyValue, PostgresCheckpoints};
+    use weir_io::postgres::{PostgresSource, PostgresSourceConfig};
+    use weir_io::IoErrorKind;
+
+    use super::{drop_schema, server, url};
+
+    /// Every item of the source: a row's value, or the read's error.
+    async fn read(config: PostgresSourceConfig) -> Vec<Result<Value, String>> {
+        let source = PostgresSource::open(config).unwrap();
+        source
+            .rows()
+            .map(|r| r.item.map(|r| r.value).map_err(|e| e.to_string()))
+            .collect()
+            .await
+    }
+
+    fn ids(rows: &[Result<Value, String>]) -> Vec<i64> {
+        rows.iter()
+            .map(|r| r.as_ref().unwrap()["id"].as_i64().unwrap())
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_table_is_read_in_key_order_across_pages_with_typed_values() {
+        let Some((db, schema)) = server("source_typed").await else {
+            return;
+        };
+        db.batch_execute(&format!(
+            "CREATE TABLE {schema}.t (id bigint PRIMARY KEY, small smallint, f double precision, ok boolean,
+                 name varchar(10), raw bytea, doc jsonb, plain json, price numeric(6,2),
+                 at timestamptz, day date, tags text[], missing text);
+             INSERT INTO {schema}.t (id) SELECT g * 2 FROM generate_series(1, 30) g ORDER BY random();
+             UPDATE {schema}.t SET small = 7, f = 1.5, ok = true, name = 'ann', raw = '\\x00ff',
+                 doc = '{{\"a\": [1, null]}}', plain = '[true]', price = 12.5,
+                 at = '2024-05-01 12:00:00+00', day = '2024-05-01', tags = ARRAY['x', 'y'] WHERE id = 4;"
+        ))
+        .await
+        .unwrap();
+        let url_utc = format!("{}?options=-c%20TimeZone%3DUTC", url());
+        let config = PostgresSourceConfig::table(&url_utc, format!("{schema}.t"), "id").page_size(4);
+        let rows = read(config).await;
+        assert_eq!(ids(&rows), (1..=30).map(|g| g * 2).collect::<Vec<_>>());
+        assert_eq!(
+            rows[1].as_ref().unwrap(),
+            &json!({
+                "id": 4, "small": 7, "f": 1.5, "ok": true, "name": "ann", "raw": [0, 255],
+                "doc": {"a": [1, null]}, "plain": [true], "price": "12.50",
+                "at": "2024-05-01 12:00:00+00", "day": "2024-05-01", "tags": "{x,y}", "missing": null
+            })
+        );
+        let config = PostgresSourceConfig::table(url(), format!("{schema}.t"), "id");
+        assert!(PostgresSource::open(config).unwrap().healthcheck().is_ok());
+        db.batch_execute(&format!("DELETE FROM {schema}.t"))
+            .await
+            .unwrap();
+        let config = PostgresSourceConfig::table(url(), format!("{schema}.t"), "id");
+        assert!(read(config).await.is_empty());
+        drop_schema(&db, &schema).await;
+    }
+
+    /// Reads `schema.t` with its checkpoint in `store`, stopping after
+    /// `take` rows (the rest never finalized); returns the ids read.
+    async fn read_some(schema: &str, store: &Arc<PostgresCheckpoints>, take: usize) -> Vec<i64> {
+        let config = PostgresSourceConfig::table(url(), format!("{schema}.t"), "id").page_size(6);
+        let mut source = PostgresSource::open(config).unwrap();
+        let checkpointer = source.resume("t", &store.load("t").unwrap()).unwrap();
+        let committer = Committer::start(checkpointer, store.clone(), std::time::Duration::from_secs(60));
+        let out = weir::PipelineBuilder::new()
+            .chunk_size(1)
+            .from_acked(source.rows())
+            .try_map(|r| r.map(|r| r.value["id"].as_i64().unwrap()))
+            .take(take)
+            .collect()
+            .await
+            .unwrap();
+        committer.finish().unwrap();
+        out
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_drained_run_resumes_after_the_last_finalized_key_from_a_postgres_store() {
+        let Some((db, schema)) = server("source_resume").await else {
+            return;
+        };
+        db.batch_execute(&format!(
+            "CREATE TABLE {schema}.t (id integer PRIMARY KEY);
+             INSERT INTO {schema}.t SELECT generate_series(1, 50);"
+        ))
+        .await
+        .unwrap();
+        let store_url = format!("{}?options=-c%20search_path%3D{schema}", url());
+        let store = Arc::new(PostgresCheckpoints::open(&store_url).unwrap());
+        assert_eq!(read_some(&schema, &store, 20).await, (1..=20).collect::<Vec<_>>());
+        assert_eq!(
+            read_some(&schema, &store, 100).await,
+            (21..=50).collect::<Vec<_>>()
+        );
+        assert!(read_some(&schema, &store, 100).await.is_empty());
+        let listed = store.list().unwrap();
+        assert_eq!(listed[0].position.to_string(), "key 50 (50 rows)");
+        assert_eq!(
+            listed[0].position.what(),
+            format!("postgres table {schema}.t by id")
+        );
+        drop_schema(&db, &schema).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_query_source_reads_in_the_order_of_a_text_key_in_a_read_only_session() {
+        let Some((db, schema)) = server("source_query").await else {
+            return;
+        };
+        db.batch_execute(&format!(
+            "CREATE TABLE {schema}.users (id int PRIMARY KEY, email text UNIQUE, active boolean);
+             INSERT INTO {schema}.users VALUES (1, 'cy@x', true), (2, 'ann@x', true), (3, 'bo@x', false), (4, 'dee@x', true);
+             CREATE SEQUENCE {schema}.s;"
+        ))
+        .await
+        .unwrap();
+        let query = format!("SELECT email, id AS user_id FROM {schema}.users WHERE active;");
+        let rows = read(PostgresSourceConfig::query(url(), query, "email").page_size(2)).await;
+        let rows: Vec<Value> = rows.into_iter().map(Result::unwrap).collect();
+        assert_eq!(
+            rows,
+            [
+                json!({"email": "ann@x", "user_id": 2}),
+                json!({"email": "cy@x", "user_id": 1}),
+                json!({"email": "dee@x", "user_id": 4})
+            ]
+        );
+        // A query that would write fails: the session is read-only.
+        let writing = format!("SELECT nextval('{schema}.s') AS id");
+        let rows = read(PostgresSourceConfig::query(url(), writing, "id")).await;
+        assert!(
+            rows[0].as_ref().unwrap_err().contains("read-only transaction"),
+            "{rows:?}"
+        );
+        drop_schema(&db, &schema).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bad_tables_keys_and_names_are_refused_and_key_values_are_bound() {
+        let Some((db, schema)) = server("source_bad").await else {
+            return;
+        };
+        db.batch_execute(&format!(
+            "CREATE TABLE {schema}.t (id int, f real, name text);
+             INSERT INTO {schema}.t VALUES (1, 0.5, 'a'), (2, 0.5, 'b'), (2, 0.5, 'b2'), (3, 0.5, 'c');
+             CREATE TABLE {schema}.k (k text PRIMARY KEY);"
+        ))
+        .await
+        .unwrap();
+        let open =
+            |table: String, key: &str| PostgresSource::open(PostgresSourceConfig::table(url(), table, key));
+        let e = open(format!("{schema}.nope"), "id").unwrap_err();
+        assert_eq!(e.kind(), IoErrorKind::NotFound, "{e}");
+        let e = open(format!("{schema}.t"), "key").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("has no column `key` to read in key order (its columns: id, f, name)"),
+            "{e}"
+        );
+        let e = open(format!("{schema}.t"), "f").unwrap_err();
+        assert_eq!(e.kind(), IoErrorKind::InvalidConfig);
+        assert!(
+            e.to_string()
+                .contains("is of type `float4`: keys must be integers"),
+            "{e}"
+        );
+        let twice = format!("SELECT id, name AS id FROM {schema}.t");
+        let e = PostgresSource::open(PostgresSourceConfig::query(url(), twice, "id")).unwrap_err();
+        assert!(e.to_string().contains("two columns are named `id`"), "{e}");
+        for (table, key) in [
+            (format!("{schema}.t; DROP TABLE t"), "id"),
+            (format!("{schema}.t"), "id\" --"),
+            ("pg_class".into(), "oid"),
+        ] {
+            let e = open(table, key).unwrap_err();
+            assert_eq!(e.kind(), IoErrorKind::InvalidConfig, "{e}");
+        }
+        // A repeated key across pages fails the source after the rows before it.
+        let rows = read(PostgresSourceConfig::table(url(), format!("{schema}.t"), "id").page_size(2)).await;
+        assert_eq!(ids(&rows[..2]), [1, 2]);
+        assert!(
+            rows[2]
+                .as_ref()
+                .unwrap_err()
+                .contains("two rows have the key `id` = 2"),
+            "{rows:?}"
+        );
+        db.batch_execute(&format!(
+            "DELETE FROM {schema}.t WHERE name = 'b2'; INSERT INTO {schema}.t VALUES (NULL, 0, 'n');"
+        ))
+        .await
+        .unwrap();
+        let rows = read(PostgresSourceConfig::table(url(), format!("{schema}.t"), "id")).await;
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert!(
+            rows[0]
+                .as_ref()
+                .unwrap_err()
+                .contains("a row has a NULL key `id`"),
+            "{rows:?}"
+        );
+        // A text key that looks like SQL is a value, bound when resuming.
+        let evil = "x'); DROP TABLE k; --";
+        for k in ["a", evil, "z"] {
+            db.execute(&format!("INSERT INTO {schema}.k VALUES ($1)"), &[&k])
+                .await
+                .unwrap();
+        }
+        let at = weir_io::checkpoint::KeyPosition {
+            read: format!("postgres table {schema}.k by k"),
+            key: KeyValue::from(evil),
+            rows: 2,
+        };
+        let mut source =
+            PostgresSource::open(PostgresSourceConfig::table(url(), format!("{schema}.k"), "k")).unwrap();
+        source.resume("k", &[at.into()]).unwrap();
+        let rest: Vec<Value> = source.rows().map(|r| r.item.unwrap().value).collect().await;
+        assert_eq!(rest, [json!({"k": "z"})]);
+        let count: i64 = db
+            .query_one(&format!("SELECT count(*) FROM {schema}.k"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(count, 3);
+        drop_schema(&db, &schema).await;
+    }
+
+    /// Guards against a store table of the first schema (no `kind`, `key`)
+    /// becoming unreadable.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_table_of_the_first_schema_gets_its_new_columns_and_keeps_its_positions() {
+        let Some((db, schema)) = server("store_upgrade").await else {
+            return;
+        };
+        db.batch_execute(&format!(
+            "CREATE TABLE {schema}.weir_checkpoints (source TEXT NOT NULL, file TEXT NOT NULL, \"offset\" BIGINT NOT NULL,
+                 lines BIGINT NOT NULL, fingerprint JSONB NOT NULL, committed_at_ms BIGINT NOT NULL, PRIMARY KEY (source, file));
+             INSERT INTO {schema}.weir_checkpoints VALUES ('in', 'a.jsonl', 12, 2,
+                 '{{\"dev\":1,\"inode\":2,\"size\":30,\"head_len\":30,\"head_hash\":9}}', 0);"
+        ))
+        .await
+        .unwrap();
+        let store_url = format!("{}?options=-c%20search_path%3D{schema}", url());
+        let store = PostgresCheckpoints::open(&store_url).unwrap();
+        assert_eq!(store.load("in").unwrap()[0].to_string(), "byte 12 (line 2)");
+        drop_schema(&db, &schema).await;
+    }
 }

@@ -457,9 +457,9 @@ async fn read_some(
     store: &std::sync::Arc<weir_io::checkpoint::MemoryCheckpoints>,
     take: usize,
 ) -> Vec<(u64, String)> {
-    use weir_io::checkpoint::{CheckpointStore, Checkpointer, Committer};
+    use weir_io::checkpoint::{file_positions, CheckpointStore, Checkpointer, Committer};
     let mut source = open(path, Format::Lines);
-    let resumed = store.load("s").unwrap();
+    let resumed = file_positions("s", store.load("s").unwrap()).unwrap();
     source.resume(&resumed).unwrap();
     let checkpointer = Checkpointer::new("s", source.files(), &resumed).unwrap();
     let committer = Committer::start(

@@ -1,5 +1,7 @@
 //! The SQLite sink on real database files: modes, typed columns, what a
-//! flush commits, refused rows, statements over the parameter limit.
+//! flush commits, refused rows, statements over the parameter limit. The
+//! SQLite source (module `source`): key order across pages, resume after
+//! a drain, queries, bad tables, keys and names.
 #![cfg(feature = "sqlite")]
 
 use std::path::Path;
@@ -398,8 +400,10 @@ async fn a_closed_sink_refuses_writes_and_the_healthcheck_sees_a_dropped_column(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_locked_database_fails_the_run_with_a_clear_error_and_the_checkpoint_stays_behind() {
     use std::sync::Arc;
-    use weir_io::checkpoint::{CheckpointStore, Checkpointer, Committer, MemoryCheckpoints};
+    use weir_io::checkpoint::{file_positions, CheckpointStore, Checkpointer, Committer, MemoryCheckpoints};
     use weir_io::file::{FileSource, FileSourceConfig};
+
+    let stored = |store: &MemoryCheckpoints| file_positions("in", store.load("in").unwrap()).unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.txt");
@@ -412,8 +416,9 @@ async fn a_locked_database_fails_the_run_with_a_clear_error_and_the_checkpoint_s
         let db = db.clone();
         async move {
             let mut source = FileSource::open(config()).unwrap();
-            source.resume(&store.load("in").unwrap()).unwrap();
-            let checkpointer = Checkpointer::new("in", source.files(), &store.load("in").unwrap()).unwrap();
+            let resumed = stored(&store);
+            source.resume(&resumed).unwrap();
+            let checkpointer = Checkpointer::new("in", source.files(), &resumed).unwrap();
             let committer = Committer::start(
                 checkpointer.clone(),
                 store.clone(),
@@ -444,7 +449,7 @@ async fn a_locked_database_fails_the_run_with_a_clear_error_and_the_checkpoint_s
         message.contains("locked") && message.contains("out.db"),
         "{message}"
     );
-    let stood = store.load("in").unwrap();
+    let stood = stored(&store);
     assert!(
         stood.iter().all(|p| p.offset == 0),
         "nothing stored, nothing committed: {stood:?}"
@@ -456,5 +461,326 @@ async fn a_locked_database_fails_the_run_with_a_clear_error_and_the_checkpoint_s
     let report = run(store.clone()).await.unwrap();
     assert_eq!(report.delivered, 50);
     assert_eq!(rows(&db).len(), 50);
-    assert!(store.load("in").unwrap()[0].offset > 0);
+    assert!(stored(&store)[0].offset > 0);
+}
+
+// The SQLite source.
+
+mod source {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use futures::StreamExt;
+    use rusqlite::Connection;
+    use serde_json::{json, Value};
+    use weir_io::checkpoint::{CheckpointStore, Committer, KeyValue, SqliteCheckpoints};
+    use weir_io::sqlite::{SqliteSource, SqliteSourceConfig};
+    use weir_io::IoErrorKind;
+
+    /// Every item of the source: a row's value, or the read's error.
+    async fn read(config: SqliteSourceConfig) -> Vec<Result<Value, String>> {
+        let source = SqliteSource::open(config).unwrap();
+        source
+            .rows()
+            .map(|r| r.item.map(|r| r.value).map_err(|e| e.to_string()))
+            .collect()
+            .await
+    }
+
+    fn ids(rows: &[Result<Value, String>]) -> Vec<i64> {
+        rows.iter()
+            .map(|r| r.as_ref().unwrap()["id"].as_i64().unwrap())
+            .collect()
+    }
+
+    fn table(db: &Path, sql: &str) {
+        Connection::open(db).unwrap().execute_batch(sql).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_table_is_read_in_key_order_across_pages_with_typed_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("in.db");
+        table(
+            &db,
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, r REAL, s TEXT, b BLOB, n INTEGER)",
+        );
+        // Inserted out of order, with gaps.
+        let mut values = Vec::new();
+        for i in (0..25).rev() {
+            values.push(format!("({}, {i}.5, 'row {i}', x'00{i:02x}', NULL)", i * 3));
+        }
+        table(&db, &format!("INSERT INTO t VALUES {}", values.join(", ")));
+        let rows = read(SqliteSourceConfig::table(&db, "t", "id").page_size(4)).await;
+        assert_eq!(ids(&rows), (0..25).map(|i| i * 3).collect::<Vec<_>>());
+        assert_eq!(
+            rows[2].as_ref().unwrap(),
+            &json!({"id": 6, "r": 2.5, "s": "row 2", "b": [0, 2], "n": null})
+        );
+        // Origins name the table and count the rows.
+        let source = SqliteSource::open(SqliteSourceConfig::table(&db, "t", "id").page_size(4)).unwrap();
+        let origins: Vec<String> = source
+            .rows()
+            .map(|r| r.item.unwrap().origin.unwrap().to_string())
+            .collect()
+            .await;
+        assert_eq!(origins[24], format!("{}:t:25", db.display()));
+    }
+
+    #[tokio::test]
+    async fn an_empty_table_gives_no_rows_and_a_page_size_of_one_still_reads_every_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("in.db");
+        table(&db, "CREATE TABLE t (id INTEGER PRIMARY KEY)");
+        assert!(read(SqliteSourceConfig::table(&db, "t", "id")).await.is_empty());
+        table(&db, "INSERT INTO t VALUES (1), (2), (3)");
+        assert_eq!(
+            ids(&read(SqliteSourceConfig::table(&db, "t", "id").page_size(1)).await),
+            [1, 2, 3]
+        );
+        // Exactly a page: the next, empty page ends the rows.
+        assert_eq!(
+            ids(&read(SqliteSourceConfig::table(&db, "t", "id").page_size(3)).await),
+            [1, 2, 3]
+        );
+    }
+
+    /// Reads `db`'s table `t` with its checkpoint in `store`, stopping after
+    /// `take` rows (the rest never finalized); returns the ids read.
+    async fn read_some(db: &Path, store: &Arc<SqliteCheckpoints>, take: usize) -> Vec<i64> {
+        let mut source = SqliteSource::open(SqliteSourceConfig::table(db, "t", "id").page_size(7)).unwrap();
+        let checkpointer = source.resume("t", &store.load("t").unwrap()).unwrap();
+        let committer = Committer::start(checkpointer, store.clone(), std::time::Duration::from_secs(60));
+        let out = weir::PipelineBuilder::new()
+            .chunk_size(1)
+            .from_acked(source.rows())
+            .try_map(|r| r.map(|r| r.value["id"].as_i64().unwrap()))
+            .take(take)
+            .collect()
+            .await
+            .unwrap();
+        committer.finish().unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn a_drained_run_resumes_after_the_last_finalized_key_and_reads_rows_added_since() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("in.db");
+        table(&db, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)");
+        let values: Vec<String> = (1..=40).map(|i| format!("({}, 'v{i}')", i * 10)).collect();
+        table(&db, &format!("INSERT INTO t VALUES {}", values.join(", ")));
+        let store = Arc::new(SqliteCheckpoints::open(&dir.path().join("state.db")).unwrap());
+        let first = read_some(&db, &store, 15).await;
+        assert_eq!(first, (1..=15).map(|i| i * 10).collect::<Vec<_>>());
+        let second = read_some(&db, &store, 100).await;
+        assert_eq!(second, (16..=40).map(|i| i * 10).collect::<Vec<_>>());
+        assert!(read_some(&db, &store, 100).await.is_empty());
+        // New rows after the last key are read by the next run; a row
+        // before it is not (keys are expected to grow).
+        table(&db, "INSERT INTO t VALUES (5, 'late'), (401, 'new')");
+        assert_eq!(read_some(&db, &store, 100).await, [401]);
+        let stored = store.list().unwrap();
+        assert_eq!(stored[0].position.to_string(), "key 401 (41 rows)");
+    }
+
+    #[tokio::test]
+    async fn a_query_source_reads_its_rows_in_the_order_of_a_text_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("in.db");
+        table(
+            &db,
+            "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT UNIQUE, active INTEGER);
+             INSERT INTO users VALUES (1, 'cy@x', 1), (2, 'ann@x', 1), (3, 'bo@x', 0), (4, 'dee@x', 1);",
+        );
+        let config = SqliteSourceConfig::query(
+            &db,
+            "SELECT email, id AS user_id FROM users WHERE active = 1;",
+            "email",
+        )
+        .page_size(2);
+        let rows: Vec<Value> = read(config).await.into_iter().map(Result::unwrap).collect();
+        assert_eq!(
+            rows,
+            [
+                json!({"email": "ann@x", "user_id": 2}),
+                json!({"email": "cy@x", "user_id": 1}),
+                json!({"email": "dee@x", "user_id": 4})
+            ]
+        );
+        // The connection refuses writes, whatever the query says.
+        let writing = SqliteSourceConfig::query(&db, "DELETE FROM users RETURNING id", "id");
+        let err = match SqliteSource::open(writing) {
+            Err(e) => e.to_string(),
+            Ok(s) => format!("{:?}", s.rows().next().await.unwrap().item.unwrap_err()),
+        };
+        assert!(!err.is_empty());
+        assert_eq!(
+            ids(&read(SqliteSourceConfig::table(&db, "users", "id")).await),
+            [1, 2, 3, 4]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_database_table_or_key_column_is_refused_at_open_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("in.db");
+        let e = SqliteSource::open(SqliteSourceConfig::table(&db, "t", "id")).unwrap_err();
+        assert_eq!(e.kind(), IoErrorKind::NotFound);
+        assert!(!db.exists(), "the source created the database");
+        table(&db, "CREATE TABLE t (id INTEGER, name TEXT)");
+        let e = SqliteSource::open(SqliteSourceConfig::table(&db, "nope", "id")).unwrap_err();
+        assert_eq!(e.kind(), IoErrorKind::NotFound);
+        assert!(e.to_string().contains("has no table `nope`"), "{e}");
+        let e = SqliteSource::open(SqliteSourceConfig::table(&db, "t", "key")).unwrap_err();
+        assert_eq!(e.kind(), IoErrorKind::InvalidConfig);
+        assert!(
+            e.to_string()
+                .contains("has no column `key` to read in key order (its columns: id, name)"),
+            "{e}"
+        );
+        // SQLite names a query's second `id` column `id:1` itself: no
+        // value is lost.
+        table(&db, "INSERT INTO t VALUES (1, 'ann')");
+        let rows = read(SqliteSourceConfig::query(
+            &db,
+            "SELECT id, name AS id FROM t",
+            "id",
+        ))
+        .await;
+        assert_eq!(rows, [Ok(json!({"id": 1, "id:1": "ann"}))]);
+    }
+
+    #[tokio::test]
+    async fn null_and_repeated_keys_fail_the_source_rather_than_skip_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("in.db");
+        table(
+            &db,
+            "CREATE TABLE t (id INTEGER, v TEXT); INSERT INTO t VALUES (1, 'a'), (2, 'b'), (NULL, 'c');",
+        );
+        let rows = read(SqliteSourceConfig::table(&db, "t", "id")).await;
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert!(
+            rows[0]
+                .as_ref()
+                .unwrap_err()
+                .contains("a row has a NULL key `id`"),
+            "{rows:?}"
+        );
+        // A repeated key across a page boundary (page 1 ends with 2; the
+        // second 2 would be skipped by `id > 2`).
+        table(
+            &db,
+            "DELETE FROM t WHERE id IS NULL; INSERT INTO t VALUES (2, 'b2'), (3, 'c');",
+        );
+        let rows = read(SqliteSourceConfig::table(&db, "t", "id").page_size(2)).await;
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        assert_eq!(ids(&rows[..2]), [1, 2]);
+        assert!(
+            rows[2]
+                .as_ref()
+                .unwrap_err()
+                .contains("two rows have the key `id` = 2"),
+            "{rows:?}"
+        );
+        // Within one page too.
+        let rows = read(SqliteSourceConfig::table(&db, "t", "id").page_size(10)).await;
+        assert!(
+            rows.last()
+                .unwrap()
+                .as_ref()
+                .unwrap_err()
+                .contains("two rows have the key"),
+            "{rows:?}"
+        );
+        // A real is not a key.
+        table(&db, "CREATE TABLE f (id REAL); INSERT INTO f VALUES (1.5);");
+        let rows = read(SqliteSourceConfig::table(&db, "f", "id")).await;
+        assert!(
+            rows[0]
+                .as_ref()
+                .unwrap_err()
+                .contains("keys must be integers or text"),
+            "{rows:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn sql_in_names_is_refused_and_sql_in_key_values_is_bound_when_resuming() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("in.db");
+        for (t, key) in [
+            ("t; DROP TABLE t", "id"),
+            ("t", "id\" OR 1=1 --"),
+            ("sqlite_master", "name"),
+        ] {
+            let e = SqliteSource::open(SqliteSourceConfig::table(&db, t, key)).unwrap_err();
+            assert_eq!(e.kind(), IoErrorKind::InvalidConfig, "{e}");
+        }
+        assert!(!db.exists());
+        let evil = "x'); DROP TABLE t; --";
+        let conn = Connection::open(&db).unwrap();
+        conn.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY)").unwrap();
+        for k in ["a", evil, "z"] {
+            conn.execute("INSERT INTO t VALUES (?1)", [k]).unwrap();
+        }
+        let store = Arc::new(weir_io::checkpoint::MemoryCheckpoints::default());
+        let mut source = SqliteSource::open(SqliteSourceConfig::table(&db, "t", "k").page_size(1)).unwrap();
+        let checkpointer = source.resume("t", &[]).unwrap();
+        let committer = Committer::start(checkpointer, store.clone(), std::time::Duration::from_secs(60));
+        let got = weir::PipelineBuilder::new()
+            .chunk_size(1)
+            .from_acked(source.rows())
+            .try_map(|r| r.map(|r| r.value["k"].as_str().unwrap().to_owned()))
+            .take(2)
+            .collect()
+            .await
+            .unwrap();
+        committer.finish().unwrap();
+        assert_eq!(got, ["a", evil]);
+        let stored = store.load("t").unwrap();
+        let weir_io::checkpoint::Position::Key(at) = &stored[0] else {
+            panic!("{stored:?}")
+        };
+        assert_eq!(at.key, KeyValue::from(evil));
+        let mut source = SqliteSource::open(SqliteSourceConfig::table(&db, "t", "k")).unwrap();
+        source.resume("t", &stored).unwrap();
+        let rest: Vec<Value> = source.rows().map(|r| r.item.unwrap().value).collect().await;
+        assert_eq!(rest, [json!({"k": "z"})]);
+        assert_eq!(
+            conn.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0))
+                .unwrap(),
+            3
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_written_for_another_table_or_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("in.db");
+        table(&db, "CREATE TABLE a (id INTEGER PRIMARY KEY, n INTEGER UNIQUE); CREATE TABLE b (id INTEGER PRIMARY KEY);");
+        let store = SqliteCheckpoints::open(&dir.path().join("state.db")).unwrap();
+        let at = weir_io::checkpoint::KeyPosition {
+            read: "sqlite table a by id".into(),
+            key: KeyValue::Integer(3),
+            rows: 3,
+        };
+        store.commit("in", &[at.into()]).unwrap();
+        let stored = store.load("in").unwrap();
+        let mut same = SqliteSource::open(SqliteSourceConfig::table(&db, "a", "id")).unwrap();
+        assert!(same.resume("in", &stored).is_ok());
+        for config in [
+            SqliteSourceConfig::table(&db, "b", "id"),
+            SqliteSourceConfig::table(&db, "a", "n"),
+        ] {
+            let mut source = SqliteSource::open(config).unwrap();
+            let e = source.resume("in", &stored).unwrap_err();
+            assert_eq!(e.kind(), IoErrorKind::Store);
+            assert!(
+                e.to_string().contains("was written for sqlite table a by id"),
+                "{e}"
+            );
+        }
+    }
 }

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::sinks::{AnySink, DeadSink};
+use super::sources::{self, TableSource};
 use super::{make_real_sink, open_source, StoreAt};
 use crate::config::{Config, ConfigError, Problem, Typed};
 
@@ -13,6 +14,33 @@ pub(crate) fn connect(config: &Config) -> Result<Vec<String>, ConfigError> {
     let mut checked = Vec::new();
     let mut problems = Vec::new();
     for s in config.sources() {
+        if sources::is_table(&s) {
+            let health = TableSource::open(&s).and_then(|t| {
+                let at = if s.type_name == "sqlite" { "path" } else { "url" };
+                t.healthcheck().map_err(|e| (at, e.to_string()))
+            });
+            match health {
+                Ok(()) => {
+                    let o = &s.opts;
+                    let place = match s.type_name {
+                        "sqlite" => format!("`{}`", o.str("path").unwrap_or_default()),
+                        _ => weir_io::postgres::check_url(&o.str("url").unwrap_or_default())
+                            .unwrap_or_default(),
+                    };
+                    let what = match o.str("table") {
+                        Some(t) => format!("table `{t}`"),
+                        None => "query".to_owned(),
+                    };
+                    let key = o.str("key").unwrap_or_default();
+                    checked.push(format!(
+                        "{}: {} {place}: {what} by `{key}`: readable",
+                        o.path, s.type_name
+                    ));
+                }
+                Err((key, message)) => problems.push(super::option_problem(&s, key, message)),
+            }
+            continue;
+        }
         if s.type_name != "file" {
             checked.push(format!(
                 "{}: {} (nothing to connect to)",

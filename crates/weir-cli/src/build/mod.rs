@@ -13,7 +13,8 @@ pub(crate) mod ahead;
 pub(crate) mod connect;
 mod resume;
 pub(crate) mod sinks;
-mod spec;
+pub(crate) mod sources;
+pub(crate) mod spec;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -46,7 +47,8 @@ pub(crate) enum Input {
     /// A line decoded and run through the leading stages on a decoding
     /// thread (see [`ahead`]).
     Ahead(ahead::Ahead),
-    /// A generator's template failed for item `n`.
+    /// A source failed after `n` items (a generator's template, a read
+    /// error): the whole message.
     Failed(String, u64),
 }
 
@@ -83,7 +85,7 @@ impl Input {
                 "internal: an outcome found ahead reached a pipeline without its stages: {a:?}"
             )
             .into()),
-            Input::Failed(e, n) => Err(format!("generator item {n}: {e}").into()),
+            Input::Failed(e, _) => Err(e.into()),
         }
     }
 }
@@ -150,14 +152,6 @@ impl StoreAt {
         }
     }
 
-    /// The `[checkpoint]` key that names this store.
-    fn key(&self) -> &'static str {
-        match self {
-            StoreAt::File(_) => "path",
-            StoreAt::Server(_) => "url",
-        }
-    }
-
     /// Opens the store (a file is created if missing; a server's table
     /// too).
     pub(crate) fn open(&self) -> Result<Arc<dyn weir_io::checkpoint::CheckpointStore>, weir_io::IoError> {
@@ -203,7 +197,7 @@ fn acked(
     checkpointer: weir_io::checkpoint::Checkpointer,
 ) -> BoxAcked {
     let untracked = |input| weir::Acked::new(input, weir::Ack::new(0, Arc::new(|_, _| {})));
-    Box::new(
+    futures::stream::iter(
         spanned
             .map(move |(span, input)| {
                 let ack = checkpointer.ack_span(&span.file, span.line, span.begin, span.end);
@@ -211,9 +205,10 @@ fn acked(
             })
             .chain(tail.map(untracked)),
     )
+    .boxed()
 }
 
-type BoxAcked = Box<dyn Iterator<Item = weir::Acked<Input>> + Send>;
+type BoxAcked = futures::stream::BoxStream<'static, weir::Acked<Input>>;
 
 /// The inputs and collectors of one `weir test` case.
 #[derive(Debug, Default)]
@@ -454,42 +449,46 @@ pub(crate) fn build(
     };
     let keyed = (event_items || resuming) && checkpointing.is_none() && options.test.is_none();
     let mut acked = None;
+    if testing {
+        // `weir check` and `weir test` check a table source's settings
+        // without opening it.
+        for s in sources.iter().filter(|s| sources::is_table(s)) {
+            if let Err((key, message)) = sources::config(s) {
+                problems.push(option_problem(s, key, message));
+            }
+        }
+    }
     let source: Option<Dyn<Input>> = if let Some(test) = options.test.take() {
         Some(builder.from_iter(test.inputs).boxed())
     } else {
         let mut streams = Vec::new();
         let mut iters = Vec::new();
         for s in &sources {
-            match open_source(
-                s,
-                keep.as_ref(),
-                steps.clone(),
-                text_out,
-                checkpointing.as_ref(),
-                &mut inputs,
-            ) {
+            let opened = if sources::is_table(s) {
+                open_table(s, checkpointing.as_ref())
+            } else {
+                let at = if s.type_name == "file" { "path" } else { "type" };
+                open_source(
+                    s,
+                    keep.as_ref(),
+                    steps.clone(),
+                    text_out,
+                    checkpointing.as_ref(),
+                    &mut inputs,
+                )
+                .map_err(|message| (at, message))
+            };
+            match opened {
                 Ok(Opened::Iter(it, name)) => iters.push((it, name)),
                 Ok(Opened::Stream(st, name)) => streams.push((st, name)),
                 Ok(Opened::Acked(it)) => acked = Some(it),
-                Err(message) => problems.push(Problem {
-                    pos: s.opts.pos_of(if s.opts.node("path").is_some() {
-                        "path"
-                    } else {
-                        "type"
-                    }),
-                    path: if s.opts.node("path").is_some() {
-                        format!("{}.path", s.opts.path)
-                    } else {
-                        s.opts.path.clone()
-                    },
-                    message,
-                }),
+                Err((key, message)) => problems.push(option_problem(s, key, message)),
             }
         }
         if !problems.is_empty() {
             None
         } else if let Some(it) = acked {
-            Some(builder.from_acked(futures::stream::iter(it)).boxed())
+            Some(builder.from_acked(it).boxed())
         } else if keyed {
             let all = iters
                 .into_iter()
@@ -572,35 +571,37 @@ fn resume_problem(options: &Options, sink: Option<&Typed<'_>>) -> Option<String>
     None
 }
 
-/// A run's checkpointing: the store, and the checkpointer of its file
-/// source once opened.
+/// A run's checkpointing: the store, and the checkpointer of its source
+/// once opened.
 pub(crate) struct Checkpointing {
     store: Arc<dyn weir_io::checkpoint::CheckpointStore>,
     options: CheckpointOptions,
-    made: std::cell::RefCell<Option<weir_io::checkpoint::Checkpointer>>,
+    made: std::cell::RefCell<Option<Made>>,
+}
+
+/// The checkpointer of a file source, or of a table source.
+enum Made {
+    Files(weir_io::checkpoint::Checkpointer),
+    Key(weir_io::checkpoint::KeyCheckpointer),
 }
 
 impl Checkpointing {
     /// Opens the store, if the sources can be checkpointed: one `file`
-    /// source reading lines or JSON lines.
+    /// source reading lines or JSON lines, or one table source (`sqlite`,
+    /// `postgres`).
     fn open(
         options: &CheckpointOptions,
         sources: &[Typed<'_>],
         sink: Option<&Typed<'_>>,
     ) -> Result<Checkpointing, Problem> {
         // `type` is not an option of the schema: the table's position.
-        let problem = |t: Option<&Typed<'_>>, key: &str, message: String| Problem {
-            pos: t
-                .map(|t| {
-                    if key == "type" {
-                        t.opts.pos()
-                    } else {
-                        t.opts.pos_of(key)
-                    }
-                })
-                .unwrap_or_default(),
-            path: t.map_or_else(|| "checkpoint".to_owned(), |t| format!("{}.{key}", t.opts.path)),
-            message,
+        let problem = |t: Option<&Typed<'_>>, key: &str, message: String| match t {
+            Some(t) => option_problem(t, key, message),
+            None => Problem {
+                pos: Default::default(),
+                path: "checkpoint".to_owned(),
+                message,
+            },
         };
         match sources {
             [one] if one.type_name == "file" => {
@@ -613,14 +614,15 @@ impl Checkpointing {
                     ));
                 }
             }
+            [one] if sources::is_table(one) => {}
             [one] => {
                 return Err(problem(
                     Some(one),
                     "type",
                     format!(
-                        "checkpoints need a `file` source; a `{}` source cannot resume",
-                        one.type_name
-                    ),
+                    "checkpoints need a `file`, `sqlite` or `postgres` source; a `{}` source cannot resume",
+                    one.type_name
+                ),
                 ))
             }
             _ => {
@@ -628,7 +630,7 @@ impl Checkpointing {
                     sources.get(1),
                     "type",
                     format!(
-                        "checkpoints need exactly one `file` source, not {}",
+                        "checkpoints need exactly one source (a `file`, `sqlite` or `postgres` one), not {}",
                         sources.len()
                     ),
                 ))
@@ -641,16 +643,17 @@ impl Checkpointing {
             return Err(problem(
                 Some(file),
                 "path",
-                "a `file` sink writes its output when the run ends, so a killed run's lines would be lost \
+                "a `file` sink writes its output when the run ends, so a killed run's items would be lost \
                  behind its checkpoint: with checkpoints, write to a store that keeps each flush (a `sqlite` \
                  or `postgres` sink) or to stdout"
                     .into(),
             ));
         }
-        let store = options
-            .store
-            .open()
-            .map_err(|e| problem(None, options.store.key(), e.to_string()))?;
+        let store = options.store.open().map_err(|e| Problem {
+            pos: Default::default(),
+            path: "checkpoint".to_owned(),
+            message: e.to_string(),
+        })?;
         Ok(Checkpointing {
             store,
             options: options.clone(),
@@ -658,35 +661,86 @@ impl Checkpointing {
         })
     }
 
-    /// Resumes `source` (named `name`) from its stored positions, unless
-    /// the run starts over, and makes its checkpointer.
+    /// The stored positions of the source `name` (none when the run
+    /// starts over).
+    fn stored(&self, name: &str) -> Result<Vec<weir_io::checkpoint::Position>, String> {
+        if self.options.from_start {
+            return Ok(Vec::new());
+        }
+        self.store.load(name).map_err(|e| e.to_string())
+    }
+
+    /// Resumes the file source `source` (named `name`) from its stored
+    /// positions, unless the run starts over, and makes its checkpointer.
     fn resume(
         &self,
         name: &str,
         source: &mut weir_io::file::FileSource,
     ) -> Result<weir_io::checkpoint::Checkpointer, String> {
-        let resumed = if self.options.from_start {
-            Vec::new()
-        } else {
-            self.store.load(name).map_err(|e| e.to_string())?
-        };
+        let resumed =
+            weir_io::checkpoint::file_positions(name, self.stored(name)?).map_err(|e| e.to_string())?;
         source.resume(&resumed).map_err(|e| e.to_string())?;
         let checkpointer = weir_io::checkpoint::Checkpointer::new(name, source.files(), &resumed)
             .map_err(|e| e.to_string())?;
-        *self.made.borrow_mut() = Some(checkpointer.clone());
+        *self.made.borrow_mut() = Some(Made::Files(checkpointer.clone()));
         Ok(checkpointer)
+    }
+
+    /// Resumes the table source `source` (named `name`) after its stored
+    /// key, unless the run starts over.
+    fn resume_table(&self, name: &str, source: &mut sources::TableSource) -> Result<(), String> {
+        let checkpointer = source
+            .resume(name, &self.stored(name)?)
+            .map_err(|e| e.to_string())?;
+        *self.made.borrow_mut() = Some(Made::Key(checkpointer));
+        Ok(())
     }
 
     /// Starts committing, once the source is open; each commit is an
     /// event of the run whose context is `context`.
     fn start(self, context: &weir::Context) -> Option<weir_io::checkpoint::Committer> {
-        let checkpointer = self.made.into_inner()?;
-        Some(weir_io::checkpoint::Committer::start_in(
-            checkpointer,
-            self.store,
-            self.options.interval,
-            context,
-        ))
+        use weir_io::checkpoint::Committer;
+        let (store, interval) = (self.store, self.options.interval);
+        Some(match self.made.into_inner()? {
+            Made::Files(c) => Committer::start_in(c, store, interval, context),
+            Made::Key(c) => Committer::start_in(c, store, interval, context),
+        })
+    }
+}
+
+/// A problem with the option `key` of `t` (`type`: the table itself).
+fn option_problem(t: &Typed<'_>, key: &str, message: String) -> Problem {
+    Problem {
+        pos: if key == "type" {
+            t.opts.pos()
+        } else {
+            t.opts.pos_of(key)
+        },
+        path: if key == "type" {
+            t.opts.path.clone()
+        } else {
+            format!("{}.{key}", t.opts.path)
+        },
+        message,
+    }
+}
+
+/// Opens the table source `t`, resumed from its checkpoint when the run
+/// has one.
+fn open_table(t: &Typed<'_>, checkpoint: Option<&Checkpointing>) -> Result<Opened, (&'static str, String)> {
+    let name = t.opts.str("name").unwrap_or_else(|| t.type_name.to_owned());
+    let mut source = sources::TableSource::open(t)?;
+    match checkpoint {
+        Some(c) => {
+            let at = if t.opts.node("name").is_some() {
+                "name"
+            } else {
+                "type"
+            };
+            c.resume_table(&name, &mut source).map_err(|m| (at, m))?;
+            Ok(Opened::Acked(source.inputs()))
+        }
+        None => Ok(Opened::Stream(source.inputs().map(|a| a.item).boxed(), name)),
     }
 }
 
@@ -794,7 +848,7 @@ type BoxIter = Box<dyn Iterator<Item = Input> + Send>;
 
 enum Opened {
     Iter(BoxIter, String),
-    /// A checkpointed file source's inputs, each with its acknowledgement.
+    /// A checkpointed source's inputs, each with its acknowledgement.
     Acked(BoxAcked),
     Stream(futures::stream::BoxStream<'static, Input>, String),
 }
@@ -946,7 +1000,7 @@ fn open_source(
             }
             let stream = generator.stream().enumerate().map(|(n, r)| match r {
                 Ok(r) => Input::Record(r),
-                Err(e) => Input::Failed(e.to_string(), n as u64),
+                Err(e) => Input::Failed(format!("generator item {n}: {e}"), n as u64),
             });
             Ok(Opened::Stream(stream.boxed(), name))
         }

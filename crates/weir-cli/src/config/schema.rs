@@ -352,6 +352,29 @@ const ISOLATE_ROWS: Opt = opt(
     "insert each row as it comes, so a row the table refuses fails alone (slower); otherwise it fails every item of its transaction",
 );
 
+/// A table source's (`sqlite`, `postgres`) table, or its query.
+const TABLE_SOURCE_TABLE: Opt = off(
+    "table",
+    Kind::Str,
+    "the table (ASCII letters, digits and `_`; PostgreSQL: also schema.table); or `query`",
+);
+const TABLE_SOURCE_QUERY: Opt = off(
+    "query",
+    Kind::Str,
+    "a SELECT whose rows are read (the key one of its columns), in a read-only connection; or `table`",
+);
+const TABLE_SOURCE_KEY: Opt = req(
+    "key",
+    Kind::Str,
+    "the key column (unique, never NULL; integers or text): rows are read in its order, and a checkpointed run resumes after the last finalized key",
+);
+const TABLE_SOURCE_PAGE: Opt = opt(
+    "page_size",
+    Kind::Int,
+    "1000",
+    "rows per SELECT (the next page is read while this one is worked on)",
+);
+
 const BRANCH: &[Opt] = &[
     req("name", Kind::Str, "the branch's name"),
     off(
@@ -417,6 +440,36 @@ pub const TYPES: &[TypeDef] = &[
             off("rate", Kind::Float, "items per second; by default, as fast as they are taken"),
             opt("template", Kind::Jq, "{id: .}", "the item, from its number"),
             opt("name", Kind::Str, "generate", "the source's name"),
+            ON_ERROR,
+        ],
+    },
+    TypeDef {
+        name: "sqlite",
+        role: Role::Source,
+        doc: "Read a SQLite table (or a query's rows) in key order, a page at a time, each row a JSON object; \
+              checkpointed by the last finalized key",
+        options: &[
+            req("path", Kind::Str, "the database file (it must exist; opened read-only)"),
+            TABLE_SOURCE_TABLE,
+            TABLE_SOURCE_QUERY,
+            TABLE_SOURCE_KEY,
+            TABLE_SOURCE_PAGE,
+            opt("name", Kind::Str, "sqlite", "the source's name (its checkpoint's key)"),
+            ON_ERROR,
+        ],
+    },
+    TypeDef {
+        name: "postgres",
+        role: Role::Source,
+        doc: "Read a PostgreSQL table (or a query's rows) in key order, a page at a time, each row a JSON \
+              object; checkpointed by the last finalized key",
+        options: &[
+            req("url", Kind::Str, "the server: postgres://user:password@host:port/db (`${VAR}` for secrets)"),
+            TABLE_SOURCE_TABLE,
+            TABLE_SOURCE_QUERY,
+            TABLE_SOURCE_KEY,
+            TABLE_SOURCE_PAGE,
+            opt("name", Kind::Str, "postgres", "the source's name (its checkpoint's key)"),
             ON_ERROR,
         ],
     },
@@ -754,7 +807,7 @@ pub const ROOT: &[Opt] = &[
     off(
         "checkpoint",
         Kind::Table(CHECKPOINT),
-        "keep the file source's position in a store; a run resumes from it (`weir run --checkpoint`)",
+        "keep the source's position (a file's offset, a table's key) in a store; a run resumes from it (`weir run --checkpoint`)",
     ),
 ];
 

@@ -21,6 +21,13 @@
 //! With a sink that writes idempotently (an upsert by key), the result is
 //! the same as an uninterrupted run's.
 //!
+//! Sources that read a table in key order (the SQLite and PostgreSQL
+//! sources) are checkpointed the same way by a [`KeyCheckpointer`]: their
+//! [`KeyPosition`] is the last key below which every row is finalized,
+//! and a resumed run reads the rows after it. A store holds either kind
+//! of [`Position`]; one written for another kind of source, or another
+//! table, query or key, is refused ([`key_position`], [`file_positions`]).
+//!
 //! [`FileSource::resume`]: crate::file::FileSource::resume
 //!
 //! # Examples
@@ -50,7 +57,8 @@
 //!
 //! // The next run resumes after the last line: nothing to read again.
 //! let mut source = FileSource::open(config()).unwrap();
-//! source.resume(&store.load("in").unwrap()).unwrap();
+//! let stored = weir_io::checkpoint::file_positions("in", store.load("in").unwrap()).unwrap();
+//! source.resume(&stored).unwrap();
 //! assert_eq!(source.lines().count(), 0);
 //! # });
 //! ```
@@ -69,6 +77,9 @@ use weir::{Ack, Acker, OffsetTracker, Status};
 
 use crate::error::{IoError, IoErrorKind};
 use crate::record::Line;
+
+mod key;
+pub use key::{key_position, KeyCheckpointer, KeyPosition, KeyValue};
 
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -249,6 +260,101 @@ pub struct FilePosition {
     pub fingerprint: Fingerprint,
 }
 
+/// Where a source was left: a file's [`FilePosition`] (a file source
+/// has one per file it read), or a [`KeyPosition`] (a source reading a
+/// table in key order has one).
+///
+/// # Examples
+///
+/// ```
+/// use weir_io::checkpoint::{KeyPosition, KeyValue, Position};
+/// let p = Position::Key(KeyPosition { read: "sqlite table t by id".into(), key: KeyValue::Integer(7), rows: 7 });
+/// assert_eq!(p.what(), "sqlite table t by id");
+/// assert_eq!(p.to_string(), "key 7 (7 rows)");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Position {
+    /// A file's position.
+    File(FilePosition),
+    /// A key position.
+    Key(KeyPosition),
+}
+
+impl Position {
+    /// What the position is in: the file, or what the source reads
+    /// ([`KeyPosition::read`]).
+    ///
+    /// # Examples
+    ///
+    /// See [`Position`].
+    pub fn what(&self) -> &str {
+        match self {
+            Position::File(p) => &p.file,
+            Position::Key(p) => &p.read,
+        }
+    }
+}
+
+/// `byte 12 (line 3)`, `key 'abc' (40 rows)`.
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Position::File(p) => write!(f, "byte {} (line {})", p.offset, p.lines),
+            Position::Key(p) => write!(f, "key {} ({} rows)", p.key, p.rows),
+        }
+    }
+}
+
+impl From<FilePosition> for Position {
+    fn from(p: FilePosition) -> Position {
+        Position::File(p)
+    }
+}
+
+impl From<KeyPosition> for Position {
+    fn from(p: KeyPosition) -> Position {
+        Position::Key(p)
+    }
+}
+
+/// The file positions among the positions a store holds for `source`,
+/// for a file source ([`FileSource::resume`]). A key position (written by
+/// a source that reads a table) is refused with an error of kind
+/// [`Store`](IoErrorKind::Store): it means nothing in a file.
+///
+/// # Errors
+///
+/// As above.
+///
+/// # Examples
+///
+/// ```
+/// use weir_io::checkpoint::{file_positions, KeyPosition, KeyValue, Position};
+/// assert!(file_positions("logs", vec![]).unwrap().is_empty());
+/// let key = Position::Key(KeyPosition { read: "sqlite table t by id".into(), key: KeyValue::Integer(1), rows: 1 });
+/// let err = file_positions("logs", vec![key]).unwrap_err();
+/// assert!(err.to_string().contains("was written for sqlite table t by id"), "{err}");
+/// ```
+pub fn file_positions(source: &str, positions: Vec<Position>) -> Result<Vec<FilePosition>, IoError> {
+    positions
+        .into_iter()
+        .map(|p| match p {
+            Position::File(p) => Ok(p),
+            Position::Key(k) => Err(IoError::new(
+                IoErrorKind::Store,
+                None,
+                format!(
+                    "the checkpoint of source `{source}` was written for {}, and this source reads files: \
+                     give this source another `name`, or start over without the checkpoint (`--from-start`)",
+                    k.read
+                ),
+            )),
+        })
+        .collect()
+}
+
 /// A position as a store's `list` shows it (`SqliteCheckpoints::list`,
 /// `PostgresCheckpoints::list`): its source and
 /// when it was committed.
@@ -256,49 +362,105 @@ pub struct FilePosition {
 /// # Examples
 ///
 /// ```
-/// use weir_io::checkpoint::{FilePosition, Fingerprint, StoredPosition};
+/// use weir_io::checkpoint::{FilePosition, Fingerprint, Position, StoredPosition};
 /// let fingerprint = Fingerprint { dev: 1, inode: 2, size: 3, head_len: 3, head_hash: 4 };
 /// let p = StoredPosition {
 ///     source: "logs".into(),
-///     position: FilePosition { file: "a.log".into(), offset: 3, lines: 1, fingerprint },
+///     position: Position::File(FilePosition { file: "a.log".into(), offset: 3, lines: 1, fingerprint }),
 ///     committed_at_ms: 1_700_000_000_000,
 /// };
-/// assert_eq!(p.position.offset, 3);
+/// assert_eq!(p.position.what(), "a.log");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredPosition {
     /// The source's name.
     pub source: String,
     /// The position.
-    pub position: FilePosition,
+    pub position: Position,
     /// When it was committed, in milliseconds since the Unix epoch.
     pub committed_at_ms: u64,
 }
 
-/// A position read back from a store (`store` names it in errors): its
-/// fingerprint is JSON.
+/// One position as a store's table holds it: `kind` is `file` or `key`;
+/// `file` is the file or what the source reads; a file's offset, line
+/// count and fingerprint (JSON); a key position's row count (in `lines`)
+/// and key (JSON, with `fingerprint` JSON `null`).
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-fn position(
-    path: Option<&Path>,
-    store: &str,
+#[derive(Debug)]
+struct StoredRow {
+    kind: String,
     file: String,
     offset: i64,
     lines: i64,
-    fingerprint: &str,
-) -> Result<FilePosition, IoError> {
-    let fingerprint: Fingerprint = serde_json::from_str(fingerprint).map_err(|e| {
-        IoError::new(
-            IoErrorKind::Store,
-            path,
-            format!("{store}: a malformed fingerprint for `{file}`: {e}"),
-        )
-    })?;
-    Ok(FilePosition {
-        file,
-        offset: offset as u64,
-        lines: lines as u64,
-        fingerprint,
-    })
+    fingerprint: String,
+    key: Option<String>,
+}
+
+/// The kinds of [`StoredRow`] (the `kind` column; a store made before
+/// key positions existed gets `file` for its rows).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+const FILE: &str = "file";
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+const KEY: &str = "key";
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+impl StoredRow {
+    fn of(p: &Position) -> StoredRow {
+        match p {
+            Position::File(p) => StoredRow {
+                kind: FILE.into(),
+                file: p.file.clone(),
+                offset: p.offset as i64,
+                lines: p.lines as i64,
+                fingerprint: serde_json::to_string(&p.fingerprint).expect("a fingerprint always encodes"),
+                key: None,
+            },
+            Position::Key(p) => StoredRow {
+                kind: KEY.into(),
+                file: p.read.clone(),
+                offset: 0,
+                lines: p.rows as i64,
+                fingerprint: "null".into(),
+                key: Some(serde_json::to_string(&p.key).expect("a key always encodes")),
+            },
+        }
+    }
+
+    /// The position, read back from a store (`store` names it in errors).
+    fn position(self, path: Option<&Path>, store: &str) -> Result<Position, IoError> {
+        let malformed = |what: &str, e: &dyn std::fmt::Display| {
+            IoError::new(
+                IoErrorKind::Store,
+                path,
+                format!("{store}: a malformed {what} for `{}`: {e}", self.file),
+            )
+        };
+        match self.kind.as_str() {
+            FILE => {
+                let fingerprint: Fingerprint =
+                    serde_json::from_str(&self.fingerprint).map_err(|e| malformed("fingerprint", &e))?;
+                Ok(Position::File(FilePosition {
+                    file: self.file,
+                    offset: self.offset as u64,
+                    lines: self.lines as u64,
+                    fingerprint,
+                }))
+            }
+            KEY => {
+                let key = self.key.as_deref().unwrap_or("null");
+                let key: KeyValue = serde_json::from_str(key).map_err(|e| malformed("key", &e))?;
+                Ok(Position::Key(KeyPosition {
+                    read: self.file,
+                    key,
+                    rows: self.lines as u64,
+                }))
+            }
+            other => Err(malformed(
+                "position",
+                &format!("unknown kind `{other}` (written by a newer weir?)"),
+            )),
+        }
+    }
 }
 
 /// Where the positions of sources are kept between runs, by source name.
@@ -328,7 +490,7 @@ pub trait CheckpointStore: Send + Sync + 'static {
     /// use weir_io::checkpoint::{CheckpointStore, MemoryCheckpoints};
     /// assert!(MemoryCheckpoints::default().load("x").unwrap().is_empty());
     /// ```
-    fn load(&self, source: &str) -> Result<Vec<FilePosition>, IoError>;
+    fn load(&self, source: &str) -> Result<Vec<Position>, IoError>;
 
     /// Replaces `source`'s positions with `positions`, atomically: after a
     /// crash, either the old ones or the new ones are there.
@@ -345,7 +507,7 @@ pub trait CheckpointStore: Send + Sync + 'static {
     /// store.commit("x", &[]).unwrap();
     /// assert!(store.load("x").unwrap().is_empty());
     /// ```
-    fn commit(&self, source: &str, positions: &[FilePosition]) -> Result<(), IoError>;
+    fn commit(&self, source: &str, positions: &[Position]) -> Result<(), IoError>;
 }
 
 /// Positions kept in memory: for tests and for library users who keep
@@ -368,7 +530,7 @@ pub struct MemoryCheckpoints {
 #[derive(Debug, Default)]
 struct Memory {
     /// Each source's positions.
-    sources: Vec<(String, Vec<FilePosition>)>,
+    sources: Vec<(String, Vec<Position>)>,
     commits: u64,
 }
 
@@ -386,7 +548,7 @@ impl MemoryCheckpoints {
 }
 
 impl CheckpointStore for MemoryCheckpoints {
-    fn load(&self, source: &str) -> Result<Vec<FilePosition>, IoError> {
+    fn load(&self, source: &str) -> Result<Vec<Position>, IoError> {
         let state = self.state.lock().expect("checkpoint store lock");
         Ok(state
             .sources
@@ -396,7 +558,7 @@ impl CheckpointStore for MemoryCheckpoints {
             .unwrap_or_default())
     }
 
-    fn commit(&self, source: &str, positions: &[FilePosition]) -> Result<(), IoError> {
+    fn commit(&self, source: &str, positions: &[Position]) -> Result<(), IoError> {
         let mut state = self.state.lock().expect("checkpoint store lock");
         match state.sources.iter_mut().find(|(s, _)| s == source) {
             Some(slot) => slot.1 = positions.to_vec(),
@@ -404,6 +566,51 @@ impl CheckpointStore for MemoryCheckpoints {
         }
         state.commits += 1;
         Ok(())
+    }
+}
+
+/// What a [`Committer`] commits: the positions of one source, as they
+/// stand now. [`Checkpointer`] (a file source's files) and
+/// [`KeyCheckpointer`] (a source reading a table in key order) are the
+/// two kinds; the trait is sealed.
+///
+/// # Examples
+///
+/// ```
+/// use weir_io::checkpoint::{KeyCheckpointer, Positions};
+/// let c = KeyCheckpointer::new("in", "sqlite table t by id", None);
+/// assert_eq!(c.name(), "in");
+/// assert!(c.current().is_empty());
+/// ```
+pub trait Positions: sealed::Sealed + Send + Sync + 'static {
+    /// The source's name (its positions' key in a store).
+    ///
+    /// # Examples
+    ///
+    /// See [`Positions`].
+    fn name(&self) -> &str;
+
+    /// The positions now.
+    ///
+    /// # Examples
+    ///
+    /// See [`Positions`].
+    fn current(&self) -> Vec<Position>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+impl sealed::Sealed for Checkpointer {}
+
+impl Positions for Checkpointer {
+    fn name(&self) -> &str {
+        self.source()
+    }
+
+    fn current(&self) -> Vec<Position> {
+        self.positions().into_iter().map(Position::File).collect()
     }
 }
 
@@ -629,7 +836,8 @@ impl Checkpointer {
 
 /// What a [`CheckpointCommitted`](weir::EventKind::CheckpointCommitted)
 /// event of a [`Committer`] holds, as JSON: the source and each file's
-/// position.
+/// position, or its key position (`keys`, left out when empty, as
+/// `files` is then).
 ///
 /// # Examples
 ///
@@ -637,13 +845,18 @@ impl Checkpointer {
 /// let c: weir_io::checkpoint::Committed =
 ///     serde_json::from_str(r#"{"source":"in","files":[{"file":"a.txt","offset":4,"lines":2}]}"#).unwrap();
 /// assert_eq!((c.files[0].offset, c.files[0].lines), (4, 2));
+/// assert!(c.keys.is_empty());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Committed {
     /// The source's name.
     pub source: String,
     /// Each file's position.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<CommittedFile>,
+    /// The key position of a source reading a table.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<KeyPosition>,
 }
 
 /// One file's position in a [`Committed`].
@@ -662,24 +875,29 @@ pub struct CommittedFile {
 }
 
 impl Committed {
-    fn json(source: &str, positions: &[FilePosition]) -> String {
-        let committed = Committed {
+    fn json(source: &str, positions: &[Position]) -> String {
+        let mut committed = Committed {
             source: source.to_owned(),
-            files: positions
-                .iter()
-                .map(|p| CommittedFile {
+            files: Vec::new(),
+            keys: Vec::new(),
+        };
+        for p in positions {
+            match p {
+                Position::File(p) => committed.files.push(CommittedFile {
                     file: p.file.clone(),
                     offset: p.offset,
                     lines: p.lines,
-                })
-                .collect(),
-        };
+                }),
+                Position::Key(p) => committed.keys.push(p.clone()),
+            }
+        }
         serde_json::to_string(&committed).expect("a position always encodes")
     }
 }
 
-/// Commits a [`Checkpointer`]'s positions to a [`CheckpointStore`] every
-/// interval (when they moved), on a thread of its own, and once more at
+/// Commits a source's [`Positions`] (a [`Checkpointer`]'s or a
+/// [`KeyCheckpointer`]'s) to a [`CheckpointStore`] every interval (when
+/// they moved), on a thread of its own, and once more at
 /// [`finish`](Committer::finish).
 ///
 /// # Examples
@@ -689,8 +907,14 @@ impl Committed {
 pub struct Committer {
     stop: mpsc::Sender<()>,
     thread: Option<thread::JoinHandle<Result<u64, IoError>>>,
-    checkpointer: Checkpointer,
+    checkpointer: Arc<dyn Positions>,
     store: Arc<dyn CheckpointStore>,
+}
+
+impl std::fmt::Debug for dyn Positions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Positions({})", self.name())
+    }
 }
 
 impl std::fmt::Debug for dyn CheckpointStore {
@@ -716,11 +940,11 @@ impl Committer {
     /// assert_eq!(store.commits(), 1);
     /// ```
     pub fn start(
-        checkpointer: Checkpointer,
+        checkpointer: impl Positions,
         store: Arc<dyn CheckpointStore>,
         interval: Duration,
     ) -> Committer {
-        Committer::spawn(checkpointer, store, interval, None)
+        Committer::spawn(Arc::new(checkpointer), store, interval, None)
     }
 
     /// [`start`](Committer::start), and each commit is also a
@@ -761,16 +985,16 @@ impl Committer {
     /// # });
     /// ```
     pub fn start_in(
-        checkpointer: Checkpointer,
+        checkpointer: impl Positions,
         store: Arc<dyn CheckpointStore>,
         interval: Duration,
         context: &weir::Context,
     ) -> Committer {
-        Committer::spawn(checkpointer, store, interval, Some(context.clone()))
+        Committer::spawn(Arc::new(checkpointer), store, interval, Some(context.clone()))
     }
 
     fn spawn(
-        checkpointer: Checkpointer,
+        checkpointer: Arc<dyn Positions>,
         store: Arc<dyn CheckpointStore>,
         interval: Duration,
         context: Option<weir::Context>,
@@ -780,19 +1004,19 @@ impl Committer {
         let thread = thread::Builder::new()
             .name("weir-io-checkpoint".to_owned())
             .spawn(move || {
-                let mut last = c.positions();
+                let mut last = c.current();
                 let mut commits = 0;
                 loop {
                     match stopped.recv_timeout(interval) {
                         Err(RecvTimeoutError::Timeout) => {}
                         _ => return Ok(commits),
                     }
-                    let now = c.positions();
+                    let now = c.current();
                     if now != last {
-                        s.commit(c.source(), &now)?;
+                        s.commit(c.name(), &now)?;
                         commits += 1;
                         if let Some(context) = &context {
-                            context.emit_checkpoint(Committed::json(c.source(), &now));
+                            context.emit_checkpoint(Committed::json(c.name(), &now));
                         }
                         last = now;
                     }
@@ -832,7 +1056,7 @@ impl Committer {
             None => 0,
         };
         self.store
-            .commit(self.checkpointer.source(), &self.checkpointer.positions())?;
+            .commit(self.checkpointer.name(), &self.checkpointer.current())?;
         Ok(periodic + 1)
     }
 }

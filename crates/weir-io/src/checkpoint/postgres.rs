@@ -17,7 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
-use super::{position, CheckpointStore, FilePosition, StoredPosition};
+use super::{CheckpointStore, Position, StoredPosition, StoredRow};
 use crate::error::{IoError, IoErrorKind};
 use crate::postgres::{error, spawn_thread, Target};
 
@@ -30,17 +30,20 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS weir_checkpoints (
     fingerprint JSONB NOT NULL,
     committed_at_ms BIGINT NOT NULL,
     PRIMARY KEY (source, file)
-)";
+);
+ALTER TABLE weir_checkpoints ADD COLUMN IF NOT EXISTS kind TEXT NOT NULL DEFAULT 'file';
+ALTER TABLE weir_checkpoints ADD COLUMN IF NOT EXISTS key JSONB";
 
 const SELECT: &str =
-    "SELECT source, file, \"offset\", lines, fingerprint::text, committed_at_ms FROM weir_checkpoints";
+    "SELECT source, committed_at_ms, kind, file, \"offset\", lines, fingerprint::text, key::text \
+     FROM weir_checkpoints";
 
 type Reply<T> = std::sync::mpsc::Sender<Result<T, IoError>>;
 
 /// What a call asks of the store's thread.
 enum Request {
-    Load(String, Reply<Vec<FilePosition>>),
-    Commit(String, Vec<FilePosition>, Reply<()>),
+    Load(String, Reply<Vec<Position>>),
+    Commit(String, Vec<Position>, Reply<()>),
     List(Reply<Vec<StoredPosition>>),
 }
 
@@ -54,19 +57,21 @@ enum Request {
 /// them).
 ///
 /// The same table shape as [`SqliteCheckpoints`](super::SqliteCheckpoints)'s
-/// (source, file, offset, lines, fingerprint as JSON, committed_at_ms).
+/// (source, file, offset, lines, fingerprint as JSON, committed_at_ms,
+/// kind, key as JSON); a table made before key positions existed gets
+/// the last two columns when the store opens.
 /// The connection lives on a thread of the store's own (see the module
 /// source for why); a broken connection is made anew at the next call.
 ///
 /// # Examples
 ///
 /// ```no_run
-/// use weir_io::checkpoint::{CheckpointStore, Fingerprint, FilePosition, PostgresCheckpoints};
+/// use weir_io::checkpoint::{CheckpointStore, Fingerprint, FilePosition, Position, PostgresCheckpoints};
 ///
 /// let url = "postgres://postgres@127.0.0.1/test";
 /// let store = PostgresCheckpoints::open(url).unwrap();
 /// let fingerprint = Fingerprint { dev: 1, inode: 2, size: 30, head_len: 30, head_hash: 9 };
-/// let at = FilePosition { file: "in.jsonl".into(), offset: 12, lines: 2, fingerprint };
+/// let at = Position::File(FilePosition { file: "in.jsonl".into(), offset: 12, lines: 2, fingerprint });
 /// store.commit("machine-a/logs", &[at.clone()]).unwrap();
 ///
 /// // Another machine (here: another handle) reads it back.
@@ -130,7 +135,7 @@ impl PostgresCheckpoints {
     /// ```no_run
     /// let store = weir_io::checkpoint::PostgresCheckpoints::open("postgres://postgres@127.0.0.1/test").unwrap();
     /// for p in store.list().unwrap() {
-    ///     println!("{} {} {}", p.source, p.position.file, p.position.offset);
+    ///     println!("{} {} {}", p.source, p.position.what(), p.position);
     /// }
     /// ```
     pub fn list(&self) -> Result<Vec<StoredPosition>, IoError> {
@@ -157,11 +162,11 @@ impl PostgresCheckpoints {
 }
 
 impl CheckpointStore for PostgresCheckpoints {
-    fn load(&self, source: &str) -> Result<Vec<FilePosition>, IoError> {
+    fn load(&self, source: &str) -> Result<Vec<Position>, IoError> {
         self.ask(|reply| Request::Load(source.to_owned(), reply))
     }
 
-    fn commit(&self, source: &str, positions: &[FilePosition]) -> Result<(), IoError> {
+    fn commit(&self, source: &str, positions: &[Position]) -> Result<(), IoError> {
         self.ask(|reply| Request::Commit(source.to_owned(), positions.to_vec(), reply))
     }
 }
@@ -209,7 +214,9 @@ impl Worker {
             // Two machines creating the table at once: one of them fails
             // on the catalog's unique index; the table is there then.
             if let Err(e) = client.batch_execute(SCHEMA).await {
-                let raced = e.code().is_some_and(|c| matches!(c.code(), "23505" | "42P07"));
+                let raced = e
+                    .code()
+                    .is_some_and(|c| matches!(c.code(), "23505" | "42P07" | "42701"));
                 if !raced {
                     return Err(self.fail("cannot create the checkpoint table in", &e));
                 }
@@ -228,20 +235,25 @@ impl Worker {
         let rows = rows.map_err(|e| self.fail("cannot read the checkpoints of", &e))?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let (source, file, offset, lines): (String, String, i64, i64) =
-                (row.get(0), row.get(1), row.get(2), row.get(3));
-            let fingerprint: String = row.get(4);
-            let at: i64 = row.get(5);
+            let at: i64 = row.get(1);
+            let stored = StoredRow {
+                kind: row.get(2),
+                file: row.get(3),
+                offset: row.get(4),
+                lines: row.get(5),
+                fingerprint: row.get(6),
+                key: row.get(7),
+            };
             out.push(StoredPosition {
-                source,
-                position: position(None, &self.target.name, file, offset, lines, &fingerprint)?,
+                source: row.get(0),
+                position: stored.position(None, &self.target.name)?,
                 committed_at_ms: at as u64,
             });
         }
         Ok(out)
     }
 
-    async fn load(&mut self, source: &str) -> Result<Vec<FilePosition>, IoError> {
+    async fn load(&mut self, source: &str) -> Result<Vec<Position>, IoError> {
         let sql = format!("{SELECT} WHERE source = $1 ORDER BY file");
         let stored = self.read(&sql, Some(source)).await?;
         Ok(stored.into_iter().map(|p| p.position).collect())
@@ -251,7 +263,7 @@ impl Worker {
         self.read(&format!("{SELECT} ORDER BY source, file"), None).await
     }
 
-    async fn commit(&mut self, source: &str, positions: &[FilePosition]) -> Result<(), IoError> {
+    async fn commit(&mut self, source: &str, positions: &[Position]) -> Result<(), IoError> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
@@ -270,17 +282,28 @@ impl Worker {
             .map_err(fail)?;
         let insert = tx
             .prepare(
-                "INSERT INTO weir_checkpoints (source, file, \"offset\", lines, fingerprint, committed_at_ms) \
-                 VALUES ($1, $2, $3, $4, $5::text::jsonb, $6)",
+                "INSERT INTO weir_checkpoints (source, file, \"offset\", lines, fingerprint, committed_at_ms, kind, key) \
+                 VALUES ($1, $2, $3, $4, $5::text::jsonb, $6, $7, $8::text::jsonb)",
             )
             .await
             .map_err(fail)?;
         for p in positions {
-            let fingerprint = serde_json::to_string(&p.fingerprint).expect("a fingerprint always encodes");
-            let (offset, lines) = (p.offset as i64, p.lines as i64);
-            tx.execute(&insert, &[&source, &p.file, &offset, &lines, &fingerprint, &now])
-                .await
-                .map_err(fail)?;
+            let r = StoredRow::of(p);
+            tx.execute(
+                &insert,
+                &[
+                    &source,
+                    &r.file,
+                    &r.offset,
+                    &r.lines,
+                    &r.fingerprint,
+                    &now,
+                    &r.kind,
+                    &r.key,
+                ],
+            )
+            .await
+            .map_err(fail)?;
         }
         tx.commit().await.map_err(fail)
     }

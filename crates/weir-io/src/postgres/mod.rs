@@ -1,6 +1,21 @@
 //! PostgreSQL (tokio-postgres), behind the `postgres` feature:
-//! [`PostgresSink`] writes [`Row`]s of [`SqlValue`]s into a table; the
+//! [`PostgresSink`] writes [`Row`]s of [`SqlValue`]s into a table;
+//! [`PostgresSource`] reads a table (or a query) in key order, each row a
+//! JSON object, checkpointed by the last finalized key; the
 //! checkpoint store is [`PostgresCheckpoints`](crate::checkpoint::PostgresCheckpoints).
+//!
+//! # How the source reads
+//!
+//! - Keyset pagination with prepared statements: `SELECT … FROM t AS q
+//!   WHERE q.key >= $1 ORDER BY q.key LIMIT $2` (see
+//!   [`sql::Select`](crate::sql::Select)), the last key always bound;
+//!   names are checked and quoted as the sink's. Columns of types it does
+//!   not decode itself are selected as `::text` (see [`PostgresSource`]).
+//! - One connection, on a thread of its own (`weir-postgres-source`), in
+//!   a read-only session, one page ahead of the pipeline.
+//! - The key must be unique, never NULL, of an integer or text type: a
+//!   NULL key fails the source before its first row, a repeated key when
+//!   it is met, as a last `Err` item of [`Rows`].
 //!
 //! # How the sink writes
 //!
@@ -86,6 +101,7 @@
 //! ```
 
 mod sink;
+mod source;
 
 use std::future::Future;
 use std::time::Duration;
@@ -98,7 +114,8 @@ use crate::error::{IoError, IoErrorKind};
 use crate::sql::Dialect;
 
 pub use self::sink::{PostgresMode, PostgresSink, PostgresSinkConfig};
-pub use crate::sql::{Row, SqlType, SqlValue};
+pub use self::source::{PostgresSource, PostgresSourceConfig};
+pub use crate::sql::{Row, Rows, Select, SqlType, SqlValue};
 
 /// What PostgreSQL allows in names: `pg_…` is its own, names longer than
 /// 63 bytes would be cut, at most 1600 columns a table; `schema.table`.

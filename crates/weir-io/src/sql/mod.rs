@@ -1,7 +1,8 @@
 //! What the table sinks share (the SQLite sink, feature `sqlite`; the
 //! PostgreSQL sink, feature `postgres`): a [`Row`] of [`SqlValue`]s,
 //! the column types ([`SqlType`]), the write modes ([`SqlMode`]), and the
-//! checks of table and column names.
+//! checks of table and column names; and what the table sources share:
+//! what they read ([`Select`]) and the stream of their rows ([`Rows`]).
 //!
 //! Names are never interpolated as given: a table or column name must be a
 //! plain identifier (ASCII letters, digits and `_`, not starting with a
@@ -17,6 +18,7 @@
 //! ```
 
 mod dead_letter;
+pub(crate) mod source;
 pub(crate) mod writer;
 
 pub use dead_letter::{DeadLetterRows, DEAD_LETTER_COLUMNS};
@@ -27,6 +29,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{IoError, IoErrorKind};
+
+pub use self::source::{Rows, Select};
 
 /// How a table sink treats the rows already in its table (the SQLite
 /// sink's [`SqliteMode`](crate::sqlite::SqliteMode) and the PostgreSQL

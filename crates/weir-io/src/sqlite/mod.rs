@@ -1,5 +1,21 @@
 //! SQLite (bundled: nothing to install), behind the `sqlite` feature:
-//! [`SqliteSink`] writes [`Row`]s of [`SqlValue`]s into a table.
+//! [`SqliteSink`] writes [`Row`]s of [`SqlValue`]s into a table;
+//! [`SqliteSource`] reads a table (or a query) in key order, each row a
+//! JSON object, checkpointed by the last finalized key.
+//!
+//! # How the source reads
+//!
+//! - Keyset pagination: `SELECT * FROM t AS q WHERE q.key >= ? ORDER BY
+//!   q.key LIMIT n` (see [`sql::Select`](crate::sql::Select)), the last
+//!   key bound, never written into the SQL; table and key names must be
+//!   plain identifiers and are quoted, as the sink's.
+//! - On a database thread of its own (`weir-sqlite-source`), one page
+//!   ahead of the pipeline ([`page_size`](SqliteSourceConfig::page_size)
+//!   rows a page), on a read-only connection.
+//! - The key must be unique, never NULL, integers or text: a NULL key
+//!   fails the source before its first row, a repeated key when it is
+//!   met (rows would be skipped otherwise), as a last `Err` item of
+//!   [`Rows`].
 //!
 //! # How the sink writes
 //!
@@ -81,6 +97,7 @@
 //! ```
 
 mod sink;
+mod source;
 
 use std::path::Path;
 use std::time::Duration;
@@ -91,7 +108,8 @@ use crate::error::{IoError, IoErrorKind};
 use crate::sql::Dialect;
 
 pub use self::sink::{SqliteMode, SqliteSink, SqliteSinkConfig};
-pub use crate::sql::{Row, SqlType, SqlValue};
+pub use self::source::{SqliteSource, SqliteSourceConfig};
+pub use crate::sql::{Row, Rows, Select, SqlType, SqlValue};
 
 /// How long a connection waits for another one's lock before it fails
 /// with "database is locked".
