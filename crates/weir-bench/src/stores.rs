@@ -19,6 +19,7 @@
 //! | `weir-sqlite-upsert` | the same sink in mode `upsert` (key `id`): every row goes through `ON CONFLICT` (context, no target) |
 //! | `psql-copy` | `psql -c "\copy T from rows.csv with (format csv)"` into the local PostgreSQL server |
 //! | `weir-postgres` | `weir run CONFIG --quiet`: file source → `postgres` sink, mode `append` (binary `COPY`) into a table of the same schema |
+//! | `weir-postgres-chunk16k` | the same with `chunk_size = 16384` in `[pipeline]` (weir's default is 1024): the sink commits once per chunk, so 16 times fewer commits (context, no target) |
 //!
 //! PostgreSQL is `postgres://postgres@127.0.0.1:5432/test` (trust auth),
 //! or `$WEIR_BENCH_POSTGRES`; the tables live in a schema of their own,
@@ -57,6 +58,9 @@ const WEIR_CHECKPOINT: &str = "weir-sqlite-checkpoint";
 const WEIR_UPSERT: &str = "weir-sqlite-upsert";
 const PSQL: &str = "psql-copy";
 const WEIR_POSTGRES: &str = "weir-postgres";
+const WEIR_POSTGRES_CHUNKS: &str = "weir-postgres-chunk16k";
+/// `chunk_size` of `weir-postgres-chunk16k` (weir's default is 1024).
+const BIG_CHUNKS: usize = 16_384;
 
 /// A column of the table: its name, its type in weir's config, and how
 /// SQLite and PostgreSQL declare it.
@@ -283,7 +287,7 @@ impl Postgres {
         pg.sql("SELECT 1")
             .map_err(|e| format!("the server at {} does not answer: {e}", pg.url))?;
         let mut setup = format!("DROP SCHEMA IF EXISTS {0} CASCADE; CREATE SCHEMA {0};", pg.schema);
-        for t in [WEIR_POSTGRES, PSQL] {
+        for t in [WEIR_POSTGRES, WEIR_POSTGRES_CHUNKS, PSQL] {
             setup.push_str(&create_table(&pg.table(t), |c| c.postgres));
             setup.push(';');
         }
@@ -357,28 +361,69 @@ impl Drop for Postgres {
 
 /// The config `weir run` is given: the JSON-lines file into the sink
 /// whose settings (`type`, where, table, mode) are `sink`, with the
-/// columns read from the items' fields.
-fn weir_config(input: &Path, sink: &str) -> Result<String, String> {
+/// columns read from the items' fields; `chunk_size` in `[pipeline]` if
+/// given.
+fn weir_config(input: &Path, chunk_size: Option<usize>, sink: &str) -> Result<String, String> {
     let columns: String = COLUMNS
         .iter()
         .map(|c| format!("{} = {{ type = \"{}\" }}\n", c.name, c.weir))
         .collect();
+    let chunk = chunk_size.map_or_else(String::new, |n| format!("chunk_size = {n}\n"));
     Ok(format!(
-        "[pipeline]\nname = \"bench\"\n\n\
+        "[pipeline]\nname = \"bench\"\n{chunk}\n\
          [[source]]\ntype = \"file\"\npath = {}\nformat = \"jsonl\"\n\n\
          [sink]\n{sink}\n\n[sink.columns]\n{columns}",
         toml_string(input)?,
     ))
 }
 
-/// A weir run into SQLite: its config and database, and its checkpoint
-/// store if it keeps one.
+/// Where a weir run writes.
 #[derive(Debug)]
-struct SqliteJob {
+enum Store<'a> {
+    /// A SQLite database, and the checkpoint store if the run keeps one.
+    Sqlite {
+        db: PathBuf,
+        checkpoint: Option<PathBuf>,
+    },
+    /// The job's table on the server.
+    Postgres(&'a Postgres),
+}
+
+/// A weir run: its variant's name, its config and where it writes.
+#[derive(Debug)]
+struct WeirJob<'a> {
     name: &'static str,
     config: PathBuf,
-    db: PathBuf,
-    checkpoint: Option<PathBuf>,
+    store: Store<'a>,
+}
+
+impl WeirJob<'_> {
+    /// Empties the job's table (and removes its checkpoint store), runs
+    /// `weir`, and checks the table.
+    fn sample(&self, weir: &Path, want: Digest, shown: &mut bool) -> Result<Sample, String> {
+        let mut cmd = Command::new(weir);
+        cmd.arg("run")
+            .arg(&self.config)
+            .arg("--quiet")
+            .stdout(Stdio::piped());
+        match &self.store {
+            Store::Sqlite { db, checkpoint } => {
+                fresh_sqlite(db)?;
+                if let Some(state) = checkpoint {
+                    fresh_file(state)?;
+                    cmd.arg("--checkpoint").arg(state);
+                }
+            }
+            Store::Postgres(pg) => drop(pg.sql(&format!("TRUNCATE {}", pg.table(self.name)))?),
+        }
+        let what = format!("`weir run {} --quiet`", self.config.display());
+        let run = run_shown(SUITE, &what, &mut cmd, shown)?;
+        let got = match &self.store {
+            Store::Sqlite { db, .. } => sqlite_digest(db)?,
+            Store::Postgres(pg) => pg.digest(self.name)?,
+        };
+        checked(self.name, run, got, want)
+    }
 }
 
 pub(crate) fn run(opts: &Options, out: &mut Reporter) -> Result<(), String> {
@@ -407,6 +452,13 @@ pub(crate) fn run(opts: &Options, out: &mut Reporter) -> Result<(), String> {
     let (want, json_bytes) = write_inputs(&json, &csv, n)?;
 
     let mut jobs = Vec::new();
+    let mut add = |name: &'static str, chunk_size, sink: String, store| -> Result<(), String> {
+        let config = dir.join(&format!("{name}.toml"));
+        std::fs::write(&config, weir_config(&json, chunk_size, &sink)?)
+            .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
+        jobs.push(WeirJob { name, config, store });
+        Ok(())
+    };
     for (name, mode, checkpoint) in [
         (WEIR_SQLITE, "mode = \"append\"", false),
         (WEIR_CHECKPOINT, "mode = \"append\"", true),
@@ -417,26 +469,18 @@ pub(crate) fn run(opts: &Options, out: &mut Reporter) -> Result<(), String> {
             "type = \"sqlite\"\npath = {}\ntable = \"{TABLE}\"\n{mode}",
             toml_string(&db)?
         );
-        let config = dir.join(&format!("{name}.toml"));
-        std::fs::write(&config, weir_config(&json, &sink)?)
-            .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
         let checkpoint = checkpoint.then(|| dir.join(&format!("{name}-state.db")));
-        jobs.push(SqliteJob {
-            name,
-            config,
-            db,
-            checkpoint,
-        });
+        add(name, None, sink, Store::Sqlite { db, checkpoint })?;
     }
-    let pg_config = dir.join(&format!("{WEIR_POSTGRES}.toml"));
     if let Ok(pg) = postgres {
-        let sink = format!(
-            "type = \"postgres\"\nurl = {}\ntable = \"{}\"\nmode = \"append\"",
-            serde_json::to_string(&pg.url).map_err(|e| e.to_string())?,
-            pg.table(WEIR_POSTGRES)
-        );
-        std::fs::write(&pg_config, weir_config(&json, &sink)?)
-            .map_err(|e| format!("cannot write {}: {e}", pg_config.display()))?;
+        for (name, chunk_size) in [(WEIR_POSTGRES, None), (WEIR_POSTGRES_CHUNKS, Some(BIG_CHUNKS))] {
+            let sink = format!(
+                "type = \"postgres\"\nurl = {}\ntable = \"{}\"\nmode = \"append\"",
+                serde_json::to_string(&pg.url).map_err(|e| e.to_string())?,
+                pg.table(name)
+            );
+            add(name, chunk_size, sink, Store::Postgres(pg))?;
+        }
     }
 
     let mut variants = Vec::new();
@@ -455,24 +499,6 @@ pub(crate) fn run(opts: &Options, out: &mut Reporter) -> Result<(), String> {
             checked(IMPORT, run, sqlite_digest(&db)?, want)
         }));
     }
-    if let Some(weir) = &weir {
-        for job in &jobs {
-            let mut shown = false;
-            variants.push(Variant::new(job.name, move || {
-                fresh_sqlite(&job.db)?;
-                let mut cmd = Command::new(weir);
-                cmd.arg("run").arg(&job.config).arg("--quiet");
-                if let Some(state) = &job.checkpoint {
-                    fresh_file(state)?;
-                    cmd.arg("--checkpoint").arg(state);
-                }
-                cmd.stdout(Stdio::piped());
-                let what = format!("`weir run {} --quiet`", job.config.display());
-                let run = run_shown(SUITE, &what, &mut cmd, &mut shown)?;
-                checked(job.name, run, sqlite_digest(&job.db)?, want)
-            }));
-        }
-    }
     if let Ok(pg) = postgres {
         let mut shown = false;
         let dir = &dir;
@@ -488,16 +514,12 @@ pub(crate) fn run(opts: &Options, out: &mut Reporter) -> Result<(), String> {
             let run = run_shown(SUITE, "psql \\copy", &mut cmd, &mut shown)?;
             checked(PSQL, run, pg.digest(PSQL)?, want)
         }));
-        if let Some(weir) = &weir {
-            let (config, mut shown) = (&pg_config, false);
-            variants.push(Variant::new(WEIR_POSTGRES, move || {
-                pg.sql(&format!("TRUNCATE {}", pg.table(WEIR_POSTGRES)))?;
-                let mut cmd = Command::new(weir);
-                cmd.arg("run").arg(config).arg("--quiet").stdout(Stdio::piped());
-                let what = format!("`weir run {} --quiet`", config.display());
-                let run = run_shown(SUITE, &what, &mut cmd, &mut shown)?;
-                checked(WEIR_POSTGRES, run, pg.digest(WEIR_POSTGRES)?, want)
-            }));
+    }
+    // The weir rows after the baselines: the PostgreSQL ones last.
+    if let Some(weir) = &weir {
+        for job in &jobs {
+            let mut shown = false;
+            variants.push(Variant::new(job.name, move || job.sample(weir, want, &mut shown)));
         }
     }
     let s = interleave(SUITE, opts.rounds, true, &mut variants)?;
@@ -547,16 +569,24 @@ pub(crate) fn run(opts: &Options, out: &mut Reporter) -> Result<(), String> {
     if has(PSQL) {
         rows.push(row(PSQL));
     }
-    if has(WEIR_POSTGRES) {
-        let speedup = ratio(PSQL, WEIR_POSTGRES);
+    for name in [WEIR_POSTGRES, WEIR_POSTGRES_CHUNKS]
+        .into_iter()
+        .filter(|n| has(n))
+    {
+        let speedup = ratio(PSQL, name);
         rows.push(
-            row(WEIR_POSTGRES)
-                .against(PSQL, ratio(WEIR_POSTGRES, PSQL))
+            row(name)
+                .against(PSQL, ratio(name, PSQL))
                 .with("speedup_vs_psql", speedup),
         );
+        // The target is the default config's; the bigger chunks show what
+        // a commit per chunk costs (context).
+        let target = match name {
+            WEIR_POSTGRES => format!("target >= 0.9: {}", met(speedup >= 0.9)),
+            _ => format!("chunk_size = {BIG_CHUNKS}: context, no target"),
+        };
         verdicts.push(format!(
-            "{WEIR_POSTGRES} loads at {speedup:.2}x the rate of psql's \\copy (target >= 0.9: {})",
-            met(speedup >= 0.9)
+            "{name} loads at {speedup:.2}x the rate of psql's \\copy ({target})"
         ));
     }
     out.rows(&rows);
@@ -668,8 +698,14 @@ mod tests {
 
     #[test]
     fn the_weir_config_names_every_column_with_its_type() {
-        let cfg = weir_config(Path::new("/tmp/in \"x\".jsonl"), "type = \"sqlite\"").unwrap();
+        let cfg = weir_config(Path::new("/tmp/in \"x\".jsonl"), None, "type = \"sqlite\"").unwrap();
         assert!(cfg.contains(r#"path = "/tmp/in \"x\".jsonl""#), "{cfg}");
+        assert!(!cfg.contains("chunk_size"));
+        let chunked = weir_config(Path::new("in.jsonl"), Some(16), "type = \"postgres\"").unwrap();
+        assert!(
+            chunked.starts_with("[pipeline]\nname = \"bench\"\nchunk_size = 16\n\n[[source]]"),
+            "{chunked}"
+        );
         assert!(cfg.ends_with(
             "[sink.columns]\nid = { type = \"integer\" }\nts = { type = \"text\" }\naccount = { type = \"text\" }\n\
              amount = { type = \"real\" }\nstatus = { type = \"integer\" }\nnote = { type = \"text\" }\n"
