@@ -24,9 +24,8 @@
 //! ratios paired by round: `jq` and the `weir-run` rows against
 //! `serde-typed`, with `speedup_vs_jq` (jq's time ÷ the row's) as an extra.
 //!
-//! Each child's peak RSS is its `VmHWM`, polled from `/proc/<pid>/status`
-//! while it runs (a high-water mark, so polling misses only growth in the
-//! last poll interval before the child exits).
+//! Each child's peak RSS is its `VmHWM`, polled while it runs (see
+//! [`child`](crate::child)).
 //!
 //! The generator counts the lines it writes that the predicate keeps; every
 //! variant's output must have that many lines (four times as many at 4N)
@@ -38,14 +37,14 @@ use std::collections::hash_map::DefaultHasher;
 use std::fs::File;
 use std::hash::{Hash, Hasher};
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::report::{interleave, Reporter, Row, Sample, Variant};
+use crate::child::{on_path, run_shown, toml_string, version, weir_binary, TempDir, POLL};
+use crate::report::{interleave, met, Reporter, Row, Sample, Variant};
+use crate::rng::Rng;
 use crate::Options;
 
 const SUITE: &str = "cli";
@@ -57,8 +56,6 @@ const MAP_JQ: &str = "{ts, level, status, path: .http.path, ms: .latency_ms}";
 const PARALLEL: usize = 2;
 /// How many copies of the input the large RSS run reads.
 const SCALE: u64 = 4;
-/// How often a child's `VmHWM` is read.
-const POLL: Duration = Duration::from_millis(5);
 
 /// Variant names.
 const SERDE: &str = "serde-typed";
@@ -73,32 +70,6 @@ fn items(quick: bool) -> u64 {
         20_000
     } else {
         1_000_000
-    }
-}
-
-/// A seeded xorshift64* generator.
-#[derive(Debug)]
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.max(1))
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// A number below `n`.
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
-        from[self.below(from.len() as u64) as usize]
     }
 }
 
@@ -315,38 +286,6 @@ fn digest(path: &Path) -> Result<(u64, u64), String> {
     Ok((lines, sum))
 }
 
-/// A directory removed with everything in it when dropped.
-#[derive(Debug)]
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Result<TempDir, String> {
-        let dir = std::env::temp_dir().join(format!("weir-bench-cli-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        Ok(TempDir(dir))
-    }
-
-    fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.0) {
-            eprintln!("{SUITE}: cannot remove {}: {e}", self.0.display());
-        }
-    }
-}
-
-/// `path` as a TOML basic string (a JSON string is one).
-fn toml_string(path: &Path) -> Result<String, String> {
-    let s = path
-        .to_str()
-        .ok_or_else(|| format!("not a UTF-8 path: {}", path.display()))?;
-    serde_json::to_string(s).map_err(|e| e.to_string())
-}
-
 /// The pipeline config `weir run` is given; `concurrency` goes on both
 /// stages when given.
 fn weir_config(input: &Path, output: &Path, concurrency: Option<usize>) -> Result<String, String> {
@@ -362,114 +301,11 @@ fn weir_config(input: &Path, output: &Path, concurrency: Option<usize>) -> Resul
     ))
 }
 
-/// A finished child process.
-#[derive(Debug, Clone, Copy)]
-struct ChildRun {
-    seconds: f64,
-    /// The highest `VmHWM` seen; `None` if the child ended before a read.
-    peak_rss_kb: Option<u64>,
-}
-
-/// What a successful child wrote to stderr (`weir run --quiet` writes its
-/// final report there).
-#[derive(Debug, Clone)]
-struct Finished {
-    run: ChildRun,
-    stderr: String,
-}
-
-/// `VmHWM` of a running process, in kB.
-fn vm_hwm_kb(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-/// Runs `cmd` (its stdout already set) to the end, timing it and polling
-/// its peak RSS. A failure's error holds the child's stderr and stdout
-/// verbatim.
-fn run_child(what: &str, cmd: &mut Command) -> Result<Finished, String> {
-    let start = Instant::now();
-    let child = cmd
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start {what}: {e}"))?;
-    let pid = child.id();
-    let done = AtomicBool::new(false);
-    let (output, seconds, peak) = std::thread::scope(|s| {
-        let poller = s.spawn(|| {
-            let mut peak = None;
-            while !done.load(Ordering::Relaxed) {
-                if let Some(kb) = vm_hwm_kb(pid) {
-                    peak = Some(peak.map_or(kb, |p: u64| p.max(kb)));
-                }
-                std::thread::sleep(POLL);
-            }
-            peak
-        });
-        let output = child.wait_with_output();
-        let seconds = start.elapsed().as_secs_f64();
-        done.store(true, Ordering::Relaxed);
-        (output, seconds, poller.join().unwrap_or(None))
-    });
-    let output = output.map_err(|e| format!("cannot wait for {what}: {e}"))?;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    if !output.status.success() {
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        return Err(format!(
-            "{what} failed ({})\n--- its stderr ---\n{}--- its stdout ---\n{}--- end ---",
-            output.status, stderr, stdout
-        ));
-    }
-    Ok(Finished {
-        run: ChildRun {
-            seconds,
-            peak_rss_kb: peak,
-        },
-        stderr: stderr.into_owned(),
-    })
-}
-
-/// The first `name` on `PATH` that is a file.
-fn on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
-
-/// The `weir` binary next to this executable.
-fn weir_binary() -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
-    let weir = exe
-        .parent()
-        .map(|dir| dir.join(format!("weir{}", std::env::consts::EXE_SUFFIX)))
-        .ok_or("this executable has no parent directory")?;
-    if weir.is_file() {
-        Ok(weir)
-    } else {
-        Err(format!(
-            "{} not found: build it first with `cargo build --release -p weir-cli`",
-            weir.display()
-        ))
-    }
-}
-
 /// A child variant's sample: its time and peak RSS, and its output's line
 /// count as the checksum (counted untimed). What the child writes to stderr
 /// is shown the first time only (`shown` remembers).
 fn child_sample(what: &str, cmd: &mut Command, output: &Path, shown: &mut bool) -> Result<Sample, String> {
-    let Finished { run, stderr } = run_child(what, cmd)?;
-    if !*shown && !stderr.trim().is_empty() {
-        *shown = true;
-        eprintln!(
-            "{SUITE}: {what} wrote to stderr (shown once):\n{}",
-            stderr.trim_end()
-        );
-    }
+    let run = run_shown(SUITE, what, cmd, shown)?;
     Ok(Sample {
         seconds: run.seconds,
         check: count_lines(output)?,
@@ -498,20 +334,9 @@ pub(crate) fn run(opts: &Options, out: &mut Reporter) -> Result<(), String> {
     if jq.is_none() {
         eprintln!("{SUITE}: `jq` is not on PATH: the jq row is skipped");
     }
-    // CI builds the binary first: there, a missing one is a failure, not a
-    // row to skip.
-    let weir = match weir_binary() {
-        Ok(path) => Some(path),
-        Err(e) if std::env::var_os("CI").is_some_and(|v| v == "true") => {
-            return Err(format!("{e} (CI=true: the weir rows cannot be skipped)"));
-        }
-        Err(e) => {
-            eprintln!("{SUITE}: {e}; the weir rows are skipped");
-            None
-        }
-    };
+    let weir = weir_binary(SUITE)?;
 
-    let dir = TempDir::new()?;
+    let dir = TempDir::new(SUITE)?;
     let input = dir.join("in.jsonl");
     let input_big = dir.join("in-4x.jsonl");
     eprintln!("{SUITE}: writing {n} lines to {}", input.display());
@@ -667,34 +492,12 @@ pub(crate) fn run(opts: &Options, out: &mut Reporter) -> Result<(), String> {
     Ok(())
 }
 
-/// What `program --version` prints, or why it printed nothing.
-fn version(program: &Path) -> String {
-    match Command::new(program).arg("--version").output() {
-        Ok(o) => String::from_utf8_lossy(&o.stdout).trim().to_owned(),
-        Err(e) => format!("of unknown version ({e})"),
-    }
-}
-
-fn met(ok: bool) -> &'static str {
-    if ok {
-        "met"
-    } else {
-        "MISSED"
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn temp() -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "weir-bench-cli-test-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
+        TempDir::new(&format!("cli-test-{:?}", std::thread::current().id())).unwrap()
     }
 
     #[test]
@@ -792,26 +595,5 @@ mod tests {
         assert!(!weir_config(Path::new("i"), Path::new("o"), None)
             .unwrap()
             .contains("concurrency"));
-    }
-
-    #[test]
-    fn a_failing_child_reports_its_output_verbatim() {
-        let mut cmd = Command::new("sh");
-        cmd.args(["-c", "echo to-out; echo 'boom: bad config' >&2; exit 3"])
-            .stdout(Stdio::piped());
-        let e = run_child("sh", &mut cmd).unwrap_err();
-        assert!(
-            e.contains("boom: bad config") && e.contains("to-out") && e.contains('3'),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn a_child_s_peak_rss_is_polled() {
-        let mut cmd = Command::new("sh");
-        cmd.args(["-c", "sleep 0.1"]).stdout(Stdio::null());
-        let run = run_child("sh", &mut cmd).unwrap().run;
-        assert!(run.peak_rss_kb.is_some_and(|kb| kb > 0), "{run:?}");
-        assert!(run.seconds >= 0.1);
     }
 }

@@ -16,13 +16,17 @@
 //! against hand-written equivalents), `keyed` (per-key ordering against
 //! hand-rolled tokio sharding and a plain concurrent stage), `retry` (items that fail once and are
 //! retried, against no failures), `latency` (end-to-end latency percentiles
-//! at half the maximum throughput, against hand-rolled tokio channels) and
+//! at half the maximum throughput, against hand-rolled tokio channels),
 //! `json` (JSON lines parsed, filtered, mapped and serialised, against a
-//! `serde_json` loop) and `cli` (the `weir` binary on a JSON-lines file,
+//! `serde_json` loop), `cli` (the `weir` binary on a JSON-lines file,
 //! against a typed `serde_json` loop and `jq`, and its peak RSS at 4× the
-//! input; needs `cargo build --release -p weir-cli` first).
+//! input; needs `cargo build --release -p weir-cli` first) and `stores`
+//! (the `weir` binary writing rows into SQLite and PostgreSQL, against
+//! `sqlite3`'s `.import` and `psql`'s `\copy`, and with checkpoints on
+//! against off).
 
 mod chain;
+mod child;
 mod cli;
 mod io;
 mod json;
@@ -32,7 +36,9 @@ mod memory;
 mod observe;
 mod report;
 mod retry;
+mod rng;
 mod stages;
+mod stores;
 
 use std::process::ExitCode;
 
@@ -43,8 +49,11 @@ usage: weir-bench [--suite NAME]... [--quick] [--json] [--rounds N]
 
   --suite NAME   run only this suite (repeatable): chain, io, memory, observe,
                  stages, keyed, retry, latency, json, cli (which runs the
-                 `weir` binary built next to this one, and jq if on PATH).
-                 By default, all of them.
+                 `weir` binary built next to this one, and jq if on PATH),
+                 stores (the `weir` binary into SQLite and PostgreSQL, against
+                 sqlite3's .import and psql's \\copy if on PATH; the server
+                 at 127.0.0.1:5432 or $WEIR_BENCH_POSTGRES; tools installed by
+                 scripts/install-bench-tools). By default, all of them.
   --quick        tiny sizes: the whole run takes a few seconds (used by CI)
   --json         one JSON object per line instead of the table
   --rounds N     rounds per suite; each reported number is a median over them.
@@ -54,8 +63,8 @@ usage: weir-bench [--suite NAME]... [--quick] [--json] [--rounds N]
 Build with --release: `cargo run --release -p weir-bench -- --quick`.";
 
 /// The suites, in the order they run.
-const SUITES: [&str; 10] = [
-    "chain", "io", "memory", "observe", "stages", "keyed", "retry", "latency", "json", "cli",
+const SUITES: [&str; 11] = [
+    "chain", "io", "memory", "observe", "stages", "keyed", "retry", "latency", "json", "cli", "stores",
 ];
 
 /// What the command line asked for.
@@ -172,6 +181,7 @@ fn main() -> ExitCode {
             "latency" => latency::run(&opts, &mut out),
             "json" => json::run(&opts, &mut out),
             "cli" => cli::run(&opts, &mut out),
+            "stores" => stores::run(&opts, &mut out),
             _ => unreachable!("Options::parse accepts only known suites"),
         };
         if let Err(e) = result {

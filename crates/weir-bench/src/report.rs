@@ -368,6 +368,15 @@ impl Reporter {
     }
 }
 
+/// A verdict against a target: `met` or `MISSED`.
+pub(crate) fn met(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "MISSED"
+    }
+}
+
 /// `x` with an SI suffix: 812.3M.
 fn si(x: f64) -> String {
     let (v, unit) = if x >= 1e9 {
