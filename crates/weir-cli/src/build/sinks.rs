@@ -101,6 +101,14 @@ impl Sink<Record> for AnySink {
             AnySink::Collect(_) => Ok(()),
         }
     }
+
+    fn flush_after(&self) -> usize {
+        match self {
+            AnySink::Sqlite(s) => Sink::<Row>::flush_after(&s.sink),
+            AnySink::Postgres(s) => Sink::<Row>::flush_after(&s.sink),
+            AnySink::File(_) | AnySink::Stdout(_) | AnySink::Collect(_) => 0,
+        }
+    }
 }
 
 impl Sink<Out> for AnySink {
@@ -129,6 +137,10 @@ impl Sink<Out> for AnySink {
 
     async fn close(&mut self) -> Result<(), BoxError> {
         Sink::<Record>::close(self).await
+    }
+
+    fn flush_after(&self) -> usize {
+        Sink::<Record>::flush_after(self)
     }
 }
 

@@ -113,7 +113,7 @@ use tokio_postgres::{Client, Config, NoTls};
 use crate::error::{IoError, IoErrorKind};
 use crate::sql::Dialect;
 
-pub use self::sink::{PostgresMode, PostgresSink, PostgresSinkConfig};
+pub use self::sink::{PostgresMode, PostgresSink, PostgresSinkConfig, COMMIT_ROWS};
 pub use self::source::{PostgresSource, PostgresSourceConfig};
 pub use crate::sql::{Row, Rows, Select, SqlType, SqlValue};
 

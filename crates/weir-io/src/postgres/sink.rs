@@ -382,8 +382,22 @@ impl PostgresSink {
     }
 }
 
+/// Rows a [`PostgresSink`] takes before a commit while more input waits
+/// (its [`flush_after`](weir::Sink::flush_after)): each commit waits for
+/// the server's disk, so a commit per chunk of 1024 rows cost a bulk load
+/// half its time (measured by the `stores` benchmark with larger chunks;
+/// docs/BENCHMARKS.md).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(weir_io::postgres::COMMIT_ROWS, 16_384);
+/// ```
+pub const COMMIT_ROWS: usize = 16 * 1024;
+
 /// Each value is checked against its column: a row that does not fit
-/// fails alone. Rows are committed at the flush.
+/// fails alone. Rows are committed at the flush; under load, at most every
+/// [`COMMIT_ROWS`] rows.
 impl weir::Sink<Row> for PostgresSink {
     type Error = IoError;
 
@@ -398,6 +412,10 @@ impl weir::Sink<Row> for PostgresSink {
 
     async fn close(&mut self) -> Result<(), IoError> {
         self.writer.close().await
+    }
+
+    fn flush_after(&self) -> usize {
+        COMMIT_ROWS
     }
 }
 

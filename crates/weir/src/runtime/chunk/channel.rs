@@ -314,8 +314,7 @@ impl<T> Receiver<T> {
         self.inner.data.notify_one();
     }
 
-    /// Items queued now.
-    #[cfg(test)]
+    /// Items queued now (takes the channel's lock).
     pub(crate) fn len(&self) -> usize {
         self.inner.lock().items
     }
