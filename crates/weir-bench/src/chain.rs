@@ -14,6 +14,7 @@
 //! | `weir-fused` | `Pipeline::from_iter(0..n).map().filter().map().fold()`: one fused loop |
 //! | `weir-tasks` | the fused chain with a [`boundary`](weir::Pipeline::boundary) after each stage, so each runs in a task of its own |
 //! | `weir-then` | each stage a `then` with a ready future, so each runs in a task of its own and is polled as a future (the `weir-tasks` row before 2026-12-02) |
+//! | `…-opaque` | `hand-loop`, `weir-fused` and `weir-tasks` (both runtimes) with every stage calling [`opaque`] first, a function the compiler can neither inline nor prove panic-free, as a real stage's parser, hash or lookup |
 //!
 //! The hand-rolled channel pipelines fuse the source with the first map, so
 //! they cross three channels, as `weir-tasks` does (source + `map` →
@@ -34,6 +35,8 @@ use crate::report::{interleave, Reporter, Row, Sample, Samples, Variant};
 use crate::Options;
 
 const SUITE: &str = "chain";
+/// The opaque rows' baseline.
+const OPAQUE_HAND: &str = "hand-loop-opaque";
 
 /// Items per run.
 fn items(quick: bool) -> u64 {
@@ -80,6 +83,30 @@ pub(crate) fn add(acc: u64, x: u64) -> u64 {
     acc.wrapping_add(x)
 }
 
+/// Rounds of [`opaque`] per call: none, so the opaque rows measure the
+/// calls themselves and what the machinery does around them.
+const OPAQUE_ROUNDS: u32 = 0;
+
+/// The opaque rows' targets, from issue 18: fused within 10% of the hand
+/// loop, tasks within 5×, as for the inlined chain.
+const OPAQUE_FUSED_TARGET: f64 = 1.1;
+const OPAQUE_TASKS_TARGET: f64 = 5.0;
+
+/// What every stage of the `…-opaque` rows calls before its own function:
+/// `rounds` rounds of a mix (none at run time: [`OPAQUE_ROUNDS`] through
+/// `black_box`). Never inlined, and it may panic (its assertion), as most
+/// real stage functions may: so the compiler has to assume every call can
+/// unwind, and a stage's panic guard has to be ready for it.
+#[inline(never)]
+pub(crate) fn opaque(x: u64, rounds: u32) -> u64 {
+    assert!(rounds < 1 << 20, "opaque: {rounds} rounds is too many");
+    let mut x = x;
+    for _ in 0..rounds {
+        x = x.rotate_left(23).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    x
+}
+
 /// `hand-loop`. Never inlined, so the memory suite's child and this suite
 /// time the same machine code.
 #[inline(never)]
@@ -89,6 +116,20 @@ pub(crate) fn hand_loop(n: u64) -> u64 {
         let y = triple(x);
         if keep(&y) {
             acc = add(acc, inc(y));
+        }
+    }
+    black_box(acc)
+}
+
+/// `hand-loop-opaque`: `hand-loop` with [`opaque`] called before each
+/// stage's function, as every `…-opaque` variant does.
+#[inline(never)]
+fn hand_loop_opaque(n: u64, rounds: u32) -> u64 {
+    let mut acc = 0u64;
+    for x in 0..black_box(n) {
+        let y = triple(opaque(x, rounds));
+        if keep(&opaque(y, rounds)) {
+            acc = add(acc, inc(opaque(y, rounds)));
         }
     }
     black_box(acc)
@@ -239,6 +280,29 @@ pub(crate) async fn weir_tasks(n: u64) -> Result<u64, weir::Error> {
         .await
 }
 
+/// `weir-fused-opaque`: `weir-fused` with [`opaque`] in every stage.
+async fn weir_fused_opaque(n: u64, rounds: u32) -> Result<u64, weir::Error> {
+    Pipeline::from_iter(0..n)
+        .map(move |x| triple(opaque(x, rounds)))
+        .filter(move |x| keep(&opaque(*x, rounds)))
+        .map(move |x| inc(opaque(x, rounds)))
+        .fold(0u64, add)
+        .await
+}
+
+/// `weir-tasks-opaque`: `weir-tasks` with [`opaque`] in every stage.
+async fn weir_tasks_opaque(n: u64, rounds: u32) -> Result<u64, weir::Error> {
+    Pipeline::from_iter(0..n)
+        .map(move |x| triple(opaque(x, rounds)))
+        .boundary()
+        .filter(move |x| keep(&opaque(*x, rounds)))
+        .boundary()
+        .map(move |x| inc(opaque(x, rounds)))
+        .boundary()
+        .fold(0u64, add)
+        .await
+}
+
 /// Runs `fut` as a spawned task of `rt` and waits for it (baselines run on
 /// the runtime's workers, as weir's stage tasks do).
 fn spawned<F>(rt: &Runtime, fut: F) -> u64
@@ -254,6 +318,7 @@ pub(crate) fn run(opts: &Options, out: &mut Reporter) -> Result<(), String> {
     let multi = crate::multi_thread();
     let single = crate::current_thread();
     let bn = || black_box(n);
+    let rounds = || black_box(OPAQUE_ROUNDS);
     let mut variants = vec![
         Variant::new("hand-loop", || Ok(Sample::time(|| hand_loop(bn())))),
         Variant::new("iter-chain", || Ok(Sample::time(|| iter_chain(bn())))),
@@ -287,25 +352,57 @@ pub(crate) fn run(opts: &Options, out: &mut Reporter) -> Result<(), String> {
         Variant::new("weir-then-1thread", || {
             Sample::try_time(|| single.block_on(weir_then(bn())))
         }),
+        Variant::new("hand-loop-opaque", || {
+            Ok(Sample::time(|| hand_loop_opaque(bn(), rounds())))
+        }),
+        Variant::new("weir-fused-opaque", || {
+            Sample::try_time(|| multi.block_on(weir_fused_opaque(bn(), rounds())))
+        }),
+        Variant::new("weir-tasks-opaque", || {
+            Sample::try_time(|| multi.block_on(weir_tasks_opaque(bn(), rounds())))
+        }),
+        Variant::new("weir-tasks-opaque-1thread", || {
+            Sample::try_time(|| single.block_on(weir_tasks_opaque(bn(), rounds())))
+        }),
     ];
     let s = interleave(SUITE, opts.rounds, true, &mut variants)?;
     drop(variants);
 
     let expected = hand_loop(n);
     let expected_item = hand_loop(n_item);
+    let expected_opaque = hand_loop_opaque(n, OPAQUE_ROUNDS);
     for name in s.names() {
         let want = if *name == "tokio-mpsc-item" {
             expected_item
+        } else if name.contains("-opaque") {
+            expected_opaque
         } else {
             expected
         };
         s.expect_check(name, want)?;
     }
-    out.rows(&rows(&s, n, n_item));
+    let rows = rows(&s, n, n_item);
+    out.rows(&rows);
     out.note(&format!(
-        "chain: ratio = ns/item ÷ hand-loop's ns/item (paired by round); tokio-mpsc-item ran {n_item} items; \
-         weir-tasks speedup_vs_tokio_mpsc_item = tokio-mpsc-item ns/item ÷ weir-tasks ns/item (>1: weir faster)"
+        "chain: ratio = ns/item ÷ hand-loop's ns/item (paired by round), for the -opaque rows ÷ \
+         hand-loop-opaque's; tokio-mpsc-item ran {n_item} items; weir-tasks speedup_vs_tokio_mpsc_item = \
+         tokio-mpsc-item ns/item ÷ weir-tasks ns/item (>1: weir faster)"
     ));
+    for (name, target) in [
+        ("weir-fused-opaque", OPAQUE_FUSED_TARGET),
+        ("weir-tasks-opaque", OPAQUE_TASKS_TARGET),
+        ("weir-tasks-opaque-1thread", OPAQUE_TASKS_TARGET),
+    ] {
+        let ratio = rows
+            .iter()
+            .find(|r| r.variant == name)
+            .and_then(|r| r.ratio)
+            .unwrap_or(f64::NAN);
+        let verdict = if ratio <= target { "held" } else { "missed" };
+        out.note(&format!(
+            "chain: target {name} ≤ {target}× hand-loop-opaque {verdict}: {ratio:.2}×"
+        ));
+    }
     Ok(())
 }
 
@@ -353,6 +450,11 @@ fn rows(s: &Samples, n: u64, n_item: u64) -> Vec<Row> {
                 "vs_weir_tasks_1thread",
                 ratio("weir-then-1thread", "weir-tasks-1thread"),
             ),
+        row(OPAQUE_HAND).with("vs_hand_loop", ratio(OPAQUE_HAND, hand)),
+        row("weir-fused-opaque").against(OPAQUE_HAND, ratio("weir-fused-opaque", OPAQUE_HAND)),
+        row("weir-tasks-opaque").against(OPAQUE_HAND, ratio("weir-tasks-opaque", OPAQUE_HAND)),
+        row("weir-tasks-opaque-1thread")
+            .against(OPAQUE_HAND, ratio("weir-tasks-opaque-1thread", OPAQUE_HAND)),
     ]
 }
 
@@ -372,5 +474,11 @@ mod tests {
         assert_eq!(rt.block_on(weir_fused(n)).unwrap(), want);
         assert_eq!(rt.block_on(weir_tasks(n)).unwrap(), want);
         assert_eq!(rt.block_on(weir_then(n)).unwrap(), want);
+        for rounds in [0, 3] {
+            let want = hand_loop_opaque(n, rounds);
+            assert_eq!(rt.block_on(weir_fused_opaque(n, rounds)).unwrap(), want);
+            assert_eq!(rt.block_on(weir_tasks_opaque(n, rounds)).unwrap(), want);
+        }
+        assert_eq!(hand_loop_opaque(n, 0), want);
     }
 }

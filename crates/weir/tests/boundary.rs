@@ -257,6 +257,35 @@ async fn a_panic_between_boundaries_fails_that_acknowledged_item_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_into_a_map_before_a_filter_fails_that_acknowledged_item_once() {
+    // A map whose next step takes items one at a time (a filter) takes a
+    // run one item at a time, each under its own panic guard, not as one
+    // guarded run: the panicking item's token must still reach the stage
+    // (Failed, not Aborted), the rest go on in order, each finalized once.
+    let ledger = Ledger::default();
+    let out = small_skipping()
+        .from_acked(ledger.source(1_000))
+        .boundary()
+        .map(|x| if x % 100 == 42 { panic!("no {x}") } else { x })
+        .name("picky")
+        .filter(|x| x % 2 == 0)
+        .collect()
+        .await
+        .unwrap();
+    let want: Vec<u64> = (0..1_000u64).filter(|x| x % 100 != 42 && x % 2 == 0).collect();
+    assert_eq!(out, want);
+    assert_eq!(ledger.pulled(), 1_000);
+    for (id, got) in ledger.assert_exactly_once() {
+        let want = match id {
+            _ if id % 100 == 42 => Status::Failed,
+            _ if id % 2 == 1 => Status::Dropped,
+            _ => Status::Delivered,
+        };
+        assert_eq!(got, want, "item {id}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_map_before_a_fold_and_a_channel_fails_only_its_items() {
     // Plain tokens, rebuilt as visibly plain before the fold: the runs end
     // in a channel (the second segment) and in the fold (the last).

@@ -38,7 +38,7 @@ pub(crate) use concurrent::{current_waker, run_concurrent, seq_of, Slot, Work};
 pub(crate) use consume::{Collect, Discard, Fold};
 pub(crate) use failure::route;
 pub(crate) use item_events::ItemEvents;
-pub(crate) use panic::{guard, run_held, Held};
+pub(crate) use panic::{guard, held, run_held};
 pub(crate) use push::forward_flush;
 pub(crate) use spec::{RecoverSpec, RetrySpec, StageSpec};
 

@@ -5,47 +5,41 @@ use crate::ack::Token;
 pub(crate) use crate::error::guard;
 use crate::error::Error;
 
-/// An item's token, held while a stage's closure runs on the item inside
-/// [`Push::push_run`]. If the closure panics, unwinding drops the holder,
-/// which hands the token to `slot` (instead of the token's own drop
-/// reporting [`Status::Aborted`]), so the stage can fail that one item as
-/// [`guard`] would have and go on with the rest.
-pub(crate) struct Held<'a> {
-    token: Option<Token>,
-    slot: &'a mut Option<Token>,
-}
-
-impl<'a> Held<'a> {
-    #[inline(always)]
-    pub(crate) fn new(token: Token, slot: &'a mut Option<Token>) -> Held<'a> {
-        Held {
-            token: Some(token),
-            slot,
-        }
-    }
-
-    /// The closure returned: the token goes on with its output.
-    #[inline(always)]
-    pub(crate) fn release(mut self) -> Token {
-        match self.token.take() {
-            Some(token) => token,
-            None => unreachable!("a held token is released once"),
-        }
+/// Runs a stage's closure `f` on an item inside [`Push::push_run`], the
+/// item's token beside it: `(f(), token)` when `f` returns. If `f`
+/// panics, the token goes to `slot` and the panic unwinds on to the
+/// stage's [`run_held`], which fails that one item (instead of the token's
+/// own drop reporting [`Status::Aborted`]) and goes on with the rest.
+///
+/// The panic is caught right here and raised again, so the token stays a
+/// plain value on the way through: a guard whose drop hands it over on
+/// unwinding kept it in a stack slot, written before and tested after
+/// every call of a closure the compiler cannot see through (the `chain`
+/// suite's opaque rows, docs/BENCHMARKS.md).
+///
+/// [`Status::Aborted`]: crate::ack::Status::Aborted
+#[inline(always)]
+pub(crate) fn held<R>(token: Token, slot: &mut Option<Token>, f: impl FnOnce() -> R) -> (R, Token) {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(out) => (out, token),
+        Err(payload) => hand_over(token, slot, payload),
     }
 }
 
-impl Drop for Held<'_> {
-    #[inline(always)]
-    fn drop(&mut self) {
-        if let Some(token) = self.token.take() {
-            *self.slot = Some(token);
-        }
-    }
+/// [`held`]'s panic: the token to the stage, the panic on its way (its
+/// hook already ran; `resume_unwind` does not run it again).
+#[cold]
+#[inline(never)]
+fn hand_over(token: Token, slot: &mut Option<Token>, payload: Box<dyn std::any::Any + Send>) -> ! {
+    let earlier = slot.replace(token);
+    debug_assert!(earlier.is_none(), "a stage's slot holds one token at a time");
+    drop(earlier);
+    std::panic::resume_unwind(payload)
 }
 
 /// Runs `push` (a [`Push::push_run`] of the items left after a stage's
 /// closure) until it returns without a panic. A panic of the closure left
-/// its item's token in the slot `push` is given ([`Held`]): `failed` is
+/// its item's token in the slot `push` is given ([`held`]): `failed` is
 /// called with it and the push goes on with the next item. A panic with no
 /// token in the slot is not the closure's and unwinds on.
 #[inline(always)]

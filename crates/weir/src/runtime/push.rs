@@ -110,6 +110,21 @@ pub trait Push<T>: Send + 'static {
     fn push_run<I: Iterator<Item = (T, Token)>>(&mut self, items: I, cx: &mut TaskCx) {
         items.for_each(|(item, token)| self.push(item, token, cx));
     }
+    /// Whether the step does more with a run ([`push_run`](Self::push_run))
+    /// than with its items one at a time: a channel output (one `extend`),
+    /// and a `map` before one. A `map` before a step that takes items one
+    /// at a time pushes them so too, each under its own panic guard, which
+    /// costs nothing until a panic; under a run's one guard
+    /// ([`run_held`](super::run_held)) every piece of the fused chain's
+    /// state that the rest of the run reads after a panic (the source's
+    /// position, a fold's accumulator, the counters) is stored around every
+    /// call the compiler cannot see through (the `chain` suite's opaque
+    /// rows, docs/BENCHMARKS.md). Only a hint for code generation: `false`
+    /// is always correct.
+    #[inline(always)]
+    fn takes_runs(&self) -> bool {
+        false
+    }
     /// Whether the step finishes or drops tokens itself (a filter's
     /// dropped items, a terminal's delivered ones), or only passes them on
     /// (a `map` into a channel). A forwarder rebuilds tokens as visibly

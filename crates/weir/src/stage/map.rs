@@ -1,6 +1,6 @@
 use std::fmt;
 
-use super::{forward_flush, guard, run_held, Held, Plan, Push, SyncRecover, TaskCx, Wiring};
+use super::{forward_flush, guard, held, run_held, Plan, Push, SyncRecover, TaskCx, Wiring};
 use crate::ack::Token;
 use crate::error::{BoxError, Error, ErrorKind};
 use crate::metrics::Counters;
@@ -122,20 +122,20 @@ where
         }
     }
 
-    /// The items as one iterator, mapped inside it: one loop from the
-    /// source or channel through `f` into the output (see
-    /// [`Push::push_run`]).
+    /// Into a step that takes runs ([`Push::takes_runs`]), the items as
+    /// one iterator, mapped inside it: one loop from the source or channel
+    /// through `f` into the output (see [`Push::push_run`]). Into any
+    /// other, one at a time, each under its own panic guard.
     #[inline(always)]
     fn push_run<I: Iterator<Item = (T, Token)>>(&mut self, mut items: I, cx: &mut TaskCx) {
+        if !self.down.takes_runs() {
+            return items.for_each(|(item, token)| self.push(item, token, cx));
+        }
         run_held(
             (self, &mut items, cx),
             |(this, items, cx), slot| {
                 let f = &mut this.f;
-                let mapped = items.by_ref().map(|(item, token)| {
-                    let held = Held::new(token, slot);
-                    let out = f(item);
-                    (out, held.release())
-                });
+                let mapped = items.by_ref().map(|(item, token)| held(token, slot, || f(item)));
                 this.down.push_run(mapped, cx);
             },
             |(this, _, cx), token, e| {
@@ -143,6 +143,11 @@ where
                 cx.fail(this.c.stage(), token, e);
             },
         );
+    }
+
+    #[inline(always)]
+    fn takes_runs(&self) -> bool {
+        self.down.takes_runs()
     }
 
     #[inline(always)]

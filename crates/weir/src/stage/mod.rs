@@ -94,7 +94,7 @@ pub use crate::source::{
     AckedSource, BoxSourceStream, IntakeSource, IterSource, Merge, StreamSource, Streamed,
 };
 
-pub(crate) use crate::runtime::{forward_flush, guard, run_held, Held};
+pub(crate) use crate::runtime::{forward_flush, guard, held, run_held};
 pub use crate::runtime::{NoIntake, Plan};
 // The runtime's core interface, which `Plan::attach` names: public in the
 // private `runtime` module and re-exported nowhere public, so no other

@@ -47,6 +47,12 @@ impl<T: Send + 'static> Push<T> for ChannelOut<T> {
         self.buf.extend(items);
     }
 
+    /// One `extend` for the run.
+    #[inline(always)]
+    fn takes_runs(&self) -> bool {
+        true
+    }
+
     /// It only moves them into the channel.
     #[inline(always)]
     fn finishes_tokens(&self) -> bool {
