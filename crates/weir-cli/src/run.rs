@@ -48,8 +48,7 @@ async fn run_async(args: RunArgs, config: Config, registry: &Registry<Record>) -
         .unwrap_or(Duration::from_secs(30));
     if let Some(events) = &args.events {
         let same = |p: &PathBuf| {
-            p == events
-                || (p.canonicalize().ok().is_some() && p.canonicalize().ok() == events.canonicalize().ok())
+            p == events || matches!((p.canonicalize(), events.canonicalize()), (Ok(a), Ok(b)) if a == b)
         };
         if args.resume_from_events.iter().any(same) {
             eprintln!(
