@@ -37,6 +37,7 @@ mod observe;
 mod report;
 mod retry;
 mod rng;
+mod scaling;
 mod stages;
 mod stores;
 
@@ -47,7 +48,7 @@ use report::Reporter;
 const USAGE: &str = "\
 usage: weir-bench [--suite NAME]... [--quick] [--json] [--rounds N]
 
-  --suite NAME   run only this suite (repeatable): chain, io, memory, observe,
+  --suite NAME   run only this suite (repeatable): chain, scaling, io, memory, observe,
                  stages, keyed, retry, latency, json, cli (which runs the
                  `weir` binary built next to this one, and jq if on PATH),
                  stores (the `weir` binary into SQLite and PostgreSQL, against
@@ -63,8 +64,9 @@ usage: weir-bench [--suite NAME]... [--quick] [--json] [--rounds N]
 Build with --release: `cargo run --release -p weir-bench -- --quick`.";
 
 /// The suites, in the order they run.
-const SUITES: [&str; 11] = [
-    "chain", "io", "memory", "observe", "stages", "keyed", "retry", "latency", "json", "cli", "stores",
+const SUITES: [&str; 12] = [
+    "chain", "scaling", "io", "memory", "observe", "stages", "keyed", "retry", "latency", "json", "cli",
+    "stores",
 ];
 
 /// What the command line asked for.
@@ -172,6 +174,7 @@ fn main() -> ExitCode {
     for suite in &opts.suites {
         let result = match *suite {
             "chain" => chain::run(&opts, &mut out),
+            "scaling" => scaling::run(&opts, &mut out),
             "io" => io::run(&opts, &mut out),
             "memory" => memory::run(&opts, &mut out),
             "observe" => observe::run(&opts, &mut out),

@@ -60,8 +60,8 @@ pub use policy::{
     MAX_HANDLER_ATTEMPTS,
 };
 pub use runtime::{
-    Controller, EventFeed, Events, Handle, Lagged, PushError, Pusher, Results, Shutdown, Subscription,
-    TryPushError,
+    Controller, EventFeed, Events, Handle, Lagged, Placement, PushError, Pusher, Results, Shutdown,
+    Subscription, TryPushError,
 };
 pub use source::{BoxSource, Source};
 pub use stage::{aggregate, sink_fn, Sample, Sink};

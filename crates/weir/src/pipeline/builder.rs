@@ -432,6 +432,36 @@ impl PipelineBuilder {
         self
     }
 
+    /// Where the run's tasks go on the runtime's worker threads. By
+    /// default [`Placement::Adaptive`](crate::Placement::Adaptive): the
+    /// tasks start together on one worker, so cheap stages hand chunks to
+    /// each other without crossing cores, and a task whose chunks take long
+    /// (stages doing real work) moves to a task of its own that another
+    /// worker can run. [`Spread`](crate::Placement::Spread) spawns every
+    /// task on its own from the start; [`Together`](crate::Placement::Together)
+    /// keeps them on one core. It changes where work runs, never what the
+    /// run does. The `scaling` benchmark measures the three.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap().block_on(async {
+    /// let out = weir::PipelineBuilder::new()
+    ///     .placement(weir::Placement::Spread)
+    ///     .from_iter(1..=4u32)
+    ///     .boundary()
+    ///     .map(|x| x * 10)
+    ///     .collect()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(out, [10, 20, 30, 40]);
+    /// # });
+    /// ```
+    pub fn placement(mut self, placement: crate::Placement) -> Self {
+        self.config.placement = placement;
+        self
+    }
+
     /// The share of items (0 to 1) that the concurrent stages (`then`,
     /// `try_then`, `blocking`) trace in a `weir.item` span (DEBUG level,
     /// target `weir`, fields `stage` and `item`: the item's position in

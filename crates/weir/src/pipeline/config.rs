@@ -30,6 +30,8 @@ pub(crate) struct Config {
     pub(crate) hooks: Hooks,
     /// The share of items traced in a `weir.item` span (0 = none).
     pub(crate) trace_items: f64,
+    /// Where the run's tasks go on the runtime's workers.
+    pub(crate) placement: crate::runtime::Placement,
 }
 
 impl Default for Config {
@@ -49,6 +51,7 @@ impl Default for Config {
             context: None,
             hooks: Hooks::default(),
             trace_items: 0.0,
+            placement: crate::runtime::Placement::default(),
         }
     }
 }

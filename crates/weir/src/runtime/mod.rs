@@ -10,6 +10,7 @@
 //! | how a panic becomes an item's failure | [`panic`] |
 //! | what runs a concurrent stage | `concurrent` |
 //! | what `run`, `collect`, `fold` attach at the end | `consume` |
+//! | which core runs which task | `placement` ([`Placement`]) |
 
 pub(crate) mod chunk;
 mod concurrent;
@@ -19,6 +20,7 @@ pub(crate) mod failure;
 mod handle;
 mod item_events;
 pub(crate) mod panic;
+mod placement;
 pub(crate) mod push;
 pub(crate) mod spans;
 mod spec;
@@ -27,6 +29,7 @@ mod subscription;
 mod task_cx;
 
 pub use handle::{Controller, Handle, PushError, Pusher, Shutdown, TryPushError};
+pub use placement::Placement;
 pub(crate) use push::{Flow, Push, Wiring};
 pub use push::{NoIntake, Plan};
 pub use streams::{EventFeed, Events, Results};
@@ -646,9 +649,9 @@ pub(crate) async fn supervise(
         // Nothing was pulled yet: dropping the tasks loses no item.
         Some(e) => shared.fail(e),
         None => {
-            for task in tasks {
-                set.spawn(task);
-            }
+            let run = shared.clone();
+            let aborted = Box::new(move || run.abort.is_raised());
+            placement::spawn_all(&mut set, tasks, shared.config.placement, aborted);
         }
     }
     let progress_on = shared.config.event_level >= EventLevel::Progress;
@@ -696,6 +699,10 @@ pub(crate) async fn supervise(
             }
         }
     }
+    // The tasks may all have ended before the abort was seen above: a
+    // group of tasks drops its members itself on an abort
+    // (`placement::Group`). The run was aborted all the same.
+    aborted |= shared.abort.is_raised();
     if let (Some(consumed), false) = (consumer, aborted) {
         tokio::select! {
             _ = consumed => {}
