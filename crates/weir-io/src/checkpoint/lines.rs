@@ -415,7 +415,12 @@ mod tests {
         let mut acks = c.line_acks().block_lines(3);
         let mut got = lines(&mut acks, &file, 4).into_iter();
         assert_eq!(at(&c), Some((0, 0)), "the first block is sealed");
-        let (a, b, d, e) = (got.next().unwrap(), got.next().unwrap(), got.next().unwrap(), got.next().unwrap());
+        let (a, b, d, e) = (
+            got.next().unwrap(),
+            got.next().unwrap(),
+            got.next().unwrap(),
+            got.next().unwrap(),
+        );
         finish(e, Status::Delivered); // the second block: not sealed yet
         finish(b, Status::Delivered);
         finish(a, Status::Dropped);
@@ -456,7 +461,10 @@ mod tests {
         let first = acks.ack_span(a.to_str().unwrap(), 1, 0, 2);
         let first_block = acks.open.as_ref().unwrap().block.clone();
         let unknown = acks.ack_span("elsewhere", 1, 0, 2);
-        assert!(acks.open.as_ref().is_some_and(|o| o.file == 0), "an unknown file leaves the block open");
+        assert!(
+            acks.open.as_ref().is_some_and(|o| o.file == 0),
+            "an unknown file leaves the block open"
+        );
         let second = acks.ack_span(b.to_str().unwrap(), 1, 0, 2);
         let second_block = acks.open.as_ref().unwrap().block.clone();
         drop(unknown);
@@ -481,7 +489,9 @@ mod tests {
             .map(|_| {
                 let rx = rx.clone();
                 std::thread::spawn(move || loop {
-                    let Ok(batch) = rx.lock().unwrap().recv() else { return };
+                    let Ok(batch) = rx.lock().unwrap().recv() else {
+                        return;
+                    };
                     for line in batch.into_iter().rev() {
                         finish(line, Status::Delivered);
                     }

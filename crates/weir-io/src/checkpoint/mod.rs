@@ -79,9 +79,9 @@ use crate::record::Line;
 
 mod key;
 mod lines;
-use lines::{FileState, FileTrack};
-pub use lines::LineAcks;
 pub use key::{key_position, KeyCheckpointer, KeyPosition, KeyValue};
+pub use lines::LineAcks;
+use lines::{FileState, FileTrack};
 
 #[cfg(feature = "sqlite")]
 mod sqlite;
