@@ -1,11 +1,13 @@
 //! Checkpoints: where a file source was left, kept in a store, so that a
 //! run killed at any instant resumes without losing a line.
 //!
-//! A [`Checkpointer`] hands out one [`weir::Ack`] per line read. The
-//! pipeline finalizes each exactly once — delivered (after the sink's
-//! flush made it durable), dropped, dead-lettered, or failed under a skip
-//! policy — and the checkpointer keeps, per file, the position below which
-//! every line is finalized ([`weir::OffsetTracker`]). A line that was
+//! A [`Checkpointer`] hands out one [`weir::Ack`] per line read (through
+//! [`LineAcks`], the lines of a block of consecutive lines share one
+//! acknowledgement's counter). The pipeline finalizes each exactly once —
+//! delivered (after the sink's flush made it durable), dropped,
+//! dead-lettered, or failed under a skip policy — and the checkpointer
+//! keeps, per file, the position below which every line is finalized. A
+//! line that was
 //! never finalized (the run aborted, the process was killed) holds the
 //! position back, so a committed position never runs ahead of what the
 //! sinks have durably accepted. A [`Committer`] writes the positions to a
@@ -16,8 +18,10 @@
 //!
 //! After a crash, the lines between the committed position and where the
 //! run was are processed again: at most the lines in flight (the
-//! pipeline's capacity, its chunks and the decoding threads' batches) plus
-//! those finalized since the last commit (one commit interval's worth).
+//! pipeline's capacity, its chunks and the decoding threads' batches),
+//! those finalized since the last commit (one commit interval's worth),
+//! and with [`LineAcks`] the lines of the last block read (its
+//! [`block_lines`](LineAcks::block_lines) at most).
 //! With a sink that writes idempotently (an upsert by key), the result is
 //! the same as an uninterrupted run's.
 //!
