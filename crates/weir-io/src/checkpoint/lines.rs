@@ -114,6 +114,17 @@ impl FileTrack {
         let n = lines.len() as i64;
         {
             let mut state = self.state.lock().expect("checkpoint lock");
+            // A source's programming error, not bad data (as
+            // `OffsetTracker::track`'s): positions would go backwards.
+            // Not under the lock: the acks still out finalize after it.
+            let last = state.blocks.back().map_or(state.done.0, |b| b.end);
+            if lines[0].0 < last {
+                drop(state);
+                panic!(
+                    "checkpoint: a line of {} at byte {} is not after byte {last}",
+                    self.name, lines[0].0
+                );
+            }
             state.touched = true;
             state.blocks.push_back(Sealed {
                 lines,
@@ -320,6 +331,12 @@ impl LineAcks {
     /// file the checkpointer does not know gets an ack that tracks
     /// nothing.
     ///
+    /// # Panics
+    ///
+    /// When a block is sealed whose first line starts before the end of
+    /// the file's block sealed before it: lines must come in file order
+    /// (a source's programming error, as for [`weir::OffsetTracker::track`]).
+    ///
     /// # Examples
     ///
     /// See [`LineAcks`].
@@ -474,6 +491,16 @@ mod tests {
         drop(acks);
         finish((0, second, second_block), Status::Delivered);
         assert_eq!(offsets(&c), [2, 2]);
+    }
+
+    #[test]
+    #[should_panic(expected = "is not after byte 4")]
+    fn lines_out_of_order_are_a_programming_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, file) = one_file(&dir);
+        let mut acks = c.line_acks().block_lines(1);
+        let _ahead = acks.ack_span(&file, 2, 2, 4);
+        let _behind = acks.ack_span(&file, 1, 0, 2);
     }
 
     #[test]
