@@ -197,10 +197,14 @@ fn acked(
     checkpointer: weir_io::checkpoint::Checkpointer,
 ) -> BoxAcked {
     let untracked = |input| weir::Acked::new(input, weir::Ack::new(0, Arc::new(|_, _| {})));
+    // Acks in blocks of consecutive lines: dropped with the lines'
+    // iterator at the end of the input (or of the run), which seals the
+    // last block.
+    let mut acks = checkpointer.line_acks();
     futures::stream::iter(
         spanned
             .map(move |(span, input)| {
-                let ack = checkpointer.ack_span(&span.file, span.line, span.begin, span.end);
+                let ack = acks.ack_span(&span.file, span.line, span.begin, span.end);
                 weir::Acked::new(input, ack)
             })
             .chain(tail.map(untracked)),

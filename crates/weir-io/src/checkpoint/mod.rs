@@ -1,11 +1,13 @@
 //! Checkpoints: where a file source was left, kept in a store, so that a
 //! run killed at any instant resumes without losing a line.
 //!
-//! A [`Checkpointer`] hands out one [`weir::Ack`] per line read. The
-//! pipeline finalizes each exactly once — delivered (after the sink's
-//! flush made it durable), dropped, dead-lettered, or failed under a skip
-//! policy — and the checkpointer keeps, per file, the position below which
-//! every line is finalized ([`weir::OffsetTracker`]). A line that was
+//! A [`Checkpointer`] hands out one [`weir::Ack`] per line read (through
+//! [`LineAcks`], the lines of a block of consecutive lines share one
+//! acknowledgement's counter). The pipeline finalizes each exactly once —
+//! delivered (after the sink's flush made it durable), dropped,
+//! dead-lettered, or failed under a skip policy — and the checkpointer
+//! keeps, per file, the position below which every line is finalized. A
+//! line that was
 //! never finalized (the run aborted, the process was killed) holds the
 //! position back, so a committed position never runs ahead of what the
 //! sinks have durably accepted. A [`Committer`] writes the positions to a
@@ -16,8 +18,10 @@
 //!
 //! After a crash, the lines between the committed position and where the
 //! run was are processed again: at most the lines in flight (the
-//! pipeline's capacity, its chunks and the decoding threads' batches) plus
-//! those finalized since the last commit (one commit interval's worth).
+//! pipeline's capacity, its chunks and the decoding threads' batches),
+//! those finalized since the last commit (one commit interval's worth),
+//! and with [`LineAcks`] the lines of the last block read (its
+//! [`block_lines`](LineAcks::block_lines) at most).
 //! With a sink that writes idempotently (an upsert by key), the result is
 //! the same as an uninterrupted run's.
 //!
@@ -63,7 +67,6 @@
 //! # });
 //! ```
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -73,13 +76,16 @@ use std::thread;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use weir::{Ack, Acker, OffsetTracker, Status};
+use weir::Ack;
 
 use crate::error::{IoError, IoErrorKind};
 use crate::record::Line;
 
 mod key;
+mod lines;
 pub use key::{key_position, KeyCheckpointer, KeyPosition, KeyValue};
+pub use lines::LineAcks;
+use lines::{FileState, FileTrack};
 
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -647,45 +653,9 @@ pub struct Checkpointer {
 
 struct Inner {
     source: String,
-    files: Vec<Arc<FileAcker>>,
+    files: Vec<Arc<FileTrack>>,
     /// The file of the last line acked: lines come file after file.
     current: std::sync::atomic::AtomicUsize,
-}
-
-/// One file's tracking; the [`Acker`] of its lines' acks (an ack's id is
-/// its line's offset).
-struct FileAcker {
-    name: String,
-    state: Mutex<FileState>,
-}
-
-struct FileState {
-    fingerprint: Fingerprint,
-    offsets: OffsetTracker,
-    /// The line number of each tracked line not yet below the committed
-    /// offset, by offset: to tell how many lines lie before it.
-    lines: VecDeque<(u64, u64)>,
-    /// The number of the last line tracked (or lines before the resumed
-    /// position).
-    last_line: u64,
-    /// Whether the file is part of the positions (read from, or resumed).
-    touched: bool,
-}
-
-impl Acker for FileAcker {
-    fn finalize(&self, id: u64, status: Status) {
-        // A line the run did not finish (aborted, killed) holds the
-        // position back: it is read again next time.
-        if !status.is_final() {
-            return;
-        }
-        let mut state = self.state.lock().expect("checkpoint lock");
-        state.offsets.finish(id);
-        let committed = state.offsets.committed();
-        while state.lines.front().is_some_and(|&(begin, _)| begin < committed) {
-            state.lines.pop_front();
-        }
-    }
 }
 
 impl std::fmt::Debug for Checkpointer {
@@ -721,15 +691,9 @@ impl Checkpointer {
             let fingerprint = Fingerprint::of(path)
                 .map_err(|e| IoError::io("cannot take the fingerprint of", path, e, IoErrorKind::Read))?;
             let at = resumed.iter().find(|p| p.file == name);
-            out.push(Arc::new(FileAcker {
+            out.push(Arc::new(FileTrack {
                 name,
-                state: Mutex::new(FileState {
-                    fingerprint,
-                    offsets: OffsetTracker::new(at.map_or(0, |p| p.offset)),
-                    lines: VecDeque::new(),
-                    last_line: at.map_or(0, |p| p.lines),
-                    touched: at.is_some(),
-                }),
+                state: Mutex::new(FileState::new(fingerprint, at.map(|p| (p.offset, p.lines)))),
             }));
         }
         Ok(Checkpointer {
@@ -781,26 +745,35 @@ impl Checkpointer {
     /// assert_eq!(c.positions()[0].offset, 0); // aborted: read again next time
     /// ```
     pub fn ack_span(&self, file: &str, line: u64, begin: u64, end: u64) -> Ack {
+        match self.file(file) {
+            Some(at) => lines::single(&self.inner.files[at], line, begin, end),
+            None => Ack::new(begin, Arc::new(|_, _| {})),
+        }
+    }
+
+    /// A handle that acknowledges lines read in order in blocks of
+    /// consecutive lines ([`LineAcks`]): what a source that reads many
+    /// lines uses instead of [`ack`](Checkpointer::ack), whose every line
+    /// takes its file's lock twice.
+    ///
+    /// # Examples
+    ///
+    /// See [`LineAcks`].
+    pub fn line_acks(&self) -> LineAcks {
+        LineAcks::new(self.clone())
+    }
+
+    /// Which of the files `file` is.
+    fn file(&self, file: &str) -> Option<usize> {
         use std::sync::atomic::Ordering::Relaxed;
         let files = &self.inner.files;
         let current = self.inner.current.load(Relaxed);
         let at = match files.get(current) {
             Some(f) if f.name == file => Some(current),
             _ => files.iter().position(|f| f.name == file),
-        };
-        let Some(at) = at else {
-            return Ack::new(begin, Arc::new(|_, _| {}));
-        };
+        }?;
         self.inner.current.store(at, Relaxed);
-        let acker = &files[at];
-        {
-            let mut state = acker.state.lock().expect("checkpoint lock");
-            state.offsets.track(begin, end);
-            state.lines.push_back((begin, line));
-            state.last_line = line;
-            state.touched = true;
-        }
-        Ack::new(begin, acker.clone())
+        Some(at)
     }
 
     /// Each file's position now (files not read from yet and not resumed
@@ -818,11 +791,7 @@ impl Checkpointer {
                 if !state.touched {
                     return None;
                 }
-                let offset = state.offsets.committed();
-                let lines = match state.lines.front() {
-                    Some(&(begin, line)) if begin == offset => line - 1,
-                    _ => state.last_line,
-                };
+                let (offset, lines) = state.position();
                 Some(FilePosition {
                     file: f.name.clone(),
                     offset,
@@ -1072,10 +1041,11 @@ mod tests {
     use super::*;
     use crate::record::Origin;
 
-    /// Finalizes the line at `begin` of the checkpointer's first file as
-    /// the runtime would.
-    fn finish(c: &Checkpointer, ack: Ack, begin: u64, status: Status) {
-        c.inner.files[0].finalize(begin, status);
+    use weir::{Acker, Status};
+
+    /// Finalizes the line at `begin` as the runtime would.
+    fn finish((ack, block): (Ack, Arc<lines::Block>), begin: u64, status: Status) {
+        block.finalize(begin, status);
         // The runtime's one finalization: the drop's `Aborted` is not final.
         std::mem::forget(ack);
     }
@@ -1093,9 +1063,9 @@ mod tests {
         std::fs::write(&path, "0123456789").unwrap();
         let file = path.to_str().unwrap();
         let c = Checkpointer::new("s", std::slice::from_ref(&path), &[]).unwrap();
-        let a = c.ack(&line(file, 1, 0, 3));
-        let b = c.ack(&line(file, 3, 4, 7)); // line 2 was blank, skipped
-        let d = c.ack(&line(file, 4, 7, 10));
+        let a = lines::ack_with_block(&c, &line(file, 1, 0, 3));
+        let b = lines::ack_with_block(&c, &line(file, 3, 4, 7)); // line 2 was blank, skipped
+        let d = lines::ack_with_block(&c, &line(file, 4, 7, 10));
         let at = |c: &Checkpointer| {
             let p = &c.positions()[0];
             (p.offset, p.lines)
@@ -1103,9 +1073,9 @@ mod tests {
         assert_eq!(at(&c), (0, 0));
         drop(b); // aborted: never moves the position
         assert_eq!(at(&c), (0, 0));
-        finish(&c, a, 0, Status::Delivered);
+        finish(a, 0, Status::Delivered);
         assert_eq!(at(&c), (4, 2));
-        finish(&c, d, 7, Status::Dropped);
+        finish(d, 7, Status::Dropped);
         assert_eq!(at(&c), (4, 2));
     }
 
@@ -1123,8 +1093,8 @@ mod tests {
         };
         let c = Checkpointer::new("s", std::slice::from_ref(&path), &[resumed]).unwrap();
         assert_eq!((c.positions()[0].offset, c.positions()[0].lines), (4, 2));
-        let a = c.ack(&line(file, 3, 4, 10));
-        finish(&c, a, 4, Status::Delivered);
+        let a = lines::ack_with_block(&c, &line(file, 3, 4, 10));
+        finish(a, 4, Status::Delivered);
         assert_eq!((c.positions()[0].offset, c.positions()[0].lines), (10, 3));
     }
 
