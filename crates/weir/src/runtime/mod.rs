@@ -647,7 +647,7 @@ pub(crate) async fn supervise(
         Some(e) => shared.fail(e),
         None => {
             for task in tasks {
-                set.spawn(task);
+                set.spawn(panic::holding_acker_panics(task));
             }
         }
     }
@@ -673,11 +673,13 @@ pub(crate) async fn supervise(
                 Some(Err(e)) if e.is_panic() => {
                     shared.fail(Error::new(ErrorKind::Internal, format!("a weir task panicked: {e}")));
                     // A panic that got past the stages' guards (a source's
-                    // acker, a bug) may have taken the task down inside a
-                    // chunk loop, whose state is not dropped, so its output
-                    // channel never closes and the task after it would wait
-                    // for ever: stop every task; their items report
-                    // `Aborted` (an at-least-once source redelivers them).
+                    // acker, raised between polls by `holding_acker_panics`;
+                    // or a bug, which may even take the task down inside a
+                    // chunk loop, whose state is then not dropped): its
+                    // output channel may never close, and the task after
+                    // it would wait for ever. Stop every task; their items
+                    // report `Aborted` (an at-least-once source redelivers
+                    // them).
                     set.abort_all();
                 }
                 Some(_) => {}
