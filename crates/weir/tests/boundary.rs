@@ -309,9 +309,9 @@ async fn a_panicking_map_before_a_fold_and_a_channel_fails_only_its_items() {
 async fn a_panicking_acker_fails_the_run_instead_of_hanging_it() {
     // The acker is the source's code, run by whichever task finishes the
     // item (here the filter's, between two boundaries, inside its chunk
-    // loop): its panic takes that task down with its output channel
-    // unclosed, and the run must end (failed, the rest aborted) rather
-    // than leave the task after it waiting forever.
+    // loop): its panic takes that task down (once the poll returns:
+    // `ack/acker_panic.rs`), and the run must end (failed, the rest
+    // aborted) rather than leave the task after it waiting forever.
     use futures::StreamExt;
     use weir::{Ack, Acked, Acker};
     let acker: Arc<dyn Acker> = Arc::new(|id: u64, _status: Status| {
@@ -319,7 +319,10 @@ async fn a_panicking_acker_fails_the_run_instead_of_hanging_it() {
             panic!("acker broke on {id}");
         }
     });
-    let source = futures::stream::iter(0..100_000u64).map(move |i| Acked::new(i, Ack::new(i, acker.clone())));
+    let source = {
+        let acker = acker.clone();
+        futures::stream::iter(0..100_000u64).map(move |i| Acked::new(i, Ack::new(i, acker.clone())))
+    };
     let run = small()
         .from_acked(source)
         .boundary()
@@ -333,4 +336,12 @@ async fn a_panicking_acker_fails_the_run_instead_of_hanging_it() {
     let err = r.expect_err("a task panicked");
     assert_eq!(err.kind(), weir::ErrorKind::Internal, "{err}");
     assert!(err.to_string().contains("acker broke on 500"), "{err}");
+    // The failed run let go of everything: each item's acknowledgement
+    // node holds the acker, so a leaked one (the chunk loop the panic
+    // unwound through once leaked its whole state) keeps a count here.
+    assert_eq!(
+        Arc::strong_count(&acker),
+        1,
+        "items of the failed run were leaked"
+    );
 }

@@ -15,9 +15,11 @@
 //! aggregate), holds a group reference: finishing it finishes every member
 //! with the same status.
 
+mod acker_panic;
 mod limit;
 mod offset;
 
+pub(crate) use acker_panic::hold_acker_panics;
 pub(crate) use limit::{InFlight, Room};
 pub use offset::OffsetTracker;
 
@@ -196,11 +198,19 @@ impl Node {
         self.rank.fetch_max(status as u8, Ordering::AcqRel);
         if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
             let status = Status::from_rank(self.rank.load(Ordering::Acquire));
-            if let Some(acker) = &self.acker {
-                acker.finalize(self.id, status);
-            }
+            // Inside a run's task an acker's panic is held back till the
+            // poll returns (a chunk loop it unwound through would leak
+            // the run: `acker_panic.rs`); outside, raised once the room
+            // is given back.
+            let panicked = self
+                .acker
+                .as_deref()
+                .and_then(|acker| acker_panic::finalize(acker, self.id, status));
             if let Some(room) = &self.room {
                 room.give_back(1);
+            }
+            if let Some(payload) = panicked {
+                std::panic::resume_unwind(payload);
             }
         }
     }

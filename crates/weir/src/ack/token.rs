@@ -3,20 +3,30 @@
 //! This is weir's one module with `unsafe` code (the workspace forbids it
 //! elsewhere). A token was a `u64` sequence number and an
 //! `Option<Arc<Node>>`: 16 bytes, making each `(u64, Token)` of a chunk 24.
-//! Packed, a plain token is `seq << 1 | 1` and an acknowledged one is the
-//! node's `Arc` pointer (always even: `Node` is 8-aligned), its sequence
-//! number kept in the node. Every chunk moved between tasks shrinks by a
-//! third, and finishing or dropping a plain token stays one bit test
-//! (measured on the `chain` bench's `weir-tasks`: docs/BENCHMARKS.md).
+//! Packed, a plain token is the address `seq << 1 | 1` and an
+//! acknowledged one is the node's `Arc` pointer (always even: `Node` is
+//! 8-aligned), its sequence number kept in the node. Every chunk moved
+//! between tasks shrinks by a third, and finishing or dropping a plain
+//! token stays one bit test (measured on the `chain` bench's `weir-tasks`:
+//! docs/BENCHMARKS.md).
 //!
 //! Safety rests on one invariant, kept by every function here: when the
-//! low bit of `raw` is 0, `raw` is a pointer obtained from
+//! low bit of `raw`'s address is 0, `raw` is a pointer obtained from
 //! `Arc::into_raw` on a live `Arc<Node>` whose strong count this token
 //! owns (exactly one), and nothing else turns it back into an `Arc`.
+//!
+//! The word is a pointer, not an integer, and keeps to strict provenance:
+//! a plain token is made with [`ptr::without_provenance`] (an address no
+//! one dereferences), the tag is read with `.addr()`, and a node's pointer
+//! only ever travels as the pointer `Arc::into_raw` gave (never through an
+//! integer), so it keeps the provenance `Arc::from_raw` needs.
+//! `scripts/miri` runs this module's tests (and the rest of `ack`'s)
+//! under Miri with `-Zmiri-strict-provenance`, which checks all of that.
 #![allow(unsafe_code)]
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::ptr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -27,13 +37,26 @@ use super::{finish_node, Ack, Group, InFlight, Node, Status};
 /// sources, its acknowledgement reference. Finishing consumes the token;
 /// dropping an unfinished one reports [`Status::Aborted`].
 pub struct Token {
-    /// `seq << 1 | 1` (plain), or an owned `Arc<Node>` pointer (even).
-    raw: u64,
-    /// Sends and shares like the `Arc<Node>` it may own.
+    /// The address `seq << 1 | 1` without provenance (plain), or an owned
+    /// `Arc<Node>` pointer (even).
+    raw: *const Node,
+    /// Owns what an `Arc<Node>` owns (for drop checking).
     _node: PhantomData<Arc<Node>>,
 }
 
-const PLAIN: u64 = 1;
+// SAFETY: a token is a sequence number or one strong count of an
+// `Arc<Node>` (the invariant), so it may be sent and shared exactly when
+// that `Arc` may; the bounds make the compiler check that it may.
+unsafe impl Send for Token where Arc<Node>: Send {}
+// SAFETY: as for `Send`: `&Token` only reads the node (`seq`, `key`) or
+// adds a count (`split`), as `&Arc<Node>` may.
+unsafe impl Sync for Token where Arc<Node>: Sync {}
+
+/// The tag bit of `raw`'s address: set on a plain token.
+const PLAIN: usize = 1;
+
+// A plain token keeps a 63-bit sequence number in a pointer's address.
+const _: () = assert!(usize::BITS == 64, "weir's tokens need 64-bit pointers");
 
 impl Token {
     /// A token for an in-memory item: nothing to acknowledge. `seq` must
@@ -42,7 +65,7 @@ impl Token {
     pub(crate) fn plain(seq: u64) -> Token {
         debug_assert!(seq < 1 << 63, "sequence number {seq} out of range");
         Token {
-            raw: seq << 1 | PLAIN,
+            raw: ptr::without_provenance(plain_addr(seq)),
             _node: PhantomData,
         }
     }
@@ -50,10 +73,10 @@ impl Token {
     /// A token owning `node` (one strong count), numbered `seq`.
     fn owning(seq: u64, node: Arc<Node>) -> Token {
         node.seq.store(seq, Ordering::Relaxed);
-        let ptr = Arc::into_raw(node);
-        debug_assert_eq!(ptr as usize as u64 & PLAIN, 0, "an odd Node pointer");
+        let raw = Arc::into_raw(node);
+        debug_assert_eq!(raw.addr() & PLAIN, 0, "an odd Node pointer");
         Token {
-            raw: ptr as usize as u64,
+            raw,
             _node: PhantomData,
         }
     }
@@ -96,27 +119,32 @@ impl Token {
     /// The node, borrowed, if the token owns one.
     #[inline(always)]
     fn node(&self) -> Option<&Node> {
-        if self.raw & PLAIN == PLAIN {
+        if self.is_plain() {
             return None;
         }
         // SAFETY: by the module's invariant an even `raw` is a live
         // `Arc<Node>` this token holds a count of, so the node outlives
         // the borrow of `self`.
-        Some(unsafe { &*(self.raw as usize as *const Node) })
+        Some(unsafe { &*self.raw })
+    }
+
+    /// Whether the tag bit is set: no node.
+    #[inline(always)]
+    fn is_plain(&self) -> bool {
+        self.raw.addr() & PLAIN == PLAIN
     }
 
     /// Takes the node out (leaving a plain token with the same number).
     #[inline(always)]
     fn take_node(&mut self) -> Option<Arc<Node>> {
-        if self.raw & PLAIN == PLAIN {
+        if self.is_plain() {
             return None;
         }
-        let ptr = self.raw as usize as *const Node;
         // SAFETY: `raw` came from `Arc::into_raw` and its count is this
         // token's; the token turns plain before anything else can see the
         // pointer again, so the count is taken back exactly once.
-        let node = unsafe { Arc::from_raw(ptr) };
-        self.raw = node.seq.load(Ordering::Relaxed) << 1 | PLAIN;
+        let node = unsafe { Arc::from_raw(self.raw) };
+        self.raw = ptr::without_provenance(plain_addr(node.seq.load(Ordering::Relaxed)));
         Some(node)
     }
 
@@ -124,7 +152,7 @@ impl Token {
     #[inline(always)]
     pub fn seq(&self) -> u64 {
         match self.node() {
-            None => self.raw >> 1,
+            None => (self.raw.addr() >> 1) as u64,
             Some(node) => node.seq.load(Ordering::Relaxed),
         }
     }
@@ -143,11 +171,11 @@ impl Token {
         // two (callgrind), and an acknowledged one skips the renumbering
         // that `take_node` does for the drop that would follow.
         let this = std::mem::ManuallyDrop::new(self);
-        if this.raw & PLAIN == 0 {
+        if !this.is_plain() {
             // SAFETY: an even `raw` is an `Arc::into_raw` pointer whose
             // count this token owns (the invariant); `this` is never
             // dropped, so the count is taken back exactly once.
-            let node = unsafe { Arc::from_raw(this.raw as usize as *const Node) };
+            let node = unsafe { Arc::from_raw(this.raw) };
             finish_node(node, status);
         }
     }
@@ -164,7 +192,7 @@ impl Token {
         debug_assert!(!self.is_acked(), "assume_plain on an acknowledged token");
         let this = std::mem::ManuallyDrop::new(self);
         Token {
-            raw: this.raw | PLAIN,
+            raw: this.raw.map_addr(|a| a | PLAIN),
             _node: PhantomData,
         }
     }
@@ -172,7 +200,7 @@ impl Token {
     /// Whether finishing the token tells a source anything.
     #[inline(always)]
     pub(crate) fn is_acked(&self) -> bool {
-        self.raw & PLAIN == 0
+        !self.is_plain()
     }
 
     /// A token standing for every one of `tokens` (a batch, a window's
@@ -219,7 +247,7 @@ impl Token {
                 node.pending.fetch_add(1, Ordering::AcqRel);
                 // SAFETY: `raw` is a live `Arc<Node>` pointer (the
                 // invariant); the new token owns the count added here.
-                unsafe { Arc::increment_strong_count(self.raw as usize as *const Node) };
+                unsafe { Arc::increment_strong_count(self.raw) };
                 Token {
                     raw: self.raw,
                     _node: PhantomData,
@@ -227,6 +255,12 @@ impl Token {
             }
         }
     }
+}
+
+/// The address of plain token `seq`: odd, so never a node's.
+#[inline(always)]
+fn plain_addr(seq: u64) -> usize {
+    (seq as usize) << 1 | PLAIN
 }
 
 impl fmt::Debug for Token {
@@ -279,6 +313,28 @@ mod tests {
     }
 
     #[test]
+    fn plain_tokens_rebuilt_as_plain_keep_their_number_and_tokens_cross_threads() {
+        for seq in [0, 3, (1 << 63) - 1] {
+            let t = Token::plain(seq).assume_plain();
+            assert_eq!((t.seq(), t.is_acked(), t.node().is_none()), (seq, false, true));
+        }
+        fn send_sync<T: Send + Sync>(t: T) -> T {
+            t
+        }
+        let (a, seen) = ack(5);
+        let t = send_sync(Token::acked(9, a));
+        let seq = std::thread::spawn(move || {
+            let seq = t.seq();
+            t.finish(Status::Dropped);
+            seq
+        })
+        .join()
+        .unwrap();
+        assert_eq!(seq, 9);
+        assert_eq!(*seen.lock().unwrap(), [(5, Status::Dropped)]);
+    }
+
+    #[test]
     fn acked_tokens_keep_their_number_and_finish_exactly_once() {
         let (a, seen) = ack(7);
         let t = Token::acked(42, a);
@@ -328,7 +384,9 @@ mod tests {
     fn an_acked_token_finished_or_dropped_releases_its_node() {
         let (a, _) = ack(1);
         let t = Token::acked(0, a);
-        let node = t.node().map(|n| n as *const Node).unwrap();
+        // The `Arc::into_raw` pointer itself: one made from `&Node` would
+        // not reach the counts in front of the node (Miri says so).
+        let node = t.raw;
         let extra = t.split();
         // SAFETY (test): the node is alive while `t` holds it.
         let count = || unsafe {

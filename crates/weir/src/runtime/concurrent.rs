@@ -210,9 +210,11 @@ where
     // loop unwinds has its address taken by that drop, so every update of
     // it (the chunk's position, the output's length) is stored to memory
     // before each call that might unwind (callgrind). Nothing here unwinds
-    // but a bug in weir (user code runs under `guard`, and allocation
-    // failure aborts); if it did, the task would die with its items, as
-    // in an abort.
+    // but a bug in weir (user code runs under `guard`, a source's acker
+    // has its panic held till the poll returns: `ack/acker_panic.rs`, and
+    // allocation failure aborts); if it did, the task would die with its
+    // items, as in an abort, and leak what these locals hold (the output
+    // channel, the run's `Shared`).
     let mut items = ManuallyDrop::new(items);
     let mut down = ManuallyDrop::new(down);
     // Items taken are counted after the loop, from the chunk's length (a

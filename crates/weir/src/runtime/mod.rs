@@ -649,6 +649,10 @@ pub(crate) async fn supervise(
         // Nothing was pulled yet: dropping the tasks loses no item.
         Some(e) => shared.fail(e),
         None => {
+            let tasks = tasks
+                .into_iter()
+                .map(|task| Box::pin(panic::holding_acker_panics(task)) as Task)
+                .collect();
             let run = shared.clone();
             let aborted = Box::new(move || run.abort.is_raised());
             placement::spawn_all(&mut set, tasks, shared.config.placement, aborted);
@@ -676,11 +680,13 @@ pub(crate) async fn supervise(
                 Some(Err(e)) if e.is_panic() => {
                     shared.fail(Error::new(ErrorKind::Internal, format!("a weir task panicked: {e}")));
                     // A panic that got past the stages' guards (a source's
-                    // acker, a bug) may have taken the task down inside a
-                    // chunk loop, whose state is not dropped, so its output
-                    // channel never closes and the task after it would wait
-                    // for ever: stop every task; their items report
-                    // `Aborted` (an at-least-once source redelivers them).
+                    // acker, raised between polls by `holding_acker_panics`;
+                    // or a bug, which may even take the task down inside a
+                    // chunk loop, whose state is then not dropped): its
+                    // output channel may never close, and the task after
+                    // it would wait for ever. Stop every task; their items
+                    // report `Aborted` (an at-least-once source redelivers
+                    // them).
                     set.abort_all();
                 }
                 Some(_) => {}

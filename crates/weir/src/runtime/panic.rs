@@ -1,9 +1,21 @@
 //! Panic guards: a panic inside a stage's closure becomes that item's
 //! failure (`error_type = "panic"`) instead of taking the task down.
 
-use crate::ack::Token;
+use std::future::Future;
+
+use crate::ack::{hold_acker_panics, Token};
 pub(crate) use crate::error::guard;
 use crate::error::Error;
+
+/// A run's task, each poll of it under [`hold_acker_panics`]: a source's
+/// acker that panics while the task finishes an item (inside a chunk loop
+/// that keeps its state without drop glue) has its panic raised when the
+/// poll returns, so the task dies with its state whole and tokio drops it
+/// (the run's `Shared`, its channels, the chunk's items), instead of
+/// unwinding through the loop and leaking all of that.
+pub(crate) fn holding_acker_panics(mut task: super::Task) -> impl Future<Output = ()> + Send {
+    std::future::poll_fn(move |cx| hold_acker_panics(|| task.as_mut().poll(cx)))
+}
 
 /// Runs a stage's closure `f` on an item inside [`Push::push_run`], the
 /// item's token beside it: `(f(), token)` when `f` returns. If `f`

@@ -114,7 +114,9 @@ where
 /// a flush after each. Takes `down` by value and hands it back,
 /// without drop glue, so its fields (the output's length) stay in
 /// registers for the whole chunk, as in the source's `pull_range` and the
-/// concurrent driver's `run_ready`. Returns how many it took.
+/// concurrent driver's `run_ready` (whose comment says why nothing here
+/// may unwind: a source's acker, called when a stage finishes an item,
+/// has its panic held till the poll returns). Returns how many it took.
 #[inline(always)]
 fn push_loop<T, D, I>(items: I, down: D, cx: &mut TaskCx) -> (I, D, u64)
 where
