@@ -16,8 +16,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::ack::Acked;
 use crate::error::{BoxError, Error, ErrorKind};
-use crate::metrics::{Counters, Report};
+use crate::metrics::Report;
 use crate::policy::ErrorPolicy;
+use crate::runtime::Counters;
 use crate::runtime::{
     self, channel, ChannelOut, Collect, Discard, Events, Fold, Handle, Results, Shared, Task,
 };

@@ -11,8 +11,8 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::error::{Error, ErrorKind};
-use crate::event::EventKind;
-use crate::runtime::Shared;
+use crate::event::{EventBus, EventKind};
+use crate::metrics::StageMetrics;
 
 /// What an item does when it reaches a stage whose circuit is open (or
 /// half-open with every probe taken).
@@ -497,8 +497,12 @@ pub(crate) struct CircuitBreaker {
     state: Mutex<State>,
     /// Woken at every state change and when a probe's place frees up.
     changed: Notify,
-    shared: Arc<Shared>,
-    stage: usize,
+    /// Where state changes are reported.
+    bus: EventBus,
+    /// The stage's name, for the events.
+    stage: String,
+    /// The stage's metrics: its breaker's state and trips.
+    metrics: Arc<StageMetrics>,
 }
 
 /// What the breaker says to a call.
@@ -539,9 +543,15 @@ impl Drop for Ticket {
 }
 
 impl CircuitBreaker {
-    pub(crate) fn new(cfg: Breaker, shared: Arc<Shared>, stage: usize) -> CircuitBreaker {
-        shared.stages[stage]
-            .metrics
+    /// The breaker `cfg` of stage `stage`, closed, keeping its state in
+    /// `metrics` and reporting its changes on `bus`.
+    pub(crate) fn new(
+        cfg: Breaker,
+        bus: EventBus,
+        stage: String,
+        metrics: Arc<StageMetrics>,
+    ) -> CircuitBreaker {
+        metrics
             .breaker_state
             .store(BreakerState::Closed as u8, Ordering::Relaxed);
         CircuitBreaker {
@@ -556,8 +566,9 @@ impl CircuitBreaker {
                 events: VecDeque::new(),
             }),
             changed: Notify::new(),
-            shared,
+            bus,
             stage,
+            metrics,
         }
     }
 
@@ -741,10 +752,7 @@ impl CircuitBreaker {
         s.slices.clear();
         (s.calls, s.failures) = (0, 0);
         let until = Instant::now() + self.cfg.open_for;
-        self.shared.stages[self.stage]
-            .metrics
-            .breaker_trips
-            .fetch_add(1, Ordering::Relaxed);
+        self.metrics.breaker_trips.fetch_add(1, Ordering::Relaxed);
         self.change(s, Phase::Open { until }, reason, rate);
     }
 
@@ -753,13 +761,10 @@ impl CircuitBreaker {
         s.phase = to;
         s.generation += 1;
         let state = s.phase.state();
-        self.shared.stages[self.stage]
-            .metrics
-            .breaker_state
-            .store(state as u8, Ordering::Relaxed);
-        if self.shared.events.is_some() {
+        self.metrics.breaker_state.store(state as u8, Ordering::Relaxed);
+        if self.bus.has_stream() {
             s.events.push_back(EventKind::StageStateChanged {
-                stage: self.shared.stages[self.stage].spec.name.clone(),
+                stage: self.stage.clone(),
                 from: from.as_str().to_owned(),
                 to: state.as_str().to_owned(),
                 reason,
@@ -777,7 +782,7 @@ impl CircuitBreaker {
             let Some(event) = self.lock().events.pop_front() else {
                 return;
             };
-            self.shared.emit(event).await;
+            self.bus.emit(event).await;
         }
     }
 }
