@@ -2,9 +2,11 @@
 
 mod builder;
 mod config;
+mod mode;
 
 pub use builder::PipelineBuilder;
 pub(crate) use config::Config;
+pub use mode::Mode;
 
 use std::fmt;
 use std::future::Future;
