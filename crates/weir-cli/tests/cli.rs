@@ -1981,3 +1981,53 @@ fn a_postgres_table_source_runs_checkpointed_in_a_postgres_store_and_connects() 
     ));
     assert_eq!(rows, [vec!["key".to_owned(), "{\"integer\": 25}".to_owned()]]);
 }
+
+#[test]
+fn a_pipeline_mode_sets_the_run_defaults_and_a_key_in_the_table_wins_over_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let input: String = (1..=300).map(|i| format!("{{\"n\":{i}}}\n")).collect();
+    write(dir.path(), "in.jsonl", &input);
+    // The sink's item events: how many, and how many items it had started
+    // when it completed its first (a chunk's worth: completions come after
+    // the flush that ends the chunk).
+    let item_events = |table: &str| {
+        let config = format!(
+            "[pipeline]\n{table}\n[[source]]\ntype = \"file\"\npath = \"in.jsonl\"\n\
+             [[stage]]\ntype = \"boundary\"\n[sink]\ntype = \"stdout\"\n"
+        );
+        write(dir.path(), "p.toml", &config);
+        let out = run(weir(dir.path()).args(["run", "p.toml", "--quiet", "--events", "ev.jsonl"]));
+        assert_eq!(out.code, 0, "{table}: {}", out.stderr);
+        assert_eq!(numbers(&out.stdout).len(), 300, "{table}");
+        let events = lines(&dir.path().join("ev.jsonl"));
+        let started = |e: &Value| e["type"] == "item_started" && e["stage"] == "sink";
+        let first_done = events
+            .iter()
+            .position(|e| e["type"] == "item_completed" && e["stage"] == "sink");
+        let chunk = first_done.map(|i| events[..i].iter().filter(|e| started(e)).count());
+        (events.iter().filter(|e| started(e)).count(), chunk)
+    };
+    // Debug: an event per item, chunks of 10.
+    let (started, chunk) = item_events("mode = \"debug\"");
+    assert_eq!(started, 300);
+    assert!(chunk.is_some_and(|c| (1..=10).contains(&c)), "{chunk:?}");
+    // A key set in the table wins over the mode.
+    let (started, chunk) = item_events("mode = \"debug\"\nchunk_size = 50");
+    assert_eq!(started, 300);
+    assert!(chunk.is_some_and(|c| (11..=50).contains(&c)), "{chunk:?}");
+    assert_eq!(
+        item_events("mode = \"debug\"\nevent_level = \"progress\""),
+        (0, None)
+    );
+    assert_eq!(item_events("mode = \"balanced\""), (0, None));
+    assert_eq!(item_events("mode = \"throughput\""), (0, None));
+    // An unknown mode is refused with the choices.
+    write(
+        dir.path(),
+        "bad.toml",
+        "[pipeline]\nmode = \"fast\"\n[[source]]\ntype = \"file\"\npath = \"in.jsonl\"\n[sink]\ntype = \"stdout\"\n",
+    );
+    let out = weir_run(dir.path(), "run bad.toml --quiet");
+    says(&out, 2, "pipeline.mode");
+    says(&out, 2, "throughput");
+}

@@ -11,8 +11,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::event::EventKind;
-use crate::runtime::Shared;
+use crate::event::{EventBus, EventKind, WeakEventBus};
 
 /// A typed key into a [`Context`]'s metadata: the name says where, the
 /// type says what. Declare keys as constants next to the stages that use
@@ -80,7 +79,14 @@ struct Inner {
     metadata: Mutex<HashMap<&'static str, Value>>,
     /// The run the context serves, for [`Context::emit`]: weak, since the
     /// run holds its context.
-    run: Mutex<Weak<Shared>>,
+    run: Mutex<Run>,
+}
+
+/// The run a context serves: weak handles to its event bus and its
+/// checkpoint count.
+struct Run {
+    bus: WeakEventBus,
+    checkpoints: Weak<AtomicU64>,
 }
 
 /// What a run shares with its stages and hooks: a unique id, the start
@@ -141,7 +147,10 @@ impl Context {
                 id: format!("{name}-{ms}-{n}"),
                 started,
                 metadata: Mutex::new(HashMap::new()),
-                run: Mutex::new(Weak::new()),
+                run: Mutex::new(Run {
+                    bus: WeakEventBus::none(),
+                    checkpoints: Weak::new(),
+                }),
             }),
             stage: None,
         }
@@ -198,14 +207,24 @@ impl Context {
         }
     }
 
-    /// Makes [`emit`](Self::emit) send to `run` (the latest run started
-    /// with this context).
-    pub(crate) fn attach(&self, run: &Arc<Shared>) {
-        *self.inner.run.lock().unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(run);
+    /// Makes [`emit`](Self::emit) send to `bus` and
+    /// [`emit_checkpoint`](Self::emit_checkpoint) count in `checkpoints`
+    /// (those of the latest run started with this context).
+    pub(crate) fn attach(&self, bus: &EventBus, checkpoints: &Arc<AtomicU64>) {
+        *self.inner.run.lock().unwrap_or_else(|p| p.into_inner()) = Run {
+            bus: bus.downgrade(),
+            checkpoints: Arc::downgrade(checkpoints),
+        };
     }
 
-    fn run(&self) -> Option<Arc<Shared>> {
-        self.inner.run.lock().unwrap_or_else(|p| p.into_inner()).upgrade()
+    /// The bus of the run, while it lasts.
+    fn bus(&self) -> Option<EventBus> {
+        self.inner
+            .run
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .bus
+            .upgrade()
     }
 
     /// Emits a [`Custom`](crate::EventKind::Custom) event from this stage
@@ -239,12 +258,12 @@ impl Context {
     /// # });
     /// ```
     pub fn emit(&self, name: &str, data: impl Serialize) {
-        let Some(run) = self.run().filter(|run| run.listening()) else {
+        let Some(bus) = self.bus().filter(EventBus::listening) else {
             return;
         };
         let data = serde_json::to_value(data)
             .unwrap_or_else(|e| serde_json::Value::String(format!("unserializable event data: {e}")));
-        run.emit_now(EventKind::Custom {
+        bus.emit_now(EventKind::Custom {
             stage: self.stage().map(str::to_owned),
             name: name.to_owned(),
             data,
@@ -273,14 +292,18 @@ impl Context {
     /// # });
     /// ```
     pub fn emit_checkpoint(&self, position: impl Into<String>) {
-        let Some(run) = self.run() else {
+        let (bus, checkpoints) = {
+            let run = self.inner.run.lock().unwrap_or_else(|p| p.into_inner());
+            (run.bus.upgrade(), run.checkpoints.upgrade())
+        };
+        let Some(checkpoints) = checkpoints else {
             return;
         };
-        run.checkpoints.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if !run.listening() {
+        checkpoints.fetch_add(1, Ordering::Relaxed);
+        let Some(bus) = bus.filter(EventBus::listening) else {
             return;
-        }
-        run.emit_now(EventKind::CheckpointCommitted {
+        };
+        bus.emit_now(EventKind::CheckpointCommitted {
             stage: self.stage().unwrap_or_default().to_owned(),
             position: position.into(),
         });

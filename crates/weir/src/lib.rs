@@ -54,7 +54,7 @@ pub use error::{BoxError, Error, ErrorKind};
 pub use event::{Event, EventKind, EventLevel, Progress, EVENT_VERSION, RATE_WINDOW};
 pub use hooks::Hooks;
 pub use metrics::{Latency, Outcome, Report, StageReport, Utilization};
-pub use pipeline::{InfallibleFuture, Pipeline, PipelineBuilder};
+pub use pipeline::{InfallibleFuture, Mode, Pipeline, PipelineBuilder};
 pub use policy::{
     Breaker, DeadLetter, DeadLetters, Decision, ErrorPolicy, Failure, Retry, Retryable, WhenOpen,
     MAX_HANDLER_ATTEMPTS,

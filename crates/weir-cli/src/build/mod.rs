@@ -24,7 +24,7 @@ use futures::StreamExt;
 use serde::{Serialize, Serializer};
 use weir::compose::Registry;
 use weir::stage::{BoxPlan, NoIntake, Recoverable, Streamed};
-use weir::{DeadLetters, ErrorPolicy, EventLevel, Pipeline, PipelineBuilder};
+use weir::{DeadLetters, ErrorPolicy, EventLevel, Mode, Pipeline, PipelineBuilder};
 use weir_io::format::Projection;
 use weir_io::{Line, Record};
 
@@ -382,25 +382,40 @@ pub(crate) fn build(
         .unwrap_or_else(|| "weir".to_owned());
     // The run's context: the checkpoint's commits are events of the run.
     let context = weir::Context::new(&name);
-    let builder = PipelineBuilder::new()
+    // The mode's defaults, then what the table sets: a key wins over the
+    // mode.
+    let mode = match pipe.str("mode").as_deref() {
+        Some("throughput") => Mode::Throughput,
+        Some("debug") => Mode::Debug,
+        _ => Mode::Balanced,
+    };
+    let event_level = match pipe.str("event_level").as_deref() {
+        Some("lifecycle") => Some(EventLevel::Lifecycle),
+        Some("progress") => Some(EventLevel::Progress),
+        Some("items") => Some(EventLevel::Items),
+        _ => None,
+    };
+    let mut builder = PipelineBuilder::new()
+        .mode(mode)
         .context(context.clone())
         .name(name)
-        .capacity(pipe.int("capacity").unwrap_or(4096).max(1) as usize)
-        .chunk_size(pipe.int("chunk_size").unwrap_or(1024).max(1) as usize)
-        .progress_interval(
-            pipe.duration("progress_interval")
-                .unwrap_or(std::time::Duration::from_secs(1)),
-        )
-        .event_level(match pipe.str("event_level").as_deref() {
-            Some("lifecycle") => EventLevel::Lifecycle,
-            Some("items") => EventLevel::Items,
-            _ => EventLevel::Progress,
-        })
         .error_policy(if default == ErrorPolicy::DeadLetter {
             ErrorPolicy::FailFast
         } else {
             default
         });
+    if let Some(n) = pipe.int("capacity") {
+        builder = builder.capacity(n.max(1) as usize);
+    }
+    if let Some(n) = pipe.int("chunk_size") {
+        builder = builder.chunk_size(n.max(1) as usize);
+    }
+    if let Some(every) = pipe.duration("progress_interval") {
+        builder = builder.progress_interval(every);
+    }
+    if let Some(level) = event_level {
+        builder = builder.event_level(level);
+    }
     let builder = match pipe.int("max_in_flight") {
         Some(n) if n >= 1 => builder.max_in_flight(usize::try_from(n).unwrap_or(usize::MAX)),
         Some(_) => {
@@ -435,7 +450,12 @@ pub(crate) fn build(
     };
     // Keys for the source items: their events then name them, and a run
     // can resume from a past run's event log.
-    let event_items = pipe.str("event_level").as_deref() == Some("items");
+    // The run's level: the table's, else the mode's (`weir::Mode`'s table:
+    // only `debug` has item events).
+    let event_items = event_level.unwrap_or(match mode {
+        Mode::Debug => EventLevel::Items,
+        _ => EventLevel::Progress,
+    }) == EventLevel::Items;
     let delivered = if resuming {
         resume_problem(&options, config.sink().as_ref())
             .map_or_else(|| resume::Delivered::read(&options.resume_from, &sink_names), Err)

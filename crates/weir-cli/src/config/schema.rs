@@ -182,6 +182,8 @@ pub const SQL_TYPES: &[&str] = &["integer", "real", "text", "blob", "json"];
 pub const SQL_MODES: &[&str] = &["append", "upsert", "replace"];
 /// Event levels.
 pub const EVENT_LEVELS: &[&str] = &["lifecycle", "progress", "items"];
+/// Pipeline modes (`weir::Mode`).
+pub const MODES: &[&str] = &["throughput", "balanced", "debug"];
 
 const RETRY: &[Opt] = &[
     opt(
@@ -711,33 +713,35 @@ pub const PIPELINE: &[Opt] = &[
         "the run's name; by default, the config file's name",
     ),
     opt(
+        "mode",
+        Kind::Enum(MODES),
+        "balanced",
+        "the defaults of capacity, chunk_size, event_level and progress_interval: throughput, balanced or debug (weir::Mode); a key set here wins",
+    ),
+    off(
         "capacity",
         Kind::Int,
-        "4096",
-        "items a channel between tasks holds",
+        "items a channel between tasks holds; by default, the mode's: 4096 (throughput 16384, debug 100)",
     ),
     off(
         "max_in_flight",
         Kind::Int,
         "items read but not yet finalized, over the whole pipeline (the source waits at the bound); by default, only the channels bound them",
     ),
-    opt(
+    off(
         "chunk_size",
         Kind::Int,
-        "1024",
-        "items moved between tasks at once",
+        "items moved between tasks at once; by default, the mode's: 1024 (throughput 4096, debug 10)",
     ),
-    opt(
+    off(
         "event_level",
         Kind::Enum(EVENT_LEVELS),
-        "progress",
-        "lifecycle, progress or items",
+        "lifecycle, progress or items; by default, the mode's: progress (throughput lifecycle, debug items)",
     ),
-    opt(
+    off(
         "progress_interval",
         Kind::Duration,
-        "1s",
-        "time between progress events",
+        "time between progress events; by default, the mode's: 1s (throughput 5s, debug 100ms)",
     ),
     opt(
         "on_error",

@@ -6,8 +6,8 @@ use super::{error_kind, Stage};
 use crate::ack::{Status, Token};
 use crate::context::Context;
 use crate::error::Error;
-use crate::metrics::Counters;
 use crate::pipeline::Pipeline;
+use crate::runtime::Counters;
 use crate::runtime::{forward_flush, guard, Plan, Push, TaskCx, Wiring};
 use crate::stage::Members;
 

@@ -16,8 +16,10 @@
 //! alternative for monitors, [`EventLevel`] says how much is built, and
 //! [`log`] writes a run's events to a file and reads them back.
 
+pub(crate) mod bus;
 pub mod log;
 
+pub(crate) use bus::{EventBus, WeakEventBus};
 pub use log::{replay, EventLog, ProgressAt, Replay, ReplayWarning, UnknownEvent};
 
 use serde::{Deserialize, Serialize};

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use futures::Stream;
 
-use super::{Config, Pipeline};
+use super::{Config, Mode, Pipeline};
 use crate::ack::Acked;
 use crate::policy::ErrorPolicy;
 use crate::stage::{AckedSource, IntakeSource, IterSource, StageSpec, StreamSource};
@@ -13,16 +13,17 @@ use crate::stage::{AckedSource, IntakeSource, IterSource, StageSpec, StreamSourc
 /// | setting | default |
 /// |---|---|
 /// | [`name`](Self::name) | `"pipeline"` |
-/// | [`capacity`](Self::capacity) | 4096 items per channel |
+/// | [`mode`](Self::mode) | [`Mode::Balanced`]: the defaults of the five settings it marks † |
+/// | [`capacity`](Self::capacity) † | 4096 items per channel |
 /// | [`max_in_flight`](Self::max_in_flight) | none (bounded by the channels) |
-/// | [`chunk_size`](Self::chunk_size) | 1024 items |
-/// | [`progress_interval`](Self::progress_interval) | 1 s |
+/// | [`chunk_size`](Self::chunk_size) † | 1024 items |
+/// | [`progress_interval`](Self::progress_interval) † | 1 s |
 /// | [`events_capacity`](Self::events_capacity) | 1024 events |
-/// | [`event_level`](Self::event_level) | [`EventLevel::Progress`](crate::EventLevel::Progress) |
+/// | [`event_level`](Self::event_level) † | [`EventLevel::Progress`](crate::EventLevel::Progress) |
 /// | [`subscribe_capacity`](Self::subscribe_capacity) | 256 events |
 /// | [`error_policy`](Self::error_policy) | [`ErrorPolicy::FailFast`] |
 /// | [`estimated_total`](Self::estimated_total) | the source's size hint |
-/// | [`trace_items`](Self::trace_items) | 0 (no item spans) |
+/// | [`trace_items`](Self::trace_items) † | 0 (no item spans) |
 ///
 /// # Examples
 ///
@@ -48,6 +49,19 @@ use crate::stage::{AckedSource, IntakeSource, IterSource, StageSpec, StreamSourc
 #[must_use]
 pub struct PipelineBuilder {
     config: Config,
+    /// The settings given a value by their setter: a [`Mode`] leaves them.
+    explicit: Explicit,
+}
+
+/// Which of the settings a [`Mode`] gives defaults for were set
+/// explicitly.
+#[derive(Debug, Clone, Copy, Default)]
+struct Explicit {
+    capacity: bool,
+    chunk_size: bool,
+    event_level: bool,
+    progress_interval: bool,
+    trace_items: bool,
 }
 
 impl PipelineBuilder {
@@ -115,6 +129,7 @@ impl PipelineBuilder {
     pub fn capacity(mut self, capacity: usize) -> Self {
         assert!(capacity > 0, "PipelineBuilder::capacity must be at least 1");
         self.config.capacity = capacity;
+        self.explicit.capacity = true;
         self
     }
 
@@ -201,6 +216,7 @@ impl PipelineBuilder {
     pub fn chunk_size(mut self, chunk_size: usize) -> Self {
         assert!(chunk_size > 0, "PipelineBuilder::chunk_size must be at least 1");
         self.config.chunk_size = chunk_size;
+        self.explicit.chunk_size = true;
         self
     }
 
@@ -231,6 +247,7 @@ impl PipelineBuilder {
     /// ```
     pub fn progress_interval(mut self, every: Duration) -> Self {
         self.config.progress_interval = every;
+        self.explicit.progress_interval = true;
         self
     }
 
@@ -294,6 +311,7 @@ impl PipelineBuilder {
     /// ```
     pub fn event_level(mut self, level: crate::EventLevel) -> Self {
         self.config.event_level = level;
+        self.explicit.event_level = true;
         self
     }
 
@@ -490,6 +508,58 @@ impl PipelineBuilder {
     /// ```
     pub fn trace_items(mut self, sample_rate: f64) -> Self {
         self.config.trace_items = sample_rate;
+        self.explicit.trace_items = true;
+        self
+    }
+
+    /// Sets the defaults of [`mode`](Mode): the
+    /// [`capacity`](Self::capacity), [`chunk_size`](Self::chunk_size),
+    /// [`event_level`](Self::event_level),
+    /// [`progress_interval`](Self::progress_interval) and
+    /// [`trace_items`](Self::trace_items) that no setter sets. A setter
+    /// wins whether it is called before or after `mode`; of two modes,
+    /// the last one counts. By default, [`Mode::Balanced`] (the defaults
+    /// in the table above).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// use weir::{EventKind, EventLevel, Mode, PipelineBuilder};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// // Debug's small channels, with the event level set before the mode.
+    /// let events: Vec<_> = PipelineBuilder::new()
+    ///     .event_level(EventLevel::Lifecycle)
+    ///     .mode(Mode::Debug)
+    ///     .from_iter(0..3u32)
+    ///     .then(|x| async move { x })
+    ///     .events()
+    ///     .collect()
+    ///     .await;
+    /// assert!(!events.iter().any(|e| matches!(e.kind, EventKind::ItemStarted { .. })));
+    /// let EventKind::PipelineFinished { report, .. } = &events.last().unwrap().kind else { panic!() };
+    /// assert_eq!(report.stages[1].queue_capacity, Some(100));
+    /// # });
+    /// ```
+    pub fn mode(mut self, mode: Mode) -> Self {
+        let d = mode.defaults();
+        let (c, set) = (&mut self.config, self.explicit);
+        if !set.capacity {
+            c.capacity = d.capacity;
+        }
+        if !set.chunk_size {
+            c.chunk_size = d.chunk_size;
+        }
+        if !set.event_level {
+            c.event_level = d.event_level;
+        }
+        if !set.progress_interval {
+            c.progress_interval = d.progress_interval;
+        }
+        if !set.trace_items {
+            c.trace_items = d.trace_items;
+        }
         self
     }
 
@@ -615,5 +685,85 @@ impl PipelineBuilder {
     /// ```
     pub fn intake<T: Send + 'static>(self) -> Pipeline<T, IntakeSource<T>> {
         self.start(IntakeSource { _t: PhantomData }, (0, None))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::PipelineBuilder;
+    use crate::event::EventLevel;
+    use crate::pipeline::Mode;
+
+    /// The five settings a mode bundles, as the builder holds them.
+    fn bundled(b: &PipelineBuilder) -> (usize, usize, EventLevel, Duration, f64) {
+        let c = &b.config;
+        (
+            c.capacity,
+            c.chunk_size,
+            c.event_level,
+            c.progress_interval,
+            c.trace_items,
+        )
+    }
+
+    /// Guards the documented table of `Mode`, and that `Balanced` is the
+    /// defaults without a mode.
+    #[test]
+    fn each_mode_sets_its_documented_defaults() {
+        let secs = Duration::from_secs;
+        let cases = [
+            (
+                Mode::Throughput,
+                (16384, 4096, EventLevel::Lifecycle, secs(5), 0.0),
+            ),
+            (Mode::Balanced, (4096, 1024, EventLevel::Progress, secs(1), 0.0)),
+            (
+                Mode::Debug,
+                (100, 10, EventLevel::Items, Duration::from_millis(100), 1.0),
+            ),
+        ];
+        for (mode, want) in cases {
+            assert_eq!(bundled(&PipelineBuilder::new().mode(mode)), want, "{mode:?}");
+            // From any other mode, the last one counts.
+            for before in [Mode::Throughput, Mode::Balanced, Mode::Debug] {
+                let b = PipelineBuilder::new().mode(before).mode(mode);
+                assert_eq!(bundled(&b), want, "{before:?} then {mode:?}");
+            }
+        }
+        assert_eq!(bundled(&PipelineBuilder::new()), cases[1].1);
+    }
+
+    /// Guards "a mode sets defaults, not values": every setter wins over
+    /// every mode, called before it or after it.
+    #[test]
+    fn explicit_setters_win_over_a_mode_in_either_order() {
+        let set = |b: PipelineBuilder| {
+            b.capacity(7)
+                .chunk_size(3)
+                .event_level(EventLevel::Progress)
+                .progress_interval(Duration::from_secs(9))
+                .trace_items(0.5)
+        };
+        let want = (7, 3, EventLevel::Progress, Duration::from_secs(9), 0.5);
+        for mode in [Mode::Throughput, Mode::Balanced, Mode::Debug] {
+            assert_eq!(
+                bundled(&set(PipelineBuilder::new()).mode(mode)),
+                want,
+                "setters, then {mode:?}"
+            );
+            assert_eq!(
+                bundled(&set(PipelineBuilder::new().mode(mode))),
+                want,
+                "{mode:?}, then setters"
+            );
+        }
+        // One setter: the mode still sets the other four.
+        let b = PipelineBuilder::new().chunk_size(3).mode(Mode::Debug);
+        assert_eq!(
+            bundled(&b),
+            (100, 3, EventLevel::Items, Duration::from_millis(100), 1.0)
+        );
     }
 }

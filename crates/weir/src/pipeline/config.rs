@@ -7,6 +7,8 @@ use crate::event::{Event, EventLevel};
 use crate::hooks::Hooks;
 use crate::policy::ErrorPolicy;
 
+use super::Mode;
+
 /// Pipeline-wide settings. See [`PipelineBuilder`](crate::PipelineBuilder)
 /// for what each one means and its default.
 #[derive(Debug, Clone)]
@@ -36,21 +38,23 @@ pub(crate) struct Config {
 
 impl Default for Config {
     fn default() -> Config {
+        // The settings a mode bundles: `Balanced`'s.
+        let d = Mode::Balanced.defaults();
         Config {
             name: "pipeline".to_owned(),
-            capacity: 4096,
+            capacity: d.capacity,
             max_in_flight: None,
-            chunk_size: 1024,
-            progress_interval: Duration::from_secs(1),
+            chunk_size: d.chunk_size,
+            progress_interval: d.progress_interval,
             events_capacity: 1024,
-            event_level: EventLevel::Progress,
+            event_level: d.event_level,
             subscribe_capacity: 256,
             monitors: None,
             error_policy: ErrorPolicy::FailFast,
             estimated_total: None,
             context: None,
             hooks: Hooks::default(),
-            trace_items: 0.0,
+            trace_items: d.trace_items,
             placement: crate::runtime::Placement::default(),
         }
     }

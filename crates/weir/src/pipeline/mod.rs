@@ -2,9 +2,11 @@
 
 mod builder;
 mod config;
+mod mode;
 
 pub use builder::PipelineBuilder;
 pub(crate) use config::Config;
+pub use mode::Mode;
 
 use std::fmt;
 use std::future::Future;
@@ -16,8 +18,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::ack::Acked;
 use crate::error::{BoxError, Error, ErrorKind};
-use crate::metrics::{Counters, Report};
+use crate::metrics::Report;
 use crate::policy::ErrorPolicy;
+use crate::runtime::Counters;
 use crate::runtime::{
     self, channel, ChannelOut, Collect, Discard, Events, Fold, Handle, Results, Shared, Task,
 };

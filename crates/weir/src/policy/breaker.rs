@@ -11,8 +11,8 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::error::{Error, ErrorKind};
-use crate::event::EventKind;
-use crate::runtime::Shared;
+use crate::event::{EventBus, EventKind};
+use crate::metrics::StageMetrics;
 
 /// What an item does when it reaches a stage whose circuit is open (or
 /// half-open with every probe taken).
@@ -497,8 +497,12 @@ pub(crate) struct CircuitBreaker {
     state: Mutex<State>,
     /// Woken at every state change and when a probe's place frees up.
     changed: Notify,
-    shared: Arc<Shared>,
-    stage: usize,
+    /// Where state changes are reported.
+    bus: EventBus,
+    /// The stage's name, for the events.
+    stage: String,
+    /// The stage's metrics: its breaker's state and trips.
+    metrics: Arc<StageMetrics>,
 }
 
 /// What the breaker says to a call.
@@ -539,9 +543,15 @@ impl Drop for Ticket {
 }
 
 impl CircuitBreaker {
-    pub(crate) fn new(cfg: Breaker, shared: Arc<Shared>, stage: usize) -> CircuitBreaker {
-        shared.stages[stage]
-            .metrics
+    /// The breaker `cfg` of stage `stage`, closed, keeping its state in
+    /// `metrics` and reporting its changes on `bus`.
+    pub(crate) fn new(
+        cfg: Breaker,
+        bus: EventBus,
+        stage: String,
+        metrics: Arc<StageMetrics>,
+    ) -> CircuitBreaker {
+        metrics
             .breaker_state
             .store(BreakerState::Closed as u8, Ordering::Relaxed);
         CircuitBreaker {
@@ -556,8 +566,9 @@ impl CircuitBreaker {
                 events: VecDeque::new(),
             }),
             changed: Notify::new(),
-            shared,
+            bus,
             stage,
+            metrics,
         }
     }
 
@@ -741,10 +752,7 @@ impl CircuitBreaker {
         s.slices.clear();
         (s.calls, s.failures) = (0, 0);
         let until = Instant::now() + self.cfg.open_for;
-        self.shared.stages[self.stage]
-            .metrics
-            .breaker_trips
-            .fetch_add(1, Ordering::Relaxed);
+        self.metrics.breaker_trips.fetch_add(1, Ordering::Relaxed);
         self.change(s, Phase::Open { until }, reason, rate);
     }
 
@@ -753,13 +761,10 @@ impl CircuitBreaker {
         s.phase = to;
         s.generation += 1;
         let state = s.phase.state();
-        self.shared.stages[self.stage]
-            .metrics
-            .breaker_state
-            .store(state as u8, Ordering::Relaxed);
-        if self.shared.events.is_some() {
+        self.metrics.breaker_state.store(state as u8, Ordering::Relaxed);
+        if self.bus.has_stream() {
             s.events.push_back(EventKind::StageStateChanged {
-                stage: self.shared.stages[self.stage].spec.name.clone(),
+                stage: self.stage.clone(),
                 from: from.as_str().to_owned(),
                 to: state.as_str().to_owned(),
                 reason,
@@ -777,7 +782,430 @@ impl CircuitBreaker {
             let Some(event) = self.lock().events.pop_front() else {
                 return;
             };
-            self.shared.emit(event).await;
+            self.bus.emit(event).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The state machine alone, on tokio's paused clock: a breaker built
+    //! from an event bus and a stage's metrics, no pipeline.
+
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::sync::mpsc;
+    use tokio::time::Instant;
+
+    use super::{Breaker, BreakerState, CircuitBreaker, WhenOpen};
+    use crate::error::{Error, ErrorKind};
+    use crate::event::{Event, EventBus, EventKind, EventLevel};
+    use crate::metrics::StageMetrics;
+
+    /// A breaker of stage `call`, its events and its metrics.
+    struct Fixture {
+        breaker: Arc<CircuitBreaker>,
+        events: mpsc::Receiver<Event>,
+        metrics: Arc<StageMetrics>,
+    }
+
+    /// One state change, as its event says it.
+    #[derive(Debug, PartialEq)]
+    struct Change {
+        from: &'static str,
+        to: &'static str,
+        reason: String,
+        failure_rate: Option<f64>,
+    }
+
+    fn change(from: &'static str, to: &'static str, reason: &str, failure_rate: Option<f64>) -> Change {
+        Change {
+            from,
+            to,
+            reason: reason.to_owned(),
+            failure_rate,
+        }
+    }
+
+    fn fixture(cfg: Breaker) -> Fixture {
+        let (tx, events) = mpsc::channel(64);
+        let bus = EventBus::new(
+            "p".to_owned(),
+            "p-1".to_owned(),
+            Instant::now(),
+            EventLevel::Lifecycle,
+            Some(tx),
+            None,
+        );
+        let metrics = Arc::new(StageMetrics::default());
+        let breaker = Arc::new(CircuitBreaker::new(cfg, bus, "call".to_owned(), metrics.clone()));
+        Fixture {
+            breaker,
+            events,
+            metrics,
+        }
+    }
+
+    impl Fixture {
+        fn state(&self) -> BreakerState {
+            BreakerState::from_u8(self.metrics.breaker_state.load(Ordering::Relaxed)).unwrap()
+        }
+
+        fn trips(&self) -> u64 {
+            self.metrics.breaker_trips.load(Ordering::Relaxed)
+        }
+
+        /// One call: admitted (or refused), then its outcome recorded;
+        /// true if it changed the state.
+        async fn call(&self, ok: bool) -> Result<bool, Error> {
+            let ticket = self.breaker.admit().await?;
+            Ok(ticket.record(ok))
+        }
+
+        /// The state changes sent on the bus so far.
+        async fn changes(&mut self) -> Vec<Change> {
+            let sent = tokio::time::timeout(Duration::from_secs(60), self.breaker.send_events()).await;
+            assert!(sent.is_ok(), "the breaker's events were not all sent");
+            let mut out = Vec::new();
+            while let Ok(e) = self.events.try_recv() {
+                match e.kind {
+                    EventKind::StageStateChanged {
+                        stage,
+                        from,
+                        to,
+                        reason,
+                        failure_rate,
+                    } => {
+                        assert_eq!(stage, "call");
+                        let name = |s: &str| match s {
+                            "closed" => "closed",
+                            "open" => "open",
+                            "half_open" => "half_open",
+                            other => panic!("unknown state {other}"),
+                        };
+                        out.push(Change {
+                            from: name(&from),
+                            to: name(&to),
+                            reason,
+                            failure_rate,
+                        });
+                    }
+                    other => panic!("unexpected event {other:?}"),
+                }
+            }
+            out
+        }
+    }
+
+    /// Outcomes written `x` (failed) and `.` (succeeded).
+    fn outcomes(s: &str) -> impl Iterator<Item = bool> + '_ {
+        s.chars().map(|c| c == '.')
+    }
+
+    /// Guards the closed state's judgement over the last n calls: the
+    /// rate is over the window (an outcome that leaves it stops counting),
+    /// never before `min_calls`, and the state changes on the call that
+    /// reaches the rate.
+    #[tokio::test(start_paused = true)]
+    async fn closed_opens_on_the_failure_rate_over_the_last_n_calls() {
+        let count = |n, min, rate| Breaker::new().window_count(n).min_calls(min).failure_rate(rate);
+        // (case, breaker, outcomes, the call that opens it)
+        let cases = [
+            ("half of 4 at 0.5", count(4, 4, 0.5), "xx..", Some(3)),
+            ("a quarter of 4 at 0.5", count(4, 4, 0.5), "x...", None),
+            (
+                "every call fails, judged at min_calls",
+                count(10, 3, 0.5),
+                "xxxxx",
+                Some(2),
+            ),
+            ("under min_calls nothing opens", count(10, 5, 0.5), "xxxx", None),
+            // The first failure leaves the window at call 4: without that,
+            // call 5 would make 2 of 4 and open it.
+            (
+                "old failures leave the window",
+                count(4, 4, 0.5),
+                "x....xx",
+                Some(6),
+            ),
+            ("the rate is inclusive", count(5, 5, 0.4), "..x.x", Some(4)),
+            ("below the rate", count(5, 5, 0.6), "..x.x", None),
+        ];
+        for (case, cfg, calls, opens_at) in cases {
+            let f = fixture(cfg.when_open(WhenOpen::Fail));
+            assert_eq!(f.state(), BreakerState::Closed, "{case}");
+            let mut opened = None;
+            for (i, ok) in outcomes(calls).enumerate() {
+                if f.call(ok).await.unwrap() {
+                    opened = Some(i);
+                    break;
+                }
+            }
+            assert_eq!(opened, opens_at, "{case}");
+            let want = if opens_at.is_some() {
+                BreakerState::Open
+            } else {
+                BreakerState::Closed
+            };
+            assert_eq!(
+                (f.state(), f.trips()),
+                (want, u64::from(opens_at.is_some())),
+                "{case}"
+            );
+        }
+    }
+
+    /// Guards the time window: calls older than `window_time` (give or
+    /// take a slice) stop counting, calls inside it count whatever their
+    /// number.
+    #[tokio::test(start_paused = true)]
+    async fn closed_opens_on_the_failure_rate_over_the_last_window_time() {
+        let cfg = || {
+            Breaker::new()
+                .window_time(Duration::from_secs(10))
+                .min_calls(2)
+                .failure_rate(0.6)
+                .when_open(WhenOpen::Fail)
+        };
+        const X: bool = false;
+        const OK: bool = true;
+        type Case = (&'static str, &'static [(u64, bool)], bool);
+        // (case, (seconds waited before the call, outcome)…, opens)
+        let cases: [Case; 4] = [
+            ("two failures 5 s apart", &[(0, X), (5, X)], true),
+            // 11 s later the first failure has left: 2 of the last 4 fail.
+            (
+                "an old failure has left",
+                &[(0, X), (11, OK), (0, OK), (0, X), (0, X)],
+                false,
+            ),
+            // 9 s later it is still in: 3 of 5 fail.
+            (
+                "a recent failure counts",
+                &[(0, X), (9, OK), (0, OK), (0, X), (0, X)],
+                true,
+            ),
+            ("many calls in one slice", &[(0, OK), (0, X), (0, X)], true),
+        ];
+        for (case, calls, opens) in cases {
+            let f = fixture(cfg());
+            let mut opened = false;
+            for &(wait, ok) in calls {
+                tokio::time::advance(Duration::from_secs(wait)).await;
+                opened |= f.call(ok).await.unwrap();
+            }
+            assert_eq!(opened, opens, "{case}");
+            assert_eq!(f.state() == BreakerState::Open, opens, "{case}");
+        }
+    }
+
+    /// Guards `open_for`: an open breaker refuses (or holds) every call
+    /// until it is up, then turns half-open and admits a probe.
+    #[tokio::test(start_paused = true)]
+    async fn open_turns_half_open_after_open_for() {
+        let cfg = Breaker::new()
+            .window_count(2)
+            .min_calls(2)
+            .open_for(Duration::from_secs(5));
+
+        // WhenOpen::Fail: refused until then, at once.
+        let f = fixture(cfg.clone().when_open(WhenOpen::Fail));
+        f.call(false).await.unwrap();
+        assert!(f.call(false).await.unwrap());
+        tokio::time::advance(Duration::from_millis(4_999)).await;
+        let refused = f.call(true).await.unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::CircuitOpen);
+        assert_eq!(f.state(), BreakerState::Open);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let probe = f.breaker.admit().await.unwrap();
+        assert_eq!(f.state(), BreakerState::HalfOpen);
+        assert!(probe.probe);
+
+        // WhenOpen::Wait: the call waits out the open time, and no longer.
+        let f = fixture(cfg.when_open(WhenOpen::Wait));
+        f.call(false).await.unwrap();
+        f.call(false).await.unwrap();
+        let opened = Instant::now();
+        let early = tokio::time::timeout(Duration::from_millis(4_999), f.breaker.admit()).await;
+        assert!(early.is_err(), "admitted while open");
+        let ticket = f.breaker.admit().await.unwrap();
+        assert_eq!(opened.elapsed(), Duration::from_secs(5));
+        assert!(ticket.probe);
+        assert_eq!(f.state(), BreakerState::HalfOpen);
+    }
+
+    /// Guards the half-open state: it closes only when every probe
+    /// succeeded, opens again on the first that fails, and admits no more
+    /// than `half_open_probes` calls at once.
+    #[tokio::test(start_paused = true)]
+    async fn half_open_probes_close_or_reopen_the_breaker() {
+        // (probes, the probes' outcomes, state after them, times opened)
+        let cases = [
+            (1, ".", BreakerState::Closed, 1),
+            (1, "x", BreakerState::Open, 2),
+            (2, "..", BreakerState::Closed, 1),
+            (2, ".x", BreakerState::Open, 2),
+            (2, "x", BreakerState::Open, 2),
+            (3, "..", BreakerState::HalfOpen, 1),
+        ];
+        for (probes, results, state, trips) in cases {
+            let case = format!("{probes} probe(s), outcomes {results:?}");
+            let f = fixture(
+                Breaker::new()
+                    .window_count(1)
+                    .min_calls(1)
+                    .open_for(Duration::from_secs(1))
+                    .half_open_probes(probes)
+                    .when_open(WhenOpen::Fail),
+            );
+            f.call(false).await.unwrap();
+            tokio::time::advance(Duration::from_secs(1)).await;
+            // Every probe is admitted before any finishes.
+            let mut tickets = Vec::new();
+            for _ in 0..probes {
+                tickets.push(f.breaker.admit().await.unwrap());
+            }
+            let full = f.breaker.admit().await.unwrap_err();
+            assert_eq!(full.kind(), ErrorKind::CircuitOpen, "{case}");
+            assert_eq!(
+                full.message(),
+                "circuit half-open: every probe is taken",
+                "{case}"
+            );
+            for (ticket, ok) in tickets.into_iter().zip(outcomes(results)) {
+                ticket.record(ok);
+            }
+            assert_eq!((f.state(), f.trips()), (state, trips), "{case}");
+        }
+    }
+
+    /// Guards the probe's place: a probe dropped unrecorded (its item's
+    /// future was dropped) frees it for a waiting call.
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_probe_frees_its_place_for_a_waiting_call() {
+        let f = fixture(
+            Breaker::new()
+                .window_count(1)
+                .min_calls(1)
+                .open_for(Duration::from_secs(1)),
+        );
+        f.call(false).await.unwrap();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let probe = f.breaker.admit().await.unwrap();
+        let waiting = tokio::time::timeout(Duration::from_secs(60), f.breaker.admit()).await;
+        assert!(
+            waiting.is_err(),
+            "a second call was admitted beside the only probe"
+        );
+        let breaker = f.breaker.clone();
+        let waiter = tokio::spawn(async move { breaker.admit().await.map(|t| t.probe) });
+        tokio::task::yield_now().await;
+        drop(probe);
+        let admitted = tokio::time::timeout(Duration::from_secs(60), waiter).await;
+        assert!(admitted.expect("the freed place was not given").unwrap().unwrap());
+    }
+
+    /// Guards counting per state: a call admitted before a change does
+    /// not count after it, neither as a probe nor in the next closed
+    /// window.
+    #[tokio::test(start_paused = true)]
+    async fn a_call_admitted_before_a_change_does_not_count_after_it() {
+        let f = fixture(
+            Breaker::new()
+                .window_count(2)
+                .min_calls(2)
+                .open_for(Duration::from_secs(1))
+                .when_open(WhenOpen::Fail),
+        );
+        let late = f.breaker.admit().await.unwrap();
+        f.call(false).await.unwrap();
+        f.call(false).await.unwrap();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let probe = f.breaker.admit().await.unwrap();
+        // The late call's failure belongs to the closed state: the
+        // half-open breaker does not reopen on it.
+        assert!(!late.record(false));
+        assert_eq!(f.state(), BreakerState::HalfOpen);
+        assert!(probe.record(true));
+        assert_eq!(f.state(), BreakerState::Closed);
+        let later = f.breaker.admit().await.unwrap();
+        let stale = f.breaker.admit().await.unwrap();
+        f.call(false).await.unwrap();
+        f.call(false).await.unwrap(); // opens: 2 of 2
+        assert_eq!(f.trips(), 2);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        f.call(true).await.unwrap(); // the probe closes it again
+                                     // Admitted in the closed state before the last opening: counts
+                                     // neither now nor later.
+        assert!(!stale.record(false));
+        assert!(
+            !f.call(false).await.unwrap(),
+            "a stale failure counted in the new window"
+        );
+        assert!(!later.record(false));
+        assert_eq!(f.state(), BreakerState::Closed);
+    }
+
+    /// Guards the events: each change is one `StageStateChanged` on the
+    /// bus, in order, with its reason and (on opening) the failure rate.
+    #[tokio::test(start_paused = true)]
+    async fn every_change_is_an_event_with_its_reason_and_rate() {
+        let mut f = fixture(
+            Breaker::new()
+                .window_count(4)
+                .min_calls(4)
+                .failure_rate(0.5)
+                .open_for(Duration::from_secs(2))
+                .when_open(WhenOpen::Fail),
+        );
+        for ok in outcomes("x.xx") {
+            f.call(ok).await.unwrap();
+        }
+        tokio::time::advance(Duration::from_secs(2)).await;
+        f.call(false).await.unwrap(); // the probe fails
+        tokio::time::advance(Duration::from_secs(2)).await;
+        f.call(true).await.unwrap(); // this one succeeds
+        assert_eq!(
+            f.changes().await,
+            [
+                change(
+                    "closed",
+                    "open",
+                    "failure rate 0.75 >= 0.50 over 4 calls",
+                    Some(0.75)
+                ),
+                change("open", "half_open", "open for 2s elapsed", None),
+                change("half_open", "open", "probe failed", None),
+                change("open", "half_open", "open for 2s elapsed", None),
+                change("half_open", "closed", "probes succeeded", None),
+            ]
+        );
+        assert_eq!(f.trips(), 2);
+        // Nothing more to send, and nothing is sent twice.
+        assert!(f.changes().await.is_empty());
+    }
+
+    /// Guards the cost when nobody reads the stream: no events are built.
+    #[tokio::test(start_paused = true)]
+    async fn without_an_events_stream_no_change_is_queued() {
+        let bus = EventBus::new(
+            "p".to_owned(),
+            "p-1".to_owned(),
+            Instant::now(),
+            EventLevel::Lifecycle,
+            None,
+            None,
+        );
+        let metrics = Arc::new(StageMetrics::default());
+        let cfg = Breaker::new()
+            .window_count(1)
+            .min_calls(1)
+            .when_open(WhenOpen::Fail);
+        let b = Arc::new(CircuitBreaker::new(cfg, bus, "call".to_owned(), metrics.clone()));
+        assert!(b.admit().await.unwrap().record(false));
+        assert!(b.lock().events.is_empty());
+        assert_eq!(metrics.breaker_trips.load(Ordering::Relaxed), 1);
     }
 }

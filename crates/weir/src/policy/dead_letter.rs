@@ -24,8 +24,8 @@ use tokio::sync::mpsc;
 use super::ErrorPolicy;
 use crate::ack::{Status, Token};
 use crate::error::{Error, ErrorKind};
-use crate::event::EventKind;
-use crate::runtime::Shared;
+use crate::event::{EventBus, EventKind};
+use crate::metrics::StageMetrics;
 use crate::stage::Sink;
 
 /// The record a [`dead_letter`](crate::Pipeline::dead_letter) sink
@@ -175,19 +175,41 @@ pub(crate) struct Letter {
     pub(crate) token: Token,
 }
 
-/// Runs the dead-letter sink of stage `stage`: writes each letter's record,
+/// What a stage's dead-letter task needs from its run, and nothing more.
+pub(crate) struct DeadLetterRun {
+    /// Where a refused record's `ItemFailed` goes.
+    pub(crate) bus: EventBus,
+    /// The stage's name.
+    pub(crate) stage: String,
+    /// The run's id (the records' `pipeline`).
+    pub(crate) run_id: String,
+    /// The stage's metrics: dead letters written and refused.
+    pub(crate) metrics: Arc<StageMetrics>,
+    /// Fails the run (a refused record, a sink that fails to close).
+    pub(crate) fail: Box<dyn Fn(Error) + Send + Sync>,
+    /// Records written at most before a flush.
+    pub(crate) chunk: usize,
+}
+
+impl fmt::Debug for DeadLetterRun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeadLetterRun")
+            .field("stage", &self.stage)
+            .field("run_id", &self.run_id)
+            .field("chunk", &self.chunk)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs the dead-letter sink of a stage: writes each letter's record,
 /// flushes after each burst, and finalizes the letters' items.
-pub(crate) async fn run_dead_letters<T, S>(
-    mut rx: mpsc::Receiver<Letter>,
-    mut sink: S,
-    shared: Arc<Shared>,
-    stage: usize,
-    chunk: usize,
-) where
+pub(crate) async fn run_dead_letters<T, S>(mut rx: mpsc::Receiver<Letter>, mut sink: S, run: DeadLetterRun)
+where
     T: Send + 'static,
     S: Sink<DeadLetter<T>>,
 {
-    let name = format!("{}/dead_letter", shared.stages[stage].spec.name);
+    let name = format!("{}/dead_letter", run.stage);
+    let chunk = run.chunk;
     let mut written: Vec<(Token, u32)> = Vec::new();
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
@@ -211,12 +233,12 @@ pub(crate) async fn run_dead_letters<T, S>(
                         error,
                         causes,
                         error_type: error_type.to_owned(),
-                        stage: shared.stages[stage].spec.name.clone(),
+                        stage: run.stage.clone(),
                         item_seq,
                         attempts,
                         first_failure_ms,
                         last_failure_ms,
-                        pipeline: shared.context.id().to_owned(),
+                        pipeline: run.run_id.clone(),
                     };
                     match AssertUnwindSafe(sink.write(record)).catch_unwind().await {
                         Ok(Ok(())) => Ok(()),
@@ -231,20 +253,20 @@ pub(crate) async fn run_dead_letters<T, S>(
             };
             match outcome {
                 Ok(()) => written.push((token, attempts)),
-                Err(e) => refused(&shared, stage, &name, token, attempts, e).await,
+                Err(e) => refused(&run, &name, token, attempts, e).await,
             }
             if written.len() < chunk {
                 next = rx.try_recv().ok();
             }
         }
-        flush(&mut sink, &mut written, &shared, stage, &name).await;
+        flush(&mut sink, &mut written, &run, &name).await;
     }
     let error = match AssertUnwindSafe(sink.close()).catch_unwind().await {
         Ok(Ok(())) => return,
         Ok(Err(e)) => Error::caused_by(ErrorKind::Sink, e.into()),
         Err(p) => Error::panicked(&*p),
     };
-    shared.fail(Error::new(
+    (run.fail)(Error::new(
         error.kind(),
         format!("dead-letter sink `{name}` failed to close: {error}"),
     ));
@@ -253,8 +275,7 @@ pub(crate) async fn run_dead_letters<T, S>(
 async fn flush<T, S: Sink<DeadLetter<T>>>(
     sink: &mut S,
     written: &mut Vec<(Token, u32)>,
-    shared: &Shared,
-    stage: usize,
+    run: &DeadLetterRun,
     name: &str,
 ) {
     if written.is_empty() {
@@ -266,10 +287,7 @@ async fn flush<T, S: Sink<DeadLetter<T>>>(
             for (token, _) in written.drain(..) {
                 token.finish(Status::DeadLettered);
             }
-            shared.stages[stage]
-                .metrics
-                .dead_lettered
-                .fetch_add(n, Ordering::Relaxed);
+            run.metrics.dead_lettered.fetch_add(n, Ordering::Relaxed);
             return;
         }
         Ok(Err(e)) => Error::caused_by(ErrorKind::Sink, e.into()),
@@ -280,21 +298,18 @@ async fn flush<T, S: Sink<DeadLetter<T>>>(
     let mut first = Some(error);
     for (token, attempts) in written.drain(..) {
         let e = first.take().unwrap_or_else(|| copy.shallow_clone());
-        refused(shared, stage, name, token, attempts, e).await;
+        refused(run, name, token, attempts, e).await;
     }
 }
 
 /// The dead-letter sink refused an item's record: the item fails for good
 /// and the run stops with an error naming the dead-letter sink.
-async fn refused(shared: &Shared, stage: usize, name: &str, token: Token, attempts: u32, error: Error) {
+async fn refused(run: &DeadLetterRun, name: &str, token: Token, attempts: u32, error: Error) {
     let error = error.at(name, token.seq(), attempts);
-    shared.stages[stage]
-        .metrics
-        .dead_letter_refused
-        .fetch_add(1, Ordering::Relaxed);
+    run.metrics.dead_letter_refused.fetch_add(1, Ordering::Relaxed);
     let key = token.key();
     token.finish(Status::Halted);
-    shared
+    run.bus
         .emit(EventKind::ItemFailed {
             stage: name.to_owned(),
             item: error.item().unwrap_or_default(),
@@ -305,5 +320,5 @@ async fn refused(shared: &Shared, stage: usize, name: &str, token: Token, attemp
             retryable: false,
         })
         .await;
-    shared.fail(error);
+    (run.fail)(error);
 }

@@ -13,7 +13,7 @@ mod dead_letters;
 mod handler;
 
 pub use dead_letter::DeadLetter;
-pub(crate) use dead_letter::{run_dead_letters, Letter, Routing};
+pub(crate) use dead_letter::{run_dead_letters, DeadLetterRun, Letter, Routing};
 pub use dead_letters::DeadLetters;
 pub use handler::{Decision, Failure, MAX_HANDLER_ATTEMPTS};
 

@@ -23,7 +23,7 @@ use super::{flush_all, route, settle, Flow, Push, TaskCx};
 use crate::ack::Token;
 use crate::error::Error;
 use crate::event::EventLevel;
-use crate::metrics::Counters;
+use crate::runtime::Counters;
 
 /// What a concurrent stage does with one item.
 pub(crate) trait Work<T>: Send + 'static {

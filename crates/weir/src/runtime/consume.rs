@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 use super::{guard, Flow, Push, TaskCx};
 use crate::ack::{Status, Token};
 use crate::error::Error;
-use crate::metrics::Counters;
+use crate::runtime::Counters;
 
 /// Accepts and delivers everything (the end of `run` and `events`).
 pub(crate) struct Discard {

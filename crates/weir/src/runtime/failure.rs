@@ -17,8 +17,8 @@ use super::{Push, TaskCx};
 use crate::ack::{Status, Token};
 use crate::error::{Error, ErrorKind};
 use crate::event::{now_ms, EventKind};
-use crate::metrics::Counters;
 use crate::policy::{ErrorPolicy, Letter, Routing};
+use crate::runtime::Counters;
 
 impl TaskCx {
     /// Routes a failed item: records the event and applies the stage's
@@ -31,7 +31,7 @@ impl TaskCx {
         // A retried item's error already says which attempt failed.
         let attempt = error.attempt().max(1);
         let error = error.at(&entry.spec.name, token.seq(), attempt);
-        if self.shared.listening() {
+        if self.shared.bus.listening() {
             self.pending.push(EventKind::ItemFailed {
                 stage: entry.spec.name.clone(),
                 item: error.item().unwrap_or_default(),

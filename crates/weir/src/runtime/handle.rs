@@ -686,7 +686,7 @@ impl<I: Send + 'static> Handle<I> {
     /// ```
     pub fn subscribe(&self) -> Subscription {
         let shared = &self.pusher.shared;
-        let rx = match shared.monitors() {
+        let rx = match shared.bus.monitors() {
             Some(m) => {
                 let rx = m.subscribe();
                 shared.subscribed.raise();

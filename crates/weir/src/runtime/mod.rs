@@ -15,6 +15,7 @@
 pub(crate) mod chunk;
 mod concurrent;
 mod consume;
+mod counters;
 mod e2e_latency;
 pub(crate) mod failure;
 mod handle;
@@ -39,30 +40,30 @@ pub(crate) use task_cx::TaskCx;
 pub(crate) use chunk::{channel, flush_all, forward, settle, ChannelOut};
 pub(crate) use concurrent::{current_waker, run_concurrent, seq_of, Slot, Work};
 pub(crate) use consume::{Collect, Discard, Fold};
+pub(crate) use counters::Counters;
 pub(crate) use failure::route;
 pub(crate) use item_events::ItemEvents;
 pub(crate) use panic::{guard, held, run_held};
 pub(crate) use push::forward_flush;
 pub(crate) use spec::{RecoverSpec, RetrySpec, StageSpec};
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc, Notify};
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::ack::InFlight;
 use crate::context::Context;
 use crate::error::{Error, ErrorKind};
-use crate::event::{now_ms, Event, EventKind, EventLevel, Progress, RateWindow, EVENT_VERSION, RATE_WINDOW};
+use crate::event::{Event, EventBus, EventKind, EventLevel, Progress, RateWindow, RATE_WINDOW};
 use crate::metrics::{Outcome, Report, StageMetrics, StageReport, Utilization};
 use crate::pipeline::Config;
-use crate::policy::ErrorPolicy;
+use crate::policy::{CircuitBreaker, ErrorPolicy};
 
 pub(crate) type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -71,7 +72,9 @@ pub(crate) type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub(crate) struct StageEntry {
     pub(crate) spec: StageSpec,
     pub(crate) policy: crate::policy::ErrorPolicy,
-    pub(crate) metrics: StageMetrics,
+    /// Shared with the parts that count on their own (the breaker, the
+    /// dead-letter task).
+    pub(crate) metrics: Arc<StageMetrics>,
 }
 
 /// A one-way flag that tasks can wait on.
@@ -111,14 +114,8 @@ pub(crate) struct Shared {
     pub(crate) stages: Box<[StageEntry]>,
     pub(crate) started: Instant,
     pub(crate) estimated_total: Option<u64>,
-    pub(crate) events: Option<mpsc::Sender<Event>>,
-    /// The lossy broadcast behind [`Subscription`]s: set for runs that can
-    /// have subscribers.
-    monitors: Option<broadcast::Sender<Event>>,
-    /// Events sent without waiting ([`emit_now`](Self::emit_now)) that did
-    /// not fit the events channel; the next flush sends them, in order.
-    overflow: Mutex<VecDeque<Event>>,
-    overflowing: AtomicBool,
+    /// Where the run's events go (`event/bus.rs`).
+    pub(crate) bus: EventBus,
     rate: Mutex<RateWindow>,
     pub(crate) drain: Signal,
     pub(crate) abort: Signal,
@@ -135,8 +132,9 @@ pub(crate) struct Shared {
     error: Mutex<Option<Error>>,
     /// Sequence numbers for items pushed through the handle.
     pub(crate) next_seq: AtomicU64,
-    /// Checkpoints committed ([`Context::emit_checkpoint`](crate::Context::emit_checkpoint)).
-    pub(crate) checkpoints: AtomicU64,
+    /// Checkpoints committed ([`Context::emit_checkpoint`](crate::Context::emit_checkpoint)):
+    /// shared with the run's [`Context`].
+    pub(crate) checkpoints: Arc<AtomicU64>,
     /// The room left under
     /// [`max_in_flight`](crate::PipelineBuilder::max_in_flight), if the
     /// run has the bound: sources take room for each item before taking
@@ -214,6 +212,15 @@ impl Shared {
             .context
             .clone()
             .unwrap_or_else(|| Context::new(&config.name));
+        let started = Instant::now();
+        let bus = EventBus::new(
+            config.name.clone(),
+            context.id().to_owned(),
+            started,
+            config.event_level,
+            events,
+            monitors,
+        );
         Shared {
             context,
             stages: specs
@@ -221,16 +228,13 @@ impl Shared {
                 .map(|spec| StageEntry {
                     policy: spec.policy.unwrap_or(default_policy),
                     spec,
-                    metrics: StageMetrics::default(),
+                    metrics: Arc::default(),
                 })
                 .collect(),
             config,
-            started: Instant::now(),
+            started,
             estimated_total,
-            events,
-            monitors,
-            overflow: Mutex::new(VecDeque::new()),
-            overflowing: AtomicBool::new(false),
+            bus,
             rate: Mutex::new(RateWindow::new(RATE_WINDOW)),
             drain: Signal::default(),
             abort: Signal::default(),
@@ -239,13 +243,24 @@ impl Shared {
             subscribed: Signal::default(),
             error: Mutex::new(None),
             next_seq: AtomicU64::new(0),
-            checkpoints: AtomicU64::new(0),
+            checkpoints: Arc::default(),
             in_flight,
             acked: AtomicBool::new(limited),
             rates: StageRates::default(),
             outcome: Mutex::new(None),
             e2e: e2e_latency::E2eSampler::default(),
         }
+    }
+
+    /// The running breaker `cfg` of stage `stage`.
+    pub(crate) fn circuit_breaker(&self, stage: usize, cfg: crate::policy::Breaker) -> Arc<CircuitBreaker> {
+        let s = &self.stages[stage];
+        Arc::new(CircuitBreaker::new(
+            cfg,
+            self.bus.clone(),
+            s.spec.name.clone(),
+            s.metrics.clone(),
+        ))
     }
 
     /// Records a fail-fast error (the first one wins) and starts a drain.
@@ -277,7 +292,7 @@ impl Shared {
     /// ran out after `items` items.
     pub(crate) async fn source_exhausted(&self, items: u64) {
         let stage = self.stages[0].spec.name.clone();
-        self.emit(EventKind::SourceExhausted { stage, items }).await;
+        self.bus.emit(EventKind::SourceExhausted { stage, items }).await;
     }
 
     /// A configuration error found once every stage's policy is known.
@@ -318,135 +333,12 @@ impl Shared {
         self.error.lock().unwrap_or_else(|p| p.into_inner()).is_some()
     }
 
-    pub(crate) fn event(&self, kind: EventKind) -> Event {
-        Event {
-            version: EVENT_VERSION,
-            pipeline: self.config.name.clone(),
-            run_id: self.context.id().to_owned(),
-            ts_ms: now_ms(),
-            elapsed_ms: self.started.elapsed().as_millis() as u64,
-            kind,
-        }
-    }
-
-    /// Whether anyone listens: the [`Events`] stream or a subscriber.
-    /// Nothing is built otherwise.
-    pub(crate) fn listening(&self) -> bool {
-        self.events.is_some() || self.monitors.as_ref().is_some_and(|m| m.receiver_count() > 0)
-    }
-
-    /// The broadcast for [`Subscription`]s, when the run can have them.
-    pub(crate) fn monitors(&self) -> Option<&broadcast::Sender<Event>> {
-        self.monitors.as_ref()
-    }
-
-    /// Passes `event` to the subscribers (never waits) and returns it for
-    /// the lossless stream, if there is one.
-    fn broadcast(&self, event: Event) -> Option<Event> {
-        if let Some(m) = &self.monitors {
-            if m.receiver_count() > 0 {
-                if self.events.is_none() {
-                    let _ = m.send(event);
-                    return None;
-                }
-                let _ = m.send(event.clone());
-            }
-        }
-        self.events.as_ref().map(|_| event)
-    }
-
-    /// Sends an event, waiting while the consumer is behind.
-    pub(crate) async fn emit(&self, kind: EventKind) {
-        if !self.listening() {
-            return;
-        }
-        let event = self.event(kind);
-        self.flush_overflow().await;
-        if let (Some(event), Some(tx)) = (self.broadcast(event), &self.events) {
-            // A consumer that went away just stops receiving.
-            let _ = tx.send(event).await;
-        }
-    }
-
-    /// Sends an event without waiting, from code that cannot wait (a
-    /// [`Context`], a future being polled). Still lossless: what does not
-    /// fit the events channel waits in an overflow queue that the task's
-    /// next flush ([`TaskCx::flush_events`](crate::runtime::TaskCx), the
-    /// sources' [`events_gate`](Self::events_gate)) sends, waiting for the
-    /// consumer; every driver flushes at least once a chunk, so the queue
-    /// stays about a chunk's worth of events long.
-    pub(crate) fn emit_now(&self, kind: EventKind) {
-        if !self.listening() {
-            return;
-        }
-        let Some(mut event) = self.broadcast(self.event(kind)) else {
-            return;
-        };
-        let Some(tx) = &self.events else { return };
-        let mut overflow = self.overflow.lock().unwrap_or_else(|p| p.into_inner());
-        if overflow.is_empty() {
-            match tx.try_send(event) {
-                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => return,
-                Err(mpsc::error::TrySendError::Full(e)) => event = e,
-            }
-        }
-        overflow.push_back(event);
-        self.overflowing.store(true, Ordering::Release);
-    }
-
-    /// Whether [`emit_now`](Self::emit_now) left events to send.
-    pub(crate) fn has_overflow(&self) -> bool {
-        self.overflowing.load(Ordering::Acquire)
-    }
-
-    /// Sends the events [`emit_now`](Self::emit_now) could not, waiting
-    /// for the consumer.
-    pub(crate) async fn flush_overflow(&self) {
-        let Some(tx) = &self.events else { return };
-        while self.has_overflow() {
-            let permit = tx.reserve().await;
-            // Popped and sent under the lock: an `emit_now` meanwhile
-            // queues behind it instead of overtaking it.
-            let mut overflow = self.overflow.lock().unwrap_or_else(|p| p.into_inner());
-            match permit {
-                Ok(permit) => {
-                    if let Some(event) = overflow.pop_front() {
-                        permit.send(event);
-                    }
-                }
-                // The consumer went away: nobody will read these.
-                Err(_) => overflow.clear(),
-            }
-            if overflow.is_empty() {
-                self.overflowing.store(false, Ordering::Release);
-            }
-        }
-    }
-
-    /// Waits while the event consumer is behind, so that a consumer that
-    /// stops reading stops the sources instead of growing a queue.
-    pub(crate) async fn events_gate(&self) {
-        if let Some(tx) = &self.events {
-            self.flush_overflow().await;
-            if tx.capacity() == 0 {
-                let _ = tx.reserve().await;
-            }
-        }
-    }
-
-    /// Whether per-item events are wanted now (see
-    /// [`EventLevel::Items`]).
-    #[inline(always)]
-    pub(crate) fn items_on(&self) -> bool {
-        self.config.event_level >= EventLevel::Items && self.listening()
-    }
-
     /// Emits [`ItemStarted`](EventKind::ItemStarted) if per-item events
     /// are on, returning when, for the matching
     /// [`item_completed`](Self::item_completed).
     #[inline(always)]
     pub(crate) fn item_started(&self, stage: usize, item: u64) -> Option<Instant> {
-        if !self.items_on() {
+        if !self.bus.items_on() {
             return None;
         }
         self.item_started_now(stage, item)
@@ -455,7 +347,7 @@ impl Shared {
     #[cold]
     #[inline(never)]
     fn item_started_now(&self, stage: usize, item: u64) -> Option<Instant> {
-        self.emit_now(EventKind::ItemStarted {
+        self.bus.emit_now(EventKind::ItemStarted {
             stage: self.stages[stage].spec.name.clone(),
             item,
         });
@@ -466,7 +358,7 @@ impl Shared {
     /// (the source's `key` for it, if known)
     /// [`item_started`](Self::item_started) returned `started` for.
     pub(crate) fn item_completed(&self, stage: usize, item: u64, key: Option<u64>, started: Instant) {
-        self.emit_now(EventKind::ItemCompleted {
+        self.bus.emit_now(EventKind::ItemCompleted {
             stage: self.stages[stage].spec.name.clone(),
             item,
             key,
@@ -631,8 +523,9 @@ pub(crate) async fn supervise(
     tasks: Vec<Task>,
     consumer: Option<tokio::sync::oneshot::Receiver<()>>,
 ) -> Result<Report, Error> {
-    shared.context.attach(&shared);
+    shared.context.attach(&shared.bus, &shared.checkpoints);
     shared
+        .bus
         .emit(EventKind::PipelineStarted {
             stages: shared.stages.iter().map(|s| s.spec.name.clone()).collect(),
             estimated_total: shared.estimated_total,
@@ -671,7 +564,7 @@ pub(crate) async fn supervise(
     };
     // Only built when someone listens: runs without events need no timer
     // (nor a runtime with timers).
-    let mut ticker = (progress_on && shared.listening()).then(make_ticker);
+    let mut ticker = (progress_on && shared.bus.listening()).then(make_ticker);
     let mut aborted = false;
     loop {
         tokio::select! {
@@ -699,8 +592,8 @@ pub(crate) async fn supervise(
                 ticker = Some(make_ticker());
             }
             Some(_) = tick(&mut ticker) => {
-                if shared.listening() {
-                    shared.emit(EventKind::Progress(shared.progress())).await;
+                if shared.bus.listening() {
+                    shared.bus.emit(EventKind::Progress(shared.progress())).await;
                 }
             }
         }
@@ -752,10 +645,11 @@ pub(crate) async fn supervise(
         // An internal or hook error after the outcome was settled.
         report.outcome = Outcome::Failed;
     }
-    if progress_on && shared.listening() {
-        shared.emit(EventKind::Progress(shared.progress())).await;
+    if progress_on && shared.bus.listening() {
+        shared.bus.emit(EventKind::Progress(shared.progress())).await;
     }
     shared
+        .bus
         .emit(EventKind::PipelineFinished {
             report: Box::new(report.clone()),
             error: error.as_ref().map(|e| e.to_string()),

@@ -11,7 +11,7 @@ use super::channel::{Receiver, Sender};
 use super::StageSpec;
 use super::{spans, Shared, TaskCx};
 use crate::ack::Token;
-use crate::metrics::Counters;
+use crate::runtime::Counters;
 
 /// A pipeline's plan: a source followed by stages. Implemented by the node
 /// types of this module only; what a node does is the business of the

@@ -17,7 +17,8 @@ use super::{supervise, Controller, Shared, Task};
 use crate::ack::Status;
 use crate::error::{Error, ErrorKind};
 use crate::event::{Event, EventKind};
-use crate::metrics::{Counters, Report};
+use crate::metrics::Report;
+use crate::runtime::Counters;
 
 /// Aborts a spawned pipeline when dropped.
 pub(crate) struct AbortOnDrop(pub(crate) JoinHandle<Result<Report, Error>>);

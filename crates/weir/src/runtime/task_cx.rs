@@ -34,7 +34,7 @@ impl TaskCx {
 
     /// Buffers an event, sent at the task's next flush.
     pub(crate) fn event(&mut self, kind: EventKind) {
-        if self.shared.listening() {
+        if self.shared.bus.listening() {
             self.pending.push(kind);
         }
     }
@@ -44,7 +44,7 @@ impl TaskCx {
         !self.pending.is_empty()
             || !self.errors.is_empty()
             || !self.letters.is_empty()
-            || self.shared.has_overflow()
+            || self.shared.bus.has_overflow()
     }
 
     /// Sends the buffered events, waiting for the consumer (lossless).
@@ -59,12 +59,12 @@ impl TaskCx {
         }
         // Events sent without waiting (custom, per item) go first: they
         // happened before this task's buffered ones were sent.
-        self.shared.flush_overflow().await;
+        self.shared.bus.flush_overflow().await;
         if self.pending.is_empty() {
             return;
         }
         for kind in std::mem::take(&mut self.pending) {
-            self.shared.emit(kind).await;
+            self.shared.bus.emit(kind).await;
         }
     }
 }

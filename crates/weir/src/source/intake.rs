@@ -3,8 +3,8 @@ use std::marker::PhantomData;
 use std::sync::atomic::Ordering;
 
 use super::{flush_all, settle};
-use crate::metrics::Counters;
 use crate::runtime::channel::Receiver;
+use crate::runtime::Counters;
 use crate::runtime::{Flow, Plan, Push, TaskCx, Wiring};
 
 /// The source node of [`Pipeline::intake`](crate::Pipeline::intake): items
@@ -74,7 +74,7 @@ where
             ran_out = !closing;
             break;
         };
-        shared.events_gate().await;
+        shared.bus.events_gate().await;
         for (item, token) in chunk {
             c.items_in += 1;
             shared.e2e.pulled(token.seq(), token.seq() + 1);

@@ -6,7 +6,7 @@ use std::ops::Range;
 use super::{flush_all, settle};
 use crate::ack::Token;
 use crate::error::Error;
-use crate::metrics::Counters;
+use crate::runtime::Counters;
 use crate::runtime::{guard, Flow, Plan, Push, TaskCx, Wiring};
 
 /// The source node of [`Pipeline::from_iter`](crate::Pipeline::from_iter).
@@ -345,7 +345,7 @@ where
         if shared.stop_pulling() {
             break;
         }
-        shared.events_gate().await;
+        shared.bus.events_gate().await;
         let start = seq;
         let began = std::time::Instant::now();
         let (it, d, next, pulled) = pull_chunk(iter, down, &mut cx, seq, start + pull.limit);

@@ -11,9 +11,9 @@ use super::{flush_all, settle, token, Source};
 use crate::ack::Room;
 use crate::error::{Error, ErrorKind};
 use crate::event::EventKind;
-use crate::metrics::Counters;
 use crate::pipeline::{Pipeline, PipelineBuilder};
 use crate::policy::ErrorPolicy;
+use crate::runtime::Counters;
 use crate::runtime::{guard, Flow, NoIntake, Plan, Push, TaskCx, Wiring};
 
 /// The source node of [`Pipeline::merge`]: several [`Source`]s read
@@ -290,6 +290,7 @@ async fn report(cx: &TaskCx, input: String, error: Error) {
     let shared = &cx.shared;
     let stage = &shared.stages[0];
     shared
+        .bus
         .emit(EventKind::SourceFailed {
             stage: stage.spec.name.clone(),
             input,
@@ -311,7 +312,10 @@ async fn announce<S: Source>(cx: &TaskCx, inputs: &mut [Input<S>]) {
         if std::mem::take(&mut input.connected) {
             let stage = cx.shared.stages[0].spec.name.clone();
             let input = input.name.clone();
-            cx.shared.emit(EventKind::SourceConnected { stage, input }).await;
+            cx.shared
+                .bus
+                .emit(EventKind::SourceConnected { stage, input })
+                .await;
         }
     }
 }
@@ -343,7 +347,7 @@ where
         if open.is_empty() || shared.drain.is_raised() {
             break;
         }
-        shared.events_gate().await;
+        shared.bus.events_gate().await;
         let start = seq;
         let mut progress = false;
         'round: for input in &mut open {

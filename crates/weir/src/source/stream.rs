@@ -8,7 +8,7 @@ use futures::{FutureExt, Stream, StreamExt};
 use super::{flush_all, settle, token};
 use crate::ack::{Ack, Acked, Room};
 use crate::error::Error;
-use crate::metrics::Counters;
+use crate::runtime::Counters;
 use crate::runtime::{Flow, Plan, Push, TaskCx, Wiring};
 
 /// The source node of [`Pipeline::from_stream`](crate::Pipeline::from_stream).
@@ -124,7 +124,7 @@ pub(super) async fn drive<S, G, T, D>(
         if shared.stop_pulling() {
             break;
         }
-        shared.events_gate().await;
+        shared.bus.events_gate().await;
         let start = seq;
         let mut exhausted = false;
         while seq - start < chunk {

@@ -5,9 +5,9 @@ use tokio::time::Instant;
 
 use super::{Flow, Plan, Push, TaskCx, Wiring};
 use crate::ack::Token;
-use crate::metrics::Counters;
 use crate::pipeline::Pipeline;
 use crate::runtime::channel::Receiver;
+use crate::runtime::Counters;
 use crate::runtime::{flush_all, settle, ChannelOut};
 
 /// The plan node of [`Pipeline::batch`]: a stage in a task of its own, so

@@ -3,8 +3,8 @@ use std::fmt;
 use super::fan_out::{flush_branches, wire, Branch, BranchOut, Branches, ToAll};
 use super::{guard, Flow, Plan, Push, TaskCx, Wiring};
 use crate::ack::Token;
-use crate::metrics::Counters;
 use crate::pipeline::Pipeline;
+use crate::runtime::Counters;
 
 /// The plan node of [`Pipeline::broadcast`]: every item to every branch.
 ///

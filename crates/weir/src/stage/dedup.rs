@@ -8,8 +8,8 @@ use tokio::time::Instant;
 
 use super::{guard, Flow, Plan, Push, TaskCx, Wiring};
 use crate::ack::{Status, Token};
-use crate::metrics::Counters;
 use crate::pipeline::Pipeline;
+use crate::runtime::Counters;
 
 /// How many keys [`Pipeline::dedup`] remembers unless told otherwise.
 const DEFAULT_CAPACITY: usize = 100_000;

@@ -18,9 +18,9 @@ use std::sync::{Arc, Mutex};
 use super::{NoIntake, Plan, Push, StageSpec, Wiring};
 use crate::ack::{Status, Token};
 use crate::event::EventKind;
-use crate::metrics::Counters;
 use crate::pipeline::{Config, Pipeline};
 use crate::runtime::channel::{self, Chunk, Receiver, Sender};
+use crate::runtime::Counters;
 use crate::runtime::Flow;
 use crate::runtime::{Discard, Shared};
 
@@ -509,7 +509,7 @@ impl<T: Send + 'static> BranchOut<T> {
             }
             if open && dropped > 0 {
                 if let Some((shared, kind)) = self.dropped_event(dropped) {
-                    shared.emit(kind).await;
+                    shared.bus.emit(kind).await;
                 }
             }
             return open;
@@ -526,7 +526,7 @@ impl<T> BranchOut<T> {
     #[cold]
     fn dropped_event(&self, count: u64) -> Option<(Arc<Shared>, EventKind)> {
         let shared = self.c.shared();
-        if !shared.listening() {
+        if !shared.bus.listening() {
             return None;
         }
         let kind = EventKind::ItemsDropped {

@@ -2,7 +2,7 @@ use std::fmt;
 
 use super::{forward_flush, guard, Plan, Push, TaskCx, Wiring};
 use crate::ack::{Status, Token};
-use crate::metrics::Counters;
+use crate::runtime::Counters;
 
 /// The plan node of [`Pipeline::filter_map`](crate::Pipeline::filter_map).
 ///

@@ -3,7 +3,7 @@ use std::fmt;
 use super::{guard, Flow, Plan, Push, TaskCx, Wiring};
 use crate::ack::{Status, Token};
 use crate::error::{BoxError, Error, ErrorKind};
-use crate::metrics::Counters;
+use crate::runtime::Counters;
 
 /// The plan node of [`Pipeline::for_each`](crate::Pipeline::for_each) and
 /// [`Pipeline::try_for_each`](crate::Pipeline::try_for_each): a synchronous

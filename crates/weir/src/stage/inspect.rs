@@ -2,7 +2,7 @@ use std::fmt;
 
 use super::{forward_flush, guard, Plan, Push, TaskCx, Wiring};
 use crate::ack::Token;
-use crate::metrics::Counters;
+use crate::runtime::Counters;
 
 /// The plan node of [`Pipeline::inspect`](crate::Pipeline::inspect).
 ///

@@ -28,9 +28,9 @@ use super::then::ThenWork;
 use super::{guard, with_recovery, Flow, Plan, Push, SpawnWork, TaskCx, Wiring};
 use crate::ack::Token;
 use crate::error::BoxError;
-use crate::metrics::Counters;
 use crate::pipeline::InfallibleFuture;
 use crate::runtime::channel::Receiver;
+use crate::runtime::Counters;
 use crate::runtime::{current_waker, flush_all, route, settle, ChannelOut, ItemEvents, Slot, Work};
 use crate::Pipeline;
 

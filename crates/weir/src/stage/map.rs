@@ -3,7 +3,7 @@ use std::fmt;
 use super::{forward_flush, guard, held, run_held, Plan, Push, SyncRecover, TaskCx, Wiring};
 use crate::ack::Token;
 use crate::error::{BoxError, Error, ErrorKind};
-use crate::metrics::Counters;
+use crate::runtime::Counters;
 
 /// The plan node of [`Pipeline::map`](crate::Pipeline::map).
 ///

@@ -3,8 +3,8 @@ use std::fmt;
 use super::{guard, Flow, Plan, Push, TaskCx, Wiring};
 use crate::ack::Token;
 use crate::error::{Error, ErrorKind};
-use crate::metrics::Counters;
 use crate::pipeline::Pipeline;
+use crate::runtime::Counters;
 
 /// The plan node of [`Pipeline::map_batch`].
 ///

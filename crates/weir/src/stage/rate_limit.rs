@@ -14,8 +14,8 @@ use governor::nanos::Nanos;
 use governor::{Quota, RateLimiter};
 
 use super::{Flow, Plan, Push, TaskCx, Wiring};
-use crate::metrics::Counters;
 use crate::runtime::channel::Receiver;
+use crate::runtime::Counters;
 use crate::runtime::{flush_all, settle, ChannelOut};
 use crate::Pipeline;
 

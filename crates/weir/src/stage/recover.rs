@@ -24,7 +24,8 @@ use super::{
 use crate::error::Error;
 use crate::event::{now_ms, EventKind};
 use crate::policy::{
-    run_dead_letters, DeadLetter, Decision, ErrorPolicy, Failure, Letter, Routing, MAX_HANDLER_ATTEMPTS,
+    run_dead_letters, DeadLetter, DeadLetterRun, Decision, ErrorPolicy, Failure, Letter, Routing,
+    MAX_HANDLER_ATTEMPTS,
 };
 use crate::runtime::channel::Receiver;
 use crate::runtime::RecoverSpec;
@@ -314,7 +315,7 @@ where
                     seq,
                 ) {
                     Verdict::Replace(out, event) => {
-                        shared.emit(event).await;
+                        shared.bus.emit(event).await;
                         return Ok(out);
                     }
                     Verdict::Again(delay) => {
@@ -524,8 +525,19 @@ where
         let spec = self.last();
         let install: Install = Box::new(move |shared: Arc<Shared>, idx: usize| {
             let (tx, rx) = mpsc::channel(shared.config.capacity.max(1));
-            let chunk = shared.config.chunk_size.max(1);
-            let task: Task = Box::pin(run_dead_letters(rx, sink, shared, idx, chunk));
+            let s = &shared.stages[idx];
+            let run = DeadLetterRun {
+                bus: shared.bus.clone(),
+                stage: s.spec.name.clone(),
+                run_id: shared.context.id().to_owned(),
+                metrics: s.metrics.clone(),
+                chunk: shared.config.chunk_size.max(1),
+                fail: Box::new({
+                    let shared = shared.clone();
+                    move |e| shared.fail(e)
+                }),
+            };
+            let task: Task = Box::pin(run_dead_letters(rx, sink, run));
             (task, tx)
         });
         spec.recovery

@@ -134,8 +134,9 @@ impl<T> Retrier<T> {
         seq: u64,
     ) {
         Self::count(shared, stage);
-        if shared.events.is_some() {
+        if shared.bus.has_stream() {
             shared
+                .bus
                 .emit(EventKind::RetryScheduled {
                     stage: shared.stages[stage].spec.name.clone(),
                     item: seq,
@@ -216,10 +217,7 @@ impl<T: Send + 'static> Resilience<T> {
     pub(crate) fn of<I>(w: &Wiring<I>, stage: usize) -> Option<Resilience<T>> {
         let spec = w.spec(stage);
         let retry = spec.retry.as_ref().and_then(RetrySpec::start::<T>);
-        let breaker = spec
-            .breaker
-            .clone()
-            .map(|b| Arc::new(CircuitBreaker::new(b, w.shared.clone(), stage)));
+        let breaker = spec.breaker.clone().map(|b| w.shared.circuit_breaker(stage, b));
         (retry.is_some() || breaker.is_some()).then(|| Resilience {
             retry,
             breaker,
@@ -424,7 +422,7 @@ impl<T: Send + 'static, W: Work<T>> Work<T> for Resilient<T, W> {
                 Ok(retry) => retry,
                 Err(e) => return Poll::Ready(Err(e)),
             };
-            if !delay.is_zero() || self.ctx.shared.events.is_some() {
+            if !delay.is_zero() || self.ctx.shared.bus.has_stream() {
                 return self.go_slow(
                     slot,
                     seq,

@@ -5,8 +5,8 @@ use super::fan_out::{flush_branches, wire, Branch, BranchOut, Branches, ByKey};
 use super::{guard, Flow, Plan, Push, TaskCx, Wiring};
 use crate::ack::Token;
 use crate::error::{Error, ErrorKind};
-use crate::metrics::Counters;
 use crate::pipeline::Pipeline;
+use crate::runtime::Counters;
 
 /// The plan node of [`Pipeline::route`]: each item to the branch its key
 /// names.

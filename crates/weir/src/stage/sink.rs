@@ -14,10 +14,10 @@ use super::{Plan, Push, TaskCx, Wiring};
 use crate::ack::{Status, Token};
 use crate::error::{BoxError, Error, ErrorKind};
 use crate::event::now_ms;
-use crate::metrics::Counters;
 use crate::policy::{CircuitBreaker, Letter};
 use crate::runtime::channel::Receiver;
 use crate::runtime::ChannelOut;
+use crate::runtime::Counters;
 use crate::runtime::RetrySpec;
 
 /// Where items end: a file, a table, a topic, an HTTP endpoint.
@@ -516,10 +516,7 @@ impl<T: Send + 'static> Policies<T> {
         let spec = w.spec(idx);
         Policies {
             retry: spec.retry.as_ref().and_then(RetrySpec::start::<T>),
-            breaker: spec
-                .breaker
-                .clone()
-                .map(|b| Arc::new(CircuitBreaker::new(b, w.shared.clone(), idx))),
+            breaker: spec.breaker.clone().map(|b| w.shared.circuit_breaker(idx, b)),
             limit: spec.timeout,
         }
     }

@@ -2,8 +2,8 @@ use std::fmt;
 
 use super::{forward_flush, Plan, Push, TaskCx, Wiring};
 use crate::ack::{Status, Token};
-use crate::metrics::Counters;
 use crate::pipeline::Pipeline;
+use crate::runtime::Counters;
 
 /// The plan node of [`Pipeline::skip`].
 ///

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::{forward_flush, Plan, Push, TaskCx, Wiring};
 use crate::ack::{Status, Token};
-use crate::metrics::Counters;
+use crate::runtime::Counters;
 use crate::Pipeline;
 
 impl<T, P> Pipeline<T, P>

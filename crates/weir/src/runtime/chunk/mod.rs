@@ -14,7 +14,7 @@ pub(crate) use receive::forward;
 pub(crate) use send::ChannelOut;
 
 use super::{Flow, Push, TaskCx};
-use crate::metrics::Counters;
+use crate::runtime::Counters;
 
 /// Publishes `c` and settles `down` with the items pushed into it since
 /// the last call (`c`'s output count). Drivers call it, or [`flush_all`],

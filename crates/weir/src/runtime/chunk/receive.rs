@@ -6,7 +6,7 @@ use std::mem::ManuallyDrop;
 use super::channel::Receiver;
 use super::flush_all;
 use crate::ack::Token;
-use crate::metrics::Counters;
+use crate::runtime::Counters;
 use crate::runtime::{settle, Flow, Push, TaskCx};
 
 /// A task that forwards the chunks of `rx` into the fused stages `down`

@@ -5,9 +5,9 @@ use tokio::time::Instant;
 
 use super::window::Window;
 use super::Aggregator;
-use crate::metrics::Counters;
 use crate::pipeline::Pipeline;
 use crate::runtime::channel::Receiver;
+use crate::runtime::Counters;
 use crate::runtime::{flush_all, settle, ChannelOut};
 use crate::runtime::{Flow, Plan, Push, TaskCx, Wiring};
 

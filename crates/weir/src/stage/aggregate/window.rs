@@ -4,8 +4,8 @@ use std::marker::PhantomData;
 use super::Aggregator;
 use crate::ack::Token;
 use crate::error::Error;
-use crate::metrics::Counters;
 use crate::pipeline::Pipeline;
+use crate::runtime::Counters;
 use crate::runtime::{forward_flush, guard, Plan, Push, TaskCx, Wiring};
 use crate::stage::batch::Members;
 
