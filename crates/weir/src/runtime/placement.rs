@@ -65,9 +65,9 @@ use super::Task;
 #[non_exhaustive]
 pub enum Placement {
     /// The default: the run's tasks start together on one worker; a task
-    /// whose chunks take long (stages doing real work, see the module's
-    /// [`HEAVY_POLL`]) moves to a task of its own, which other workers
-    /// can run. Cheap pipelines stay on one core, heavy ones spread.
+    /// whose chunks take long (stages doing real work: a run of polls of
+    /// 25 µs or more, a millisecond together) moves to a task of its own,
+    /// which other workers can run. Cheap pipelines stay on one core, heavy ones spread.
     #[default]
     Adaptive,
     /// Every task of the run is a tokio task of its own from the start,
@@ -94,7 +94,7 @@ pub enum Placement {
 /// `Spread` pays for every hand-off after it. The `scaling` benchmark's
 /// medium rows (a chunk's work a few times this) move after a few polls,
 /// its heavy rows after two.
-pub(crate) const HEAVY_POLL: Duration = Duration::from_micros(25);
+const HEAVY_POLL: Duration = Duration::from_micros(25);
 
 /// Long polls in a row that move a member, at least.
 const STREAK: u8 = 2;
@@ -136,7 +136,7 @@ pub(crate) fn spawn_all(set: &mut JoinSet<()>, tasks: Vec<Task>, placement: Plac
 /// made cheap stages slower on two workers than on one thread (the
 /// `scaling` benchmark). So a wake that comes while the group runs only
 /// marks it ([`Wake`]); the group goes round again, up to [`ROUNDS`].
-pub(crate) struct Group {
+struct Group {
     here: FuturesUnordered<Member>,
     moved: JoinSet<()>,
     wake: Arc<Wake>,
@@ -145,7 +145,7 @@ pub(crate) struct Group {
 }
 
 impl Group {
-    pub(crate) fn new(tasks: Vec<Task>, moving: bool, aborted: Aborted) -> Group {
+    fn new(tasks: Vec<Task>, moving: bool, aborted: Aborted) -> Group {
         let wake = Arc::new(Wake {
             state: AtomicU8::new(IDLE),
             parent: AtomicWaker::new(),

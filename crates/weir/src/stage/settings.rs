@@ -117,7 +117,7 @@ impl<T, N: CallSettings> Pipeline<T, N> {
     /// is retryable by default. An item that runs out of attempts fails
     /// with its last error, routed by the stage's
     /// [`ErrorPolicy`](crate::ErrorPolicy), and its
-    /// [`Error::attempt`] says how many attempts it had.
+    /// [`Error::attempt`](crate::Error::attempt) says how many attempts it had.
     ///
     /// Each attempt runs the function on a clone of the item (hence
     /// `Clone`). An item waiting for its next attempt keeps its place in
@@ -251,7 +251,7 @@ impl<T, N: CallSettings> Pipeline<T, N> {
     }
 
     /// Fails an item whose future has not finished `limit` after it
-    /// started (error type `timeout`, [`ErrorKind::Timeout`]), routed by
+    /// started (error type `timeout`, [`ErrorKind::Timeout`](crate::ErrorKind::Timeout)), routed by
     /// the stage's [`ErrorPolicy`](crate::ErrorPolicy); its future is
     /// dropped, which cancels it. The clock starts when the item's work
     /// starts, not when the item reaches the stage, so time spent waiting
@@ -348,7 +348,7 @@ impl<T, N: CallSettings> Pipeline<T, N> {
     ///
     /// Fails a sink's [`write`](crate::Sink::write) or
     /// [`flush`](crate::Sink::flush) that has not returned `limit` after
-    /// it started (error type `timeout`, [`ErrorKind::Timeout`],
+    /// it started (error type `timeout`, [`ErrorKind::Timeout`](crate::ErrorKind::Timeout),
     /// retryable by default); its future is dropped, which cancels it. A
     /// timed-out write or flush is a failed one: it goes through the
     /// stage's [`retry`](Pipeline::retry) policy, then its
@@ -414,7 +414,7 @@ impl<T, N: CallSettings> Pipeline<T, N> {
     /// Puts a circuit breaker in front of this stage's work (see
     /// [`Breaker`]): once too many calls fail, calls stop for a while and
     /// items wait (backpressure) or fail with
-    /// [`ErrorKind::CircuitOpen`], until probes show the dependency is
+    /// [`ErrorKind::CircuitOpen`](crate::ErrorKind::CircuitOpen), until probes show the dependency is
     /// back. With a [`retry`](Pipeline::retry), each attempt is a call.
     ///
     /// The runtime must have timers enabled (`enable_time`/`enable_all`).
@@ -491,7 +491,7 @@ impl<T, N: CallSettings> Pipeline<T, N> {
     /// opens: the sink stops writing and, as
     /// [`when_open`](Breaker::when_open) says, waits (backpressure reaches
     /// the source) or fails items at once with
-    /// [`ErrorKind::CircuitOpen`], routed by the stage's
+    /// [`ErrorKind::CircuitOpen`](crate::ErrorKind::CircuitOpen), routed by the stage's
     /// [`ErrorPolicy`](crate::ErrorPolicy), dead-letter sink or failure
     /// handler; probes then show when the destination is back. Its state
     /// changes are [`StageStateChanged`](crate::EventKind::StageStateChanged)
